@@ -1,0 +1,164 @@
+"""kdeploy's command line: a thin layer that maps flags to typed configs and calls the stage APIs."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import KdeployError
+
+app = typer.Typer(
+    name="kdeploy",
+    help="Distil a large text classifier into a small student, export it to ONNX and run it on the edge.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_state = {"debug": False}
+
+# --- shared option aliases ---------------------------------------------------------------
+Train = Annotated[Optional[str], typer.Option("--train", help="Training file (.csv/.tsv/.jsonl/.parquet).", rich_help_panel="Data")]
+Validation = Annotated[Optional[str], typer.Option("--validation", help="Validation file; carved from train (seeded) when absent.", rich_help_panel="Data")]
+Test = Annotated[Optional[str], typer.Option("--test", help="Test file, scored once at the end.", rich_help_panel="Data")]
+Dataset = Annotated[Optional[str], typer.Option("--dataset", help="Hub dataset (imdb, glue/sst2), a save_to_disk folder, or builtin:rotten_tomatoes.", rich_help_panel="Data")]
+DatasetConfig = Annotated[Optional[str], typer.Option("--dataset-config", help="Hub dataset configuration name.", rich_help_panel="Data")]
+TextColumn = Annotated[Optional[str], typer.Option("--text-column", help="Default: text, sentence, review, ...", rich_help_panel="Data")]
+LabelColumn = Annotated[Optional[str], typer.Option("--label-column", help="Default: label, labels, category, ...", rich_help_panel="Data")]
+LabelNames = Annotated[Optional[str], typer.Option("--label-names", help="Names for integer labels, in id order: negative,positive.", rich_help_panel="Data")]
+MaxTrain = Annotated[Optional[int], typer.Option("--max-train-samples", help="Use a seeded sample of the training data.", rich_help_panel="Data")]
+MaxEval = Annotated[Optional[int], typer.Option("--max-eval-samples", help="Use a seeded sample of validation/test.", rich_help_panel="Data")]
+Epochs = Annotated[float, typer.Option("--epochs", rich_help_panel="Training")]
+BatchSize = Annotated[int, typer.Option("--batch-size", rich_help_panel="Training")]
+GradAccum = Annotated[int, typer.Option("--gradient-accumulation", rich_help_panel="Training")]
+MaxLength = Annotated[int, typer.Option("--max-length", help="Tokens per text; longer texts are truncated.", rich_help_panel="Training")]
+Seed = Annotated[int, typer.Option("--seed", rich_help_panel="Training")]
+Precision = Annotated[str, typer.Option("--mixed-precision", help="auto (fp16 on CUDA), no, fp16, bf16.", rich_help_panel="Training")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.", rich_help_panel="Training")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder (written atomically).")]
+TrustRemote = Annotated[bool, typer.Option("--trust-remote-code", help="Allow model code from the hub (off by default).")]
+
+
+def _data(train, validation, test, dataset, dataset_config, text_column, label_column, label_names,
+          max_train, max_eval):
+    from .data import DataConfig
+
+    return DataConfig(train=train, validation=validation, test=test, dataset=dataset, dataset_config=dataset_config,
+                      text_column=text_column, label_column=label_column, label_names=label_names,
+                      max_train_samples=max_train, max_eval_samples=max_eval)
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    _state["debug"] = debug
+
+
+@app.command(epilog="Examples:\n\n  kdeploy finetune --model builtin:all-MiniLM-L6-v2 --train train.tsv --test test.tsv --epochs 2 --out runs/teacher\n\n"
+             "  kdeploy finetune --model bilstm --tokenizer bert-base-uncased --dataset imdb --out runs/lstm-teacher")
+def finetune(
+    out: Out,
+    model: Annotated[str, typer.Option("--model", help="Pretrained encoder (folder, hub id, builtin:all-MiniLM-L6-v2) or bilstm/cnn.")],
+    tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="For bilstm/cnn: whose tokenizer and embeddings.")] = None,
+    train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
+    dataset_config: DatasetConfig = None, text_column: TextColumn = None, label_column: LabelColumn = None,
+    label_names: LabelNames = None, max_train_samples: MaxTrain = None, max_eval_samples: MaxEval = None,
+    epochs: Epochs = 2.0,
+    learning_rate: Annotated[float, typer.Option("--learning-rate", "--lr", rich_help_panel="Training")] = 5e-5,
+    batch_size: BatchSize = 32, gradient_accumulation: GradAccum = 1, max_length: MaxLength = 128, seed: Seed = 42,
+    mixed_precision: Precision = "auto", resume: Resume = False, trust_remote_code: TrustRemote = False,
+) -> None:
+    """Fine-tune a pretrained encoder into a task teacher (for users without one)."""
+    from .distill.api import FinetuneConfig, finetune as run
+    from .distill.trainer import TrainConfig
+    from .report_table import print_training_record
+
+    cfg = FinetuneConfig(
+        model=model, out=str(out), tokenizer=tokenizer, trust_remote_code=trust_remote_code,
+        data=_data(train, validation, test, dataset, dataset_config, text_column, label_column, label_names,
+                   max_train_samples, max_eval_samples),
+        train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+                          gradient_accumulation=gradient_accumulation, max_length=max_length, seed=seed,
+                          mixed_precision=mixed_precision, resume=resume),
+    )
+    print_training_record(run(cfg), out)
+
+
+@app.command(epilog="Examples:\n\n  kdeploy distill --teacher runs/teacher --train train.tsv --validation dev.tsv --test test.tsv "
+             "--student-layers 2 --alpha 0.5 --temperature 2 --epochs 3 --out runs/student\n\n"
+             "  kdeploy distill --teacher runs/teacher --dataset glue/sst2 --student bilstm --out runs/bilstm\n\n"
+             "  torchrun --nproc_per_node 2 -m kdeploy distill --teacher runs/teacher --train train.tsv --out runs/student")
+def distill(
+    out: Out,
+    teacher: Annotated[str, typer.Option("--teacher", help="Task teacher: a model folder or hub id.")],
+    student: Annotated[str, typer.Option("--student", help="layers (from the teacher), bilstm, cnn, or a pretrained model folder / hub id.", rich_help_panel="Student")] = "layers",
+    student_layers: Annotated[str, typer.Option("--student-layers", help="Teacher layers to keep: a count (evenly spaced) or indices 0,5.", rich_help_panel="Student")] = "2",
+    hidden_size: Annotated[int, typer.Option("--hidden-size", help="bilstm hidden size.", rich_help_panel="Student")] = 256,
+    embedding_dim: Annotated[Optional[int], typer.Option("--embedding-dim", help="bilstm/cnn embedding size (default: the teacher's, initialised from it).", rich_help_panel="Student")] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="Weight of the KD term; 0 = hard labels only.", rich_help_panel="Distillation")] = 0.5,
+    temperature: Annotated[float, typer.Option("--temperature", "-T", help="Softmax temperature for the KD term.", rich_help_panel="Distillation")] = 2.0,
+    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Where teacher logits are cached (default ~/.cache/kdeploy).", rich_help_panel="Distillation")] = None,
+    train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
+    dataset_config: DatasetConfig = None, text_column: TextColumn = None, label_column: LabelColumn = None,
+    label_names: LabelNames = None, max_train_samples: MaxTrain = None, max_eval_samples: MaxEval = None,
+    epochs: Epochs = 3.0,
+    learning_rate: Annotated[float, typer.Option("--learning-rate", "--lr", rich_help_panel="Training")] = 1e-4,
+    batch_size: BatchSize = 32, gradient_accumulation: GradAccum = 1, max_length: MaxLength = 128, seed: Seed = 42,
+    mixed_precision: Precision = "auto", resume: Resume = False, trust_remote_code: TrustRemote = False,
+) -> None:
+    """Distil a teacher into a small student: (1-α)·CE + α·T²·KL(teacher ‖ student) at temperature T."""
+    from .distill.api import DistillConfig, distill as run
+    from .distill.students import StudentConfig
+    from .distill.trainer import TrainConfig
+    from .report_table import print_training_record
+
+    cfg = DistillConfig(
+        teacher=teacher, out=str(out), alpha=alpha, temperature=temperature,
+        cache_dir=str(cache_dir) if cache_dir else None, trust_remote_code=trust_remote_code,
+        student=StudentConfig(kind=student, layers=student_layers, hidden_size=hidden_size, embedding_dim=embedding_dim),
+        data=_data(train, validation, test, dataset, dataset_config, text_column, label_column, label_names,
+                   max_train_samples, max_eval_samples),
+        train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+                          gradient_accumulation=gradient_accumulation, max_length=max_length, seed=seed,
+                          mixed_precision=mixed_precision, resume=resume),
+    )
+    print_training_record(run(cfg), out)
+
+
+@app.command(epilog="Example:\n\n  kdeploy run models/rotten_tomatoes_minilm.yaml --out runs/demo")
+def run(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see models/).")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default runs/<recipe name>).")] = None,
+) -> None:
+    """Run a recipe's stages in order; finished stages with unchanged settings are skipped."""
+    from .pipeline import load_recipe, run_recipe
+
+    run_recipe(load_recipe(recipe), out)
+
+
+@app.command()
+def demo(out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/demo")) -> None:
+    """The embedded default, offline: Rotten Tomatoes, all-MiniLM-L6-v2 teacher, 2-layer student."""
+    from .pipeline import default_recipe_path, load_recipe, run_recipe
+
+    run_recipe(load_recipe(default_recipe_path()), out)
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    debug = "--debug" in sys.argv[1:]
+    try:
+        app()
+    except KdeployError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; rerun with --resume to continue", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

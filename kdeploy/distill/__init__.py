@@ -1,0 +1,1 @@
+"""The distill stage: a small student learns from a teacher's softened outputs."""

@@ -1,0 +1,62 @@
+"""Distillation losses, registered by name so a new method is one decorated function."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+LOSSES: dict[str, Callable] = {}
+
+
+def register_loss(name: str):
+    def deco(fn):
+        if name in LOSSES:
+            raise ValueError(f"loss {name!r} registered twice")
+        LOSSES[name] = fn
+        return fn
+
+    return deco
+
+
+def get_loss(name: str) -> Callable:
+    from ..errors import KdeployError
+
+    if name not in LOSSES:
+        raise KdeployError(f"unknown loss {name!r}; registered: {', '.join(sorted(LOSSES))}")
+    return LOSSES[name]
+
+
+@register_loss("kd")
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    labels: torch.Tensor | None,
+    alpha: float,
+    temperature: float,
+) -> torch.Tensor:
+    """Hinton et al.: (1-α)·CE(y, s) + α·T²·KL(softmax(t/T) ‖ softmax(s/T)).
+
+    α weighs the KD term (torchdistill weighs CE by α; we do not). T² keeps the soft
+    term's gradient on the scale of the hard one as T grows. KL is averaged per example.
+    """
+    if student_logits.shape[-1] < 2:
+        raise ValueError("distillation needs one logit per class (two for a binary task): "
+                         "softmax over a single logit is constant and the KD term would be zero")
+    loss = student_logits.new_zeros(())
+    if alpha < 1.0:
+        if labels is None:
+            raise ValueError("alpha < 1 needs labels; use alpha=1 for unlabelled transfer data")
+        loss = loss + (1.0 - alpha) * F.cross_entropy(student_logits, labels)
+    if alpha > 0.0:
+        if teacher_logits is None:
+            raise ValueError("alpha > 0 needs teacher logits")
+        if teacher_logits.shape != student_logits.shape:
+            raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} and student logits "
+                             f"{tuple(student_logits.shape)} differ: the two models must share the label set")
+        t = temperature
+        log_p_student = F.log_softmax(student_logits / t, dim=-1)
+        log_p_teacher = F.log_softmax(teacher_logits.detach().float() / t, dim=-1)
+        kl = F.kl_div(log_p_student.float(), log_p_teacher, reduction="batchmean", log_target=True)
+        loss = loss + alpha * (t * t) * kl
+    return loss

@@ -1,0 +1,142 @@
+"""kdeploy's own small students: a BiLSTM and a text CNN over a teacher's tokenizer.
+
+They are `PreTrainedModel`s registered with the Auto classes, so they save as
+safetensors, reload with `AutoModelForSequenceClassification`, and can be teachers too.
+Both are exactly padding-invariant (extra right padding never changes a logit), which
+keeps batching, bucketing and the ONNX parity check honest.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+
+class BiLSTMConfig(PretrainedConfig):
+    model_type = "kdeploy-bilstm"
+
+    def __init__(self, vocab_size=30522, embedding_dim=128, hidden_size=128, num_layers=1,
+                 dropout=0.1, pad_token_id=0, **kwargs):
+        super().__init__(pad_token_id=pad_token_id, **kwargs)
+        self.vocab_size = vocab_size
+        self.embedding_dim = embedding_dim
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.dropout = dropout
+
+
+class TextCNNConfig(PretrainedConfig):
+    model_type = "kdeploy-cnn"
+
+    def __init__(self, vocab_size=30522, embedding_dim=128, num_filters=128, kernel_sizes=(3, 4, 5),
+                 dropout=0.1, pad_token_id=0, **kwargs):
+        super().__init__(pad_token_id=pad_token_id, **kwargs)
+        self.vocab_size = vocab_size
+        self.embedding_dim = embedding_dim
+        self.num_filters = num_filters
+        self.kernel_sizes = list(kernel_sizes)
+        self.dropout = dropout
+
+
+def _reverse_valid(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence's first `length` steps, leaving right padding in place."""
+    steps = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
+    idx = torch.where(steps < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - steps, steps)
+    return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+class _SmallClassifier(PreTrainedModel):
+    base_model_prefix = "kdeploy"
+    main_input_name = "input_ids"
+    _supports_sdpa = False
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.1)
+            if module.padding_idx is not None:
+                module.weight.data[module.padding_idx].zero_()
+
+    def get_input_embeddings(self):
+        return self.embed
+
+    def set_input_embeddings(self, value):
+        self.embed = value
+
+    def _output(self, logits, labels, return_dict):
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        if return_dict is False:
+            return (loss, logits) if loss is not None else (logits,)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+class BiLSTMForSequenceClassification(_SmallClassifier):
+    config_class = BiLSTMConfig
+
+    def __init__(self, config: BiLSTMConfig):
+        super().__init__(config)
+        self.embed = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_token_id)
+        # Two one-way LSTMs rather than bidirectional=True: the backward one runs on each
+        # sequence reversed within its length, so padding never leaks into a real step.
+        self.forward_lstm = nn.LSTM(config.embedding_dim, config.hidden_size, config.num_layers, batch_first=True)
+        self.backward_lstm = nn.LSTM(config.embedding_dim, config.hidden_size, config.num_layers, batch_first=True)
+        self.dropout = nn.Dropout(config.dropout)
+        self.pre_classifier = nn.Linear(4 * config.hidden_size, config.hidden_size)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
+                return_dict=None, **kwargs):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        mask = attention_mask.unsqueeze(-1).to(self.embed.weight.dtype)
+        lengths = attention_mask.sum(1).clamp(min=1)
+        x = self.dropout(self.embed(input_ids)) * mask
+        fwd, _ = self.forward_lstm(x)
+        bwd, _ = self.backward_lstm(_reverse_valid(x, lengths))
+        h = torch.cat([fwd, _reverse_valid(bwd, lengths)], dim=-1)
+        mean = (h * mask).sum(1) / lengths.unsqueeze(-1).to(h.dtype)
+        maxed = h.masked_fill(mask == 0, torch.finfo(h.dtype).min).amax(1)
+        pooled = torch.cat([mean, maxed], dim=-1)
+        logits = self.classifier(self.dropout(torch.relu(self.pre_classifier(pooled))))
+        return self._output(logits, labels, return_dict)
+
+
+class TextCNNForSequenceClassification(_SmallClassifier):
+    config_class = TextCNNConfig
+
+    def __init__(self, config: TextCNNConfig):
+        super().__init__(config)
+        self.embed = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_token_id)
+        # Full padding (k-1 each side): with zeroed pad embeddings, positions inside a
+        # sequence's window see exactly what an unpadded run would.
+        self.convs = nn.ModuleList(
+            nn.Conv1d(config.embedding_dim, config.num_filters, k, padding=k - 1) for k in config.kernel_sizes
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.num_filters * len(config.kernel_sizes), config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
+                return_dict=None, **kwargs):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        lengths = attention_mask.sum(1).clamp(min=1)
+        x = (self.embed(input_ids) * attention_mask.unsqueeze(-1).to(self.embed.weight.dtype)).transpose(1, 2)
+        pooled = []
+        for conv, k in zip(self.convs, self.config.kernel_sizes):
+            h = torch.relu(conv(self.dropout(x)))
+            steps = torch.arange(h.shape[-1], device=h.device).unsqueeze(0)
+            valid = (steps < (lengths + k - 1).unsqueeze(1)).unsqueeze(1)
+            pooled.append(h.masked_fill(~valid, torch.finfo(h.dtype).min).amax(-1))
+        logits = self.classifier(self.dropout(torch.cat(pooled, dim=-1)))
+        return self._output(logits, labels, return_dict)
+
+
+AutoConfig.register(BiLSTMConfig.model_type, BiLSTMConfig, exist_ok=True)
+AutoConfig.register(TextCNNConfig.model_type, TextCNNConfig, exist_ok=True)
+AutoModelForSequenceClassification.register(BiLSTMConfig, BiLSTMForSequenceClassification, exist_ok=True)
+AutoModelForSequenceClassification.register(TextCNNConfig, TextCNNForSequenceClassification, exist_ok=True)

@@ -1,0 +1,154 @@
+"""Student builders, registered by name: `layers` (from the teacher), `bilstm`, `cnn`,
+or any other string, taken as a pretrained model (local folder or hub id)."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from ..errors import KdeployError
+
+STUDENTS: dict[str, Callable] = {}
+
+
+def register_student(name: str):
+    def deco(fn):
+        if name in STUDENTS:
+            raise ValueError(f"student {name!r} registered twice")
+        STUDENTS[name] = fn
+        return fn
+
+    return deco
+
+
+@dataclass
+class StudentConfig:
+    """What the student is. `kind` is a registered builder or a model path / hub id."""
+
+    kind: str = "layers"
+    layers: str | int = 2  # for `layers`: how many teacher layers to keep, or explicit indices "0,3,5"
+    embedding_dim: int | None = None  # bilstm/cnn: None = the teacher's width, initialised from its embeddings
+    hidden_size: int = 256  # bilstm
+    num_layers: int = 1  # bilstm
+    num_filters: int = 128  # cnn
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.layers, str) and self.layers.strip().isdigit():
+            self.layers = int(self.layers)
+        if isinstance(self.layers, int) and self.layers < 1:
+            raise KdeployError(f"student layers must be at least 1, got {self.layers}")
+        if isinstance(self.layers, (list, tuple)):
+            self.layers = ",".join(str(i) for i in self.layers)
+        for name in ("hidden_size", "num_layers", "num_filters"):
+            if getattr(self, name) < 1:
+                raise KdeployError(f"student {name} must be positive")
+        if self.embedding_dim is not None and self.embedding_dim < 1:
+            raise KdeployError("student embedding_dim must be positive")
+
+    @property
+    def builder(self) -> str:
+        return self.kind if self.kind in STUDENTS else "pretrained"
+
+
+def build_student(cfg: StudentConfig, teacher, teacher_tokenizer, label_names: list[str], trust_remote_code=False):
+    """Return (student model, its tokenizer, a JSON-ready description)."""
+    fn = STUDENTS.get(cfg.kind)
+    if fn is None:
+        return _pretrained(cfg, label_names, trust_remote_code)
+    return fn(cfg, teacher, teacher_tokenizer, label_names)
+
+
+def parse_layer_indices(spec: str | int, depth: int) -> list[int]:
+    """`2` -> two evenly spaced layers including the first and last; `"0,3"` -> exactly those."""
+    if isinstance(spec, int):
+        if spec > depth:
+            raise KdeployError(f"the teacher has {depth} layers; cannot keep {spec}")
+        if spec == 1:
+            return [depth - 1]
+        return sorted({round(i * (depth - 1) / (spec - 1)) for i in range(spec)})
+    try:
+        idx = [int(s) for s in str(spec).split(",") if s.strip()]
+    except ValueError:
+        raise KdeployError(f"student layers {spec!r}: give a count (2) or indices (0,3,5)") from None
+    if not idx or len(set(idx)) != len(idx) or idx != sorted(idx):
+        raise KdeployError(f"student layers {spec!r}: indices must be distinct and increasing")
+    if idx[0] < 0 or idx[-1] >= depth:
+        raise KdeployError(f"student layers {spec!r}: the teacher has layers 0..{depth - 1}")
+    return idx
+
+
+def _find_layer_stack(model) -> tuple[str, nn.ModuleList]:
+    depth = getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layers", None)
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and depth and len(module) == depth and name:
+            return name, module
+    raise KdeployError(
+        f"cannot find the transformer layer stack of {type(model).__name__}; "
+        "use a BERT-family teacher for --student layers, or give a pretrained student with --student PATH"
+    )
+
+
+@register_student("layers")
+def _layers_from_teacher(cfg, teacher, teacher_tokenizer, label_names):
+    """DistilBERT-style initialisation: the teacher's embeddings, head and a subset of its layers."""
+    if teacher is None:
+        raise KdeployError("--student layers needs a transformer teacher")
+    name, stack = _find_layer_stack(teacher)
+    keep = parse_layer_indices(cfg.layers, len(stack))
+    student = copy.deepcopy(teacher)
+    parent_name, _, attr = name.rpartition(".")
+    parent = student.get_submodule(parent_name) if parent_name else student
+    setattr(parent, attr, nn.ModuleList(copy.deepcopy(stack[i]) for i in keep))
+    key = "num_hidden_layers" if hasattr(student.config, "num_hidden_layers") else "n_layers"
+    setattr(student.config, key, len(keep))
+    for i, layer in enumerate(getattr(parent, attr)):  # keep per-layer indices (KV-cache bookkeeping) consistent
+        for m in layer.modules():
+            if hasattr(m, "layer_idx"):
+                m.layer_idx = i
+    return student, teacher_tokenizer, {"builder": "layers", "teacher_layers": keep}
+
+
+def _small(model_cls, config_cls, cfg, teacher, tokenizer, label_names, **extra):
+    if tokenizer is None:
+        raise KdeployError("a bilstm/cnn student needs a tokenizer: a teacher, or --tokenizer PATH")
+    teacher_emb = teacher.get_input_embeddings() if teacher is not None else None
+    dim = cfg.embedding_dim or (teacher_emb.weight.shape[1] if teacher_emb is not None else 128)
+    config = config_cls(
+        vocab_size=len(tokenizer), embedding_dim=dim, dropout=cfg.dropout,
+        pad_token_id=tokenizer.pad_token_id or 0, num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)), label2id={n: i for i, n in enumerate(label_names)}, **extra,
+    )
+    model = model_cls(config)
+    init = "random"
+    if teacher_emb is not None and teacher_emb.weight.shape == model.embed.weight.shape:
+        model.embed.weight.data.copy_(teacher_emb.weight.data)
+        model.embed.weight.data[config.pad_token_id].zero_()
+        init = "teacher embeddings"
+    return model, tokenizer, {"builder": config.model_type, "embedding_init": init}
+
+
+@register_student("bilstm")
+def _bilstm(cfg, teacher, tokenizer, label_names):
+    from .small_models import BiLSTMConfig, BiLSTMForSequenceClassification
+
+    return _small(BiLSTMForSequenceClassification, BiLSTMConfig, cfg, teacher, tokenizer, label_names,
+                  hidden_size=cfg.hidden_size, num_layers=cfg.num_layers)
+
+
+@register_student("cnn")
+def _cnn(cfg, teacher, tokenizer, label_names):
+    from .small_models import TextCNNConfig, TextCNNForSequenceClassification
+
+    return _small(TextCNNForSequenceClassification, TextCNNConfig, cfg, teacher, tokenizer, label_names,
+                  num_filters=cfg.num_filters)
+
+
+def _pretrained(cfg, label_names, trust_remote_code):
+    """Any smaller HF model, with its own tokenizer: teacher and student tokenise the raw text separately."""
+    from .teachers import load_classifier, load_tokenizer
+
+    model = load_classifier(cfg.kind, label_names=label_names, trust_remote_code=trust_remote_code)
+    return model, load_tokenizer(cfg.kind, trust_remote_code), {"builder": "pretrained", "model": cfg.kind}

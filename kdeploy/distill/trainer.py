@@ -1,0 +1,289 @@
+"""Training on transformers' Trainer: progress, per-epoch evaluation, best checkpoint,
+resume, seeds, accumulation, mixed precision and DDP come from the library; kdeploy
+only overrides `compute_loss` with the distillation loss."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+
+from ..errors import KdeployError
+from ..metrics import classification_metrics
+from .losses import get_loss
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 3.0
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    gradient_accumulation: int = 1
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_length: int = 128
+    seed: int = 42
+    mixed_precision: str = "auto"  # auto (fp16 on CUDA), no, fp16, bf16
+    group_by_length: bool = True  # bucket batches by length: padding wastes most of a batch on CPU
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0:
+            raise KdeployError(f"epochs must be positive, got {self.epochs}")
+        if not 0 < self.learning_rate < 1:
+            raise KdeployError(f"learning rate {self.learning_rate} is out of range (0, 1)")
+        for name in ("batch_size", "eval_batch_size", "gradient_accumulation", "max_length"):
+            if int(getattr(self, name)) < 1:
+                raise KdeployError(f"{name} must be at least 1")
+        if self.mixed_precision not in ("auto", "no", "fp16", "bf16"):
+            raise KdeployError(f"mixed_precision must be auto, no, fp16 or bf16, got {self.mixed_precision!r}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise KdeployError("warmup_ratio must be in [0, 1)")
+
+
+class _Collator:
+    """Pads token inputs; stacks the extra per-example fields the loss needs."""
+
+    def __init__(self, tokenizer):
+        self.pad = DataCollatorWithPadding(tokenizer)
+
+    def __call__(self, features):
+        extra = {k: [f.pop(k) for f in features] for k in ("teacher_logits", "idx") if k in features[0]}
+        batch = self.pad(features)
+        if "teacher_logits" in extra:
+            batch["teacher_logits"] = torch.tensor(np.asarray(extra["teacher_logits"]), dtype=torch.float32)
+        if "idx" in extra:
+            batch["idx"] = torch.tensor(extra["idx"], dtype=torch.long)
+        return batch
+
+
+class DistillTrainer(Trainer):
+    def __init__(self, *args, alpha: float = 0.0, temperature: float = 1.0, loss: str = "kd", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.alpha, self.temperature = alpha, temperature
+        self.loss_fn = get_loss(loss)
+        self.seen_examples: list[int] = []
+        self.model_accepts_loss_kwargs = False
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        teacher_logits = inputs.pop("teacher_logits", None)
+        idx = inputs.pop("idx", None)
+        labels = inputs.pop("labels", None)
+        if idx is not None and model.training:
+            self.seen_examples.extend(idx.tolist())
+        outputs = model(**inputs)
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        alpha = self.alpha if (teacher_logits is not None and model.training) else 0.0
+        loss = self.loss_fn(logits, teacher_logits, labels, alpha, self.temperature)
+        return (loss, outputs) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = dict(inputs)
+        labels = inputs.pop("labels", None)
+        inputs.pop("teacher_logits", None)
+        inputs.pop("idx", None)
+        with torch.no_grad():
+            inputs = self._prepare_inputs(inputs)
+            logits = model(**inputs)["logits"]
+            loss = None
+            if labels is not None:
+                labels = labels.to(logits.device)
+                loss = torch.nn.functional.cross_entropy(logits.float(), labels).detach()
+        return loss, logits.detach(), labels
+
+
+class _EpochTimer(TrainerCallback):
+    """Wall time of each epoch's training steps (evaluation excluded)."""
+
+    def __init__(self):
+        self.epoch_seconds: list[float] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.epoch_seconds.append(time.perf_counter() - self._start)
+
+
+def _compute_metrics(eval_pred):
+    return classification_metrics(eval_pred.predictions, eval_pred.label_ids)
+
+
+def tokenize_splits(splits, tokenizer, max_length: int, teacher_logits: np.ndarray | None = None):
+    """Token ids per split; eval splits sorted by length (less padding, same metrics)."""
+    out = {}
+    for name, ds in splits.items():
+        enc = ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length),
+                     batched=True, remove_columns=["text"], desc=None)
+        enc = enc.rename_column("label", "labels")
+        if name == "train":
+            enc = enc.add_column("idx", list(range(len(enc))))
+            if teacher_logits is not None:
+                enc = enc.add_column("teacher_logits", teacher_logits.tolist())
+        else:
+            lengths = [len(x) for x in enc["input_ids"]]
+            enc = enc.select(np.argsort(lengths, kind="stable"))
+        out[name] = enc
+    return out
+
+
+def training_arguments(cfg: TrainConfig, work_dir: Path) -> TrainingArguments:
+    cuda = torch.cuda.is_available()
+    mp = cfg.mixed_precision
+    fp16 = cuda and mp in ("auto", "fp16")
+    bf16 = cuda and mp == "bf16"
+    distributed = int(__import__("os").environ.get("WORLD_SIZE", "1")) > 1
+    return TrainingArguments(
+        output_dir=str(work_dir / "checkpoints"),
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_ratio=cfg.warmup_ratio,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="epoch",
+        load_best_model_at_end=True,
+        metric_for_best_model="accuracy",
+        greater_is_better=True,
+        save_total_limit=1,
+        save_only_model=False,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        fp16=fp16,
+        bf16=bf16,
+        use_cpu=not cuda,
+        ddp_backend=("gloo" if not cuda else None) if distributed else None,
+        group_by_length=cfg.group_by_length,
+        remove_unused_columns=False,
+        report_to=[],
+        dataloader_num_workers=0,
+        dataloader_pin_memory=cuda,
+        save_safetensors=True,
+        disable_tqdm=not __import__("sys").stderr.isatty(),
+        log_level="warning",
+    )
+
+
+def last_checkpoint(work_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = work_dir / "checkpoints"
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_dir: Path,
+        teacher_logits: np.ndarray | None = None, alpha: float = 0.0, temperature: float = 1.0) -> dict:
+    """Train, keep the best epoch by validation accuracy, score validation and test.
+
+    Returns metrics and timings; the caller saves the model (on the main process only).
+    """
+    if model.config.num_labels != len(data.label_names):
+        raise KdeployError(f"the model has {model.config.num_labels} outputs but the data has "
+                           f"{len(data.label_names)} labels")
+    encoded = tokenize_splits(data.splits, tokenizer, cfg.max_length, teacher_logits)
+    timer = _EpochTimer()
+    trainer = DistillTrainer(
+        model=model,
+        args=args,
+        train_dataset=encoded["train"],
+        eval_dataset=encoded["validation"],
+        processing_class=tokenizer,
+        data_collator=_Collator(tokenizer),
+        compute_metrics=_compute_metrics,
+        callbacks=[timer],
+        alpha=alpha if teacher_logits is not None else 0.0,
+        temperature=temperature,
+    )
+    resume_from = last_checkpoint(work_dir) if cfg.resume else None
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_from)
+    train_seconds = time.perf_counter() - started
+
+    result = {
+        "resumed_from": Path(resume_from).name if resume_from else None,
+        "train_seconds": round(train_seconds, 2),
+        "epoch_seconds": [round(s, 2) for s in timer.epoch_seconds],
+        "epochs": _epoch_history(trainer.state.log_history),
+        "best_checkpoint": Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None,
+        "data_parallel": _shard_record(trainer),
+    }
+    for split in ("validation", "test"):
+        if split in encoded:
+            t0 = time.perf_counter()
+            metrics = trainer.evaluate(encoded[split], metric_key_prefix=split)
+            result[split] = {
+                "accuracy": metrics[f"{split}_accuracy"],
+                "macro_f1": metrics[f"{split}_macro_f1"],
+                "loss": metrics[f"{split}_loss"],
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+    result["_trainer"] = trainer
+    return result
+
+
+def _epoch_history(log_history: list[dict]) -> list[dict]:
+    epochs: dict[float, dict] = {}
+    for entry in log_history:
+        if "epoch" not in entry:
+            continue
+        row = epochs.setdefault(round(entry["epoch"], 2), {"epoch": round(entry["epoch"], 2)})
+        if "loss" in entry:
+            row["train_loss"] = entry["loss"]
+        for key in ("eval_accuracy", "eval_macro_f1", "eval_loss"):
+            if key in entry:
+                row[key.replace("eval_", "validation_")] = entry[key]
+    return [r for r in epochs.values() if len(r) > 1]
+
+
+def _shard_record(trainer) -> dict:
+    """Which training examples each process saw: evidence that DDP split the data."""
+    seen = sorted(set(trainer.seen_examples))
+    world = trainer.args.world_size
+    if world > 1 and torch.distributed.is_initialized():
+        gathered: list = [None] * world
+        torch.distributed.all_gather_object(gathered, seen)
+    else:
+        gathered = [seen]
+    sets = [set(g) for g in gathered]
+    overlap = set.intersection(*sets) if len(sets) > 1 else set()
+    return {
+        "world_size": world,
+        "examples_seen_per_rank": [len(s) for s in sets],
+        "examples_seen_by_every_rank": len(overlap),
+        "backend": trainer.args.ddp_backend if world > 1 else None,
+    }
+
+
+def save_model(trainer, tokenizer, target: Path, record: dict) -> None:
+    """Main process only: save_pretrained into a temp folder, then rename into place."""
+    from ..environment import library_versions, machine
+    from ..fsutil import atomic_dir, write_json
+
+    if not trainer.is_world_process_zero():
+        return
+    model = trainer.model
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        record = {**record, "versions": library_versions(), "machine": machine()}
+        write_json(tmp / "kdeploy.json", record)
+
+
+def cleanup_work_dir(trainer, work_dir: Path) -> None:
+    if trainer.is_world_process_zero():
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def read_record(model_dir: Path) -> dict:
+    path = Path(model_dir) / "kdeploy.json"
+    return json.loads(path.read_text()) if path.exists() else {}

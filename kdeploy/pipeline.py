@@ -1,0 +1,168 @@
+"""Recipes: one YAML per teacher→student pipeline, validated before anything runs.
+
+Each stage writes into the run folder; a stage whose settings (and upstream) did not
+change since it last finished is skipped, and an interrupted one resumes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .configtools import check_keys, from_dict, to_dict
+from .data import DataConfig
+from .distill.students import StudentConfig
+from .distill.trainer import TrainConfig
+from .errors import KdeployError
+
+DEFAULT_RECIPE = "rotten_tomatoes_minilm.yaml"
+
+
+@dataclass
+class FinetuneStage:
+    model: str
+    tokenizer: str | None = None
+    architecture: StudentConfig = field(default_factory=StudentConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, learning_rate=5e-5))
+    trust_remote_code: bool = False
+
+
+@dataclass
+class DistillStage:
+    teacher: str | None = None  # default: the finetune stage's output
+    student: StudentConfig = field(default_factory=StudentConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, learning_rate=1e-4))
+    alpha: float = 0.5
+    temperature: float = 2.0
+    trust_remote_code: bool = False
+
+
+@dataclass
+class Recipe:
+    name: str
+    data: DataConfig
+    description: str = ""
+    finetune: FinetuneStage | None = None
+    distill: DistillStage | None = None
+
+    def __post_init__(self) -> None:
+        if self.distill is not None and self.distill.teacher is None and self.finetune is None:
+            raise KdeployError("distill has no teacher: set distill.teacher or add a finetune stage")
+        if self.finetune is None and self.distill is None:
+            raise KdeployError("the recipe has no stage: add finetune and/or distill")
+
+
+def default_recipe_path() -> Path:
+    """models/ in a source checkout; the copy shipped inside the package otherwise."""
+    repo = Path(__file__).resolve().parent.parent / "models" / DEFAULT_RECIPE
+    return repo if repo.exists() else Path(__file__).resolve().parent / "recipes" / DEFAULT_RECIPE
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise KdeployError(f"{path}: recipe not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise KdeployError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise KdeployError(f"{path}: a recipe is a mapping with name, data and stages")
+    check_keys(raw, ["name", "description", "data", "finetune", "distill"], str(path))
+    raw.setdefault("name", path.stem)
+    for key in ("data",):
+        if key not in raw:
+            raise KdeployError(f"{path}: missing {key!r}")
+    return from_dict(Recipe, raw, str(path))
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _done(out: Path, digest: str) -> bool:
+    record = out / "kdeploy.json"
+    return record.exists() and json.loads(record.read_text()).get("recipe_digest") == digest
+
+
+def _stamp(out: Path, digest: str) -> None:
+    from .fsutil import write_json
+
+    record = json.loads((out / "kdeploy.json").read_text())
+    record["recipe_digest"] = digest
+    write_json(out / "kdeploy.json", record)
+
+
+def run_recipe(recipe: Recipe, out: Path | None = None) -> dict:
+    from rich.console import Console
+
+    from .distill.api import DistillConfig, FinetuneConfig, distill, finetune
+    from .report_table import print_pipeline_summary, weights_mib
+
+    console = Console()
+    run_dir = Path(out) if out else Path("runs") / recipe.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict] = {}
+    upstream = _digest(to_dict(recipe.data))
+    teacher_dir = None
+    started = time.perf_counter()
+
+    if recipe.finetune is not None:
+        stage = recipe.finetune
+        teacher_dir = run_dir / "teacher"
+        cfg = FinetuneConfig(model=stage.model, out=str(teacher_dir), data=recipe.data,
+                             train=TrainConfig(**{**to_dict(stage.train), "resume": True}),
+                             tokenizer=stage.tokenizer, architecture=stage.architecture,
+                             trust_remote_code=stage.trust_remote_code)
+        upstream = _digest([upstream, to_dict(stage)])
+        if _done(teacher_dir, upstream):
+            console.print(f"[dim]finetune: {teacher_dir} is up to date, skipped[/dim]")
+        else:
+            console.print(f"[bold]finetune[/bold] {stage.model} → {teacher_dir}")
+            finetune(cfg)
+            _stamp(teacher_dir, upstream)
+        results["teacher"] = json.loads((teacher_dir / "kdeploy.json").read_text())
+
+    if recipe.distill is not None:
+        stage = recipe.distill
+        teacher = stage.teacher or str(teacher_dir)
+        student_dir = run_dir / "student"
+        cfg = DistillConfig(teacher=teacher, out=str(student_dir), data=recipe.data, student=stage.student,
+                            train=TrainConfig(**{**to_dict(stage.train), "resume": True}),
+                            alpha=stage.alpha, temperature=stage.temperature,
+                            trust_remote_code=stage.trust_remote_code)
+        upstream = _digest([upstream, to_dict(stage)])
+        if _done(student_dir, upstream):
+            console.print(f"[dim]distill: {student_dir} is up to date, skipped[/dim]")
+        else:
+            console.print(f"[bold]distill[/bold] {teacher} → {student_dir}")
+            distill(cfg)
+            _stamp(student_dir, upstream)
+        results["student"] = json.loads((student_dir / "kdeploy.json").read_text())
+
+    rows = []
+    if "teacher" in results:
+        r = results["teacher"]
+        rows.append({"name": "teacher (fine-tuned)", **r.get("test", {}), "params": r.get("parameters"),
+                     "size_mib": weights_mib(teacher_dir), "seconds": r.get("train_seconds")})
+    elif "student" in results:
+        t = results["student"]["teacher"]
+        rows.append({"name": f"teacher {t['model']}", **t.get("test", {})})
+    if "student" in results:
+        r = results["student"]
+        rows.append({"name": f"student ({_describe(r['student'])})", **r.get("test", {}),
+                     "params": r["student"].get("parameters"), "size_mib": weights_mib(run_dir / "student"),
+                     "seconds": r.get("train_seconds")})
+    print_pipeline_summary(rows, f"{recipe.name}: test split")
+    console.print(f"run folder: {run_dir}  ({time.perf_counter() - started:.0f} s)")
+    return results
+
+
+def _describe(student: dict) -> str:
+    if student.get("builder") == "layers":
+        return f"{len(student['teacher_layers'])} layers {student['teacher_layers']}"
+    return student.get("builder", "?")

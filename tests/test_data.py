@@ -1,0 +1,145 @@
+"""The data loader: every source to one shape, and one clear line for every bad input."""
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import make_sentences, write_tsv
+from kdeploy.data import DataConfig, load_task_data
+from kdeploy.errors import KdeployError
+
+
+def test_tsv_with_string_labels_keeps_names(toy_files):
+    data = load_task_data(DataConfig(**{k: str(v) for k, v in toy_files.items()}))
+    assert data.label_names == ["negative", "positive"]
+    assert set(data.splits) == {"train", "validation", "test"}
+    assert data.splits["train"].features["label"].names == ["negative", "positive"]
+    row = data.splits["train"][0]
+    assert row["label"] == data.label_names.index(make_sentences(160, 1)[0][1])
+    assert len(data.fingerprint) == 16
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_other_formats_and_default_columns(tmp_path, fmt):
+    rows = make_sentences(60)
+    df = pd.DataFrame({"text": [r[0] for r in rows], "label": [int(r[1] == "positive") for r in rows]})
+    path = tmp_path / f"train.{fmt}"
+    if fmt == "csv":
+        df.to_csv(path, index=False)
+    elif fmt == "jsonl":
+        df.to_json(path, orient="records", lines=True)
+    else:
+        df.to_parquet(path)
+    data = load_task_data(DataConfig(train=str(path), label_names=["neg", "pos"]))
+    assert data.label_names == ["neg", "pos"]
+    assert len(data.splits["train"]) + len(data.splits["validation"]) == 60
+
+
+def test_validation_is_carved_seeded_and_stratified(toy_files):
+    a = load_task_data(DataConfig(train=str(toy_files["train"]), split_seed=7))
+    b = load_task_data(DataConfig(train=str(toy_files["train"]), split_seed=7))
+    c = load_task_data(DataConfig(train=str(toy_files["train"]), split_seed=8))
+    assert a.splits["validation"]["text"] == b.splits["validation"]["text"]
+    assert a.splits["validation"]["text"] != c.splits["validation"]["text"]
+    assert len(a.splits["validation"]) == 16
+    labels = a.splits["validation"]["label"]
+    assert labels.count(0) == labels.count(1) == 8
+    assert "of train" in a.sources["validation"]
+
+
+def test_integer_labels_without_names(tmp_path):
+    path = write_tsv(tmp_path / "t.tsv", [(t, str(int(l == "positive"))) for t, l in make_sentences(40)])
+    assert load_task_data(DataConfig(train=str(path))).label_names == ["0", "1"]
+
+
+def test_sparse_integer_labels_are_remapped(tmp_path):
+    path = write_tsv(tmp_path / "t.tsv", [(t, "7" if l == "positive" else "3") for t, l in make_sentences(40)])
+    data = load_task_data(DataConfig(train=str(path)))
+    assert data.label_names == ["3", "7"]
+
+
+def test_save_to_disk_folder(tmp_path):
+    import datasets
+
+    rows = make_sentences(50)
+    ds = datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"sentence": [r[0] for r in rows[:40]], "label": [int(r[1] == "positive") for r in rows[:40]]},
+                                            features=datasets.Features({"sentence": datasets.Value("string"),
+                                                                        "label": datasets.ClassLabel(names=["neg", "pos"])})),
+        "test": datasets.Dataset.from_dict({"sentence": [r[0] for r in rows[40:]], "label": [-1] * 10}),
+    })
+    ds.save_to_disk(str(tmp_path / "ds"))
+    data = load_task_data(DataConfig(dataset=str(tmp_path / "ds")))
+    assert data.label_names == ["neg", "pos"]  # ClassLabel names travel
+    assert "test" not in data.splits  # unlabelled (-1) test split is dropped, not scored
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing_file", "file not found"),
+    ("missing_column", "no column 'review'"),
+    ("empty_split", "the file is empty"),
+    ("header_only", "the train split is empty"),
+    ("unseen_label", "label 'neutral' (row 2) never occurs in train"),
+    ("bad_utf8", "not valid UTF-8"),
+    ("one_label", "only one label"),
+    ("no_text_column", "no text column"),
+    ("bad_type", "unknown file type"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, toy_files, case, message):
+    train, test, kwargs = str(toy_files["train"]), None, {}
+    if case == "missing_file":
+        train = str(tmp_path / "nope.tsv")
+    elif case == "missing_column":
+        kwargs["text_column"] = "review"
+    elif case == "empty_split":
+        (tmp_path / "e.tsv").write_text("")
+        train = str(tmp_path / "e.tsv")
+    elif case == "header_only":
+        train = str(write_tsv(tmp_path / "h.tsv", []))
+    elif case == "unseen_label":
+        test = str(write_tsv(tmp_path / "test.tsv", [("a fine film", "positive"), ("meh", "neutral")]))
+    elif case == "bad_utf8":
+        (tmp_path / "b.tsv").write_bytes(b"sentence\tlabel\ngood film\tpositive\nbad \xff\xfe film\tnegative\n")
+        train = str(tmp_path / "b.tsv")
+    elif case == "one_label":
+        train = str(write_tsv(tmp_path / "o.tsv", [("good", "positive")] * 20))
+    elif case == "no_text_column":
+        train = str(write_tsv(tmp_path / "n.tsv", [("x", "positive")], header=("words", "label")))
+    elif case == "bad_type":
+        (tmp_path / "t.xlsx").write_text("x")
+        train = str(tmp_path / "t.xlsx")
+    with pytest.raises(KdeployError) as err:
+        load_task_data(DataConfig(train=train, test=test, **kwargs))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_config_validates_itself():
+    with pytest.raises(KdeployError, match="no training data"):
+        DataConfig()
+    with pytest.raises(KdeployError, match="validation_fraction"):
+        DataConfig(train="x.tsv", validation_fraction=0.9)
+
+
+def test_shared_sst2_loads(sst2_dir):
+    data = load_task_data(DataConfig(train=str(sst2_dir / "train.tsv"), validation=str(sst2_dir / "dev.tsv"),
+                                     test=str(sst2_dir / "test.tsv"), label_names=["negative", "positive"]))
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 6920, "validation": 872, "test": 1821}
+    assert data.label_names == ["negative", "positive"]
+
+
+@pytest.mark.real
+def test_builtin_rotten_tomatoes():
+    pytest.importorskip("pandas")
+    from kdeploy.assets import rotten_tomatoes_file
+
+    try:
+        rotten_tomatoes_file()
+    except KdeployError as exc:
+        pytest.skip(str(exc))
+    data = load_task_data(DataConfig(dataset="builtin:rotten_tomatoes"))
+    assert data.label_names == ["fresh", "rotten"]
+    sizes = {k: len(v) for k, v in data.splits.items()}
+    assert sizes["test"] > 500 and sizes["validation"] > 500 and sizes["train"] > 5000
+    again = load_task_data(DataConfig(dataset="builtin:rotten_tomatoes"))
+    assert again.fingerprint == data.fingerprint
