@@ -148,6 +148,8 @@ def demo(out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/demo")) 
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     debug = "--debug" in sys.argv[1:]
+    if not debug:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         app()
     except KdeployError as exc:

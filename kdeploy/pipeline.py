@@ -38,6 +38,11 @@ class DistillStage:
     temperature: float = 2.0
     trust_remote_code: bool = False
 
+    def __post_init__(self) -> None:
+        from .distill.api import check_kd_settings
+
+        check_kd_settings(self.alpha, self.temperature)
+
 
 @dataclass
 class Recipe:
@@ -98,12 +103,10 @@ def _stamp(out: Path, digest: str) -> None:
 
 
 def run_recipe(recipe: Recipe, out: Path | None = None) -> dict:
-    from rich.console import Console
-
+    from .console import console
     from .distill.api import DistillConfig, FinetuneConfig, distill, finetune
     from .report_table import print_pipeline_summary, weights_mib
 
-    console = Console()
     run_dir = Path(out) if out else Path("runs") / recipe.name
     run_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict] = {}

@@ -1,10 +1,12 @@
 """Terminal summaries of what a stage produced (rich tables, quiet otherwise)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
+
+from .console import console
 
 
 def folder_mib(path: Path) -> float:
@@ -24,8 +26,13 @@ def _pct(x) -> str:
     return f"{100 * x:.2f}" if isinstance(x, (int, float)) else "-"
 
 
+def _main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
 def print_training_record(record: dict, out: Path) -> None:
-    console = Console()
+    if not _main_process():
+        return
     table = Table(title=f"{record['stage']} → {out}", title_justify="left")
     for col in ("model", "val acc", "test acc", "test F1", "params", "train s"):
         table.add_column(col, justify="right" if col != "model" else "left")
@@ -43,7 +50,6 @@ def print_training_record(record: dict, out: Path) -> None:
 
 def print_pipeline_summary(rows: list[dict], title: str) -> None:
     """rows: name, accuracy (test), size_mib, params, seconds."""
-    console = Console()
     table = Table(title=title, title_justify="left")
     for col in ("model", "test acc", "macro F1", "params", "weights MiB", "train s"):
         table.add_column(col, justify="left" if col == "model" else "right")

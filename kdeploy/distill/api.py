@@ -49,10 +49,14 @@ class DistillConfig:
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise KdeployError(f"alpha must be in [0, 1], got {self.alpha}")
-        if self.temperature <= 0:
-            raise KdeployError(f"temperature must be positive, got {self.temperature}")
+        check_kd_settings(self.alpha, self.temperature)
+
+
+def check_kd_settings(alpha: float, temperature: float) -> None:
+    if not 0.0 <= alpha <= 1.0:
+        raise KdeployError(f"alpha must be in [0, 1], got {alpha}")
+    if temperature <= 0:
+        raise KdeployError(f"temperature must be positive, got {temperature}")
 
 
 def _work_dir(out: Path) -> Path:
@@ -77,6 +81,16 @@ def _prepare_work_dir(out: Path, settings: dict, resume: bool) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     stamp.write_text(json.dumps(settings, default=str, indent=1))
     return work
+
+
+def _arguments_and_work_dir(out: Path, settings: dict, train: TrainConfig):
+    """TrainingArguments (which joins the process group under torchrun), then the work dir,
+    prepared by the main process alone before any other rank touches it."""
+    args = training_arguments(train, _work_dir(out))
+    with args.main_process_first(local=False, desc="work dir"):
+        if args.process_index == 0:
+            _prepare_work_dir(out, settings, train.resume)
+    return args
 
 
 def _align_labels(model_names: list[str] | None, data: TaskData, what: str) -> None:
@@ -110,7 +124,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
         described = {"builder": "pretrained", "model": cfg.model}
     settings = {"stage": "finetune", "config": to_dict(cfg), "data": data.fingerprint}
-    args = training_arguments(cfg.train, _prepare_work_dir(out, settings, cfg.train.resume))
+    args = _arguments_and_work_dir(out, settings, cfg.train)
     result = fit(model, tokenizer, data, cfg.train, args, _work_dir(out))
     trainer = result.pop("_trainer")
     record = {
@@ -153,8 +167,8 @@ def distill(cfg: DistillConfig) -> dict:
     _align_labels(label_names_of(teacher), data, "teacher")
     teacher_tokenizer = load_tokenizer(cfg.teacher, cfg.trust_remote_code)
     settings = {"stage": "distill", "config": to_dict(cfg), "data": data.fingerprint}
-    work = _prepare_work_dir(out, settings, cfg.train.resume)
-    args = training_arguments(cfg.train, work)
+    args = _arguments_and_work_dir(out, settings, cfg.train)
+    work = _work_dir(out)
 
     teacher_fp = model_fingerprint(teacher)
     timings, teacher_scores, logits_by_split, cache_hits = {}, {}, {}, {}

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from ..errors import KdeployError
 from ..metrics import classification_metrics
@@ -112,12 +113,32 @@ class _EpochTimer(TrainerCallback):
         self.epoch_seconds.append(time.perf_counter() - self._start)
 
 
+class _EpochPrinter(TrainerCallback):
+    """One readable line per epoch instead of the Trainer's raw log dicts."""
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not state.is_world_process_zero or not metrics or "eval_accuracy" not in metrics:
+            return
+        loss = next((e["loss"] for e in reversed(state.log_history) if "loss" in e), float("nan"))
+        print(f"epoch {state.epoch:.0f}/{args.num_train_epochs:g}: train loss {loss:.4f}, "
+              f"validation accuracy {100 * metrics['eval_accuracy']:.2f}%, macro-F1 {100 * metrics['eval_macro_f1']:.2f}%",
+              flush=True)
+
+
+class _QuietProgress(ProgressCallback):
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass
+
+
 def _compute_metrics(eval_pred):
     return classification_metrics(eval_pred.predictions, eval_pred.label_ids)
 
 
 def tokenize_splits(splits, tokenizer, max_length: int, teacher_logits: np.ndarray | None = None):
     """Token ids per split; eval splits sorted by length (less padding, same metrics)."""
+    import datasets
+
+    datasets.disable_progress_bars()
     out = {}
     for name, ds in splits.items():
         enc = ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length),
@@ -164,6 +185,7 @@ def training_arguments(cfg: TrainConfig, work_dir: Path) -> TrainingArguments:
         use_cpu=not cuda,
         ddp_backend=("gloo" if not cuda else None) if distributed else None,
         group_by_length=cfg.group_by_length,
+        ddp_find_unused_parameters=False,
         remove_unused_columns=False,
         report_to=[],
         dataloader_num_workers=0,
@@ -200,10 +222,13 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
         processing_class=tokenizer,
         data_collator=_Collator(tokenizer),
         compute_metrics=_compute_metrics,
-        callbacks=[timer],
+        callbacks=[timer, _EpochPrinter()],
         alpha=alpha if teacher_logits is not None else 0.0,
         temperature=temperature,
     )
+    trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(_QuietProgress())
     resume_from = last_checkpoint(work_dir) if cfg.resume else None
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)

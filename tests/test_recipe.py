@@ -1,0 +1,61 @@
+"""Recipes: validated before anything runs; re-runs skip finished stages."""
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kdeploy.errors import KdeployError
+from kdeploy.pipeline import default_recipe_path, load_recipe, run_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write(tmp_path, recipe: dict) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+@pytest.mark.parametrize("recipe,message", [
+    ({"name": "x", "data": {"train": "t.tsv"}, "distil": {}}, "unknown key 'distil'; did you mean 'distill'?"),
+    ({"name": "x", "data": {"train": "t.tsv", "text_col": "a"}, "distill": {"teacher": "t"}}, "data: unknown key 'text_col'; did you mean 'text_column'"),
+    ({"name": "x", "data": {"train": "t.tsv"}, "distill": {"teacher": "t", "train": {"epoch": 2}}}, "distill.train: unknown key 'epoch'; did you mean 'epochs'"),
+    ({"name": "x", "data": {"train": "t.tsv"}, "distill": {"teacher": "t", "alpha": 3}}, "alpha must be in [0, 1]"),
+    ({"name": "x", "data": {"train": "t.tsv"}, "distill": {}}, "distill has no teacher"),
+    ({"name": "x", "distill": {"teacher": "t"}}, "missing 'data'"),
+])
+def test_invalid_recipes_are_refused(tmp_path, recipe, message):
+    with pytest.raises(KdeployError) as err:
+        load_recipe(_write(tmp_path, recipe))
+    assert message in str(err.value)
+
+
+def test_every_shipped_recipe_is_valid():
+    recipes = sorted((ROOT / "models").glob("*.yaml"))
+    assert default_recipe_path() in recipes
+    for path in recipes:
+        load_recipe(path)
+
+
+def test_run_then_rerun_skips_finished_stages(tmp_path, tiny_base_bert, toy_files, monkeypatch, capsys):
+    monkeypatch.setenv("KDEPLOY_CACHE", str(tmp_path / "cache"))
+    fast = {"epochs": 2, "learning_rate": 3e-3, "warmup_ratio": 0.0, "batch_size": 16, "max_length": 32}
+    recipe = {"name": "tiny", "data": {k: str(v) for k, v in toy_files.items()},
+              "finetune": {"model": str(tiny_base_bert), "train": fast},
+              "distill": {"student": {"layers": 2}, "train": fast}}
+    path = _write(tmp_path, recipe)
+    results = run_recipe(load_recipe(path), tmp_path / "run")
+    assert set(results) == {"teacher", "student"}
+    first = (tmp_path / "run/student/kdeploy.json").stat().st_mtime_ns
+    capsys.readouterr()
+    run_recipe(load_recipe(path), tmp_path / "run")
+    out = capsys.readouterr().out
+    assert "finetune: " in out and "up to date, skipped" in out
+    assert (tmp_path / "run/student/kdeploy.json").stat().st_mtime_ns == first
+    recipe["distill"]["alpha"] = 0.9  # a changed distill setting reruns distill only
+    run_recipe(load_recipe(_write(tmp_path, recipe)), tmp_path / "run")
+    out = capsys.readouterr().out
+    assert "finetune: " in out and "up to date" in out  # the teacher is kept
+    assert "distill: " not in out  # but the student is trained again
+    assert json.loads((tmp_path / "run/student/kdeploy.json").read_text())["alpha"] == 0.9
