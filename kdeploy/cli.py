@@ -126,6 +126,46 @@ def distill(
     print_training_record(run(cfg), out)
 
 
+@app.command(epilog="Examples:\n\n  kdeploy export runs/student --out runs/onnx\n\n"
+             "  kdeploy export runs/student --out runs/onnx --optimize O2 --quantize int8 --data test.tsv\n\n"
+             "  kdeploy export runs/student --out runs/onnx --quantize int8-static --calibration-method percentile "
+             "--train train.tsv --test test.tsv\n\n"
+             "  kdeploy export runs/student --out runs/onnx-gpu --optimize O2 --fp16 --data test.tsv")
+def export(
+    model: Annotated[Path, typer.Argument(help="Model folder: a kdeploy distill/finetune output or any HF sequence classifier.")],
+    out: Out,
+    optimize: Annotated[Optional[str], typer.Option("--optimize", help="ORT transformer fusions: O1, O2, O3 (+GELU approx.), O4 (+fp16).", rich_help_panel="Optimisation")] = None,
+    quantize: Annotated[Optional[str], typer.Option("--quantize", help="int8 (dynamic, CPU default) or int8-static (calibrated).", rich_help_panel="Optimisation")] = None,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Also write model.fp16.onnx, for the CUDA execution provider.", rich_help_panel="Optimisation")] = False,
+    isa: Annotated[str, typer.Option("--isa", help="int8 preset: auto (detected), avx2, avx512, avx512_vnni, arm64.", rich_help_panel="Optimisation")] = "auto",
+    per_channel: Annotated[bool, typer.Option("--per-channel", help="Per-channel weight scales.", rich_help_panel="Optimisation")] = False,
+    calibration_samples: Annotated[int, typer.Option("--calibration-samples", rich_help_panel="Optimisation")] = 256,
+    calibration_method: Annotated[str, typer.Option("--calibration-method", help="minmax, percentile, entropy.", rich_help_panel="Optimisation")] = "minmax",
+    opset: Annotated[int, typer.Option("--opset")] = 18,
+    atol: Annotated[float, typer.Option("--atol", help="Parity tolerance: max |logit difference| vs PyTorch.", rich_help_panel="Gates")] = 1e-4,
+    max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", help="Accuracy points a quantised model may lose.", rich_help_panel="Gates")] = 1.0,
+    max_length: Annotated[Optional[int], typer.Option("--max-length", help="Default: the training max length.")] = None,
+    data_file: Annotated[Optional[str], typer.Option("--data", help="A labelled file for parity inputs, calibration and the accuracy gate.", rich_help_panel="Data")] = None,
+    train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
+    dataset_config: DatasetConfig = None, text_column: TextColumn = None, label_column: LabelColumn = None,
+    label_names: LabelNames = None, max_eval_samples: MaxEval = None, trust_remote_code: TrustRemote = False,
+) -> None:
+    """Export a model to ONNX, check it against PyTorch, optionally optimise and quantise it (accuracy-gated)."""
+    from .export.api import export as run
+    from .export.config import ExportConfig
+    from .report_table import print_export_report
+
+    data = None
+    if data_file or train or dataset:
+        data = _data(train or data_file, validation, test or (data_file if not train else None), dataset,
+                     dataset_config, text_column, label_column, label_names, None, max_eval_samples)
+    cfg = ExportConfig(model=str(model), out=str(out), data=data, opset=opset, optimize=optimize, quantize=quantize,
+                       fp16=fp16, isa=isa, per_channel=per_channel, calibration_samples=calibration_samples,
+                       calibration_method=calibration_method, atol=atol, max_accuracy_drop=max_accuracy_drop,
+                       max_length=max_length, trust_remote_code=trust_remote_code)
+    print_export_report(run(cfg), out)
+
+
 @app.command(epilog="Example:\n\n  kdeploy run models/rotten_tomatoes_minilm.yaml --out runs/demo")
 def run(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see models/).")],

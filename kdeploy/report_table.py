@@ -59,3 +59,22 @@ def print_pipeline_summary(rows: list[dict], title: str) -> None:
                       f"{r['size_mib']:.1f}" if r.get("size_mib") is not None else "-",
                       f"{r['seconds']:.0f}" if r.get("seconds") is not None else "-")
     console.print(table)
+
+
+def print_export_report(report: dict, out: Path) -> None:
+    table = Table(title=f"export → {out}", title_justify="left")
+    for col in ("file", "MiB", "max |Δlogit|", "argmax agree", "accuracy", "drop (pts)", "gate"):
+        table.add_column(col, justify="left" if col == "file" else "right")
+    acc = report.get("accuracy", {})
+    for name, info in report["files"].items():
+        parity = report["parity"].get(name, {})
+        a = acc.get(name, {})
+        gate = parity.get("passed")
+        if "gate_passed" in a:
+            gate = a["gate_passed"]
+        table.add_row(name, f"{info['mib']:.1f}",
+                      f"{parity['max_abs_diff']:.1e}" if "max_abs_diff" in parity else "-",
+                      _pct(parity.get("argmax_agreement")), _pct(a.get("accuracy")),
+                      f"{a['drop_points']:+.2f}" if "drop_points" in a else "-",
+                      {True: "pass", False: "FAIL", None: "-"}[gate])
+    console.print(table)

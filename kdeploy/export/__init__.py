@@ -1,0 +1,1 @@
+"""The export stage: PyTorch → ONNX, parity-checked, optionally optimised and quantised."""

@@ -1,0 +1,1 @@
+"""The runtime stage: ONNX Runtime sessions, inference over texts, accuracy and latency."""

@@ -1,0 +1,167 @@
+"""The export stage: round-trip parity at several shapes, the gates failing when they should,
+and the output folder's contract."""
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from kdeploy.data import DataConfig
+from kdeploy.errors import KdeployError
+from kdeploy.export.api import AccuracyGateError, export
+from kdeploy.export.config import ExportConfig
+from kdeploy.export.parity import ParityError
+
+
+def _data(files):
+    return DataConfig(train=str(files["train"]), validation=str(files["validation"]), test=str(files["test"]))
+
+
+@pytest.fixture(scope="module")
+def tiny_bilstm(tmp_path_factory, tiny_bert):
+    from transformers import AutoTokenizer
+
+    from kdeploy.distill.students import StudentConfig, build_student
+
+    folder = tmp_path_factory.mktemp("bilstm")
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    torch.manual_seed(0)
+    model, tok, _ = build_student(StudentConfig(kind="bilstm", embedding_dim=16, hidden_size=8), None, tok,
+                                  ["negative", "positive"])
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("which", ["tiny_bert", "tiny_bilstm"])
+def test_fp32_round_trip_parity_at_many_shapes(request, which, toy_files, tmp_path):
+    model_dir = request.getfixturevalue(which)
+    report = export(ExportConfig(model=str(model_dir), out=str(tmp_path / "onnx"), data=_data(toy_files)))
+    parity = report["parity"]["model.onnx"]
+    assert parity["passed"] and parity["max_abs_diff"] <= 1e-4 and parity["argmax_agreement"] == 1.0
+    shapes = {tuple(c["shape"]) for c in parity["cases"]}
+    assert {s[0] for s in shapes} >= {1, 4, 8, 32} and len({s[1] for s in shapes}) >= 3  # batch and length vary
+    assert report["exporter"] == ("optimum" if which == "tiny_bert" else "torch.onnx")
+
+    # independent check: onnxruntime on fresh inputs the gate never saw
+    import onnxruntime as ort
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    import kdeploy.distill.small_models  # noqa: F401
+
+    out = tmp_path / "onnx"
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    for texts in (["good"], ["the film was very good and the story was fine", "dull", "a b c d e f g h"] * 3):
+        enc = tok(texts, padding=True, return_tensors="np")
+        feeds = {i.name: enc[i.name].astype(np.int64) for i in session.get_inputs()}
+        with torch.no_grad():
+            ref = model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits.numpy()
+        assert np.abs(session.run(None, feeds)[0] - ref).max() < 1e-4
+
+
+def test_output_folder_contract(tiny_bert, toy_files, tmp_path):
+    out = tmp_path / "onnx"
+    report = export(ExportConfig(model=str(tiny_bert), out=str(out), data=_data(toy_files), optimize="O2",
+                                 quantize="int8", max_accuracy_drop=100))
+    names = {p.name for p in out.iterdir()}
+    assert {"model.onnx", "model.opt.onnx", "model.int8.onnx", "tokenizer.json", "config.json",
+            "export_report.json"} <= names
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+    assert config["kdeploy"]["max_length"] == 128 and config["kdeploy"]["label_names"] == ["negative", "positive"]
+    saved = json.loads((out / "export_report.json").read_text())
+    assert saved["parity"]["model.opt.onnx"]["passed"]
+    assert saved["files"]["model.int8.onnx"]["quantization"]["mode"] == "dynamic"
+    assert "drop_points" in saved["accuracy"]["model.int8.onnx"] and "agreement" in saved["accuracy"]["model.int8.onnx"]
+    assert "onnxruntime" in saved["versions"] and saved["machine"]["cores"]
+    assert report["files"]["model.int8.onnx"]["mib"] < report["files"]["model.onnx"]["mib"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left
+
+
+def test_static_quantization(tiny_bilstm, toy_files, tmp_path):
+    report = export(ExportConfig(model=str(tiny_bilstm), out=str(tmp_path / "q"), data=_data(toy_files),
+                                 quantize="int8-static", calibration_samples=32, calibration_method="percentile",
+                                 max_accuracy_drop=100))
+    info = report["files"]["model.int8.onnx"]["quantization"]
+    assert info["mode"] == "static" and info["calibration_batches"] == 2 and info["calibration_method"] == "percentile"
+    assert report["accuracy"]["model.int8.onnx"]["examples"] == 40
+
+
+def test_parity_gate_fails_on_a_broken_export(tiny_bilstm, toy_files, tmp_path, monkeypatch):
+    """An exporter that freezes the sequence length: the gate names the failing shape, nothing is written."""
+    from kdeploy.export import onnx as onnx_module
+
+    real = onnx_module.export_small
+
+    def frozen_shapes(model, path, opset):
+        wrapper = onnx_module._LogitsOnly(model).eval()
+        ids = torch.full((1, 6), 5, dtype=torch.long)
+        torch.onnx.export(wrapper, (ids, torch.ones_like(ids)), str(path), input_names=["input_ids", "attention_mask"],
+                          output_names=["logits"], opset_version=opset, dynamo=False)  # no dynamic axes
+
+    monkeypatch.setattr(onnx_module, "export_small", frozen_shapes)
+    with pytest.raises(KdeployError) as err:
+        export(ExportConfig(model=str(tiny_bilstm), out=str(tmp_path / "bad"), data=_data(toy_files)))
+    assert isinstance(err.value, ParityError)
+    assert re.search(r"fails on batch1-\w+ \(input shape \(1, \d+\)\)", str(err.value)), err.value
+    assert "fixed shapes" in str(err.value)
+    assert not (tmp_path / "bad").exists()
+    monkeypatch.setattr(onnx_module, "export_small", real)
+
+
+def test_parity_gate_fails_on_wrong_numbers(tiny_bilstm, toy_files, tmp_path, monkeypatch):
+    """A graph that runs at every shape but computes something else."""
+    from kdeploy.export import onnx as onnx_module
+
+    real_export = onnx_module.export_small
+
+    def perturbed(model, path, opset):
+        broken = type(model)(model.config).eval()
+        broken.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            broken.classifier.bias.add_(0.01)
+        real_export(broken, path, opset)
+
+    monkeypatch.setattr(onnx_module, "export_small", perturbed)
+    with pytest.raises(ParityError, match=r"differs from PyTorch by 1\.00e-02 \(tolerance 1e-04\) on batch[\w-]+, input '"):
+        export(ExportConfig(model=str(tiny_bilstm), out=str(tmp_path / "bad"), data=_data(toy_files)))
+    assert not (tmp_path / "bad").exists()
+
+
+def test_accuracy_gate_fails_when_threshold_is_impossible(tiny_bert, toy_files, tmp_path, monkeypatch):
+    import kdeploy.runtime.accuracy as acc
+
+    original = acc.score
+
+    def pessimistic(logits, labels, reference=None):
+        out = original(logits, labels, reference)
+        if reference is not None:  # the quantised model: pretend it lost 3 points
+            out["accuracy"] -= 0.03
+        return out
+
+    monkeypatch.setattr(acc, "score", pessimistic)
+    with pytest.raises(AccuracyGateError, match="loses 3.00 accuracy points.*--max-accuracy-drop 0.5; try --per-channel"):
+        export(ExportConfig(model=str(tiny_bert), out=str(tmp_path / "q"), data=_data(toy_files), quantize="int8",
+                            max_accuracy_drop=0.5))
+    assert not (tmp_path / "q").exists()
+
+
+def test_quantization_without_labels_is_refused(tiny_bert, tmp_path):
+    with pytest.raises(KdeployError, match="accuracy-gated: give labelled data"):
+        export(ExportConfig(model=str(tiny_bert), out=str(tmp_path / "q"), quantize="int8"))
+
+
+@pytest.mark.parametrize("kwargs,message", [({"optimize": "O9"}, "--optimize must be"), ({"quantize": "int4"}, "--quantize must be"),
+                                            ({"isa": "sse2"}, "--isa must be"), ({"calibration_method": "x"}, "calibration-method")])
+def test_config_validates_itself(kwargs, message):
+    with pytest.raises(KdeployError, match=message):
+        ExportConfig(model="m", out="o", **kwargs)
+
+
+def test_isa_detection_matches_the_machine():
+    from kdeploy.export.quantize import PRESETS, detect_isa
+
+    assert detect_isa() in PRESETS
