@@ -76,3 +76,15 @@ def test_run_rejects_unknown_recipe_key_before_any_work(tmp_path):
     assert result.returncode == 2
     assert "unknown key 'temprature'; did you mean 'temperature'?" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_export_command(tiny_bert, toy_files, tmp_path):
+    out = tmp_path / "onnx"
+    result = _run("export", tiny_bert, "--out", out, "--optimize", "O2", "--quantize", "int8", "--data",
+                  toy_files["test"], "--max-accuracy-drop", "100")
+    assert result.returncode == 0, result.stderr
+    assert "model.int8.onnx" in result.stdout and "pass" in result.stdout
+    report = json.loads((out / "export_report.json").read_text())
+    assert report["accuracy"]["model.int8.onnx"]["examples"] == 40
+    bad = _run("export", tiny_bert, "--out", tmp_path / "x", "--quantize", "int4")
+    assert bad.returncode == 2 and "--quantize must be int8 or int8-static" in bad.stderr

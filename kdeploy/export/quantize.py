@@ -6,6 +6,8 @@ on graphs the fusion tool produced (optimum's ORTQuantizer did not, in our proto
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import platform
 from pathlib import Path
 from typing import Callable
@@ -45,13 +47,25 @@ def detect_isa() -> str:
     return "avx2"
 
 
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """onnxruntime's quantiser logs advice through the root logger; keep the CLI readable."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
 def quantize_dynamic_int8(src: Path, dst: Path, isa: str, per_channel: bool) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     preset = PRESETS[isa]
-    quantize_dynamic(str(src), str(dst), weight_type=getattr(QuantType, preset["weight_type"]),
-                     per_channel=per_channel, reduce_range=preset["reduce_range"],
-                     extra_options={"MatMulConstBOnly": True, "DefaultTensorType": _FLOAT})
+    with _quiet_root_logger():
+        quantize_dynamic(str(src), str(dst), weight_type=getattr(QuantType, preset["weight_type"]),
+                         per_channel=per_channel, reduce_range=preset["reduce_range"],
+                         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": _FLOAT})
     return {"mode": "dynamic", "isa": isa, "per_channel": per_channel, **preset}
 
 
@@ -85,13 +99,14 @@ def quantize_static_int8(src: Path, dst: Path, isa: str, per_channel: bool, meth
         prepped = src
     preset = PRESETS[isa]
     try:
-        quantize_static(str(prepped), str(dst), _Calibration(batches), quant_format=QuantFormat.QDQ,
-                        per_channel=per_channel, reduce_range=preset["reduce_range"],
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=methods[method],
-                        op_types_to_quantize=["MatMul", "Gemm", "Conv"],
-                        extra_options={"MatMulConstBOnly": True, "ActivationSymmetric": False,
-                                       "DefaultTensorType": _FLOAT})
+        with _quiet_root_logger():
+            quantize_static(str(prepped), str(dst), _Calibration(batches), quant_format=QuantFormat.QDQ,
+                            per_channel=per_channel, reduce_range=preset["reduce_range"],
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=methods[method],
+                            op_types_to_quantize=["MatMul", "Gemm", "Conv"],
+                            extra_options={"MatMulConstBOnly": True, "ActivationSymmetric": False,
+                                           "DefaultTensorType": _FLOAT})
     finally:
         if prepped != src:
             prepped.unlink(missing_ok=True)
