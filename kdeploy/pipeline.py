@@ -45,18 +45,40 @@ class DistillStage:
 
 
 @dataclass
+class ExportStage:
+    optimize: str | None = "O2"
+    quantize: str | None = "int8"
+    fp16: bool = False
+    isa: str = "auto"
+    per_channel: bool = False
+    calibration_samples: int = 256
+    calibration_method: str = "minmax"
+    opset: int = 18
+    atol: float = 1e-4
+    max_accuracy_drop: float = 1.0
+
+    def __post_init__(self) -> None:
+        from .export.config import ExportConfig
+
+        ExportConfig(model="-", out="-", **to_dict(self))  # the stage's own validation
+
+
+@dataclass
 class Recipe:
     name: str
     data: DataConfig
     description: str = ""
     finetune: FinetuneStage | None = None
     distill: DistillStage | None = None
+    export: ExportStage | None = None
 
     def __post_init__(self) -> None:
         if self.distill is not None and self.distill.teacher is None and self.finetune is None:
             raise KdeployError("distill has no teacher: set distill.teacher or add a finetune stage")
         if self.finetune is None and self.distill is None:
             raise KdeployError("the recipe has no stage: add finetune and/or distill")
+        if self.export is not None and self.distill is None:
+            raise KdeployError("export needs a distill stage (it exports the student)")
 
 
 def default_recipe_path() -> Path:
@@ -77,7 +99,7 @@ def load_recipe(path: str | Path) -> Recipe:
         raise KdeployError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise KdeployError(f"{path}: a recipe is a mapping with name, data and stages")
-    check_keys(raw, ["name", "description", "data", "finetune", "distill"], str(path))
+    check_keys(raw, ["name", "description", "data", "finetune", "distill", "export"], str(path))
     raw.setdefault("name", path.stem)
     for key in ("data",):
         if key not in raw:
@@ -147,6 +169,26 @@ def run_recipe(recipe: Recipe, out: Path | None = None) -> dict:
             _stamp(student_dir, upstream)
         results["student"] = json.loads((student_dir / "kdeploy.json").read_text())
 
+    if recipe.export is not None:
+        from .export.api import export
+        from .export.config import ExportConfig
+
+        onnx_dir = run_dir / "onnx"
+        upstream = _digest([upstream, to_dict(recipe.export)])
+        record = onnx_dir / "export_report.json"
+        if record.exists() and json.loads(record.read_text()).get("recipe_digest") == upstream:
+            console.print(f"[dim]export: {onnx_dir} is up to date, skipped[/dim]")
+            results["export"] = json.loads(record.read_text())
+        else:
+            console.print(f"[bold]export[/bold] {run_dir / 'student'} → {onnx_dir}")
+            report = export(ExportConfig(model=str(run_dir / "student"), out=str(onnx_dir), data=recipe.data,
+                                         **to_dict(recipe.export)))
+            report["recipe_digest"] = upstream
+            from .fsutil import write_json
+
+            write_json(record, report)
+            results["export"] = report
+
     rows = []
     if "teacher" in results:
         r = results["teacher"]
@@ -160,6 +202,14 @@ def run_recipe(recipe: Recipe, out: Path | None = None) -> dict:
         rows.append({"name": f"student ({_describe(r['student'])})", **r.get("test", {}),
                      "params": r["student"].get("parameters"), "size_mib": weights_mib(run_dir / "student"),
                      "seconds": r.get("train_seconds")})
+    if "export" in results:
+        rep = results["export"]
+        acc = rep.get("accuracy", {})
+        for name in ("model.onnx", "model.int8.onnx"):
+            if name in rep["files"]:
+                rows.append({"name": f"student ONNX {name.split('.')[1] if name != 'model.onnx' else 'fp32'}",
+                             **{k: acc.get(name, {}).get(k) for k in ("accuracy", "macro_f1")},
+                             "size_mib": rep["files"][name]["mib"]})
     print_pipeline_summary(rows, f"{recipe.name}: test split")
     console.print(f"run folder: {run_dir}  ({time.perf_counter() - started:.0f} s)")
     return results

@@ -51,7 +51,7 @@ def print_training_record(record: dict, out: Path) -> None:
 def print_pipeline_summary(rows: list[dict], title: str) -> None:
     """rows: name, accuracy (test), size_mib, params, seconds."""
     table = Table(title=title, title_justify="left")
-    for col in ("model", "test acc", "macro F1", "params", "weights MiB", "train s"):
+    for col in ("model", "test acc", "macro F1", "params", "size MiB", "train s"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for r in rows:
         table.add_row(r["name"], _pct(r.get("accuracy")), _pct(r.get("macro_f1")),

@@ -24,6 +24,7 @@ def _write(tmp_path, recipe: dict) -> Path:
     ({"name": "x", "data": {"train": "t.tsv"}, "distill": {"teacher": "t", "alpha": 3}}, "alpha must be in [0, 1]"),
     ({"name": "x", "data": {"train": "t.tsv"}, "distill": {}}, "distill has no teacher"),
     ({"name": "x", "distill": {"teacher": "t"}}, "missing 'data'"),
+    ({"name": "x", "data": {"train": "t.tsv"}, "distill": {"teacher": "t"}, "export": {"quantize": "int4"}}, "--quantize must be"),
 ])
 def test_invalid_recipes_are_refused(tmp_path, recipe, message):
     with pytest.raises(KdeployError) as err:
@@ -43,19 +44,21 @@ def test_run_then_rerun_skips_finished_stages(tmp_path, tiny_base_bert, toy_file
     fast = {"epochs": 2, "learning_rate": 3e-3, "warmup_ratio": 0.0, "batch_size": 16, "max_length": 32}
     recipe = {"name": "tiny", "data": {k: str(v) for k, v in toy_files.items()},
               "finetune": {"model": str(tiny_base_bert), "train": fast},
-              "distill": {"student": {"layers": 2}, "train": fast}}
+              "distill": {"student": {"layers": 2}, "train": fast},
+              "export": {"optimize": "O2", "quantize": "int8", "max_accuracy_drop": 100}}
     path = _write(tmp_path, recipe)
     results = run_recipe(load_recipe(path), tmp_path / "run")
-    assert set(results) == {"teacher", "student"}
+    assert set(results) == {"teacher", "student", "export"}
+    assert (tmp_path / "run/onnx/model.int8.onnx").exists()
     first = (tmp_path / "run/student/kdeploy.json").stat().st_mtime_ns
     capsys.readouterr()
     run_recipe(load_recipe(path), tmp_path / "run")
     out = capsys.readouterr().out
-    assert "finetune: " in out and "up to date, skipped" in out
+    assert out.count("up to date, skipped") == 3  # finetune, distill, export
     assert (tmp_path / "run/student/kdeploy.json").stat().st_mtime_ns == first
     recipe["distill"]["alpha"] = 0.9  # a changed distill setting reruns distill only
     run_recipe(load_recipe(_write(tmp_path, recipe)), tmp_path / "run")
     out = capsys.readouterr().out
     assert "finetune: " in out and "up to date" in out  # the teacher is kept
-    assert "distill: " not in out  # but the student is trained again
+    assert "distill: " not in out and "export: " not in out  # but the student is trained and exported again
     assert json.loads((tmp_path / "run/student/kdeploy.json").read_text())["alpha"] == 0.9
