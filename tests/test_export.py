@@ -76,6 +76,9 @@ def test_output_folder_contract(tiny_bert, toy_files, tmp_path):
     assert saved["parity"]["model.opt.onnx"]["passed"]
     assert saved["files"]["model.int8.onnx"]["quantization"]["mode"] == "dynamic"
     assert "drop_points" in saved["accuracy"]["model.int8.onnx"] and "agreement" in saved["accuracy"]["model.int8.onnx"]
+    fp32 = saved["accuracy"]["model.onnx"]
+    assert fp32["agreement_with"] == "pytorch" and fp32["agreement"] == 1.0 and fp32["max_abs_diff_vs_pytorch"] < 1e-4
+    assert fp32["accuracy"] == saved["accuracy"]["pytorch"]["accuracy"]
     assert "onnxruntime" in saved["versions"] and saved["machine"]["cores"]
     assert report["files"]["model.int8.onnx"]["mib"] < report["files"]["model.onnx"]["mib"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left
@@ -136,9 +139,12 @@ def test_accuracy_gate_fails_when_threshold_is_impossible(tiny_bert, toy_files, 
 
     original = acc.score
 
+    calls = []
+
     def pessimistic(logits, labels, reference=None):
         out = original(logits, labels, reference)
-        if reference is not None:  # the quantised model: pretend it lost 3 points
+        calls.append(out)
+        if len(calls) == 3:  # scored in order: pytorch, model.onnx, model.int8.onnx; the last "loses" 3 points
             out["accuracy"] -= 0.03
         return out
 
