@@ -166,6 +166,42 @@ def export(
     print_export_report(run(cfg), out)
 
 
+@app.command(epilog="Examples:\n\n  kdeploy bench runs/teacher runs/onnx --data test.tsv --out runs/report\n\n"
+             "  kdeploy bench runs/teacher runs/student runs/student@int8 runs/onnx/model.int8.onnx --data test.tsv "
+             "--batch-sizes 1,32 --threads 2 --out runs/report\n\n"
+             "  kdeploy bench runs/onnx-gpu/model.fp16.onnx --provider cuda --out runs/report-gpu")
+def bench(
+    models: Annotated[list[str], typer.Argument(help="Model folders (PyTorch; FOLDER@int8 for torch.ao dynamic int8), ONNX files, or export folders (every .onnx in them).")],
+    out: Out,
+    provider: Annotated[str, typer.Option("--provider", help="cpu, cuda or tensorrt.")] = "cpu",
+    allow_fallback: Annotated[bool, typer.Option("--allow-fallback", help="Accept a session that fell back to another provider.")] = False,
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated.")] = "1,32",
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Intra-op threads (default: every core).")] = None,
+    warmup: Annotated[int, typer.Option("--warmup")] = 10,
+    iterations: Annotated[int, typer.Option("--iterations", help="Timed calls per model and batch size.")] = 100,
+    duration: Annotated[Optional[float], typer.Option("--duration", help="Seconds per model and batch size (instead of --iterations).")] = None,
+    seq_length: Annotated[Optional[int], typer.Option("--seq-length", help="Fixed token length (default: real sentences).")] = None,
+    max_length: MaxLength = 128,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Reference model name for agreement and drop (default: the first).")] = None,
+    data_file: Annotated[Optional[str], typer.Option("--data", help="Labelled file: accuracy, and the sentences timed.", rich_help_panel="Data")] = None,
+    dataset: Dataset = None, dataset_config: DatasetConfig = None, text_column: TextColumn = None,
+    label_column: LabelColumn = None, label_names: LabelNames = None, max_eval_samples: MaxEval = None,
+) -> None:
+    """Benchmark models side by side: latency percentiles, throughput, memory, size and accuracy."""
+    from .runtime.bench import BenchConfig, run_bench
+    from .runtime.report import print_table
+
+    data = None
+    if data_file or dataset:
+        data = _data(data_file, None, data_file, dataset, dataset_config, text_column, label_column, label_names,
+                     None, max_eval_samples)
+    cfg = BenchConfig(models=models, out=str(out), data=data, provider=provider, allow_fallback=allow_fallback,
+                      batch_sizes=batch_sizes, threads=threads, warmup=warmup, iterations=iterations, duration=duration,
+                      seq_length=seq_length, max_length=max_length, teacher=teacher)
+    print_table(run_bench(cfg))
+    print(f"reports: {out}/report.html, report.md, report.json")
+
+
 @app.command(epilog="Example:\n\n  kdeploy run models/rotten_tomatoes_minilm.yaml --out runs/demo")
 def run(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see models/).")],

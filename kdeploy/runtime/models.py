@@ -1,0 +1,117 @@
+"""What `kdeploy bench` can measure: PyTorch model folders (eager, or torch.ao dynamic int8)
+and ONNX files, each wrapped as a candidate with the same interface."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import KdeployError
+from .session import create_session, feed
+
+INT8_CUDA_WARNING = ("int8 (MatMulInteger/DynamicQuantizeLinear) has no CUDA kernels: those nodes run on the CPU; "
+                     "export with --fp16 for the GPU")
+
+
+@dataclass
+class Candidate:
+    name: str
+    kind: str  # pytorch | pytorch-int8 | onnx
+    path: Path
+    size_mib: float
+    tokenizer: object
+    run_encoded: Callable[[dict], np.ndarray]  # pre-tokenised batch (numpy) -> logits
+    provider: str = "pytorch"
+    threads: int | None = None
+    notes: list[str] = field(default_factory=list)
+    memory_mib: float | None = None
+
+    def run_texts(self, texts: list[str], max_length: int) -> np.ndarray:
+        enc = self.tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="np")
+        return self.run_encoded(enc)
+
+
+def _size_mib(paths) -> float:
+    return round(sum(p.stat().st_size for p in paths) / 2**20, 3)
+
+
+def expand(spec: str) -> list[tuple[str, Path, str]]:
+    """A spec -> (name, path, kind) entries. A folder with *.onnx gives one entry per file;
+    a save_pretrained folder is PyTorch; `FOLDER@int8` is PyTorch with torch.ao dynamic int8."""
+    kind = "pytorch"
+    if spec.endswith("@int8"):
+        spec, kind = spec[:-5], "pytorch-int8"
+    path = Path(spec)
+    if not path.exists():
+        raise KdeployError(f"{path}: no such model folder or ONNX file")
+    if path.is_file():
+        if path.suffix != ".onnx":
+            raise KdeployError(f"{path}: not an .onnx file")
+        return [(f"{path.parent.name}/{path.name}", path, "onnx")]
+    onnx_files = sorted(path.glob("*.onnx"))
+    if onnx_files and kind == "pytorch":
+        return [(f"{path.name}/{p.name}", p, "onnx") for p in onnx_files]
+    if not (path / "config.json").exists():
+        raise KdeployError(f"{path}: neither ONNX files nor a save_pretrained model folder")
+    return [(f"{path.name} (pytorch{' int8' if kind == 'pytorch-int8' else ''})", path, kind)]
+
+
+def load_candidate(name: str, path: Path, kind: str, provider: str, threads: int | None,
+                   allow_fallback: bool) -> Candidate:
+    from transformers import AutoTokenizer
+
+    from .memory import rss_mib
+
+    before = rss_mib()
+    folder = path if path.is_dir() else path.parent
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as exc:
+        raise KdeployError(f"{folder}: no tokenizer to go with the model ({str(exc).splitlines()[0]})") from None
+    if kind == "onnx":
+        session = create_session(path, provider, threads, allow_fallback)
+        output = session.get_outputs()[0].name
+        cand = Candidate(name, "onnx", path, _size_mib([path] + list(path.parent.glob(path.name + "_data"))),
+                         tokenizer, lambda enc: session.run([output], feed(session, enc))[0],
+                         provider=session.get_providers()[0], threads=threads)
+        if provider == "cuda" and _has_int8_ops(path):
+            cand.notes.append(INT8_CUDA_WARNING)
+    else:
+        cand = _torch_candidate(name, path, kind, tokenizer, provider, threads)
+    cand.memory_mib = round(rss_mib() - before, 1)
+    return cand
+
+
+def _torch_candidate(name, path, kind, tokenizer, provider, threads) -> Candidate:
+    import torch
+
+    from ..distill.teachers import load_classifier
+
+    if threads:
+        torch.set_num_threads(threads)
+    device = "cuda" if provider == "cuda" and torch.cuda.is_available() else "cpu"
+    model = load_classifier(str(path)).eval()
+    if kind == "pytorch-int8":
+        if device != "cpu":
+            raise KdeployError("torch.ao dynamic int8 runs on the CPU only")
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    model.to(device)
+    accepted = {"input_ids", "attention_mask", "token_type_ids"}
+
+    def run(enc):
+        with torch.inference_mode():
+            inputs = {k: torch.from_numpy(np.asarray(v)).to(device) for k, v in enc.items() if k in accepted}
+            return model(**inputs).logits.float().cpu().numpy()
+
+    weights = list(path.glob("*.safetensors")) or list(path.glob("*.bin"))
+    return Candidate(name, kind, path, _size_mib(weights), tokenizer, run,
+                     provider=f"pytorch-{device}", threads=torch.get_num_threads())
+
+
+def _has_int8_ops(path: Path) -> bool:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return any(n.op_type in ("MatMulInteger", "DynamicQuantizeLinear", "QLinearMatMul") for n in model.graph.node)
