@@ -26,6 +26,19 @@ def _fig_to_b64(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def _latency_axis(ax, values, axis: str, label: str) -> None:
+    """Log scale only when the values span more than a decade; plain numbers on the ticks."""
+    from matplotlib.ticker import ScalarFormatter
+
+    if max(values) / max(min(values), 1e-9) > 10:
+        getattr(ax, f"set_{axis}scale")("log")
+        label += ", log scale"
+        fmt = ScalarFormatter()
+        fmt.set_scientific(False)
+        getattr(ax, f"{axis}axis").set_major_formatter(fmt)
+    getattr(ax, f"set_{axis}label")(label)
+
+
 def plots(report: dict) -> dict[str, str]:
     import matplotlib
 
@@ -42,9 +55,9 @@ def plots(report: dict) -> dict[str, str]:
         for m, (x, y) in zip(models, pts):
             ax.scatter(x, y, s=40)
             ax.annotate(m["name"], (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
-        ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1, label="Pareto front")
-        ax.set_xscale("log")
-        ax.set_xlabel(f"p50 latency, batch {bs} (ms, log scale)")
+        ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1, marker="o", mfc="none",
+                ms=11, label="Pareto front")
+        _latency_axis(ax, [p[0] for p in pts], "x", f"p50 latency, batch {bs} (ms)")
         ax.set_ylabel("accuracy (%)")
         ax.legend(fontsize=8)
         ax.set_title("accuracy vs latency")
@@ -61,9 +74,8 @@ def plots(report: dict) -> dict[str, str]:
     data = [[v for v in m["_values"][bs]] for m in models] if all("_values" in m for m in models) else None
     if data:
         ax.boxplot(data, vert=False, tick_labels=[m["name"] for m in models], showfliers=True)
-        ax.set_xscale("log")
+        _latency_axis(ax, [v for d in data for v in d], "x", f"latency per call, batch {bs} (ms)")
         ax.invert_yaxis()
-        ax.set_xlabel(f"latency per call, batch {bs} (ms, log scale)")
         ax.set_title("latency distribution")
         out["latency_distribution"] = _fig_to_b64(fig)
     plt.close(fig)
