@@ -64,6 +64,22 @@ class ExportStage:
 
 
 @dataclass
+class BenchStage:
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 32])
+    threads: int | None = None
+    iterations: int = 100
+    warmup: int = 10
+    provider: str = "cpu"
+    include_student_pytorch: bool = False
+
+    def __post_init__(self) -> None:
+        from .runtime.bench import BenchConfig
+
+        BenchConfig(models=["-"], out="-", batch_sizes=self.batch_sizes, threads=self.threads,
+                    iterations=self.iterations, warmup=self.warmup, provider=self.provider)
+
+
+@dataclass
 class Recipe:
     name: str
     data: DataConfig
@@ -71,6 +87,7 @@ class Recipe:
     finetune: FinetuneStage | None = None
     distill: DistillStage | None = None
     export: ExportStage | None = None
+    bench: BenchStage | None = None
 
     def __post_init__(self) -> None:
         if self.distill is not None and self.distill.teacher is None and self.finetune is None:
@@ -79,6 +96,8 @@ class Recipe:
             raise KdeployError("the recipe has no stage: add finetune and/or distill")
         if self.export is not None and self.distill is None:
             raise KdeployError("export needs a distill stage (it exports the student)")
+        if self.bench is not None and self.export is None:
+            raise KdeployError("bench needs an export stage (it measures the exported student)")
 
 
 def default_recipe_path() -> Path:
@@ -99,7 +118,7 @@ def load_recipe(path: str | Path) -> Recipe:
         raise KdeployError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise KdeployError(f"{path}: a recipe is a mapping with name, data and stages")
-    check_keys(raw, ["name", "description", "data", "finetune", "distill", "export"], str(path))
+    check_keys(raw, ["name", "description", "data", "finetune", "distill", "export", "bench"], str(path))
     raw.setdefault("name", path.stem)
     for key in ("data",):
         if key not in raw:
@@ -189,6 +208,36 @@ def run_recipe(recipe: Recipe, out: Path | None = None) -> dict:
             write_json(record, report)
             results["export"] = report
 
+    if recipe.bench is not None:
+        from .runtime.bench import BenchConfig, run_bench
+        from .runtime.report import print_table
+
+        report_dir = run_dir / "report"
+        stage = recipe.bench
+        upstream = _digest([upstream, to_dict(stage)])
+        record = report_dir / "report.json"
+        if record.exists() and json.loads(record.read_text()).get("recipe_digest") == upstream:
+            console.print(f"[dim]bench: {report_dir} is up to date, skipped[/dim]")
+            results["bench"] = json.loads(record.read_text())
+        else:
+            teacher_model = str(teacher_dir) if teacher_dir else recipe.distill.teacher
+            models = [teacher_model]
+            if stage.include_student_pytorch:
+                models += [str(run_dir / "student")]
+            models += [str(run_dir / "onnx" / name) for name in ("model.onnx", "model.int8.onnx")
+                       if (run_dir / "onnx" / name).exists()]
+            console.print(f"[bold]bench[/bold] {len(models)} models → {report_dir}")
+            report = run_bench(BenchConfig(models=models, out=str(report_dir), data=recipe.data, provider=stage.provider,
+                                           batch_sizes=stage.batch_sizes, threads=stage.threads,
+                                           iterations=stage.iterations, warmup=stage.warmup,
+                                           max_length=recipe.distill.train.max_length))
+            report["recipe_digest"] = upstream
+            from .fsutil import write_json
+
+            write_json(record, report)
+            results["bench"] = report
+        print_table(results["bench"])
+
     rows = []
     if "teacher" in results:
         r = results["teacher"]
@@ -212,6 +261,8 @@ def run_recipe(recipe: Recipe, out: Path | None = None) -> dict:
                              "size_mib": rep["files"][name]["mib"]})
     print_pipeline_summary(rows, f"{recipe.name}: test split")
     console.print(f"run folder: {run_dir}  ({time.perf_counter() - started:.0f} s)")
+    if "bench" in results:
+        console.print(f"report: {run_dir / 'report' / 'report.html'} (and report.md, report.json)")
     return results
 
 

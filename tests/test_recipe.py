@@ -45,20 +45,23 @@ def test_run_then_rerun_skips_finished_stages(tmp_path, tiny_base_bert, toy_file
     recipe = {"name": "tiny", "data": {k: str(v) for k, v in toy_files.items()},
               "finetune": {"model": str(tiny_base_bert), "train": fast},
               "distill": {"student": {"layers": 2}, "train": fast},
-              "export": {"optimize": "O2", "quantize": "int8", "max_accuracy_drop": 100}}
+              "export": {"optimize": "O2", "quantize": "int8", "max_accuracy_drop": 100},
+              "bench": {"batch_sizes": [1, 4], "iterations": 5, "warmup": 1, "threads": 1}}
     path = _write(tmp_path, recipe)
     results = run_recipe(load_recipe(path), tmp_path / "run")
-    assert set(results) == {"teacher", "student", "export"}
+    assert set(results) == {"teacher", "student", "export", "bench"}
+    assert (tmp_path / "run/report/report.html").exists()
+    assert [m["name"] for m in results["bench"]["models"]] == ["teacher (pytorch)", "onnx/model.onnx", "onnx/model.int8.onnx"]
     assert (tmp_path / "run/onnx/model.int8.onnx").exists()
     first = (tmp_path / "run/student/kdeploy.json").stat().st_mtime_ns
     capsys.readouterr()
     run_recipe(load_recipe(path), tmp_path / "run")
     out = capsys.readouterr().out
-    assert out.count("up to date, skipped") == 3  # finetune, distill, export
+    assert out.count("up to date, skipped") == 4  # finetune, distill, export, bench
     assert (tmp_path / "run/student/kdeploy.json").stat().st_mtime_ns == first
     recipe["distill"]["alpha"] = 0.9  # a changed distill setting reruns distill only
     run_recipe(load_recipe(_write(tmp_path, recipe)), tmp_path / "run")
     out = capsys.readouterr().out
     assert "finetune: " in out and "up to date" in out  # the teacher is kept
-    assert "distill: " not in out and "export: " not in out  # but the student is trained and exported again
+    assert "distill: " not in out and "export: " not in out and "bench: " not in out  # the rest runs again
     assert json.loads((tmp_path / "run/student/kdeploy.json").read_text())["alpha"] == 0.9
