@@ -202,6 +202,53 @@ def bench(
     print(f"reports: {out}/report.html, report.md, report.json")
 
 
+@app.command(epilog="Examples:\n\n  kdeploy package runs/onnx --out runs/bundle\n\n"
+             "  kdeploy package runs/onnx --out runs/bundle --model-file model.onnx --archive zip --report runs/report/report.json")
+def package(
+    export_dir: Annotated[Path, typer.Argument(help="A folder written by kdeploy export.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder; the archive is written beside it.")],
+    model_file: Annotated[Optional[str], typer.Option("--model-file", help="Which ONNX file (default: int8, else optimised, else fp32).")] = None,
+    archive: Annotated[str, typer.Option("--archive", help="tar.gz, zip or none.")] = "tar.gz",
+    report: Annotated[Optional[Path], typer.Option("--report", help="A kdeploy bench report.json to record in the manifest.")] = None,
+) -> None:
+    """Make a self-contained, checksummed edge bundle (model, tokenizer, manifest, model card)."""
+    from .package.bundle import PackageConfig, package as run
+
+    result = run(PackageConfig(export_dir=str(export_dir), out=str(out), model_file=model_file,
+                               archive=None if archive == "none" else archive, report=str(report) if report else None))
+    print(f"bundle: {result['bundle']} ({result['bundle_mib']:.1f} MiB)")
+    if result["archive"]:
+        print(f"archive: {result['archive']} ({result['archive_mib']:.1f} MiB)")
+
+
+@app.command(epilog="Examples:\n\n  kdeploy predict runs/bundle \"a gripping, beautiful film\" \"dull\"\n\n"
+             "  kdeploy predict runs/bundle.tar.gz --file reviews.txt > predictions.jsonl\n\n"
+             "  echo 'what a mess' | kdeploy predict runs/bundle")
+def predict(
+    bundle: Annotated[Path, typer.Argument(help="A bundle folder or archive made by kdeploy package.")],
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify (default: one per line from --file or stdin).")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="One text per line; - for standard input.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+    threads: Annotated[Optional[int], typer.Option("--threads")] = None,
+) -> None:
+    """Classify text with a bundle (onnxruntime + tokenizers only); writes JSON Lines."""
+    import json
+
+    from .edge import Predictor
+
+    if texts:
+        items = list(texts)
+    elif file is not None and str(file) != "-":
+        if not file.is_file():
+            raise KdeployError(f"{file}: file not found")
+        items = file.read_text(encoding="utf-8").splitlines()
+    else:
+        items = sys.stdin.read().splitlines()
+    predictor = Predictor(bundle, threads=threads)
+    for text, result in zip(items, predictor.predict(items, batch_size=batch_size)):
+        sys.stdout.write(json.dumps({"text": text, **result}, ensure_ascii=False) + "\n")
+
+
 @app.command(epilog="Example:\n\n  kdeploy run models/rotten_tomatoes_minilm.yaml --out runs/demo")
 def run(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see models/).")],

@@ -1,0 +1,1 @@
+"""Edge bundles: what a user copies onto a device."""
