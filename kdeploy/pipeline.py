@@ -80,6 +80,18 @@ class BenchStage:
 
 
 @dataclass
+class PackageStage:
+    model_file: str | None = None
+    archive: str | None = "tar.gz"
+    sample_texts: list[str] = field(default_factory=list)  # predicted with the bundle at the end of the run
+
+    def __post_init__(self) -> None:
+        from .package.bundle import PackageConfig
+
+        PackageConfig(export_dir="-", out="-", model_file=self.model_file, archive=self.archive)
+
+
+@dataclass
 class Recipe:
     name: str
     data: DataConfig
@@ -88,6 +100,7 @@ class Recipe:
     distill: DistillStage | None = None
     export: ExportStage | None = None
     bench: BenchStage | None = None
+    package: PackageStage | None = None
 
     def __post_init__(self) -> None:
         if self.distill is not None and self.distill.teacher is None and self.finetune is None:
@@ -98,6 +111,8 @@ class Recipe:
             raise KdeployError("export needs a distill stage (it exports the student)")
         if self.bench is not None and self.export is None:
             raise KdeployError("bench needs an export stage (it measures the exported student)")
+        if self.package is not None and self.export is None:
+            raise KdeployError("package needs an export stage (it bundles the exported student)")
 
 
 def default_recipe_path() -> Path:
@@ -118,7 +133,7 @@ def load_recipe(path: str | Path) -> Recipe:
         raise KdeployError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise KdeployError(f"{path}: a recipe is a mapping with name, data and stages")
-    check_keys(raw, ["name", "description", "data", "finetune", "distill", "export", "bench"], str(path))
+    check_keys(raw, ["name", "description", "data", "finetune", "distill", "export", "bench", "package"], str(path))
     raw.setdefault("name", path.stem)
     for key in ("data",):
         if key not in raw:
@@ -238,6 +253,25 @@ def run_recipe(recipe: Recipe, out: Path | None = None) -> dict:
             results["bench"] = report
         print_table(results["bench"])
 
+    if recipe.package is not None:
+        from .edge import Predictor
+        from .package.bundle import PackageConfig, package
+
+        stage = recipe.package
+        bundle_dir = run_dir / "bundle"
+        report_json = run_dir / "report" / "report.json"
+        # cheap and always consistent with its inputs, so it is simply rebuilt
+        result = package(PackageConfig(export_dir=str(run_dir / "onnx"), out=str(bundle_dir),
+                                       model_file=stage.model_file, archive=stage.archive,
+                                       report=str(report_json) if report_json.exists() else None))
+        results["package"] = result
+        console.print(f"bundle: {result['bundle']} ({result['bundle_mib']:.1f} MiB)"
+                      + (f", archive {result['archive']} ({result['archive_mib']:.1f} MiB)" if result["archive"] else ""))
+        if stage.sample_texts:
+            predictor = Predictor(result["archive"] or result["bundle"])
+            for text, pred in zip(stage.sample_texts, predictor.predict(stage.sample_texts)):
+                console.print(f"  {pred['label']:>10} {pred['score']:.3f}  {text}", markup=False, highlight=False)
+
     rows = []
     if "teacher" in results:
         r = results["teacher"]
@@ -263,6 +297,9 @@ def run_recipe(recipe: Recipe, out: Path | None = None) -> dict:
     console.print(f"run folder: {run_dir}  ({time.perf_counter() - started:.0f} s)")
     if "bench" in results:
         console.print(f"report: {run_dir / 'report' / 'report.html'} (and report.md, report.json)")
+    if "package" in results:
+        console.print(f"bundle: {results['package']['archive'] or results['package']['bundle']}"
+                      f"  (try: kdeploy predict {results['package']['bundle']} \"some text\")", markup=False)
     return results
 
 

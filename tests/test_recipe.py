@@ -46,10 +46,12 @@ def test_run_then_rerun_skips_finished_stages(tmp_path, tiny_base_bert, toy_file
               "finetune": {"model": str(tiny_base_bert), "train": fast},
               "distill": {"student": {"layers": 2}, "train": fast},
               "export": {"optimize": "O2", "quantize": "int8", "max_accuracy_drop": 100},
-              "bench": {"batch_sizes": [1, 4], "iterations": 5, "warmup": 1, "threads": 1}}
+              "bench": {"batch_sizes": [1, 4], "iterations": 5, "warmup": 1, "threads": 1},
+              "package": {"sample_texts": ["a good film", "dull"]}}
     path = _write(tmp_path, recipe)
     results = run_recipe(load_recipe(path), tmp_path / "run")
-    assert set(results) == {"teacher", "student", "export", "bench"}
+    assert set(results) == {"teacher", "student", "export", "bench", "package"}
+    assert (tmp_path / "run/bundle.tar.gz").exists() and (tmp_path / "run/bundle/kdeploy.json").exists()
     assert (tmp_path / "run/report/report.html").exists()
     assert [m["name"] for m in results["bench"]["models"]] == ["teacher (pytorch)", "onnx/model.onnx", "onnx/model.int8.onnx"]
     assert (tmp_path / "run/onnx/model.int8.onnx").exists()
@@ -57,6 +59,7 @@ def test_run_then_rerun_skips_finished_stages(tmp_path, tiny_base_bert, toy_file
     capsys.readouterr()
     run_recipe(load_recipe(path), tmp_path / "run")
     out = capsys.readouterr().out
+    assert "a good film" in out and "dull" in out  # the bundle's sample predictions
     assert out.count("up to date, skipped") == 4  # finetune, distill, export, bench
     assert (tmp_path / "run/student/kdeploy.json").stat().st_mtime_ns == first
     recipe["distill"]["alpha"] = 0.9  # a changed distill setting reruns distill only
@@ -65,3 +68,36 @@ def test_run_then_rerun_skips_finished_stages(tmp_path, tiny_base_bert, toy_file
     assert "finetune: " in out and "up to date" in out  # the teacher is kept
     assert "distill: " not in out and "export: " not in out and "bench: " not in out  # the rest runs again
     assert json.loads((tmp_path / "run/student/kdeploy.json").read_text())["alpha"] == 0.9
+
+
+def test_interrupted_run_resumes_without_redoing_finished_stages(tmp_path, tiny_base_bert, toy_files, monkeypatch, capsys):
+    from kdeploy.distill import trainer as trainer_module
+
+    monkeypatch.setenv("KDEPLOY_CACHE", str(tmp_path / "cache"))
+    fast = {"epochs": 3, "learning_rate": 3e-3, "warmup_ratio": 0.0, "batch_size": 16, "max_length": 32}
+    recipe = load_recipe(_write(tmp_path, {"name": "tiny", "data": {k: str(v) for k, v in toy_files.items()},
+                                           "finetune": {"model": str(tiny_base_bert), "train": fast},
+                                           "distill": {"train": fast}}))
+    original = trainer_module._EpochTimer.on_epoch_begin
+    calls = {"n": 0}
+
+    def interrupt_distill_in_third_epoch(self, args, state, control, **kwargs):
+        if "student" in args.output_dir and state.epoch >= 2:
+            calls["n"] += 1
+            raise KeyboardInterrupt
+        return original(self, args, state, control, **kwargs)
+
+    monkeypatch.setattr(trainer_module._EpochTimer, "on_epoch_begin", interrupt_distill_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe, tmp_path / "run")
+    monkeypatch.setattr(trainer_module._EpochTimer, "on_epoch_begin", original)
+    assert calls["n"] == 1 and (tmp_path / "run/teacher/kdeploy.json").exists()
+    assert not (tmp_path / "run/student").exists()
+    teacher_mtime = (tmp_path / "run/teacher/kdeploy.json").stat().st_mtime_ns
+    capsys.readouterr()
+    results = run_recipe(recipe, tmp_path / "run")
+    out = capsys.readouterr().out
+    assert "finetune: " in out and "up to date, skipped" in out
+    assert (tmp_path / "run/teacher/kdeploy.json").stat().st_mtime_ns == teacher_mtime
+    assert results["student"]["resumed_from"] == "checkpoint-20"
+    assert len(results["student"]["epoch_seconds"]) == 1  # only the unfinished epoch was trained
