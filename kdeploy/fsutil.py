@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -47,11 +46,3 @@ def atomic_dir(target: str | os.PathLike, overwrite: bool = True) -> Iterator[Pa
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, target)
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()

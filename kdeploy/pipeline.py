@@ -145,17 +145,22 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _done(out: Path, digest: str) -> bool:
-    record = out / "kdeploy.json"
-    return record.exists() and json.loads(record.read_text()).get("recipe_digest") == digest
+def _stage(name: str, record: Path, digest: str, describe: str, run) -> dict:
+    """Run a stage unless its record shows it finished with these settings and inputs.
 
-
-def _stamp(out: Path, digest: str) -> None:
+    The digest is stamped into the stage's own record after it finishes, so a stage
+    interrupted before that simply runs again (and its training resumes from checkpoints).
+    """
+    from .console import console
     from .fsutil import write_json
 
-    record = json.loads((out / "kdeploy.json").read_text())
-    record["recipe_digest"] = digest
-    write_json(out / "kdeploy.json", record)
+    if record.exists() and json.loads(record.read_text()).get("recipe_digest") == digest:
+        console.print(f"[dim]{name}: {record.parent} is up to date, skipped[/dim]")
+    else:
+        console.print(f"[bold]{name}[/bold] {describe}")
+        run()
+        write_json(record, {**json.loads(record.read_text()), "recipe_digest": digest})
+    return json.loads(record.read_text())
 
 
 def run_recipe(recipe: Recipe, out: Path | None = None) -> dict:
@@ -178,13 +183,8 @@ def run_recipe(recipe: Recipe, out: Path | None = None) -> dict:
                              tokenizer=stage.tokenizer, architecture=stage.architecture,
                              trust_remote_code=stage.trust_remote_code)
         upstream = _digest([upstream, to_dict(stage)])
-        if _done(teacher_dir, upstream):
-            console.print(f"[dim]finetune: {teacher_dir} is up to date, skipped[/dim]")
-        else:
-            console.print(f"[bold]finetune[/bold] {stage.model} → {teacher_dir}")
-            finetune(cfg)
-            _stamp(teacher_dir, upstream)
-        results["teacher"] = json.loads((teacher_dir / "kdeploy.json").read_text())
+        results["teacher"] = _stage("finetune", teacher_dir / "kdeploy.json", upstream,
+                                    f"{stage.model} → {teacher_dir}", lambda: finetune(cfg))
 
     if recipe.distill is not None:
         stage = recipe.distill
@@ -195,13 +195,8 @@ def run_recipe(recipe: Recipe, out: Path | None = None) -> dict:
                             alpha=stage.alpha, temperature=stage.temperature,
                             trust_remote_code=stage.trust_remote_code)
         upstream = _digest([upstream, to_dict(stage)])
-        if _done(student_dir, upstream):
-            console.print(f"[dim]distill: {student_dir} is up to date, skipped[/dim]")
-        else:
-            console.print(f"[bold]distill[/bold] {teacher} → {student_dir}")
-            distill(cfg)
-            _stamp(student_dir, upstream)
-        results["student"] = json.loads((student_dir / "kdeploy.json").read_text())
+        results["student"] = _stage("distill", student_dir / "kdeploy.json", upstream,
+                                    f"{teacher} → {student_dir}", lambda: distill(cfg))
 
     if recipe.export is not None:
         from .export.api import export
@@ -209,19 +204,10 @@ def run_recipe(recipe: Recipe, out: Path | None = None) -> dict:
 
         onnx_dir = run_dir / "onnx"
         upstream = _digest([upstream, to_dict(recipe.export)])
-        record = onnx_dir / "export_report.json"
-        if record.exists() and json.loads(record.read_text()).get("recipe_digest") == upstream:
-            console.print(f"[dim]export: {onnx_dir} is up to date, skipped[/dim]")
-            results["export"] = json.loads(record.read_text())
-        else:
-            console.print(f"[bold]export[/bold] {run_dir / 'student'} → {onnx_dir}")
-            report = export(ExportConfig(model=str(run_dir / "student"), out=str(onnx_dir), data=recipe.data,
-                                         **to_dict(recipe.export)))
-            report["recipe_digest"] = upstream
-            from .fsutil import write_json
-
-            write_json(record, report)
-            results["export"] = report
+        export_cfg = ExportConfig(model=str(run_dir / "student"), out=str(onnx_dir), data=recipe.data,
+                                  **to_dict(recipe.export))
+        results["export"] = _stage("export", onnx_dir / "export_report.json", upstream,
+                                   f"{run_dir / 'student'} → {onnx_dir}", lambda: export(export_cfg))
 
     if recipe.bench is not None:
         from .runtime.bench import BenchConfig, run_bench
@@ -230,27 +216,16 @@ def run_recipe(recipe: Recipe, out: Path | None = None) -> dict:
         report_dir = run_dir / "report"
         stage = recipe.bench
         upstream = _digest([upstream, to_dict(stage)])
-        record = report_dir / "report.json"
-        if record.exists() and json.loads(record.read_text()).get("recipe_digest") == upstream:
-            console.print(f"[dim]bench: {report_dir} is up to date, skipped[/dim]")
-            results["bench"] = json.loads(record.read_text())
-        else:
-            teacher_model = str(teacher_dir) if teacher_dir else recipe.distill.teacher
-            models = [teacher_model]
-            if stage.include_student_pytorch:
-                models += [str(run_dir / "student")]
-            models += [str(run_dir / "onnx" / name) for name in ("model.onnx", "model.int8.onnx")
-                       if (run_dir / "onnx" / name).exists()]
-            console.print(f"[bold]bench[/bold] {len(models)} models → {report_dir}")
-            report = run_bench(BenchConfig(models=models, out=str(report_dir), data=recipe.data, provider=stage.provider,
-                                           batch_sizes=stage.batch_sizes, threads=stage.threads,
-                                           iterations=stage.iterations, warmup=stage.warmup,
-                                           max_length=recipe.distill.train.max_length))
-            report["recipe_digest"] = upstream
-            from .fsutil import write_json
-
-            write_json(record, report)
-            results["bench"] = report
+        models = [str(teacher_dir) if teacher_dir else recipe.distill.teacher]
+        if stage.include_student_pytorch:
+            models.append(str(run_dir / "student"))
+        models += [str(run_dir / "onnx" / name) for name in ("model.onnx", "model.int8.onnx")
+                   if (run_dir / "onnx" / name).exists()]
+        bench_cfg = BenchConfig(models=models, out=str(report_dir), data=recipe.data, provider=stage.provider,
+                                batch_sizes=stage.batch_sizes, threads=stage.threads, iterations=stage.iterations,
+                                warmup=stage.warmup, max_length=recipe.distill.train.max_length)
+        results["bench"] = _stage("bench", report_dir / "report.json", upstream,
+                                  f"{len(models)} models → {report_dir}", lambda: run_bench(bench_cfg))
         print_table(results["bench"])
 
     if recipe.package is not None:

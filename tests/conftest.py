@@ -101,3 +101,16 @@ def sst2_dir() -> Path:
     if not (SHARED_DATA / "sst2" / "train.tsv").exists():
         pytest.skip(f"{SHARED_DATA / 'sst2'} is absent")
     return SHARED_DATA / "sst2"
+
+
+@pytest.fixture(scope="session")
+def exported_tiny(tmp_path_factory, tiny_bert, toy_files) -> Path:
+    """The tiny BERT exported with int8 (accuracy gate opened wide: its weights are random)."""
+    from kdeploy.data import DataConfig
+    from kdeploy.export.api import export
+    from kdeploy.export.config import ExportConfig
+
+    out = tmp_path_factory.mktemp("exported") / "onnx"
+    export(ExportConfig(model=str(tiny_bert), out=str(out), quantize="int8", max_accuracy_drop=100,
+                        data=DataConfig(train=str(toy_files["train"]), test=str(toy_files["test"]))))
+    return out

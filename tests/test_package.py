@@ -17,15 +17,8 @@ from kdeploy.safety import UnsafeArchiveError, safe_extract
 
 
 @pytest.fixture(scope="module")
-def export_dir(tmp_path_factory, tiny_bert, toy_files):
-    from kdeploy.data import DataConfig
-    from kdeploy.export.api import export
-    from kdeploy.export.config import ExportConfig
-
-    out = tmp_path_factory.mktemp("exp") / "onnx"
-    export(ExportConfig(model=str(tiny_bert), out=str(out), quantize="int8", max_accuracy_drop=100,
-                        data=DataConfig(train=str(toy_files["train"]), test=str(toy_files["test"]))))
-    return out
+def export_dir(exported_tiny):
+    return exported_tiny
 
 
 @pytest.fixture(scope="module")

@@ -64,15 +64,8 @@ def test_silent_fallback_is_refused(monkeypatch, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, tiny_bert, toy_files):
-    from kdeploy.data import DataConfig
-    from kdeploy.export.api import export
-    from kdeploy.export.config import ExportConfig
-
-    out = tmp_path_factory.mktemp("exp") / "onnx"
-    export(ExportConfig(model=str(tiny_bert), out=str(out), quantize="int8", max_accuracy_drop=100,
-                        data=DataConfig(train=str(toy_files["train"]), test=str(toy_files["test"]))))
-    return out
+def exported(exported_tiny):
+    return exported_tiny
 
 
 def test_bench_reports(tiny_bert, exported, toy_files, tmp_path):
