@@ -106,7 +106,14 @@ def _torch_candidate(name, path, kind, tokenizer, provider, threads) -> Candidat
             return model(**inputs).logits.float().cpu().numpy()
 
     weights = list(path.glob("*.safetensors")) or list(path.glob("*.bin"))
-    return Candidate(name, kind, path, _size_mib(weights), tokenizer, run,
+    size = _size_mib(weights)
+    if kind == "pytorch-int8":  # what the quantised weights would take on disk
+        import io
+
+        buf = io.BytesIO()
+        torch.save(model.state_dict(), buf)
+        size = round(buf.tell() / 2**20, 3)
+    return Candidate(name, kind, path, size, tokenizer, run,
                      provider=f"pytorch-{device}", threads=torch.get_num_threads())
 
 

@@ -101,7 +101,7 @@ def markdown(report: dict) -> str:
                          f"{m['tokenizer_ms'][bs]:.2f} | {m['vs_reference'][f'p50_speedup_bs{bs}']:.2f}× |")
         lines.append("")
     lines += ["## Size, memory and accuracy", "",
-              "| model | size MiB | size ratio | memory MiB | accuracy | macro-F1 | agreement with reference | drop (points) |",
+              "| model | size MiB | size ratio | RSS growth on load MiB | accuracy | macro-F1 | agreement with reference | drop (points) |",
               "|---|---|---|---|---|---|---|---|"]
     for m in report["models"]:
         a = m.get("accuracy") or {}
