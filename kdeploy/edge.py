@@ -108,9 +108,8 @@ class Predictor:
     def predict(self, texts: list[str] | str, batch_size: int = 32) -> list[dict]:
         if isinstance(texts, str):
             texts = [texts]
-        out: list[dict] = []
+        results: list[dict] = [{}] * len(texts)
         order = np.argsort([len(t) for t in texts], kind="stable")  # batches of similar length pad little
-        results: list[dict | None] = [None] * len(texts)
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
             probs = _softmax(self.logits([texts[i] for i in idx]))
@@ -118,5 +117,4 @@ class Predictor:
                 k = int(p.argmax())
                 results[i] = {"label": self.labels[k], "score": float(p[k]),
                               "probabilities": {l: float(v) for l, v in zip(self.labels, p)}}
-        out.extend(results)  # type: ignore[arg-type]
-        return out
+        return results

@@ -26,7 +26,7 @@ def test_minilm_layers_student_from_real_weights(minilm):
     teacher = load_classifier("builtin:all-MiniLM-L6-v2", label_names=["neg", "pos"]).eval()
     assert sum(p.numel() for p in teacher.parameters()) == pytest.approx(22.7e6, rel=0.01)
     tok = AutoTokenizer.from_pretrained(minilm)
-    x = tok(["a stirring, funny and finally transporting film", "dull"], padding=True, return_tensors="pt")
+    x = tok(["a warm, funny and quietly moving film", "dull"], padding=True, return_tensors="pt")
     full, _, _ = build_student(StudentConfig(layers=6), teacher, tok, ["neg", "pos"])
     small, _, info = build_student(StudentConfig(layers=2), teacher, tok, ["neg", "pos"])
     with torch.no_grad():

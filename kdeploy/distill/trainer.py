@@ -4,7 +4,9 @@ only overrides `compute_loss` with the distillation loss."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,7 +162,7 @@ def training_arguments(cfg: TrainConfig, work_dir: Path) -> TrainingArguments:
     mp = cfg.mixed_precision
     fp16 = cuda and mp in ("auto", "fp16")
     bf16 = cuda and mp == "bf16"
-    distributed = int(__import__("os").environ.get("WORLD_SIZE", "1")) > 1
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     return TrainingArguments(
         output_dir=str(work_dir / "checkpoints"),
         num_train_epochs=cfg.epochs,
@@ -191,7 +193,7 @@ def training_arguments(cfg: TrainConfig, work_dir: Path) -> TrainingArguments:
         dataloader_num_workers=0,
         dataloader_pin_memory=cuda,
         save_safetensors=True,
-        disable_tqdm=not __import__("sys").stderr.isatty(),
+        disable_tqdm=not sys.stderr.isatty(),
         log_level="warning",
     )
 

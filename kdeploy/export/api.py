@@ -20,7 +20,7 @@ from .config import ExportConfig
 
 # Used for the parity check when no data is at hand: varied lengths, casing, punctuation, non-ASCII.
 FALLBACK_TEXTS = [
-    "a stirring , funny and finally transporting re-imagining of beauty and the beast",
+    "a warm, funny and quietly moving film about two brothers and a failing bakery",
     "dull.", "It's not a bad film, but it is not a good one either!", "ok",
     "Überraschend gut — a surprisingly good film, with a cast that clearly enjoyed itself.",
     "the plot was thin, the acting wooden, and the ending made no sense at all " * 3,
