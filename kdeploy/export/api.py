@@ -99,13 +99,21 @@ def export(cfg: ExportConfig) -> dict:
     report: dict = {"model": str(model_dir), "config": to_dict(cfg), "max_length": max_length,
                     "label_names": label_names, "files": {}, "parity": {}, "timings": {}}
     started = time.perf_counter()
+    sessions: dict = {}
+
+    def session(path: Path):
+        """One onnxruntime session per file, shared by the parity, calibration and accuracy checks."""
+        if path.name not in sessions:
+            sessions[path.name] = create_session(path)
+        return sessions[path.name]
+
     with atomic_dir(cfg.out) as tmp:
         fp32 = tmp / "model.onnx"
         t0 = time.perf_counter()
         report["exporter"] = to_onnx(model, model_dir, fp32, cfg.opset, cfg.trust_remote_code)
         report["timings"]["export_seconds"] = round(time.perf_counter() - t0, 2)
         reference = reference_logits(model, tokenizer, texts, max_length)
-        report["parity"]["model.onnx"] = check_parity(create_session(fp32), model, tokenizer, texts, max_length,
+        report["parity"]["model.onnx"] = check_parity(session(fp32), model, tokenizer, texts, max_length,
                                                       cfg.atol, "model.onnx", reference)
         report["files"]["model.onnx"] = {"mib": _mib(fp32), "dtype": "fp32", "opset": cfg.opset}
         base = fp32
@@ -116,7 +124,7 @@ def export(cfg: ExportConfig) -> dict:
             info = optimize(fp32, opt, cfg.optimize, model.config)
             report["timings"]["optimize_seconds"] = round(time.perf_counter() - t0, 2)
             tol = TOLERANCE.get(cfg.optimize) or cfg.atol
-            report["parity"]["model.opt.onnx"] = check_parity(create_session(opt), model, tokenizer, texts,
+            report["parity"]["model.opt.onnx"] = check_parity(session(opt), model, tokenizer, texts,
                                                               max_length, max(tol, cfg.atol), "model.opt.onnx", reference)
             report["files"]["model.opt.onnx"] = {"mib": _mib(opt), "dtype": "fp16" if cfg.optimize == "O4" else "fp32",
                                                  "optimization": info}
@@ -134,12 +142,12 @@ def export(cfg: ExportConfig) -> dict:
                 def batches():
                     from ..runtime.session import feed
 
-                    session = create_session(base)
+                    calibration_session = session(base)
                     out = []
                     for i in range(0, len(train_texts), 16):
                         enc = tokenizer(train_texts[i:i + 16], truncation=True, max_length=max_length,
                                         padding=True, return_tensors="np")
-                        out.append(feed(session, enc))
+                        out.append(feed(calibration_session, enc))
                     return out
 
                 info = quantize_static_int8(base, q, isa, cfg.per_channel, cfg.calibration_method, batches)
@@ -147,7 +155,7 @@ def export(cfg: ExportConfig) -> dict:
             report["files"]["model.int8.onnx"] = {"mib": _mib(q), "dtype": "int8", "quantization": info,
                                                   "source": base.name,
                                                   "size_ratio_to_fp32": round(_mib(q) / _mib(fp32), 4)}
-            report["parity"]["model.int8.onnx"] = check_parity(create_session(q), model, tokenizer, texts,
+            report["parity"]["model.int8.onnx"] = check_parity(session(q), model, tokenizer, texts,
                                                                max_length, None, "model.int8.onnx", reference)
             gated.append("model.int8.onnx")
         if cfg.fp16:
@@ -155,7 +163,7 @@ def export(cfg: ExportConfig) -> dict:
             report["files"]["model.fp16.onnx"] = {**to_fp16(base, f16), "mib": _mib(f16), "source": base.name,
                                                   "advice": "run on the CUDA execution provider"}
             try:
-                report["parity"]["model.fp16.onnx"] = check_parity(create_session(f16), model, tokenizer, texts,
+                report["parity"]["model.fp16.onnx"] = check_parity(session(f16), model, tokenizer, texts,
                                                                    max_length, None, "model.fp16.onnx", reference)
                 gated.append("model.fp16.onnx")
             except KdeployError as exc:
@@ -171,7 +179,7 @@ def export(cfg: ExportConfig) -> dict:
             for name in report["files"]:
                 if "skipped" in report["parity"].get(name, {}):
                     continue
-                logits = batched_logits(onnx_runner(create_session(tmp / name), tokenizer, max_length), eval_texts)
+                logits = batched_logits(onnx_runner(session(tmp / name), tokenizer, max_length), eval_texts)
                 if name == "model.onnx":
                     ref_logits = logits
                 scored = score(logits, labels, ref_logits if name in gated else torch_ref)
@@ -193,7 +201,7 @@ def export(cfg: ExportConfig) -> dict:
 
         tokenizer.save_pretrained(tmp)
         model.config.kdeploy = {"max_length": max_length, "label_names": label_names,
-                                "inputs": sorted(i.name for i in create_session(fp32).get_inputs()), "outputs": ["logits"],
+                                "inputs": sorted(i.name for i in session(fp32).get_inputs()), "outputs": ["logits"],
                                 "opset": cfg.opset}
         model.config.save_pretrained(tmp)
         report["timings"]["total_seconds"] = round(time.perf_counter() - started, 2)
