@@ -90,13 +90,26 @@ def finetune(
     print_training_record(run(cfg), out)
 
 
+def _floats(text: str | None, flag: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise KdeployError(f"{flag} {text!r}: give comma-separated numbers, e.g. 0.6,0.4") from None
+
+
 @app.command(epilog="Examples:\n\n  kdeploy distill --teacher runs/teacher --train train.tsv --validation dev.tsv --test test.tsv "
              "--student-layers 2 --alpha 0.5 --temperature 2 --epochs 3 --out runs/student\n\n"
+             "  kdeploy distill --teacher runs/teacher --train train.tsv --layer-loss hidden --layer-loss attention "
+             "--augment 2 --out runs/student\n\n"
+             "  kdeploy distill --teacher runs/teacher-a --teacher runs/teacher-b --train train.tsv --out runs/student\n\n"
+             "  kdeploy distill --teacher runs/teacher --train train.tsv --unlabeled more.txt --alpha 1 --out runs/student\n\n"
              "  kdeploy distill --teacher runs/teacher --dataset glue/sst2 --student bilstm --out runs/bilstm\n\n"
              "  torchrun --nproc_per_node 2 -m kdeploy distill --teacher runs/teacher --train train.tsv --out runs/student")
 def distill(
     out: Out,
-    teacher: Annotated[str, typer.Option("--teacher", help="Task teacher: a model folder or hub id.")],
+    teacher: Annotated[list[str], typer.Option("--teacher", help="Task teacher: a model folder or hub id. Repeat for an ensemble.")],
     student: Annotated[str, typer.Option("--student", help="layers (from the teacher), bilstm, cnn, or a pretrained model folder / hub id.", rich_help_panel="Student")] = "layers",
     student_layers: Annotated[str, typer.Option("--student-layers", help="Teacher layers to keep: a count (evenly spaced) or indices 0,5.", rich_help_panel="Student")] = "2",
     hidden_size: Annotated[int, typer.Option("--hidden-size", help="bilstm hidden size.", rich_help_panel="Student")] = 256,
@@ -104,6 +117,12 @@ def distill(
     alpha: Annotated[float, typer.Option("--alpha", help="Weight of the KD term; 0 = hard labels only.", rich_help_panel="Distillation")] = 0.5,
     temperature: Annotated[float, typer.Option("--temperature", "-T", help="Softmax temperature for the KD term.", rich_help_panel="Distillation")] = 2.0,
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Where teacher logits are cached (default ~/.cache/kdeploy).", rich_help_panel="Distillation")] = None,
+    teacher_weights: Annotated[Optional[str], typer.Option("--teacher-weights", help="Ensemble weights, one per --teacher: 0.6,0.4 (default equal).", rich_help_panel="Distillation")] = None,
+    layer_loss: Annotated[Optional[list[str]], typer.Option("--layer-loss", help="Intermediate-layer loss NAME[=WEIGHT]: hidden, attention, embedding (kdeploy list). Repeatable.", rich_help_panel="Distillation")] = None,
+    layer_map: Annotated[Optional[str], typer.Option("--layer-map", help="student:teacher layer pairs from 0, e.g. 0:2,1:5 (default uniform).", rich_help_panel="Distillation")] = None,
+    unlabeled: Annotated[Optional[str], typer.Option("--unlabeled", help="Unlabelled transfer text (.txt one per line, or a table); the teacher labels it.", rich_help_panel="Transfer data")] = None,
+    augment: Annotated[int, typer.Option("--augment", help="Augmented copies per training sentence (mask/delete/swap), labelled by the teacher.", rich_help_panel="Transfer data")] = 0,
+    augment_seed: Annotated[int, typer.Option("--augment-seed", rich_help_panel="Transfer data")] = 0,
     train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
     dataset_config: DatasetConfig = None, text_column: TextColumn = None, label_column: LabelColumn = None,
     label_names: LabelNames = None, max_train_samples: MaxTrain = None, max_eval_samples: MaxEval = None,
@@ -119,6 +138,8 @@ def distill(
 
     cfg = DistillConfig(
         teacher=teacher, out=str(out), alpha=alpha, temperature=temperature,
+        teacher_weights=_floats(teacher_weights, "--teacher-weights"), layer_losses=layer_loss or {},
+        layer_map=layer_map, unlabeled=unlabeled, augment=augment, augment_seed=augment_seed,
         cache_dir=str(cache_dir) if cache_dir else None, trust_remote_code=trust_remote_code,
         student=StudentConfig(kind=student, layers=student_layers, hidden_size=hidden_size, embedding_dim=embedding_dim),
         data=_data(train, validation, test, dataset, dataset_config, text_column, label_column, label_names,
@@ -260,6 +281,32 @@ def run(
     from .pipeline import load_recipe, run_recipe
 
     run_recipe(load_recipe(recipe), out)
+
+
+@app.command(name="list")
+def list_registered() -> None:
+    """What is registered: students, losses, layer losses, augmentations, int8 presets."""
+    from .console import console
+    from .distill.augment import AUGMENTERS
+    from .distill.layer_losses import LAYER_LOSSES
+    from .distill.losses import LOSSES
+    from .distill.students import STUDENTS
+    from .export.quantize import PRESETS
+
+    def doc(fn) -> str:
+        return (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+
+    sections = {
+        "students (--student)": {n: doc(f) for n, f in STUDENTS.items()} | {"PATH or hub id": "any pretrained model"},
+        "logit losses": {n: doc(f) for n, f in LOSSES.items()},
+        "layer losses (--layer-loss)": {n: loss.doc for n, loss in LAYER_LOSSES.items()},
+        "augmentations (--augment)": {n: doc(f) for n, f in AUGMENTERS.items()},
+        "int8 presets (--isa)": {n: f"{p['weight_type']} weights" for n, p in PRESETS.items()},
+    }
+    for title, items in sections.items():
+        console.print(f"[bold]{title}[/bold]")
+        for name, text in items.items():
+            console.print(f"  {name:<16} {text}", highlight=False)
 
 
 @app.command()

@@ -73,6 +73,15 @@ class TaskData:
     def split_fingerprint(self, split: str) -> str:
         return fingerprint_of(self.splits[split]["text"], self.splits[split]["label"], self.label_names)
 
+    def with_train(self, train) -> "TaskData":
+        """The same task with another training split (labelled data plus transfer text)."""
+        import datasets
+
+        if train is self.splits["train"]:
+            return self
+        splits = datasets.DatasetDict({**self.splits, "train": train})
+        return TaskData(splits=splits, label_names=self.label_names, fingerprint=self.fingerprint, sources=self.sources)
+
     def summary(self) -> dict:
         return {
             "sources": self.sources,
@@ -103,6 +112,34 @@ def load_task_data(cfg: DataConfig) -> TaskData:
                 raw[split] = _read_file(Path(path))
                 sources[split] = str(path)
     return _normalise(raw, cfg, sources)
+
+
+def load_unlabeled_texts(path: str | Path, text_column: str | None = None) -> list[str]:
+    """Unlabelled transfer text: a .txt file with one text per line, or any supported
+    table with a text column (labels, if present, are ignored)."""
+    path = Path(path)
+    if path.suffix.lower() == ".txt":
+        if not path.exists():
+            raise KdeployError(f"{path}: file not found")
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise KdeployError(f"{path}: not valid UTF-8 (byte {exc.start}); re-save the file as UTF-8") from None
+        texts = [line.strip() for line in lines if line.strip()]
+    else:
+        columns, where = _read_file(path)
+        column = _pick(columns, text_column, TEXT_COLUMNS, "text", where, "--text-column")
+        texts = [str(t) for t in columns[column] if not _is_missing(t) and str(t).strip()]
+    if not texts:
+        raise KdeployError(f"{path}: no text in the unlabelled file")
+    return texts
+
+
+def text_fingerprint(texts: list[str]) -> str:
+    h = hashlib.sha256()
+    for text in texts:
+        h.update(f"{text}\x1d".encode())
+    return h.hexdigest()[:16]
 
 
 # --- reading -------------------------------------------------------------------------------

@@ -31,17 +31,25 @@ class FinetuneStage:
 
 @dataclass
 class DistillStage:
-    teacher: str | None = None  # default: the finetune stage's output
+    teacher: str | list[str] | None = None  # default: the finetune stage's output; a list is an ensemble
     student: StudentConfig = field(default_factory=StudentConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, learning_rate=1e-4))
     alpha: float = 0.5
     temperature: float = 2.0
+    teacher_weights: list[float] | None = None
+    layer_losses: dict[str, float] = field(default_factory=dict)
+    layer_map: str | None = None
+    unlabeled: str | None = None
+    augment: int = 0
+    augment_seed: int = 0
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
-        from .distill.api import check_kd_settings
+        from .distill.api import check_kd_settings, check_transfer_settings, parse_layer_losses
 
         check_kd_settings(self.alpha, self.temperature)
+        self.layer_losses = parse_layer_losses(self.layer_losses)
+        check_transfer_settings(self.alpha, self.unlabeled, self.augment)
 
 
 @dataclass
@@ -192,7 +200,9 @@ def run_recipe(recipe: Recipe, out: Path | None = None) -> dict:
         student_dir = run_dir / "student"
         cfg = DistillConfig(teacher=teacher, out=str(student_dir), data=recipe.data, student=stage.student,
                             train=TrainConfig(**{**to_dict(stage.train), "resume": True}),
-                            alpha=stage.alpha, temperature=stage.temperature,
+                            alpha=stage.alpha, temperature=stage.temperature, teacher_weights=stage.teacher_weights,
+                            layer_losses=stage.layer_losses, layer_map=stage.layer_map, unlabeled=stage.unlabeled,
+                            augment=stage.augment, augment_seed=stage.augment_seed,
                             trust_remote_code=stage.trust_remote_code)
         upstream = _digest([upstream, to_dict(stage)])
         results["student"] = _stage("distill", student_dir / "kdeploy.json", upstream,
@@ -216,7 +226,8 @@ def run_recipe(recipe: Recipe, out: Path | None = None) -> dict:
         report_dir = run_dir / "report"
         stage = recipe.bench
         upstream = _digest([upstream, to_dict(stage)])
-        models = [str(teacher_dir) if teacher_dir else recipe.distill.teacher]
+        first = recipe.distill.teacher if isinstance(recipe.distill.teacher, str) else (recipe.distill.teacher or [None])[0]
+        models = [str(teacher_dir) if teacher_dir else first]
         if stage.include_student_pytorch:
             models.append(str(run_dir / "student"))
         models += [str(run_dir / "onnx" / name) for name in ("model.onnx", "model.int8.onnx")

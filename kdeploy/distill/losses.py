@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 LOSSES: dict[str, Callable] = {}
+IGNORE_INDEX = -100  # the label of a transfer example (unlabelled or augmented text)
 
 
 def register_loss(name: str):
@@ -38,7 +39,8 @@ def kd_loss(
     """Hinton et al.: (1-α)·CE(y, s) + α·T²·KL(softmax(t/T) ‖ softmax(s/T)).
 
     α weighs the KD term (torchdistill weighs CE by α; we do not). T² keeps the soft
-    term's gradient on the scale of the hard one as T grows. KL is averaged per example.
+    term's gradient on the scale of the hard one as T grows. KL is averaged per example;
+    CE over the labelled examples only (label -100 marks transfer text).
     """
     if student_logits.shape[-1] < 2:
         raise ValueError("distillation needs one logit per class (two for a binary task): "
@@ -47,7 +49,9 @@ def kd_loss(
     if alpha < 1.0:
         if labels is None:
             raise ValueError("alpha < 1 needs labels; use alpha=1 for unlabelled transfer data")
-        loss = loss + (1.0 - alpha) * F.cross_entropy(student_logits, labels)
+        labelled = labels != IGNORE_INDEX  # unlabelled and augmented text: the teacher's output is its only label
+        if labelled.any():
+            loss = loss + (1.0 - alpha) * F.cross_entropy(student_logits[labelled], labels[labelled])
     if alpha > 0.0:
         if teacher_logits is None:
             raise ValueError("alpha > 0 needs teacher logits")

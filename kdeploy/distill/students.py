@@ -132,6 +132,7 @@ def _small(model_cls, config_cls, cfg, teacher, tokenizer, label_names, **extra)
 
 @register_student("bilstm")
 def _bilstm(cfg, teacher, tokenizer, label_names):
+    """Bidirectional LSTM over the teacher's tokenizer and embeddings (Tang et al., 2019)."""
     from .small_models import BiLSTMConfig, BiLSTMForSequenceClassification
 
     return _small(BiLSTMForSequenceClassification, BiLSTMConfig, cfg, teacher, tokenizer, label_names,
@@ -140,6 +141,7 @@ def _bilstm(cfg, teacher, tokenizer, label_names):
 
 @register_student("cnn")
 def _cnn(cfg, teacher, tokenizer, label_names):
+    """Kim-style text CNN over the teacher's tokenizer and embeddings, for the tightest devices."""
     from .small_models import TextCNNConfig, TextCNNForSequenceClassification
 
     return _small(TextCNNForSequenceClassification, TextCNNConfig, cfg, teacher, tokenizer, label_names,

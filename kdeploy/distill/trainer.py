@@ -51,10 +51,12 @@ class TrainConfig:
 
 
 class _Collator:
-    """Pads token inputs; stacks the extra per-example fields the loss needs."""
+    """Pads token inputs; stacks the extra per-example fields the loss needs, and the
+    teacher's cached intermediate features padded to the same length."""
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer, feature_store=None):
         self.pad = DataCollatorWithPadding(tokenizer)
+        self.store = feature_store
 
     def __call__(self, features):
         extra = {k: [f.pop(k) for f in features] for k in ("teacher_logits", "idx") if k in features[0]}
@@ -63,27 +65,59 @@ class _Collator:
             batch["teacher_logits"] = torch.tensor(np.asarray(extra["teacher_logits"]), dtype=torch.float32)
         if "idx" in extra:
             batch["idx"] = torch.tensor(extra["idx"], dtype=torch.long)
+            if self.store is not None:
+                lengths = self.store.lengths[extra["idx"]]
+                if not np.array_equal(lengths, batch["attention_mask"].sum(1).numpy()):
+                    raise KdeployError("cached teacher features do not line up with the student's tokens: "
+                                       "teacher and student must share one tokenizer and max length")
+                batch["teacher_features"] = self.store.batch(extra["idx"], batch["input_ids"].shape[1])
         return batch
 
 
 class DistillTrainer(Trainer):
-    def __init__(self, *args, alpha: float = 0.0, temperature: float = 1.0, loss: str = "kd", **kwargs):
+    def __init__(self, *args, alpha: float = 0.0, temperature: float = 1.0, loss: str = "kd",
+                 layer_objective=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.alpha, self.temperature = alpha, temperature
         self.loss_fn = get_loss(loss)
+        self.layer_objective = layer_objective
+        if layer_objective is not None:
+            layer_objective.to(self.args.device)
         self.seen_examples: list[int] = []
+        self.layer_loss_sums: dict[str, float] = {}
+        self.layer_loss_calls = 0
         self.model_accepts_loss_kwargs = False
+
+    def create_optimizer(self):
+        """The Trainer's optimiser, plus the layer objective's projections when it has any."""
+        optimizer = super().create_optimizer()
+        params = [p for p in (self.layer_objective.parameters() if self.layer_objective else []) if p.requires_grad]
+        if params:
+            optimizer.add_param_group({"params": params, "weight_decay": 0.0})
+        return optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         teacher_logits = inputs.pop("teacher_logits", None)
+        teacher_features = inputs.pop("teacher_features", None)
         idx = inputs.pop("idx", None)
         labels = inputs.pop("labels", None)
         if idx is not None and model.training:
             self.seen_examples.extend(idx.tolist())
-        outputs = model(**inputs)
+        layered = self.layer_objective is not None and teacher_features is not None and model.training
+        if layered:
+            outputs = model(**inputs, output_hidden_states=True,
+                            output_attentions=self.layer_objective.needs_attentions)
+        else:
+            outputs = model(**inputs)
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
         alpha = self.alpha if (teacher_logits is not None and model.training) else 0.0
         loss = self.loss_fn(logits, teacher_logits, labels, alpha, self.temperature)
+        if layered:
+            extra, parts = self.layer_objective(outputs, teacher_features, inputs["attention_mask"])
+            loss = loss + extra
+            for name, value in parts.items():
+                self.layer_loss_sums[name] = self.layer_loss_sums.get(name, 0.0) + value
+            self.layer_loss_calls += 1
         return (loss, outputs) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -206,7 +240,8 @@ def last_checkpoint(work_dir: Path) -> str | None:
 
 
 def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_dir: Path,
-        teacher_logits: np.ndarray | None = None, alpha: float = 0.0, temperature: float = 1.0) -> dict:
+        teacher_logits: np.ndarray | None = None, alpha: float = 0.0, temperature: float = 1.0,
+        layer_objective=None, feature_store=None) -> dict:
     """Train, keep the best epoch by validation accuracy, score validation and test.
 
     Returns metrics and timings; the caller saves the model (on the main process only).
@@ -222,11 +257,12 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
         train_dataset=encoded["train"],
         eval_dataset=encoded["validation"],
         processing_class=tokenizer,
-        data_collator=_Collator(tokenizer),
+        data_collator=_Collator(tokenizer, feature_store if layer_objective is not None else None),
         compute_metrics=_compute_metrics,
         callbacks=[timer, _EpochPrinter()],
         alpha=alpha if teacher_logits is not None else 0.0,
         temperature=temperature,
+        layer_objective=layer_objective,
     )
     trainer.remove_callback(PrinterCallback)
     if trainer.pop_callback(ProgressCallback) is not None:
@@ -244,6 +280,8 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
         "best_checkpoint": Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None,
         "data_parallel": _shard_record(trainer),
     }
+    if trainer.layer_loss_calls:
+        result["layer_loss_means"] = {k: round(v / trainer.layer_loss_calls, 6) for k, v in trainer.layer_loss_sums.items()}
     for split in ("validation", "test"):
         if split in encoded:
             t0 = time.perf_counter()
