@@ -25,11 +25,22 @@ def _write(tmp_path, recipe: dict) -> Path:
     ({"name": "x", "data": {"train": "t.tsv"}, "distill": {}}, "distill has no teacher"),
     ({"name": "x", "distill": {"teacher": "t"}}, "missing 'data'"),
     ({"name": "x", "data": {"train": "t.tsv"}, "distill": {"teacher": "t"}, "export": {"quantize": "int4"}}, "--quantize must be"),
+    ({"name": "x", "data": {"train": "t.tsv"}, "distill": {"teacher": "t", "layer_losses": {"hiden": 1}}}, "unknown layer loss 'hiden'"),
+    ({"name": "x", "data": {"train": "t.tsv"}, "distill": {"teacher": "t", "augment": 1, "alpha": 0}}, "need alpha > 0"),
+    ({"name": "x", "data": {"train": "t.tsv"}, "distill": {"teacher": "t", "layer_map": "0:1", "augmnt": 1}}, "did you mean 'augment'"),
 ])
 def test_invalid_recipes_are_refused(tmp_path, recipe, message):
     with pytest.raises(KdeployError) as err:
         load_recipe(_write(tmp_path, recipe))
     assert message in str(err.value)
+
+
+def test_distill_methods_in_a_recipe(tmp_path):
+    recipe = load_recipe(_write(tmp_path, {"name": "x", "data": {"train": "t.tsv"}, "distill": {
+        "teacher": ["a", "b"], "teacher_weights": [2, 1], "layer_losses": ["hidden", "attention=0.5"],
+        "layer_map": "0:2,1:5", "augment": 2}}))
+    assert recipe.distill.layer_losses == {"hidden": 1.0, "attention": 0.5}
+    assert recipe.distill.teacher == ["a", "b"] and recipe.distill.augment == 2
 
 
 def test_every_shipped_recipe_is_valid():

@@ -1,0 +1,147 @@
+"""Distillation methods side by side, over seeds, in one run: logits only, + hidden states,
++ attention, combinations with augmented text, teacher ensembles, unlabelled transfer.
+
+    python bench/distill_methods.py --task sst2 --teacher runs/sst2/teacher \\
+        --arms logits,hidden,attention --seeds 1 2 3 --name sst2_methods
+
+Every finished run is appended to bench/results/NAME.json at once and the Markdown
+summary rewritten, so a long sweep that is stopped keeps what it measured. Runs are
+interleaved by seed (seed 1 of every arm, then seed 2, ...) so drift hits arms alike.
+Needs ../shared/data/{sst2,sst5}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+LABELS = {"sst2": ["negative", "positive"],
+          "sst5": ["very negative", "negative", "neutral", "positive", "very positive"]}
+
+# name -> DistillConfig settings beyond the common ones (α=0.5, T=2, 2 layers, 3 epochs, lr 1e-4)
+ARMS = {
+    "hard": {"alpha": 0.0},
+    "logits": {},
+    "hidden": {"layer_losses": {"hidden": 1.0}},
+    "attention": {"layer_losses": {"attention": 1.0}},
+    "hidden+attention": {"layer_losses": {"hidden": 1.0, "attention": 1.0}},
+    "logits+aug": {"augment": 1},
+    "hidden+aug": {"layer_losses": {"hidden": 1.0}, "augment": 1},
+    "attention+aug": {"layer_losses": {"attention": 1.0}, "augment": 1},
+    "hidden+attention+aug": {"layer_losses": {"hidden": 1.0, "attention": 1.0}, "augment": 1},
+    "unlabeled": {"alpha": 1.0},  # the training sentences with their labels unused: the teacher labels them
+    "ensemble": {"ensemble": True},
+}
+
+
+def main() -> None:
+    from kdeploy.data import DataConfig
+    from kdeploy.distill.api import DistillConfig, distill
+    from kdeploy.distill.students import StudentConfig
+    from kdeploy.distill.trainer import TrainConfig
+    from kdeploy.environment import library_versions, machine
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--task", choices=sorted(LABELS), default="sst2")
+    p.add_argument("--teacher", required=True)
+    p.add_argument("--second-teacher", help="for the ensemble arm")
+    p.add_argument("--arms", default="logits,hidden,attention")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--epochs", type=float, default=3)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--name", required=True)
+    p.add_argument("--out", default=None)
+    a = p.parse_args()
+    folder = SHARED / a.task
+    if not folder.exists():
+        sys.exit(f"{folder} is absent")
+    arms = [x.strip() for x in a.arms.split(",") if x.strip()]
+    unknown = [x for x in arms if x not in ARMS]
+    if unknown:
+        sys.exit(f"unknown arm {unknown[0]}; known: {', '.join(ARMS)}")
+    data = DataConfig(train=str(folder / "train.tsv"), validation=str(folder / "dev.tsv"),
+                      test=str(folder / "test.tsv"), label_names=LABELS[a.task])
+    results = ROOT / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    json_path = results / f"{a.name}.json"
+    state = json.loads(json_path.read_text()) if json_path.exists() else {"runs": []}
+    state.update({"date": date.today().isoformat(), "command": " ".join(["python", *sys.argv]),
+                  "machine": machine(), "versions": library_versions(), "task": a.task,
+                  "teacher": a.teacher, "second_teacher": a.second_teacher,
+                  "common": {"student_layers": 2, "alpha": 0.5, "temperature": 2.0, "epochs": a.epochs, "lr": a.lr}})
+    done = {(r["arm"], r["seed"]) for r in state["runs"]}
+    out_root = Path(a.out or ROOT / "runs" / a.task / "methods")
+    for seed in a.seeds:
+        for arm in arms:
+            if (arm, seed) in done:
+                continue
+            settings = dict(ARMS[arm])
+            teacher = [a.teacher, a.second_teacher] if settings.pop("ensemble", False) else a.teacher
+            if isinstance(teacher, list) and not a.second_teacher:
+                sys.exit("the ensemble arm needs --second-teacher")
+            cfg = DistillConfig(teacher=teacher, out=str(out_root / f"{arm}-s{seed}"), data=data,
+                                student=StudentConfig(layers=2),
+                                train=TrainConfig(epochs=a.epochs, learning_rate=a.lr, seed=seed),
+                                **{"alpha": 0.5, "temperature": 2.0, **settings})
+            started = time.perf_counter()
+            r = distill(cfg)
+            run = {"arm": arm, "seed": seed, "test_accuracy": r["test"]["accuracy"],
+                   "test_macro_f1": r["test"]["macro_f1"], "validation_accuracy": r["validation"]["accuracy"],
+                   "teacher_test_accuracy": r["teacher"]["test"]["accuracy"],
+                   "teachers_test_accuracy": [t["test"]["accuracy"] for t in r.get("teachers", [])],
+                   "train_seconds": r["train_seconds"], "epoch_seconds": r["epoch_seconds"],
+                   "teacher_features_seconds": r.get("teacher_features_seconds"),
+                   "training_examples": r["training_examples"], "layer_map": r.get("layer_objective", {}).get("layer_map"),
+                   "wall_seconds": round(time.perf_counter() - started, 1)}
+            state["runs"].append(run)
+            print(json.dumps(run), flush=True)
+            json_path.write_text(json.dumps(state, indent=2))
+            write_markdown(state, results / f"{a.name}.md")
+
+
+def summarise(state: dict) -> dict:
+    arms: dict[str, list] = {}
+    for r in state["runs"]:
+        arms.setdefault(r["arm"], []).append(r)
+    out = {}
+    for arm, runs in arms.items():
+        accs = [r["test_accuracy"] for r in runs]
+        out[arm] = {"n": len(accs), "mean": statistics.mean(accs),
+                    "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                    "runs": {r["seed"]: r["test_accuracy"] for r in runs},
+                    "epoch_seconds": statistics.mean(s for r in runs for s in r["epoch_seconds"]),
+                    "train_seconds": statistics.mean(r["train_seconds"] for r in runs)}
+    return out
+
+
+def write_markdown(state: dict, path: Path) -> None:
+    summary = summarise(state)
+    state["summary"] = summary
+    teacher = state["runs"][0]["teacher_test_accuracy"] if state["runs"] else float("nan")
+    base = summary.get("logits")
+    v = state["versions"]
+    lines = [f"# Distillation methods on {state['task'].upper()} ({state['date']})", "",
+             f"`{state['command']}`", "",
+             f"Machine: {state['machine']['cpu']}, {state['machine']['cores']} cores; "
+             + ", ".join(f"{k} {v[k]}" for k in ("torch", "transformers") if k in v), "",
+             f"Teacher ({state['teacher']}) test accuracy {100 * teacher:.2f}. Student: 2 layers copied from the "
+             f"teacher, α=0.5, T=2, {state['common']['epochs']:g} epochs, lr {state['common']['lr']:g}; "
+             "layer losses weight 1, uniform layer map; augmentation: 1 copy per sentence (mask/delete/swap).", "",
+             "| arm | seeds | test accuracy (mean ± std) | per seed | vs logits (points) | retention | epoch s | train s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for arm, s in summary.items():
+        delta = f"{100 * (s['mean'] - base['mean']):+.2f}" if base and arm != "logits" else ""
+        per_seed = ", ".join(f"{100 * x:.2f}" for x in s["runs"].values())
+        lines.append(f"| {arm} | {s['n']} | {100 * s['mean']:.2f} ± {100 * s['std']:.2f} | {per_seed} | {delta} | "
+                     f"{100 * s['mean'] / teacher:.1f}% | {s['epoch_seconds']:.1f} | {s['train_seconds']:.0f} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
