@@ -37,6 +37,7 @@ ARMS = {
     "hidden+attention+aug": {"layer_losses": {"hidden": 1.0, "attention": 1.0}, "augment": 1},
     "unlabeled": {"alpha": 1.0},  # the training sentences with their labels unused: the teacher labels them
     "ensemble": {"ensemble": True},
+    "second-teacher": {"second": True},  # logits only, from --second-teacher alone
 }
 
 
@@ -83,8 +84,10 @@ def main() -> None:
                 continue
             settings = dict(ARMS[arm])
             teacher = [a.teacher, a.second_teacher] if settings.pop("ensemble", False) else a.teacher
-            if isinstance(teacher, list) and not a.second_teacher:
-                sys.exit("the ensemble arm needs --second-teacher")
+            if settings.pop("second", False):
+                teacher = a.second_teacher
+            if (isinstance(teacher, list) or teacher is None) and not a.second_teacher:
+                sys.exit(f"the {arm} arm needs --second-teacher")
             cfg = DistillConfig(teacher=teacher, out=str(out_root / f"{arm}-s{seed}"), data=data,
                                 student=StudentConfig(layers=2),
                                 train=TrainConfig(epochs=a.epochs, learning_rate=a.lr, seed=seed),

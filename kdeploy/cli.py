@@ -149,6 +149,32 @@ def distill(
     print_training_record(run(cfg), out)
 
 
+@app.command(epilog="Examples:\n\n  kdeploy prune runs/student --out runs/student-small\n\n"
+             "  kdeploy prune runs/student --train train.tsv --extra-corpus more.txt --out runs/student-small")
+def prune(
+    model: Annotated[Path, typer.Argument(help="A student (or any BERT-family classifier) folder.")],
+    out: Out,
+    extra_corpus: Annotated[Optional[str], typer.Option("--extra-corpus", help="More text whose tokens to keep (.txt one per line, or a table).")] = None,
+    max_length: Annotated[Optional[int], typer.Option("--max-length", help="Default: the training max length.")] = None,
+    train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
+    dataset_config: DatasetConfig = None, text_column: TextColumn = None, label_column: LabelColumn = None,
+    label_names: LabelNames = None,
+) -> None:
+    """Trim the vocabulary to the tokens the training data uses: a much smaller embedding, same logits on that text."""
+    from .console import console
+    from .prune.api import PruneConfig, prune as run
+
+    given = any(x is not None for x in (train, dataset))
+    cfg = PruneConfig(model=str(model), out=str(out), extra_corpus=extra_corpus, max_length=max_length,
+                      data=_data(train, validation, test, dataset, dataset_config, text_column, label_column,
+                                 label_names, None, None) if given else None)
+    r = run(cfg)
+    v = r["vocab"]
+    console.print(f"vocabulary {v['vocab_before']} → {v['vocab_after']} tokens, {r['parameters']:,} parameters; "
+                  f"{r['eval_split']} accuracy {100 * r['before']['accuracy']:.2f}% → {100 * r['after']['accuracy']:.2f}% "
+                  f"(agreement {100 * r['agreement']:.2f}%); written to {out}", highlight=False)
+
+
 @app.command(epilog="Examples:\n\n  kdeploy export runs/student --out runs/onnx\n\n"
              "  kdeploy export runs/student --out runs/onnx --optimize O2 --quantize int8 --data test.tsv\n\n"
              "  kdeploy export runs/student --out runs/onnx --quantize int8-static --calibration-method percentile "

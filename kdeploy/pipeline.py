@@ -100,12 +100,23 @@ class PackageStage:
 
 
 @dataclass
+class PruneStage:
+    vocab: bool = True  # keep only the tokens the training data (and extra_corpus) uses
+    extra_corpus: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.vocab:
+            raise KdeployError("prune: nothing to do with vocab: false; remove the prune stage")
+
+
+@dataclass
 class Recipe:
     name: str
     data: DataConfig
     description: str = ""
     finetune: FinetuneStage | None = None
     distill: DistillStage | None = None
+    prune: PruneStage | None = None
     export: ExportStage | None = None
     bench: BenchStage | None = None
     package: PackageStage | None = None
@@ -115,6 +126,8 @@ class Recipe:
             raise KdeployError("distill has no teacher: set distill.teacher or add a finetune stage")
         if self.finetune is None and self.distill is None:
             raise KdeployError("the recipe has no stage: add finetune and/or distill")
+        if self.prune is not None and self.distill is None:
+            raise KdeployError("prune needs a distill stage (it prunes the student)")
         if self.export is not None and self.distill is None:
             raise KdeployError("export needs a distill stage (it exports the student)")
         if self.bench is not None and self.export is None:
@@ -141,7 +154,8 @@ def load_recipe(path: str | Path) -> Recipe:
         raise KdeployError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise KdeployError(f"{path}: a recipe is a mapping with name, data and stages")
-    check_keys(raw, ["name", "description", "data", "finetune", "distill", "export", "bench", "package"], str(path))
+    check_keys(raw, ["name", "description", "data", "finetune", "distill", "prune", "export", "bench", "package"],
+               str(path))
     raw.setdefault("name", path.stem)
     for key in ("data",):
         if key not in raw:
@@ -208,16 +222,28 @@ def run_recipe(recipe: Recipe, out: Path | None = None) -> dict:
         results["student"] = _stage("distill", student_dir / "kdeploy.json", upstream,
                                     f"{teacher} → {student_dir}", lambda: distill(cfg))
 
+    final_student = run_dir / "student"
+    if recipe.prune is not None:
+        from .prune.api import PruneConfig, prune
+
+        pruned_dir = run_dir / "pruned"
+        upstream = _digest([upstream, to_dict(recipe.prune)])
+        prune_cfg = PruneConfig(model=str(final_student), out=str(pruned_dir), data=recipe.data,
+                                **to_dict(recipe.prune))
+        results["prune"] = _stage("prune", pruned_dir / "kdeploy.json", upstream,
+                                  f"{final_student} → {pruned_dir}", lambda: prune(prune_cfg))["pruning"]
+        final_student = pruned_dir
+
     if recipe.export is not None:
         from .export.api import export
         from .export.config import ExportConfig
 
         onnx_dir = run_dir / "onnx"
         upstream = _digest([upstream, to_dict(recipe.export)])
-        export_cfg = ExportConfig(model=str(run_dir / "student"), out=str(onnx_dir), data=recipe.data,
+        export_cfg = ExportConfig(model=str(final_student), out=str(onnx_dir), data=recipe.data,
                                   **to_dict(recipe.export))
         results["export"] = _stage("export", onnx_dir / "export_report.json", upstream,
-                                   f"{run_dir / 'student'} → {onnx_dir}", lambda: export(export_cfg))
+                                   f"{final_student} → {onnx_dir}", lambda: export(export_cfg))
 
     if recipe.bench is not None:
         from .runtime.bench import BenchConfig, run_bench
@@ -229,7 +255,7 @@ def run_recipe(recipe: Recipe, out: Path | None = None) -> dict:
         first = recipe.distill.teacher if isinstance(recipe.distill.teacher, str) else (recipe.distill.teacher or [None])[0]
         models = [str(teacher_dir) if teacher_dir else first]
         if stage.include_student_pytorch:
-            models.append(str(run_dir / "student"))
+            models.append(str(final_student))
         models += [str(run_dir / "onnx" / name) for name in ("model.onnx", "model.int8.onnx")
                    if (run_dir / "onnx" / name).exists()]
         bench_cfg = BenchConfig(models=models, out=str(report_dir), data=recipe.data, provider=stage.provider,
@@ -271,6 +297,10 @@ def run_recipe(recipe: Recipe, out: Path | None = None) -> dict:
         rows.append({"name": f"student ({_describe(r['student'])})", **r.get("test", {}),
                      "params": r["student"].get("parameters"), "size_mib": weights_mib(run_dir / "student"),
                      "seconds": r.get("train_seconds")})
+    if "prune" in results:
+        r = results["prune"]
+        rows.append({"name": f"student, vocabulary {r['vocab']['vocab_before']} → {r['vocab']['vocab_after']}",
+                     **r["after"], "params": r["parameters"], "size_mib": weights_mib(run_dir / "pruned")})
     if "export" in results:
         rep = results["export"]
         acc = rep.get("accuracy", {})

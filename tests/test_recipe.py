@@ -56,12 +56,15 @@ def test_run_then_rerun_skips_finished_stages(tmp_path, tiny_base_bert, toy_file
     recipe = {"name": "tiny", "data": {k: str(v) for k, v in toy_files.items()},
               "finetune": {"model": str(tiny_base_bert), "train": fast},
               "distill": {"student": {"layers": 2}, "train": fast},
+              "prune": {"vocab": True},
               "export": {"optimize": "O2", "quantize": "int8", "max_accuracy_drop": 100},
               "bench": {"batch_sizes": [1, 4], "iterations": 5, "warmup": 1, "threads": 1},
               "package": {"sample_texts": ["a good film", "dull"]}}
     path = _write(tmp_path, recipe)
     results = run_recipe(load_recipe(path), tmp_path / "run")
-    assert set(results) == {"teacher", "student", "export", "bench", "package"}
+    assert set(results) == {"teacher", "student", "prune", "export", "bench", "package"}
+    assert results["prune"]["vocab"]["vocab_after"] < results["prune"]["vocab"]["vocab_before"]
+    assert json.loads((tmp_path / "run/onnx/export_report.json").read_text())["model"] == str(tmp_path / "run/pruned")
     assert (tmp_path / "run/bundle.tar.gz").exists() and (tmp_path / "run/bundle/kdeploy.json").exists()
     assert (tmp_path / "run/report/report.html").exists()
     assert [m["name"] for m in results["bench"]["models"]] == ["teacher (pytorch)", "onnx/model.onnx", "onnx/model.int8.onnx"]
@@ -71,7 +74,7 @@ def test_run_then_rerun_skips_finished_stages(tmp_path, tiny_base_bert, toy_file
     run_recipe(load_recipe(path), tmp_path / "run")
     out = capsys.readouterr().out
     assert "a good film" in out and "dull" in out  # the bundle's sample predictions
-    assert out.count("up to date, skipped") == 4  # finetune, distill, export, bench
+    assert out.count("up to date, skipped") == 5  # finetune, distill, prune, export, bench
     assert (tmp_path / "run/student/kdeploy.json").stat().st_mtime_ns == first
     recipe["distill"]["alpha"] = 0.9  # a changed distill setting reruns distill only
     run_recipe(load_recipe(_write(tmp_path, recipe)), tmp_path / "run")

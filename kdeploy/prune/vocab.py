@@ -1,0 +1,120 @@
+"""Vocabulary trimming: keep only the tokens a domain uses.
+
+In a 2-layer MiniLM student most weights are the 30,522-row token embedding, and most of
+those rows never occur in a given task. Trimming keeps the tokens the training text (plus
+an optional extra corpus, plus every special token) produces, rewrites the embedding
+matrix and the tokenizer consistently, and verifies the result: every kept text encodes
+to the same tokens, renumbered, so its logits are unchanged; an unseen word becomes [UNK].
+
+WordPiece only (BERT family): its greedy longest-match segmentation is provably unchanged
+on text whose pieces were all kept. BPE and Unigram merges would need their own rewrite.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import KdeployError
+
+
+def used_token_ids(tokenizer, texts: list[str], max_length: int | None = None) -> set[int]:
+    ids: set[int] = set(tokenizer.all_special_ids)
+    for start in range(0, len(texts), 1024):
+        enc = tokenizer(texts[start:start + 1024], truncation=max_length is not None, max_length=max_length)
+        for row in enc["input_ids"]:
+            ids.update(row)
+    return ids
+
+
+def trim_vocabulary(model, tokenizer, texts: list[str], max_length: int | None = None):
+    """Return (trimmed model, trimmed tokenizer, record). The model is changed in place."""
+    from transformers import AutoTokenizer
+
+    if not getattr(tokenizer, "is_fast", False):
+        raise KdeployError("vocabulary trimming needs a fast tokenizer (tokenizer.json)")
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        spec = json.loads((Path(tmp) / "tokenizer.json").read_text(encoding="utf-8"))
+        if spec["model"].get("type") != "WordPiece":
+            raise KdeployError(f"vocabulary trimming supports WordPiece tokenizers (BERT family); this one is "
+                               f"{spec['model'].get('type')}")
+        embeddings = model.get_input_embeddings()
+        old_size = embeddings.weight.shape[0]
+        keep = sorted(i for i in used_token_ids(tokenizer, texts, max_length) if i < old_size)
+        old_to_new = {old: new for new, old in enumerate(keep)}
+        _rewrite_tokenizer_files(Path(tmp), spec, old_to_new)
+        trimmed_tokenizer = AutoTokenizer.from_pretrained(tmp)
+    _rewrite_embeddings(model, embeddings, keep)
+    _remap_config_ids(model.config, old_to_new)
+    check_same_tokens(tokenizer, trimmed_tokenizer, texts[:2000], old_to_new, max_length)
+    record = {"vocab_before": old_size, "vocab_after": len(keep), "texts": len(texts),
+              "embedding_parameters_removed": (old_size - len(keep)) * embeddings.weight.shape[1]}
+    return model, trimmed_tokenizer, record
+
+
+def _rewrite_tokenizer_files(folder: Path, spec: dict, old_to_new: dict[int, int]) -> None:
+    vocab = spec["model"]["vocab"]
+    new_vocab = {tok: old_to_new[i] for tok, i in vocab.items() if i in old_to_new}
+    spec["model"]["vocab"] = dict(sorted(new_vocab.items(), key=lambda kv: kv[1]))
+    unk = spec["model"].get("unk_token")
+    if unk not in new_vocab:
+        raise KdeployError(f"the unknown token {unk!r} is not in the vocabulary; cannot trim safely")
+    for added in spec.get("added_tokens", []):
+        if added["id"] not in old_to_new:
+            raise KdeployError(f"added token {added['content']!r} was dropped; this is a bug")
+        added["id"] = old_to_new[added["id"]]
+    post = spec.get("post_processor") or {}
+    for special in (post.get("special_tokens") or {}).values():
+        special["ids"] = [old_to_new[i] for i in special["ids"]]
+    for key in ("cls", "sep"):  # BertProcessing form
+        if isinstance(post.get(key), list):
+            post[key][1] = old_to_new[post[key][1]]
+    (folder / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+    if (folder / "vocab.txt").exists():
+        (folder / "vocab.txt").write_text("".join(f"{t}\n" for t in spec["model"]["vocab"]), encoding="utf-8")
+    config_path = folder / "tokenizer_config.json"
+    if config_path.exists():
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        decoder = config.get("added_tokens_decoder") or {}
+        config["added_tokens_decoder"] = {str(old_to_new[int(k)]): v for k, v in decoder.items()
+                                          if int(k) in old_to_new}
+        config_path.write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+def _rewrite_embeddings(model, embeddings: nn.Embedding, keep: list[int]) -> None:
+    index = torch.tensor(keep, dtype=torch.long)
+    weight = embeddings.weight.data.index_select(0, index).clone()
+    padding_idx = embeddings.padding_idx
+    new = nn.Embedding(len(keep), weight.shape[1], padding_idx=keep.index(padding_idx)
+                       if padding_idx is not None and padding_idx in keep else None)
+    new.weight.data.copy_(weight)
+    model.set_input_embeddings(new)
+    model.config.vocab_size = len(keep)
+
+
+def _remap_config_ids(config, old_to_new: dict[int, int]) -> None:
+    for key in ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id", "mask_token_id"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value in old_to_new:
+            setattr(config, key, old_to_new[value])
+
+
+def check_same_tokens(old, new, texts: list[str], old_to_new: dict[int, int], max_length: int | None) -> None:
+    """Kept text must encode to the same tokens, renumbered; otherwise the trim is wrong."""
+    kwargs = dict(truncation=max_length is not None, max_length=max_length)
+    before = old(texts, **kwargs)["input_ids"]
+    after = new(texts, **kwargs)["input_ids"]
+    for text, a, b in zip(texts, before, after):
+        if [old_to_new[i] for i in a] != b:
+            raise KdeployError(f"the trimmed tokenizer encodes {text[:60]!r} differently; not saving it")
+
+
+def vocabulary_coverage(tokenizer, texts: list[str]) -> float:
+    """Share of tokens in `texts` that are not [UNK] (for reporting on held-out text)."""
+    ids = np.concatenate([np.asarray(r) for r in tokenizer(texts)["input_ids"]])
+    return float((ids != tokenizer.unk_token_id).mean())

@@ -1,0 +1,74 @@
+"""Vocabulary trimming: the same logits on text of kept tokens, [UNK] for unseen words,
+and a trimmed model that exports and packages like any other."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from conftest import NEGATIVE, write_tsv
+from kdeploy.data import DataConfig
+from kdeploy.errors import KdeployError
+from kdeploy.prune.api import PruneConfig, prune
+from kdeploy.prune.vocab import trim_vocabulary
+
+KEPT = ["the film was good", "a great and moving story", "it was quite funny"]
+
+
+def _logits(model, tok, texts):
+    enc = tok(texts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        return model(**enc).logits.numpy()
+
+
+def test_kept_text_gives_identical_logits_and_unseen_words_become_unk(tiny_bert):
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    before = _logits(model, tok, KEPT)
+    trimmed_model, trimmed_tok, record = trim_vocabulary(model, tok, KEPT)
+    assert record["vocab_after"] < record["vocab_before"] == len(tok)
+    assert len(trimmed_tok) == record["vocab_after"] == trimmed_model.get_input_embeddings().weight.shape[0]
+    np.testing.assert_allclose(_logits(trimmed_model, trimmed_tok, KEPT), before, atol=1e-6)
+    ids = trimmed_tok("the film was boring")["input_ids"]
+    assert trimmed_tok.convert_ids_to_tokens(ids) == ["[CLS]", "the", "film", "was", "[UNK]", "[SEP]"]
+    assert {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"} <= set(trimmed_tok.get_vocab())  # specials always kept
+
+
+def test_prune_stage_exports_and_packages(tiny_bert, toy_files, tmp_path):
+    from kdeploy.edge import Predictor
+    from kdeploy.export.api import export
+    from kdeploy.export.config import ExportConfig
+    from kdeploy.package.bundle import PackageConfig, package
+
+    data = DataConfig(train=str(toy_files["train"]), validation=str(toy_files["validation"]),
+                      test=str(toy_files["test"]))
+    r = prune(PruneConfig(model=str(tiny_bert), out=str(tmp_path / "pruned"), data=data))
+    assert r["vocab"]["vocab_after"] < r["vocab"]["vocab_before"]
+    assert r["agreement"] == 1.0 and r["accuracy_change_points"] == 0.0  # toy test text uses only kept tokens
+    saved = json.loads((tmp_path / "pruned/kdeploy.json").read_text())
+    assert saved["pruning"]["vocab"] == r["vocab"]
+    rep = export(ExportConfig(model=str(tmp_path / "pruned"), out=str(tmp_path / "onnx"), data=data,
+                              quantize="int8", max_accuracy_drop=100))
+    assert rep["parity"]["model.onnx"]["max_abs_diff"] < 1e-4
+    bundle = package(PackageConfig(export_dir=str(tmp_path / "onnx"), out=str(tmp_path / "bundle"),
+                                   model_file="model.onnx", archive=None))
+    texts = ["the film was good", "dull and tedious"]
+    got = np.array([list(p["probabilities"].values()) for p in Predictor(bundle["bundle"]).predict(texts)])
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "pruned").eval()
+    tok = AutoTokenizer.from_pretrained(tmp_path / "pruned")
+    want = torch.softmax(torch.tensor(_logits(model, tok, texts)), -1).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_prune_errors_and_cli(tiny_bert, toy_files, tmp_path):
+    with pytest.raises(KdeployError, match="which text's tokens to keep"):
+        prune(PruneConfig(model=str(tiny_bert), out=str(tmp_path / "x")))
+    extra = write_tsv(tmp_path / "extra.tsv", [(" ".join(NEGATIVE), "negative")])
+    cmd = [sys.executable, "-m", "kdeploy", "prune", str(tiny_bert), "--train", str(toy_files["train"]),
+           "--test", str(toy_files["test"]), "--extra-corpus", str(extra), "--out", str(tmp_path / "p")]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "vocabulary" in result.stdout and (tmp_path / "p/model.safetensors").exists()
