@@ -150,27 +150,37 @@ def distill(
 
 
 @app.command(epilog="Examples:\n\n  kdeploy prune runs/student --out runs/student-small\n\n"
-             "  kdeploy prune runs/student --train train.tsv --extra-corpus more.txt --out runs/student-small")
+             "  kdeploy prune runs/student --train train.tsv --extra-corpus more.txt --out runs/student-small\n\n"
+             "  kdeploy prune runs/student --heads 0.25 --recover-epochs 1 --out runs/student-small")
 def prune(
     model: Annotated[Path, typer.Argument(help="A student (or any BERT-family classifier) folder.")],
     out: Out,
     extra_corpus: Annotated[Optional[str], typer.Option("--extra-corpus", help="More text whose tokens to keep (.txt one per line, or a table).")] = None,
+    vocab: Annotated[bool, typer.Option("--vocab/--no-vocab", help="Trim the vocabulary.")] = True,
+    heads: Annotated[float, typer.Option("--heads", help="Fraction of attention heads to prune by importance (Michel et al.), e.g. 0.25.")] = 0.0,
+    recover_epochs: Annotated[float, typer.Option("--recover-epochs", help="Distillation after head pruning.")] = 1.0,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Teacher for the recovery (default: the unpruned model).")] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", help="Default: the training max length.")] = None,
     train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
     dataset_config: DatasetConfig = None, text_column: TextColumn = None, label_column: LabelColumn = None,
     label_names: LabelNames = None,
 ) -> None:
-    """Trim the vocabulary to the tokens the training data uses: a much smaller embedding, same logits on that text."""
+    """Make a student smaller: trim its vocabulary to the tokens the data uses (same logits on that text) and/or
+    prune its least important attention heads, then recover by a short distillation."""
     from .console import console
     from .prune.api import PruneConfig, prune as run
 
     given = any(x is not None for x in (train, dataset))
-    cfg = PruneConfig(model=str(model), out=str(out), extra_corpus=extra_corpus, max_length=max_length,
+    cfg = PruneConfig(model=str(model), out=str(out), extra_corpus=extra_corpus, max_length=max_length, vocab=vocab,
+                      heads=heads, recover_epochs=recover_epochs, teacher=teacher,
                       data=_data(train, validation, test, dataset, dataset_config, text_column, label_column,
                                  label_names, None, None) if given else None)
     r = run(cfg)
-    v = r["vocab"]
-    console.print(f"vocabulary {v['vocab_before']} → {v['vocab_after']} tokens, {r['parameters']:,} parameters; "
+    if "heads" in r:
+        console.print(f"heads {r['heads']['heads_before']} → {r['heads']['heads_after']}", highlight=False)
+    if "vocab" in r:
+        console.print(f"vocabulary {r['vocab']['vocab_before']} → {r['vocab']['vocab_after']} tokens", highlight=False)
+    console.print(f"{r['parameters_before']:,} → {r['parameters']:,} parameters; "
                   f"{r['eval_split']} accuracy {100 * r['before']['accuracy']:.2f}% → {100 * r['after']['accuracy']:.2f}% "
                   f"(agreement {100 * r['agreement']:.2f}%); written to {out}", highlight=False)
 

@@ -103,10 +103,12 @@ class PackageStage:
 class PruneStage:
     vocab: bool = True  # keep only the tokens the training data (and extra_corpus) uses
     extra_corpus: str | None = None
+    heads: float = 0.0  # fraction of attention heads to prune by importance, then recover by distillation
+    recover_epochs: float = 1.0
 
     def __post_init__(self) -> None:
-        if not self.vocab:
-            raise KdeployError("prune: nothing to do with vocab: false; remove the prune stage")
+        if not self.vocab and not self.heads:
+            raise KdeployError("prune: nothing to do (vocab: false, heads: 0); remove the prune stage")
 
 
 @dataclass

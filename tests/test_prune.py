@@ -72,3 +72,33 @@ def test_prune_errors_and_cli(tiny_bert, toy_files, tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "vocabulary" in result.stdout and (tmp_path / "p/model.safetensors").exists()
+
+
+def test_heads_to_prune_takes_the_least_important_and_keeps_one_per_layer():
+    from kdeploy.prune.heads import heads_to_prune
+
+    importance = np.array([[0.9, 0.1, 0.5], [0.05, 0.02, 0.8]])
+    assert heads_to_prune(importance, 2 / 6) == {1: [0, 1]}
+    assert heads_to_prune(importance, 3 / 6) == {0: [1], 1: [0, 1]}
+    assert heads_to_prune(importance, 0.99) == {0: [1, 2], 1: [0, 1]}  # never a whole layer
+    assert heads_to_prune(importance, 0.0) == {}
+    with pytest.raises(KdeployError, match="in \\[0, 1\\)"):
+        heads_to_prune(importance, 1.0)
+
+
+def test_head_pruning_with_recovery_exports(tiny_bert, toy_files, tmp_path, cache_dir):
+    from kdeploy.export.api import export
+    from kdeploy.export.config import ExportConfig
+
+    data = DataConfig(train=str(toy_files["train"]), validation=str(toy_files["validation"]),
+                      test=str(toy_files["test"]))
+    r = prune(PruneConfig(model=str(tiny_bert), out=str(tmp_path / "p"), data=data, heads=0.5, vocab=False,
+                          recover_epochs=1, max_length=32))
+    assert r["heads"]["heads_before"] == 8 and r["heads"]["heads_after"] == 4
+    assert all(len(h) <= 1 for h in r["heads"]["pruned"].values())  # 2 heads per layer, one always kept
+    assert r["recovery"]["epochs"] == 1 and r["parameters"] < r["parameters_before"]
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "p")
+    assert sum(len(h) for h in model.config.pruned_heads.values()) == 4  # reloads as the pruned model
+    rep = export(ExportConfig(model=str(tmp_path / "p"), out=str(tmp_path / "onnx"), data=data, optimize="O2",
+                              quantize="int8", max_accuracy_drop=100))
+    assert rep["parity"]["model.opt.onnx"]["passed"] and rep["parity"]["model.onnx"]["passed"]

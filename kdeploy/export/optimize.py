@@ -30,6 +30,8 @@ def optimize(src: Path, dst: Path, level: str, config, gpu: bool = False) -> dic
     options.enable_gelu_approximation = gelu_approx
     heads = getattr(config, "num_attention_heads", 0) or getattr(config, "n_heads", 0)
     hidden = getattr(config, "hidden_size", 0) or getattr(config, "dim", 0)
+    if any(getattr(config, "pruned_heads", None) or {}):
+        heads, hidden = 0, 0  # layers differ after head pruning: let the fusion read each one's shapes
     try:
         model = optimize_model(str(src), model_type=model_type, num_heads=heads, hidden_size=hidden,
                                optimization_options=options, opt_level=0, use_gpu=gpu)
