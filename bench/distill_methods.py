@@ -72,7 +72,9 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     json_path = results / f"{a.name}.json"
     state = json.loads(json_path.read_text()) if json_path.exists() else {"runs": []}
-    state.update({"date": date.today().isoformat(), "command": " ".join(["python", *sys.argv]),
+    command = " ".join(["python", *sys.argv])
+    state["commands"] = [c for c in state.get("commands", [state.get("command")]) if c and c != command] + [command]
+    state.update({"date": date.today().isoformat(), "command": command,
                   "machine": machine(), "versions": library_versions(), "task": a.task,
                   "teacher": a.teacher, "second_teacher": a.second_teacher,
                   "common": {"student_layers": 2, "alpha": 0.5, "temperature": 2.0, "epochs": a.epochs, "lr": a.lr}})
@@ -130,7 +132,7 @@ def write_markdown(state: dict, path: Path) -> None:
     base = summary.get("logits")
     v = state["versions"]
     lines = [f"# Distillation methods on {state['task'].upper()} ({state['date']})", "",
-             f"`{state['command']}`", "",
+             *[f"`{c}`" for c in state.get("commands", [state["command"]])], "",
              f"Machine: {state['machine']['cpu']}, {state['machine']['cores']} cores; "
              + ", ".join(f"{k} {v[k]}" for k in ("torch", "transformers") if k in v), "",
              f"Teacher ({state['teacher']}) test accuracy {100 * teacher:.2f}. Student: 2 layers copied from the "

@@ -319,6 +319,59 @@ def run(
     run_recipe(load_recipe(recipe), out)
 
 
+@app.command(epilog="Examples:\n\n  kdeploy search --teacher runs/teacher --train train.tsv --validation dev.tsv --test test.tsv "
+             "--trials 20 --out runs/search\n\n"
+             "  kdeploy search ... --out runs/search   (again: resumes the study in runs/search/study.db)\n\n"
+             "  kdeploy run runs/search/recipes/trial-007.yaml   (a front point, as a full pipeline)")
+def search(
+    out: Out,
+    teacher: Annotated[str, typer.Option("--teacher", help="Task teacher: a model folder or hub id.")],
+    trials: Annotated[int, typer.Option("--trials", help="Trials in the study (a resumed study counts its own).", rich_help_panel="Budget")] = 20,
+    minutes: Annotated[Optional[float], typer.Option("--minutes", help="Start no new trial after this long.", rich_help_panel="Budget")] = None,
+    epochs: Annotated[float, typer.Option("--epochs", help="Distillation epochs per trial.", rich_help_panel="Budget")] = 2.0,
+    layers: Annotated[str, typer.Option("--layers", help="Student depths to try.", rich_help_panel="Space")] = "1,2,3",
+    heads: Annotated[str, typer.Option("--heads", help="Head-pruning fractions to try.", rich_help_panel="Space")] = "0,0.25,0.5",
+    vocab: Annotated[str, typer.Option("--vocab", help="Vocabulary trimming: both, on or off.", rich_help_panel="Space")] = "both",
+    space_file: Annotated[Optional[Path], typer.Option("--space", help="YAML with temperature/alpha/learning_rate ranges etc.", rich_help_panel="Space")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Threads for the latency measurement.")] = None,
+    latency_iterations: Annotated[int, typer.Option("--latency-iterations")] = 50,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    max_length: MaxLength = 128,
+    train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
+    dataset_config: DatasetConfig = None, text_column: TextColumn = None, label_column: LabelColumn = None,
+    label_names: LabelNames = None, max_train_samples: MaxTrain = None, max_eval_samples: MaxEval = None,
+) -> None:
+    """Search distillation and pruning settings for the accuracy/latency front (Optuna, multi-objective)."""
+    import yaml
+
+    from .configtools import from_dict
+    from .console import console
+    from .search.api import search as run
+    from .search.config import SearchConfig, SearchSpace
+
+    raw = {}
+    if space_file is not None:
+        if not space_file.is_file():
+            raise KdeployError(f"{space_file}: file not found")
+        raw = yaml.safe_load(space_file.read_text(encoding="utf-8")) or {}
+    choices = {"both": [False, True], "on": [True], "off": [False]}
+    if vocab not in choices:
+        raise KdeployError(f"--vocab must be both, on or off, got {vocab!r}")
+    raw.setdefault("layers", [int(x) for x in _floats(layers, "--layers")])
+    raw.setdefault("heads", _floats(heads, "--heads"))
+    raw.setdefault("vocab", choices[vocab])
+    cfg = SearchConfig(
+        teacher=teacher, out=str(out), trials=trials, minutes=minutes, epochs=epochs, threads=threads,
+        latency_iterations=latency_iterations, seed=seed, max_length=max_length,
+        space=from_dict(SearchSpace, raw, "search space"),
+        data=_data(train, validation, test, dataset, dataset_config, text_column, label_column, label_names,
+                   max_train_samples, max_eval_samples),
+    )
+    r = run(cfg)
+    console.print(f"{r['trials']}; {r['verdict']}", highlight=False)
+    console.print(f"front: {out / 'front.md'} (plot front.png); a recipe per point in {out / 'recipes'}", highlight=False)
+
+
 @app.command(name="list")
 def list_registered() -> None:
     """What is registered: students, losses, layer losses, augmentations, int8 presets."""

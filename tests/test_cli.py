@@ -25,7 +25,8 @@ FAST = ["--epochs", "3", "--lr", "3e-3", "--batch-size", "16", "--max-length", "
 def test_help_lists_commands_and_examples():
     result = _run("--help")
     assert result.returncode == 0
-    for command in ("finetune", "distill", "run", "demo"):
+    for command in ("finetune", "distill", "prune", "export", "bench", "package", "predict", "search", "list", "run",
+                    "demo"):
         assert command in result.stdout
     distill_help = _run("distill", "--help").stdout
     assert "Examples" in distill_help and "--student-layers" in distill_help and "torchrun" in distill_help

@@ -208,7 +208,7 @@ def _try_embeddings_source(name: str, label_names, trust_remote_code):
         return None
 
 
-def distill(cfg: DistillConfig) -> dict:
+def distill(cfg: DistillConfig, callbacks: list | None = None) -> dict:
     """Distil one teacher (or an ensemble) into a student. Teacher logits and features are
     computed once per text and cached, so the teacher costs nothing on a second run."""
     from transformers import set_seed
@@ -273,7 +273,8 @@ def distill(cfg: DistillConfig) -> dict:
     del teachers
     result = fit(student, tokenizer, data.with_train(train_set), cfg.train, args, work,
                  teacher_logits=logits_by_split["train"] if cfg.alpha > 0 else None,
-                 alpha=cfg.alpha, temperature=cfg.temperature, layer_objective=objective, feature_store=store)
+                 alpha=cfg.alpha, temperature=cfg.temperature, layer_objective=objective, feature_store=store,
+                 callbacks=callbacks)
     trainer = result.pop("_trainer")
     record = {
         "stage": "distill",

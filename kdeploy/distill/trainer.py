@@ -241,7 +241,7 @@ def last_checkpoint(work_dir: Path) -> str | None:
 
 def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_dir: Path,
         teacher_logits: np.ndarray | None = None, alpha: float = 0.0, temperature: float = 1.0,
-        layer_objective=None, feature_store=None) -> dict:
+        layer_objective=None, feature_store=None, callbacks: list | None = None) -> dict:
     """Train, keep the best epoch by validation accuracy, score validation and test.
 
     Returns metrics and timings; the caller saves the model (on the main process only).
@@ -259,7 +259,7 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
         processing_class=tokenizer,
         data_collator=_Collator(tokenizer, feature_store if layer_objective is not None else None),
         compute_metrics=_compute_metrics,
-        callbacks=[timer, _EpochPrinter()],
+        callbacks=[timer, _EpochPrinter(), *(callbacks or [])],
         alpha=alpha if teacher_logits is not None else 0.0,
         temperature=temperature,
         layer_objective=layer_objective,

@@ -1,0 +1,62 @@
+"""What `kdeploy search` explores, and its budget."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..data import DataConfig
+from ..errors import KdeployError
+
+# The hand-picked default the search must beat; always trial 0 of a new study.
+DEFAULT_POINT = {"temperature": 2.0, "alpha": 0.5, "learning_rate": 1e-4, "layers": 2, "heads": 0.0, "vocab": False}
+
+
+@dataclass
+class SearchSpace:
+    temperature: list[float] = field(default_factory=lambda: [1.0, 8.0])  # log-uniform range
+    alpha: list[float] = field(default_factory=lambda: [0.1, 1.0])  # uniform range
+    learning_rate: list[float] = field(default_factory=lambda: [3e-5, 5e-4])  # log-uniform range
+    layers: list[int] = field(default_factory=lambda: [1, 2, 3])  # student depth (layers kept from the teacher)
+    heads: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5])  # head-pruning fractions
+    vocab: list[bool] = field(default_factory=lambda: [False, True])  # vocabulary trimming
+
+    def __post_init__(self) -> None:
+        for name in ("temperature", "alpha", "learning_rate"):
+            lo_hi = getattr(self, name)
+            if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
+                raise KdeployError(f"search space {name}: give [low, high] with 0 < low <= high, got {lo_hi}")
+        if self.alpha[1] > 1:
+            raise KdeployError("search space alpha: the range must lie within (0, 1]")
+        if not self.layers or min(self.layers) < 1:
+            raise KdeployError("search space layers: give one or more depths >= 1")
+        if not self.heads or not all(0 <= h < 1 for h in self.heads):
+            raise KdeployError("search space heads: fractions in [0, 1)")
+        if not self.vocab:
+            raise KdeployError("search space vocab: give [false], [true] or [false, true]")
+
+
+@dataclass
+class SearchConfig:
+    """Multi-objective search: maximise validation accuracy of the int8 ONNX student,
+    minimise its measured batch-1 latency on this machine."""
+
+    teacher: str
+    out: str
+    data: DataConfig
+    space: SearchSpace = field(default_factory=SearchSpace)
+    trials: int = 20  # total trials in the study (a resumed study counts the ones it has)
+    minutes: float | None = None  # stop starting new trials after this long
+    epochs: float = 2.0  # distillation epochs per trial
+    recover_epochs: float = 0.5  # distillation after head pruning
+    max_length: int = 128
+    latency_iterations: int = 50
+    threads: int | None = None
+    early_stop_points: float = 3.0  # stop a trial whose first-epoch accuracy trails the median by this much
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.trials < 1:
+            raise KdeployError("trials must be at least 1")
+        if self.minutes is not None and self.minutes <= 0:
+            raise KdeployError("minutes must be positive")
+        if self.epochs <= 0:
+            raise KdeployError("epochs must be positive")

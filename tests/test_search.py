@@ -1,0 +1,67 @@
+"""`kdeploy search` on a tiny model: trials run the real stages, the front comes with
+recipes that `kdeploy run` accepts, and a resumed search continues from its storage."""
+import json
+
+import pytest
+import yaml
+
+from kdeploy.data import DataConfig
+from kdeploy.distill.api import FinetuneConfig, finetune
+from kdeploy.distill.trainer import TrainConfig
+from kdeploy.errors import KdeployError
+from kdeploy.pipeline import load_recipe
+from kdeploy.search.api import search
+from kdeploy.search.config import SearchConfig, SearchSpace
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, toy_files, tiny_base_bert):
+    out = tmp_path_factory.mktemp("search") / "teacher"
+    data = DataConfig(train=str(toy_files["train"]), validation=str(toy_files["validation"]),
+                      test=str(toy_files["test"]))
+    finetune(FinetuneConfig(model=str(tiny_base_bert), out=str(out), data=data,
+                            train=TrainConfig(epochs=3, learning_rate=3e-3, warmup_ratio=0.0, batch_size=16,
+                                              max_length=32)))
+    return out
+
+
+def _cfg(teacher, toy_files, out, trials):
+    data = DataConfig(train=str(toy_files["train"]), validation=str(toy_files["validation"]),
+                      test=str(toy_files["test"]))
+    return SearchConfig(teacher=str(teacher), out=str(out), data=data, trials=trials, epochs=1, max_length=32,
+                        latency_iterations=5, threads=1, recover_epochs=0.5,
+                        space=SearchSpace(layers=[1, 2], heads=[0.0, 0.5], learning_rate=[1e-3, 3e-3]))
+
+
+def test_search_runs_resumes_and_writes_runnable_recipes(teacher, toy_files, tmp_path, cache_dir):
+    out = tmp_path / "search"
+    first = search(_cfg(teacher, toy_files, out, trials=2))
+    assert first["trials"]["complete"] + first["trials"]["pruned"] == 2
+    assert first["baseline"] is not None and first["baseline"]["layers"] == 2  # the default is trial 0
+    resumed = search(_cfg(teacher, toy_files, out, trials=3))
+    assert resumed["resumed_with_trials"] == 2
+    assert resumed["trials"]["complete"] + resumed["trials"]["pruned"] == 3
+    assert {r["trial"] for r in resumed["all"]} >= {0, 1}  # the first two trials are kept, not redone
+    for row in resumed["front"]:
+        assert 0 <= row["accuracy"] <= 1 and row["latency_ms"] > 0
+        recipe = load_recipe(row["recipe"])  # `kdeploy run` takes it as it is
+        assert recipe.distill.student.layers == row["layers"] and recipe.export.quantize == "int8"
+        assert (recipe.prune is not None) == bool(row["heads"] or row["vocab"])
+    saved = json.loads((out / "front.json").read_text())
+    assert saved["verdict"] == resumed["verdict"] and "versions" in saved["environment"]
+    assert (out / "front.png").stat().st_size > 1000
+    assert "| trial |" in (out / "front.md").read_text()
+    # trials never see the test split
+    trial_record = json.loads((out / "trials/000/student/kdeploy.json").read_text())
+    assert "test" not in trial_record and trial_record["config"]["data"]["test"] is None
+    with pytest.raises(KdeployError, match="holds a search with other settings \\(epochs\\)"):
+        cfg = _cfg(teacher, toy_files, out, trials=4)
+        cfg.epochs = 2
+        search(cfg)
+
+
+def test_search_space_is_validated():
+    with pytest.raises(KdeployError, match="alpha"):
+        SearchSpace(alpha=[0.5, 2.0])
+    with pytest.raises(KdeployError, match="heads"):
+        SearchSpace(heads=[1.5])
