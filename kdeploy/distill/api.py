@@ -241,14 +241,15 @@ def distill(cfg: DistillConfig, callbacks: list | None = None) -> dict:
     t0 = time.perf_counter()
     with args.main_process_first(local=False, desc="teacher logits"):
         for k, (teacher, tok, fp) in enumerate(zip(teachers, tokenizers, fingerprints)):
+            tag = (lambda split: split) if len(teachers) == 1 else (lambda split, k=k: f"{k}:{split}")
             for split in data.splits:
                 texts = data.splits[split]["text"]
                 key = cache_key(fp, data.split_fingerprint(split), cfg.train.max_length)
-                per_teacher[k][split], cache_hits[f"{k}:{split}"] = cached_teacher_logits(
+                per_teacher[k][split], cache_hits[tag(split)] = cached_teacher_logits(
                     teacher, tok, texts, key, cfg.train.max_length, _cache(cfg))
             if transfer["texts"]:
                 key = cache_key(fp, text_fingerprint(transfer["texts"]), cfg.train.max_length)
-                extra, cache_hits[f"{k}:transfer"] = cached_teacher_logits(
+                extra, cache_hits[tag("transfer")] = cached_teacher_logits(
                     teacher, tok, transfer["texts"], key, cfg.train.max_length, _cache(cfg))
                 per_teacher[k]["train"] = np.concatenate([per_teacher[k]["train"], extra])
     logits_by_split = {split: ensemble_logits([p[split] for p in per_teacher], weights, cfg.temperature)
