@@ -105,7 +105,9 @@ def main() -> None:
                    "training_examples": r["training_examples"], "layer_map": r.get("layer_objective", {}).get("layer_map"),
                    "wall_seconds": round(time.perf_counter() - started, 1)}
             if json_path.exists():  # another process may be adding arms to the same file
-                state["runs"] = json.loads(json_path.read_text())["runs"]
+                disk = json.loads(json_path.read_text())
+                state["runs"] = disk["runs"]
+                state["commands"] = list(dict.fromkeys(disk.get("commands", []) + state["commands"]))
             state["runs"].append(run)
             print(json.dumps(run), flush=True)
             json_path.write_text(json.dumps(state, indent=2))
