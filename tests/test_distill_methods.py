@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from conftest import build_tiny_bert, build_tokenizer
 from kdeploy.data import DataConfig
@@ -104,6 +104,21 @@ def test_two_teachers(teachers, toy_files, tmp_path, cache_dir):
     assert r["test"]["accuracy"] > 0.7
     with pytest.raises(KdeployError, match="one weight per --teacher"):
         _cfg([str(t) for t in teachers], toy_files, tmp_path / "w", teacher_weights=[1.0])
+
+
+def test_teachers_with_different_tokenizers(teachers, toy_files, tmp_path, cache_dir):
+    from transformers import BertTokenizerFast
+
+    other = tmp_path / "other-tokenizer"
+    build_tiny_bert(other, seed=3)
+    lines = (other / "vocab.txt").read_text().splitlines()
+    (other / "vocab.txt").write_text("\n".join(lines[:5] + lines[5:][::-1]) + "\n")  # same words, other ids
+    BertTokenizerFast(vocab_file=str(other / "vocab.txt")).save_pretrained(other)
+    assert AutoTokenizer.from_pretrained(other)("good")["input_ids"] != \
+        AutoTokenizer.from_pretrained(teachers[0])("good")["input_ids"]
+    r = distill(_cfg([str(teachers[0]), str(other)], toy_files, tmp_path / "mixed",
+                     train=TrainConfig(**{**FAST, "epochs": 1})))
+    assert len(r["teachers"]) == 2 and r["teachers"][1]["fingerprint"] != r["teachers"][0]["fingerprint"]
 
 
 def test_unlabeled_and_augmented_transfer_text(teachers, toy_files, tmp_path, cache_dir):
