@@ -235,6 +235,13 @@ def distill(cfg: DistillConfig, callbacks: list | None = None) -> dict:
     args = _arguments_and_work_dir(out, settings, cfg.train)
     work = _work_dir(out)
 
+    set_seed(cfg.train.seed)  # the student is built (and checked against the teacher) before the teacher runs
+    student, tokenizer, described = build_student(cfg.student, teachers[0], tokenizers[0], data.label_names,
+                                                  cfg.trust_remote_code)
+    student.config.id2label = dict(enumerate(data.label_names))
+    student.config.label2id = {n: i for i, n in enumerate(data.label_names)}
+    objective = _layer_objective(cfg, teachers[0], tokenizers[0], student, tokenizer) if cfg.layer_losses else None
+
     fingerprints = [model_fingerprint(t) for t in teachers]
     timings, cache_hits = {}, {}
     per_teacher: list[dict[str, np.ndarray]] = [{} for _ in teachers]
@@ -259,17 +266,12 @@ def distill(cfg: DistillConfig, callbacks: list | None = None) -> dict:
     teacher_records = [{"model": name, "fingerprint": fp, "weight": float(w), **_teacher_scores(p, data)}
                        for name, fp, w, p in zip(cfg.teachers, fingerprints, weights, per_teacher)]
 
-    set_seed(cfg.train.seed)
-    student, tokenizer, described = build_student(cfg.student, teachers[0], tokenizers[0], data.label_names,
-                                                  cfg.trust_remote_code)
-    student.config.id2label = dict(enumerate(data.label_names))
-    student.config.label2id = {n: i for i, n in enumerate(data.label_names)}
-    objective, store, layer_record = None, None, None
-    if cfg.layer_losses:
+    store, layer_record = None, None
+    if objective is not None:
         t0 = time.perf_counter()
         with args.main_process_first(local=False, desc="teacher features"):
-            objective, store, layer_record = _layer_objective(cfg, teachers[0], tokenizers[0], fingerprints[0],
-                                                              student, tokenizer, list(train_set["text"]))
+            store, layer_record = _teacher_features(cfg, objective, teachers[0], tokenizers[0], fingerprints[0],
+                                                    student, list(train_set["text"]))
         timings["teacher_features_seconds"] = round(time.perf_counter() - t0, 2)
     del teachers
     result = fit(student, tokenizer, data.with_train(train_set), cfg.train, args, work,
@@ -332,10 +334,8 @@ def _training_set(cfg: DistillConfig, data: TaskData, tokenizer):
     return train, counts
 
 
-def _layer_objective(cfg: DistillConfig, teacher, teacher_tokenizer, teacher_fp: str, student, student_tokenizer,
-                     texts: list[str]):
-    """Check that the two models can be aligned layer by layer, cache the teacher's features."""
-    from .feature_cache import cached_teacher_features, feature_key
+def _layer_objective(cfg: DistillConfig, teacher, teacher_tokenizer, student, student_tokenizer):
+    """Check that the two models can be aligned layer by layer; the weighted layer losses."""
     from .layer_losses import LayerObjective
     from .layer_map import model_depth, parse_layer_map
 
@@ -356,7 +356,15 @@ def _layer_objective(cfg: DistillConfig, teacher, teacher_tokenizer, teacher_fp:
                            f"{student.config.num_attention_heads} heads and the teacher "
                            f"{teacher.config.num_attention_heads}; drop it or use the hidden-state loss")
     pairs = parse_layer_map(cfg.layer_map, student_depth, teacher_depth)
-    objective = LayerObjective(cfg.layer_losses, pairs, student.config.hidden_size, teacher.config.hidden_size)
+    return LayerObjective(cfg.layer_losses, pairs, student.config.hidden_size, teacher.config.hidden_size)
+
+
+def _teacher_features(cfg: DistillConfig, objective, teacher, teacher_tokenizer, teacher_fp: str, student,
+                      texts: list[str]):
+    """The teacher's features for the mapped layers, computed once per text and cached."""
+    from .feature_cache import cached_teacher_features, feature_key
+
+    pairs = objective.pairs
     layers = [t for _, t in pairs]
     key = feature_key(teacher_fp, text_fingerprint(texts), cfg.train.max_length, layers, objective.needs)
     store, hit = cached_teacher_features(teacher, teacher_tokenizer, texts, key, cfg.train.max_length, layers,
@@ -364,4 +372,4 @@ def _layer_objective(cfg: DistillConfig, teacher, teacher_tokenizer, teacher_fp:
     record = {"losses": cfg.layer_losses, "layer_map": [list(p) for p in pairs],
               "projection": student.config.hidden_size != teacher.config.hidden_size,
               "features_cached": hit, "teacher": cfg.teachers[0]}
-    return objective, store, record
+    return store, record
