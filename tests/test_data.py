@@ -1,5 +1,4 @@
 """The data loader: every source to one shape, and one clear line for every bad input."""
-import json
 
 import pandas as pd
 import pytest

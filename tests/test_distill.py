@@ -1,7 +1,6 @@
 """The distill stage end to end on tiny models: outputs, cached teacher logits, resume, students."""
 import json
 
-import numpy as np
 import pytest
 from transformers import AutoModelForSequenceClassification
 

@@ -1,5 +1,4 @@
 """The quickstart notebook runs top to bottom (on a tiny model)."""
-import os
 from pathlib import Path
 
 import pytest

@@ -3,7 +3,6 @@ recipes that `kdeploy run` accepts, and a resumed search continues from its stor
 import json
 
 import pytest
-import yaml
 
 from kdeploy.data import DataConfig
 from kdeploy.distill.api import FinetuneConfig, finetune

@@ -8,23 +8,13 @@ teacher's outputs on it are cached like any other.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 
 from ..errors import KdeployError
+from ..registry import Registry
 
-AUGMENTERS: dict[str, Callable] = {}
-
-
-def register_augmenter(name: str):
-    def deco(fn):
-        if name in AUGMENTERS:
-            raise ValueError(f"augmenter {name!r} registered twice")
-        AUGMENTERS[name] = fn
-        return fn
-
-    return deco
+AUGMENTERS = Registry("augmentation")
+register_augmenter = AUGMENTERS.register
 
 
 @register_augmenter("mask")
@@ -62,9 +52,8 @@ def augment_texts(texts: list[str], copies: int, seed: int = 0, ops: tuple[str, 
         raise KdeployError(f"augment copies must be zero or more, got {copies}")
     if not 0 < rate < 1:
         raise KdeployError(f"augment rate must be in (0, 1), got {rate}")
-    unknown = [op for op in ops if op not in AUGMENTERS]
-    if unknown:
-        raise KdeployError(f"unknown augmentation {unknown[0]!r}; registered: {', '.join(sorted(AUGMENTERS))}")
+    for op in ops:
+        AUGMENTERS.lookup(op)
     out = []
     for i, text in enumerate(texts):
         words = text.split()

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..errors import KdeployError
+from ..registry import Registry
 
 
 @dataclass(frozen=True)
@@ -25,7 +24,7 @@ class LayerLoss:
     doc: str
 
 
-LAYER_LOSSES: dict[str, LayerLoss] = {}
+LAYER_LOSSES = Registry("layer loss")
 
 
 def register_layer_loss(name: str, needs: str):
@@ -33,18 +32,14 @@ def register_layer_loss(name: str, needs: str):
         raise ValueError(f"unknown feature {needs!r}")
 
     def deco(fn):
-        if name in LAYER_LOSSES:
-            raise ValueError(f"layer loss {name!r} registered twice")
-        LAYER_LOSSES[name] = LayerLoss(name, fn, needs, (fn.__doc__ or "").strip().splitlines()[0])
+        LAYER_LOSSES.register(name, LayerLoss(name, fn, needs, (fn.__doc__ or "").strip().splitlines()[0]))
         return fn
 
     return deco
 
 
 def get_layer_loss(name: str) -> LayerLoss:
-    if name not in LAYER_LOSSES:
-        raise KdeployError(f"unknown layer loss {name!r}; registered: {', '.join(sorted(LAYER_LOSSES))}")
-    return LAYER_LOSSES[name]
+    return LAYER_LOSSES.lookup(name)
 
 
 @dataclass

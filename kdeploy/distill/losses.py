@@ -6,26 +6,15 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-LOSSES: dict[str, Callable] = {}
+from ..registry import Registry
+
+LOSSES = Registry("loss")
 IGNORE_INDEX = -100  # the label of a transfer example (unlabelled or augmented text)
-
-
-def register_loss(name: str):
-    def deco(fn):
-        if name in LOSSES:
-            raise ValueError(f"loss {name!r} registered twice")
-        LOSSES[name] = fn
-        return fn
-
-    return deco
+register_loss = LOSSES.register
 
 
 def get_loss(name: str) -> Callable:
-    from ..errors import KdeployError
-
-    if name not in LOSSES:
-        raise KdeployError(f"unknown loss {name!r}; registered: {', '.join(sorted(LOSSES))}")
-    return LOSSES[name]
+    return LOSSES.lookup(name)
 
 
 @register_loss("kd")

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable
-
 from torch import nn
 
 from ..errors import KdeployError
+from ..registry import Registry
 
-STUDENTS: dict[str, Callable] = {}
-
-
-def register_student(name: str):
-    def deco(fn):
-        if name in STUDENTS:
-            raise ValueError(f"student {name!r} registered twice")
-        STUDENTS[name] = fn
-        return fn
-
-    return deco
+STUDENTS = Registry("student")
+register_student = STUDENTS.register
 
 
 @dataclass

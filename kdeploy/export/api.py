@@ -6,7 +6,6 @@ export_report.json, written into a temporary folder and renamed into place.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
