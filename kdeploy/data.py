@@ -114,6 +114,20 @@ def load_task_data(cfg: DataConfig) -> TaskData:
     return _normalise(raw, cfg, sources)
 
 
+def recorded_data(record: dict) -> DataConfig | None:
+    """The data a model was trained on, from its kdeploy.json, when those files are still there:
+    later stages (prune, export) then need no data flags."""
+    from .configtools import from_dict
+
+    raw = (record.get("config") or {}).get("data")
+    if not raw:
+        return None
+    for key in ("train", "validation", "test"):
+        if raw.get(key) and not Path(raw[key]).exists():
+            return None
+    return from_dict(DataConfig, raw, "recorded data")
+
+
 def load_unlabeled_texts(path: str | Path, text_column: str | None = None) -> list[str]:
     """Unlabelled transfer text: a .txt file with one text per line, or any supported
     table with a text column (labels, if present, are ignored)."""

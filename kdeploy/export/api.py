@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..configtools import from_dict, to_dict
-from ..data import DataConfig, load_task_data
+from ..configtools import to_dict
+from ..data import load_task_data, recorded_data
 from ..errors import KdeployError
 from ..fsutil import atomic_dir, write_json
 from .config import ExportConfig
@@ -29,16 +29,6 @@ FALLBACK_TEXTS = [
 
 class AccuracyGateError(KdeployError):
     pass
-
-
-def _data_from_record(record: dict) -> DataConfig | None:
-    raw = (record.get("config") or {}).get("data")
-    if not raw:
-        return None
-    for key in ("train", "validation", "test"):
-        if raw.get(key) and not Path(raw[key]).exists():
-            return None
-    return from_dict(DataConfig, raw, "recorded data")
 
 
 def _mib(path: Path) -> float:
@@ -85,7 +75,7 @@ def export(cfg: ExportConfig) -> dict:
     positions = getattr(model.config, "max_position_embeddings", None) or 512
     max_length = cfg.max_length or (record.get("config", {}).get("train", {}) or {}).get("max_length") or min(
         getattr(tokenizer, "model_max_length", positions) or positions, positions, 512)
-    data_cfg = cfg.data or _data_from_record(record)
+    data_cfg = cfg.data or recorded_data(record)
     data = load_task_data(data_cfg) if data_cfg else None
     derived = cfg.quantize is not None or cfg.fp16
     if derived and data is None:

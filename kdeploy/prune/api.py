@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..configtools import to_dict
-from ..data import DataConfig, load_task_data, load_unlabeled_texts
+from ..data import DataConfig, load_task_data, load_unlabeled_texts, recorded_data
 from ..errors import KdeployError
 
 
@@ -47,14 +47,13 @@ def prune(cfg: PruneConfig) -> dict:
     from ..distill.teachers import load_classifier, load_tokenizer
     from ..distill.trainer import read_record
     from ..environment import library_versions, machine
-    from ..export.api import _data_from_record
     from ..fsutil import atomic_dir, write_json
     from .heads import prune_heads
     from .vocab import trim_vocabulary, vocabulary_coverage
 
     model_dir = Path(cfg.model)
     record = read_record(model_dir)
-    data_cfg = cfg.data or _data_from_record(record)
+    data_cfg = cfg.data or recorded_data(record)
     if data_cfg is None:
         raise KdeployError(f"{model_dir}: which text's tokens to keep? give the training data (--train or --dataset)")
     data = load_task_data(data_cfg)
