@@ -273,7 +273,7 @@ def distill(cfg: DistillConfig, callbacks: list | None = None) -> dict:
             store, layer_record = _teacher_features(cfg, objective, teachers[0], tokenizers[0], fingerprints[0],
                                                     student, list(train_set["text"]))
         timings["teacher_features_seconds"] = round(time.perf_counter() - t0, 2)
-    del teachers
+    del teachers, teacher  # free the teachers before training
     result = fit(student, tokenizer, data.with_train(train_set), cfg.train, args, work,
                  teacher_logits=logits_by_split["train"] if cfg.alpha > 0 else None,
                  alpha=cfg.alpha, temperature=cfg.temperature, layer_objective=objective, feature_store=store,
