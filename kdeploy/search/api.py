@@ -32,7 +32,7 @@ def search(cfg: SearchConfig) -> dict:
     study = optuna.create_study(study_name=STUDY, storage=storage, directions=["maximize", "minimize"],
                                 sampler=sampler, load_if_exists=True)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # interrupted: will be retried
+        study.tell(t.number, state=TrialState.FAIL)  # interrupted: its settings are tried afresh
     if not study.trials:
         study.enqueue_trial(DEFAULT_POINT, user_attrs={"baseline": True})
     finished = lambda: [t for t in study.get_trials(deepcopy=False)  # noqa: E731
