@@ -269,12 +269,14 @@ def package(
     model_file: Annotated[Optional[str], typer.Option("--model-file", help="Which ONNX file (default: int8, else optimised, else fp32).")] = None,
     archive: Annotated[str, typer.Option("--archive", help="tar.gz, zip or none.")] = "tar.gz",
     report: Annotated[Optional[Path], typer.Option("--report", help="A kdeploy bench report.json to record in the manifest.")] = None,
+    ort_format: Annotated[bool, typer.Option("--ort-format", help="Also the ORT format (model.ort) for ONNX Runtime Mobile.")] = False,
 ) -> None:
     """Make a self-contained, checksummed edge bundle (model, tokenizer, manifest, model card)."""
     from .package.bundle import PackageConfig, package as run
 
     result = run(PackageConfig(export_dir=str(export_dir), out=str(out), model_file=model_file,
-                               archive=None if archive == "none" else archive, report=str(report) if report else None))
+                               archive=None if archive == "none" else archive, report=str(report) if report else None,
+                               ort_format=ort_format))
     print(f"bundle: {result['bundle']} ({result['bundle_mib']:.1f} MiB)")
     if result["archive"]:
         print(f"archive: {result['archive']} ({result['archive_mib']:.1f} MiB)")

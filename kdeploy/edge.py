@@ -59,7 +59,7 @@ class Predictor:
     """Loads a verified bundle (folder or .tar.gz/.zip) and classifies text."""
 
     def __init__(self, bundle: str | os.PathLike, threads: int | None = None, provider: str = "cpu",
-                 extract_to: str | os.PathLike | None = None):
+                 extract_to: str | os.PathLike | None = None, model_format: str = "onnx"):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -88,7 +88,12 @@ class Predictor:
         if threads:
             options.intra_op_num_threads = threads
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if provider == "cuda" else ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(str(bundle / m["model"]), options, providers=providers)
+        if model_format not in ("onnx", "ort"):
+            raise BundleError(f"model_format must be onnx or ort, got {model_format!r}")
+        if model_format == "ort" and not m.get("ort_model"):
+            raise BundleError(f"{bundle}: the bundle has no ORT-format model; package it with --ort-format")
+        model = m["ort_model"] if model_format == "ort" else m["model"]
+        self.session = ort.InferenceSession(str(bundle / model), options, providers=providers)
         self._inputs = [i.name for i in self.session.get_inputs()]
 
     def logits(self, texts: list[str]) -> np.ndarray:

@@ -91,6 +91,7 @@ class BenchStage:
 class PackageStage:
     model_file: str | None = None
     archive: str | None = "tar.gz"
+    ort_format: bool = False  # also model.ort for ONNX Runtime Mobile
     sample_texts: list[str] = field(default_factory=list)  # predicted with the bundle at the end of the run
 
     def __post_init__(self) -> None:
@@ -276,7 +277,7 @@ def run_recipe(recipe: Recipe, out: Path | None = None) -> dict:
         report_json = run_dir / "report" / "report.json"
         # cheap and always consistent with its inputs, so it is simply rebuilt
         result = package(PackageConfig(export_dir=str(run_dir / "onnx"), out=str(bundle_dir),
-                                       model_file=stage.model_file, archive=stage.archive,
+                                       model_file=stage.model_file, archive=stage.archive, ort_format=stage.ort_format,
                                        report=str(report_json) if report_json.exists() else None))
         results["package"] = result
         console.print(f"bundle: {result['bundle']} ({result['bundle_mib']:.1f} MiB)"

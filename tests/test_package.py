@@ -128,6 +128,23 @@ def test_zip_bundle_round_trip(export_dir, tmp_path):
     assert len(Predictor(result["archive"]).predict(["good film", "bad"])) == 2
 
 
+def test_ort_format_bundle_gives_the_same_logits(export_dir, tmp_path):
+    """--ort-format adds model.ort (ONNX Runtime Mobile) and its operator list, both checksummed."""
+    result = package(PackageConfig(export_dir=str(export_dir), out=str(tmp_path / "ob"), ort_format=True))
+    folder = tmp_path / "ob"
+    manifest = verify_bundle(folder)
+    assert {"model.ort", "required_operators.config"} <= set(manifest["files"])
+    assert manifest["ort_model"] == "model.ort" and "model.ort" in (folder / "README.md").read_text()
+    operators = (folder / "required_operators.config").read_text()
+    assert "com.microsoft" in operators and "kdeploy-ort-" not in operators
+    onnx_logits = Predictor(folder).logits(TEXTS)
+    np.testing.assert_array_equal(Predictor(folder, model_format="ort").logits(TEXTS), onnx_logits)
+    assert result["manifest"]["ort_operators"] == "required_operators.config"
+    plain = package(PackageConfig(export_dir=str(export_dir), out=str(tmp_path / "plain"), archive=None))
+    with pytest.raises(BundleError, match="no ORT-format model"):
+        Predictor(plain["bundle"], model_format="ort")
+
+
 def test_predictor_never_imports_torch(bundle):
     folder, result = bundle
     code = (f"import sys; from kdeploy.edge import Predictor; p = Predictor({str(result['archive'])!r}); "
@@ -142,9 +159,9 @@ def test_predictor_never_imports_torch(bundle):
 def test_package_and_predict_cli(export_dir, tmp_path):
     run = lambda *a, **k: subprocess.run([sys.executable, "-m", "kdeploy", *map(str, a)], capture_output=True,
                                          text=True, timeout=300, **k)
-    r = run("package", export_dir, "--out", tmp_path / "b")
+    r = run("package", export_dir, "--out", tmp_path / "b", "--ort-format")
     assert r.returncode == 0, r.stderr
-    assert "bundle:" in r.stdout and (tmp_path / "b.tar.gz").exists()
+    assert "bundle:" in r.stdout and (tmp_path / "b.tar.gz").exists() and (tmp_path / "b" / "model.ort").exists()
     r = run("predict", tmp_path / "b", "good film", "Überraschend 👍")
     assert r.returncode == 0, r.stderr
     rows = [json.loads(l) for l in r.stdout.splitlines()]

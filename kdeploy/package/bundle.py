@@ -16,6 +16,7 @@ from ..edge import BUNDLE_FORMAT, MANIFEST, verify_bundle
 from ..errors import KdeployError
 from ..fsutil import atomic_dir, write_json
 from ..safety import sha256_of
+from .ort_format import OPERATORS, ORT_MODEL, convert_to_ort
 
 PREFERENCE = ("model.int8.onnx", "model.opt.onnx", "model.onnx")
 
@@ -27,6 +28,7 @@ class PackageConfig:
     model_file: str | None = None  # default: int8, else optimised, else fp32
     archive: str | None = "tar.gz"  # tar.gz, zip, or None
     report: str | None = None  # a kdeploy bench report.json whose figures go into the manifest
+    ort_format: bool = False  # also model.ort (+ required_operators.config) for ONNX Runtime Mobile
 
     def __post_init__(self) -> None:
         if self.archive not in (None, "tar.gz", "zip"):
@@ -105,8 +107,11 @@ def package(cfg: PackageConfig) -> dict:
     with atomic_dir(out) as tmp:
         shutil.copy2(model_path, tmp / "model.onnx")
         shutil.copy2(export_dir / "tokenizer.json", tmp / "tokenizer.json")
-        manifest["files"] = {n: {"sha256": sha256_of(tmp / n), "bytes": (tmp / n).stat().st_size}
-                             for n in ("model.onnx", "tokenizer.json")}
+        names = ["model.onnx", "tokenizer.json"]
+        if cfg.ort_format:
+            names += convert_to_ort(tmp / "model.onnx", tmp)
+            manifest["ort_model"], manifest["ort_operators"] = ORT_MODEL, OPERATORS
+        manifest["files"] = {n: {"sha256": sha256_of(tmp / n), "bytes": (tmp / n).stat().st_size} for n in names}
         (tmp / "README.md").write_text(model_card(manifest), encoding="utf-8")
         manifest["files"]["README.md"] = {"sha256": sha256_of(tmp / "README.md"), "bytes": (tmp / "README.md").stat().st_size}
         write_json(tmp / MANIFEST, manifest)
@@ -147,6 +152,9 @@ def model_card(m: dict) -> str:
              f"Labels: {', '.join(m['label_names'])}. Max length: {m['max_length']} tokens (longer text is truncated).",
              f"Model: `model.onnx` ({m['dtype']}, from `{m['source_file']}`, opset {m['opset']}); run it on "
              f"{m['provider_advice']}.", ""]
+    if m.get("ort_model"):
+        lines += [f"ORT format: `{m['ort_model']}` (same model, for ONNX Runtime Mobile and other minimal builds; "
+                  f"`{m['ort_operators']}` lists the operators a reduced build must include).", ""]
     if acc:
         lines += [f"Accuracy on the {m.get('accuracy_split')} split: {100 * acc['accuracy']:.2f}% "
                   f"(macro-F1 {100 * acc['macro_f1']:.2f}%; {acc['examples']} examples"
