@@ -64,3 +64,29 @@ def test_search_space_is_validated():
         SearchSpace(alpha=[0.5, 2.0])
     with pytest.raises(KdeployError, match="heads"):
         SearchSpace(heads=[1.5])
+
+
+def test_early_stop_compares_a_trial_with_peers_of_its_own_depth():
+    from types import SimpleNamespace
+
+    from optuna.trial import TrialState
+
+    from kdeploy.search.trial import _EarlyStop, first_epoch_peers
+
+    def done(layers, acc, state=TrialState.COMPLETE):
+        return SimpleNamespace(state=state, params={"layers": layers}, user_attrs={"first_epoch_accuracy": acc})
+
+    trials = [done(3, 0.86), done(3, 0.85), done(3, 0.87), done(1, 0.79), done(1, 0.80),
+              done(1, 0.60, TrialState.PRUNED)]
+    assert sorted(first_epoch_peers(trials, 3)) == [0.85, 0.86, 0.87]
+    assert first_epoch_peers(trials, 1) == [0.79, 0.80]  # pruned trials are no reference
+
+    def first_epoch(reference, accuracy):
+        stop, control = _EarlyStop(reference, points=3.0), SimpleNamespace(should_training_stop=False)
+        stop.on_evaluate(None, None, control, metrics={"eval_accuracy": accuracy})
+        stop.on_evaluate(None, None, control, metrics={"eval_accuracy": 0.0})  # only the first epoch counts
+        return stop.stopped, control.should_training_stop
+
+    assert first_epoch(first_epoch_peers(trials, 3), 0.82) == (True, True)  # 4 points below its peers' median
+    assert first_epoch(first_epoch_peers(trials, 3), 0.84) == (False, False)
+    assert first_epoch(first_epoch_peers(trials, 1), 0.70) == (False, False)  # fewer than 3 peers: never

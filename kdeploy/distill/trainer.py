@@ -156,7 +156,7 @@ class _EpochPrinter(TrainerCallback):
         if not state.is_world_process_zero or not metrics or "eval_accuracy" not in metrics:
             return
         loss = next((e["loss"] for e in reversed(state.log_history) if "loss" in e), float("nan"))
-        print(f"epoch {state.epoch:.0f}/{args.num_train_epochs:g}: train loss {loss:.4f}, "
+        print(f"epoch {round(state.epoch, 2):g}/{args.num_train_epochs:g}: train loss {loss:.4f}, "
               f"validation accuracy {100 * metrics['eval_accuracy']:.2f}%, macro-F1 {100 * metrics['eval_macro_f1']:.2f}%",
               flush=True)
 

@@ -6,6 +6,7 @@ Runtime's own extended graph optimisations, saved offline.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ..errors import KdeployError
@@ -30,13 +31,20 @@ def optimize(src: Path, dst: Path, level: str, config, gpu: bool = False) -> dic
     options.enable_gelu_approximation = gelu_approx
     heads = getattr(config, "num_attention_heads", 0) or getattr(config, "n_heads", 0)
     hidden = getattr(config, "hidden_size", 0) or getattr(config, "dim", 0)
-    if any(getattr(config, "pruned_heads", None) or {}):
+    pruned = any(getattr(config, "pruned_heads", None) or {})
+    if pruned:
         heads, hidden = 0, 0  # layers differ after head pruning: let the fusion read each one's shapes
+    fusion_log = logging.getLogger("fusion_attention")
+    level_before = fusion_log.level
+    if pruned:  # it warns once per layer that q/k/v are narrower than the input, then fuses them correctly
+        fusion_log.setLevel(logging.ERROR)
     try:
         model = optimize_model(str(src), model_type=model_type, num_heads=heads, hidden_size=hidden,
                                optimization_options=options, opt_level=0, use_gpu=gpu)
     except Exception as exc:  # the fusion tool raises bare exceptions
         raise KdeployError(f"graph optimisation {level} failed: {str(exc).splitlines()[0]}") from None
+    finally:
+        fusion_log.setLevel(level_before)
     if level == "O4":
         model.convert_float_to_float16(keep_io_types=True)
     model.save_model_to_file(str(dst))

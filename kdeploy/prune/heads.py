@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from transformers.utils import logging as hf_logging
 
 from ..errors import KdeployError
 from ..progress import progress_bar
@@ -23,6 +24,10 @@ def head_importance(model, tokenizer, texts: list[str], labels: list[int], max_l
     mask = torch.ones(layers, heads, requires_grad=True)
     model.eval()  # no dropout: importance of the model as it will run
     order = np.argsort([len(t) for t in texts], kind="stable")
+    # SDPA attention cannot take a head mask: transformers falls back to the manual path, which is
+    # what we want, but warns that it did; the warning says nothing the user can act on.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
     with progress_bar("head importance", total=len(texts)) as advance:
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
@@ -32,6 +37,7 @@ def head_importance(model, tokenizer, texts: list[str], labels: list[int], max_l
             out = model(**enc, head_mask=mask, labels=torch.tensor([labels[i] for i in idx]))
             out.loss.backward()
             advance(len(idx))
+    hf_logging.set_verbosity(verbosity)
     importance = mask.grad.abs().detach().numpy()
     norm = np.linalg.norm(importance, axis=1, keepdims=True)
     return importance / np.where(norm > 0, norm, 1.0)

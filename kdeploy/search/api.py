@@ -14,7 +14,7 @@ from pathlib import Path
 from ..configtools import to_dict
 from ..errors import KdeployError
 from .config import DEFAULT_POINT, SearchConfig
-from .trial import run_trial, suggest
+from .trial import first_epoch_peers, run_trial, suggest
 
 STUDY = "kdeploy-search"
 
@@ -42,9 +42,7 @@ def search(cfg: SearchConfig) -> dict:
 
     def objective(trial):
         params = suggest(trial, cfg)
-        reference = [t.user_attrs["first_epoch_accuracy"] for t in finished()
-                     if t.user_attrs.get("first_epoch_accuracy") is not None and t.state == TrialState.COMPLETE]
-        return run_trial(trial, cfg, params, reference)
+        return run_trial(trial, cfg, params, first_epoch_peers(finished(), params["layers"]))
 
     # the default point is measured even where it lies outside the searched ranges
     warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range", category=UserWarning)

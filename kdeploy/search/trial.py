@@ -25,7 +25,8 @@ def suggest(trial, cfg: SearchConfig) -> dict:
 
 class _EarlyStop(TrainerCallback):
     """Median stopping rule on first-epoch validation accuracy (Optuna cannot prune
-    multi-objective trials itself): a trial far below the median of finished ones stops."""
+    multi-objective trials itself): a trial far below the median of its finished peers
+    (three or more) stops."""
 
     def __init__(self, reference: list[float], points: float):
         self.reference, self.points = reference, points
@@ -39,6 +40,17 @@ class _EarlyStop(TrainerCallback):
         if len(self.reference) >= 3 and self.first_epoch < statistics.median(self.reference) - self.points / 100:
             self.stopped = True
             control.should_training_stop = True
+
+
+def first_epoch_peers(trials, layers: int) -> list[float]:
+    """First-epoch accuracies of completed trials of the same depth. Depth sets most of the
+    latency, so a student far below its peers is dominated; a shallower one that trails deeper
+    students may still be the fastest point on the front, and is not compared with them."""
+    from optuna.trial import TrialState
+
+    return [t.user_attrs["first_epoch_accuracy"] for t in trials
+            if t.state == TrialState.COMPLETE and t.params.get("layers") == layers
+            and t.user_attrs.get("first_epoch_accuracy") is not None]
 
 
 def search_data(data: DataConfig) -> DataConfig:
