@@ -115,3 +115,22 @@ def test_bench_cli(exported, tmp_path):
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         assert bad.returncode == 2 and "error: CUDAExecutionProvider is not available" in bad.stderr
+
+
+def test_same_file_names_from_different_runs_are_kept_apart(exported, tmp_path):
+    """Two runs' onnx/model.int8.onnx (each with its own tokenizer) are two models, not one."""
+    import shutil
+    from pathlib import Path
+
+    from kdeploy.runtime.bench import BenchConfig, benchmark
+    from kdeploy.runtime.models import unique_names
+
+    for run in ("a", "b"):
+        shutil.copytree(exported, tmp_path / run / "onnx")
+    _, report = benchmark(BenchConfig(models=[str(tmp_path / r / "onnx" / "model.int8.onnx") for r in "ab"],
+                                      out=str(tmp_path / "r"), batch_sizes=[1], iterations=2, warmup=0, threads=1))
+    assert [m["name"] for m in report["models"]] == ["a/onnx/model.int8.onnx", "b/onnx/model.int8.onnx"]
+    teacher = ("teacher (pytorch)", Path("x/teacher"), "pytorch")
+    assert unique_names([teacher])[0][0] == "teacher (pytorch)"  # unique names are left alone
+    with pytest.raises(KdeployError, match="given twice"):
+        unique_names([teacher, teacher])

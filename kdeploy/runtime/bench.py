@@ -92,10 +92,10 @@ def benchmark(cfg: BenchConfig) -> tuple[dict, dict]:
     """Returns (per-call latencies in ms by model and batch size, the report)."""
     from ..environment import library_versions, machine
     from .memory import peak_rss_mib
-    from .models import expand, load_candidate
+    from .models import expand, load_candidate, unique_names
 
     data = load_task_data(cfg.data) if cfg.data is not None else None
-    entries = [e for spec in cfg.models for e in expand(spec)]
+    entries = unique_names([e for spec in cfg.models for e in expand(spec)])
     if cfg.teacher:
         names = [n for n, _, _ in entries]
         if cfg.teacher not in names:

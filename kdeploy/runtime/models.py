@@ -37,6 +37,27 @@ def _size_mib(paths) -> float:
     return round(sum(p.stat().st_size for p in paths) / 2**20, 3)
 
 
+def unique_names(entries: list[tuple[str, Path, str]]) -> list[tuple[str, Path, str]]:
+    """Names that collide (runs/a/onnx/model.int8.onnx and runs/b/onnx/model.int8.onnx) get more of
+    their path until they differ: results, tokenised inputs and plots are keyed by name."""
+    def longer(name: str, path: Path, depth: int) -> str:
+        parts = path.resolve().parts
+        head = "/".join(parts[max(1, len(parts) - depth):])
+        return head + name[name.index(" ("):] if " (" in name else head
+
+    out = list(entries)
+    for depth in range(3, 64):
+        counts: dict[str, int] = {}
+        for name, _, _ in out:
+            counts[name] = counts.get(name, 0) + 1
+        clashing = {n for n, c in counts.items() if c > 1}
+        if not clashing:
+            return out
+        out = [(longer(n, p, depth) if n in clashing else n, p, k) for (n, p, k) in out]
+    names = sorted({n for n, _, _ in out if [m for m, _, _ in out].count(n) > 1})
+    raise KdeployError(f"the same model is given twice: {', '.join(names)}")
+
+
 def expand(spec: str) -> list[tuple[str, Path, str]]:
     """A spec -> (name, path, kind) entries. A folder with *.onnx gives one entry per file;
     a save_pretrained folder is PyTorch; `FOLDER@int8` is PyTorch with torch.ao dynamic int8."""
