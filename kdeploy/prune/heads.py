@@ -28,16 +28,18 @@ def head_importance(model, tokenizer, texts: list[str], labels: list[int], max_l
     # what we want, but warns that it did; the warning says nothing the user can act on.
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
-    with progress_bar("head importance", total=len(texts)) as advance:
-        for start in range(0, len(texts), batch_size):
-            idx = order[start:start + batch_size]
-            enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
-                            return_tensors="pt")
-            enc = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-            out = model(**enc, head_mask=mask, labels=torch.tensor([labels[i] for i in idx]))
-            out.loss.backward()
-            advance(len(idx))
-    hf_logging.set_verbosity(verbosity)
+    try:
+        with progress_bar("head importance", total=len(texts)) as advance:
+            for start in range(0, len(texts), batch_size):
+                idx = order[start:start + batch_size]
+                enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
+                                return_tensors="pt")
+                enc = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+                out = model(**enc, head_mask=mask, labels=torch.tensor([labels[i] for i in idx]))
+                out.loss.backward()
+                advance(len(idx))
+    finally:
+        hf_logging.set_verbosity(verbosity)
     importance = mask.grad.abs().detach().numpy()
     norm = np.linalg.norm(importance, axis=1, keepdims=True)
     return importance / np.where(norm > 0, norm, 1.0)
