@@ -40,22 +40,24 @@ def _size_mib(paths) -> float:
 def unique_names(entries: list[tuple[str, Path, str]]) -> list[tuple[str, Path, str]]:
     """Names that collide (runs/a/onnx/model.int8.onnx and runs/b/onnx/model.int8.onnx) get more of
     their path until they differ: results, tokenised inputs and plots are keyed by name."""
+    keys = [(p.resolve(), k) for _, p, k in entries]
+    twice = sorted({str(p) for p, k in keys if keys.count((p, k)) > 1})
+    if twice:
+        raise KdeployError(f"the same model is given twice: {', '.join(twice)}")
+
     def longer(name: str, path: Path, depth: int) -> str:
         parts = path.resolve().parts
         head = "/".join(parts[max(1, len(parts) - depth):])
         return head + name[name.index(" ("):] if " (" in name else head
 
-    out = list(entries)
-    for depth in range(3, 64):
-        counts: dict[str, int] = {}
-        for name, _, _ in out:
-            counts[name] = counts.get(name, 0) + 1
-        clashing = {n for n, c in counts.items() if c > 1}
+    out, depth = list(entries), 3
+    while True:  # ends: distinct (path, kind) pairs differ once the whole path is used
+        names = [n for n, _, _ in out]
+        clashing = {n for n in names if names.count(n) > 1}
         if not clashing:
             return out
         out = [(longer(n, p, depth) if n in clashing else n, p, k) for (n, p, k) in out]
-    names = sorted({n for n, _, _ in out if [m for m, _, _ in out].count(n) > 1})
-    raise KdeployError(f"the same model is given twice: {', '.join(names)}")
+        depth += 1
 
 
 def expand(spec: str) -> list[tuple[str, Path, str]]:
