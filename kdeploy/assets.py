@@ -24,6 +24,9 @@ RT_SHA256 = "26b56d24d5a04cbed72d2a8c9a3fa47ebf62229f8c1cd8c9c3544c4ef12dd3f5"
 #: Names a recipe or the CLI may use for the embedded assets.
 BUILTIN_MODELS = {"builtin:all-MiniLM-L6-v2"}
 BUILTIN_DATASETS = {"builtin:rotten_tomatoes"}
+#: Their content, as a run's staleness check sees it (the files are verified against these on use).
+BUILTIN_DIGESTS = {"builtin:all-MiniLM-L6-v2": ",".join(f"{k}={v}" for k, v in sorted(MINILM_SHA256.items())),
+                   "builtin:rotten_tomatoes": RT_SHA256}
 
 _verified: set[Path] = set()
 

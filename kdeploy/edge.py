@@ -1,15 +1,17 @@
 """The predictor for devices: onnxruntime, tokenizers and numpy only — no torch, no transformers.
 
-    pip install onnxruntime tokenizers numpy   # plus this file's package, kdeploy, without extras
+    pip install kdeploy            # the slim core: onnxruntime + tokenizers + numpy (+ the CLI's typer/rich/pyyaml)
     from kdeploy.edge import Predictor
     p = Predictor("bundle.tar.gz")
     p.predict(["a gripping film"])  # [{"label": "positive", "score": 0.97, "probabilities": {...}}]
 
-A bundle's files are checked against the sha256 in its manifest before anything is loaded.
+A bundle is verified before anything in it is trusted: from an archive only the files its
+manifest lists are extracted, each within its listed size and checked against its sha256;
+the label names must be the ones bound into the model; the session must run on the provider
+asked for (a fallback is refused unless allowed).
 """
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -17,36 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import KdeployError
-from .safety import safe_extract, sha256_of
+from .manifest import (LEGACY_FORMAT, LEGACY_MANIFEST, MANIFEST, METADATA_KEY, BundleError, BundleManifest,
+                       bundle_digest, verify_bundle)
 
-MANIFEST = "kdeploy.json"
-BUNDLE_FORMAT = "kdeploy-bundle/1"
-
-
-class BundleError(KdeployError):
-    pass
-
-
-def verify_bundle(folder: str | os.PathLike) -> dict:
-    """Read the manifest and check every file it lists; raise BundleError on any mismatch."""
-    folder = Path(folder)
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise BundleError(f"{folder}: no {MANIFEST}; not a kdeploy bundle (make one with kdeploy package)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{path}: not valid JSON ({exc.msg})") from None
-    if manifest.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{path}: unknown bundle format {manifest.get('format')!r}; expected {BUNDLE_FORMAT}")
-    for name, info in manifest.get("files", {}).items():
-        file = folder / name
-        if not file.is_file():
-            raise BundleError(f"{folder}: {name} is missing from the bundle")
-        if sha256_of(file) != info["sha256"]:
-            raise BundleError(f"{folder}: {name} does not match its sha256 in {MANIFEST}; "
-                              "the bundle was modified or damaged, refusing to load it")
-    return manifest
+__all__ = ["Predictor", "BundleError", "verify_bundle"]
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -55,46 +31,85 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
+def _extract(archive: Path, target: Path, expected_digest: str | None) -> Path:
+    """Only the manifest's files, each capped at its size and checked while it streams."""
+    from .safety import extract_listed, read_member
+
+    name, raw = read_member(archive, {MANIFEST, LEGACY_MANIFEST})
+    if expected_digest is not None and bundle_digest(raw) != expected_digest.strip():
+        raise BundleError(f"{archive}: the bundle digest is {bundle_digest(raw)}, not the pinned {expected_digest}; "
+                          "refusing it")
+    manifest = BundleManifest.parse(raw, f"{archive}:{name}")
+    folder = target / (name.parent.name or "bundle")
+    extract_listed(archive, name.parent, {n: {"bytes": e.bytes, "sha256": e.sha256} for n, e in manifest.files.items()},
+                   folder)
+    (folder / name.name).write_bytes(raw)
+    return folder
+
+
 class Predictor:
     """Loads a verified bundle (folder or .tar.gz/.zip) and classifies text."""
 
     def __init__(self, bundle: str | os.PathLike, threads: int | None = None, provider: str = "cpu",
-                 extract_to: str | os.PathLike | None = None, model_format: str = "onnx"):
-        import onnxruntime as ort
+                 extract_to: str | os.PathLike | None = None, model_format: str = "onnx",
+                 allow_fallback: bool = False, expected_digest: str | None = None):
         from tokenizers import Tokenizer
 
+        from .modelio.onnx_session import create_session
+
+        if model_format not in ("onnx", "ort"):
+            raise BundleError(f"model_format must be onnx or ort, got {model_format!r}")
         bundle = Path(bundle)
         if not bundle.exists():
             raise BundleError(f"{bundle}: no such bundle")
+        self._tmp = None
         if bundle.is_file():
-            self._tmp = None
             if extract_to is None:
                 self._tmp = tempfile.TemporaryDirectory(prefix="kdeploy-bundle-")
                 extract_to = self._tmp.name
-            bundle = safe_extract(bundle, extract_to)
-            inner = [p for p in bundle.iterdir() if p.is_dir()]
-            if not (bundle / MANIFEST).exists() and len(inner) == 1:
-                bundle = inner[0]
+            bundle = _extract(bundle, Path(extract_to), expected_digest)
         self.folder = bundle
-        self.manifest = verify_bundle(bundle)
+        self.manifest = verify_bundle(bundle, expected_digest)
         m = self.manifest
-        self.labels: list[str] = m["label_names"]
-        self.max_length: int = m["max_length"]
-        self.tokenizer = Tokenizer.from_file(str(bundle / m["tokenizer"]))
-        self.tokenizer.enable_truncation(max_length=self.max_length)
-        self.tokenizer.enable_padding(pad_id=m["pad_token_id"], pad_token=m["pad_token"])
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if provider == "cuda" else ["CPUExecutionProvider"]
-        if model_format not in ("onnx", "ort"):
-            raise BundleError(f"model_format must be onnx or ort, got {model_format!r}")
-        if model_format == "ort" and not m.get("ort_model"):
+        if model_format == "ort" and not m.ort_model:
             raise BundleError(f"{bundle}: the bundle has no ORT-format model; package it with --ort-format")
-        model = m["ort_model"] if model_format == "ort" else m["model"]
-        self.session = ort.InferenceSession(str(bundle / model), options, providers=providers)
+        self.labels: list[str] = list(m.label_names)
+        self.max_length: int = m.max_length
+        try:
+            self.tokenizer = Tokenizer.from_file(str(bundle / m.tokenizer))
+        except Exception as exc:  # the tokenizers library raises its own exception type
+            raise BundleError(f"{bundle}: cannot read {m.tokenizer} ({str(exc).splitlines()[0]})") from None
+        self.tokenizer.enable_truncation(max_length=self.max_length)
+        self.tokenizer.enable_padding(pad_id=m.pad_token_id, pad_token=m.pad_token)
+        model = m.ort_model if model_format == "ort" else m.model
+        self.session = create_session(bundle / model, provider, threads, allow_fallback)
+        self._check_labels(bundle / model)
         self._inputs = [i.name for i in self.session.get_inputs()]
+
+    def _check_labels(self, model: Path) -> None:
+        import json
+
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY in meta:
+            try:
+                bound = json.loads(meta[METADATA_KEY])
+            except json.JSONDecodeError:
+                bound = None
+            if bound != self.labels:
+                raise BundleError(f"{self.folder}: the manifest's label names {self.labels} differ from the ones "
+                                  f"bound into {model.name} ({bound}); refusing the bundle")
+        elif self.manifest.format != LEGACY_FORMAT and model.suffix == ".onnx":
+            raise BundleError(f"{self.folder}: {model.name} carries no label names ({METADATA_KEY}); "
+                              "re-package the export with kdeploy package")
+        outputs = self.session.get_outputs()[0].shape
+        if outputs and isinstance(outputs[-1], int) and outputs[-1] != len(self.labels):
+            raise BundleError(f"{self.folder}: the model has {outputs[-1]} outputs but the manifest names "
+                              f"{len(self.labels)} labels; refusing the bundle")
+
+    @property
+    def digest(self) -> str:
+        return bundle_digest((self.folder / (MANIFEST if (self.folder / MANIFEST).exists() else LEGACY_MANIFEST))
+                             .read_bytes())
 
     def logits(self, texts: list[str]) -> np.ndarray:
         encs = self.tokenizer.encode_batch([t if isinstance(t, str) else str(t) for t in texts])
@@ -111,15 +126,20 @@ class Predictor:
         return self.session.run(None, feeds)[0].astype(np.float32)
 
     def predict(self, texts: list[str] | str, batch_size: int = 32) -> list[dict]:
+        """One result per text, in order: {"label", "score", "probabilities"}."""
+        from .modelio.batching import buckets
+
         if isinstance(texts, str):
             texts = [texts]
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise KdeployError(f"batch size must be a whole number of at least 1, got {batch_size!r}")
+        texts = [t if isinstance(t, str) else str(t) for t in texts]
         results: list[dict] = [{}] * len(texts)
-        order = np.argsort([len(t) for t in texts], kind="stable")  # batches of similar length pad little
-        for start in range(0, len(texts), batch_size):
-            idx = order[start:start + batch_size]
+        for idx in buckets(texts, batch_size):  # batches of similar length pad little
             probs = _softmax(self.logits([texts[i] for i in idx]))
             for i, p in zip(idx, probs):
                 k = int(p.argmax())
                 results[i] = {"label": self.labels[k], "score": float(p[k]),
-                              "probabilities": {l: float(v) for l, v in zip(self.labels, p)}}
+                              "probabilities": {label: float(v) for label, v in zip(self.labels, p)}}
         return results
+

@@ -1,8 +1,10 @@
 """Classification metrics computed here, offline (`evaluate.load` needs the network).
 
-The export gate and the benchmark use these same functions, so their numbers agree.
+The export gate, the benchmark and training all use these functions, so their numbers agree.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -14,12 +16,11 @@ def accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
     return float((pred == labels).mean())
 
 
-def macro_f1(pred: np.ndarray, labels: np.ndarray, num_labels: int | None = None) -> float:
+def macro_f1(pred: np.ndarray, labels: np.ndarray) -> float:
     """Mean F1 over classes present in labels or predictions (sklearn's 'macro' with zero_division=0)."""
     pred, labels = np.asarray(pred), np.asarray(labels)
-    classes = np.union1d(pred, labels) if num_labels is None else np.arange(num_labels)
     scores = []
-    for c in classes:
+    for c in np.union1d(pred, labels):
         tp = np.sum((pred == c) & (labels == c))
         fp = np.sum((pred == c) & (labels != c))
         fn = np.sum((pred != c) & (labels == c))
@@ -33,6 +34,25 @@ def agreement(pred_a: np.ndarray, pred_b: np.ndarray) -> float:
     return float((np.asarray(pred_a) == np.asarray(pred_b)).mean())
 
 
-def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+@dataclass
+class Scores:
+    """A model's scores on one labelled split."""
+
+    accuracy: float
+    macro_f1: float
+    examples: int | None = None
+    agreement: float | None = None  # with a reference model's predictions
+    loss: float | None = None
+    seconds: float | None = None
+
+
+def score(logits: np.ndarray, labels: np.ndarray, reference_logits: np.ndarray | None = None) -> Scores:
     pred = np.asarray(logits).argmax(-1)
-    return {"accuracy": accuracy(pred, labels), "macro_f1": macro_f1(pred, labels)}
+    return Scores(accuracy=accuracy(pred, labels), macro_f1=macro_f1(pred, labels), examples=int(len(labels)),
+                  agreement=agreement(pred, reference_logits.argmax(-1)) if reference_logits is not None else None)
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The Trainer's compute_metrics shape."""
+    s = score(logits, labels)
+    return {"accuracy": s.accuracy, "macro_f1": s.macro_f1}

@@ -18,7 +18,9 @@ def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from .console import errors
+
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  transient=True) as progress:
+                  transient=True, console=errors) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n=1: progress.advance(task, n)

@@ -108,9 +108,37 @@ def exported_tiny(tmp_path_factory, tiny_bert, toy_files) -> Path:
     """The tiny BERT exported with int8 (accuracy gate opened wide: its weights are random)."""
     from kdeploy.data import DataConfig
     from kdeploy.export.api import export
-    from kdeploy.export.config import ExportConfig
+    from kdeploy.export.config import ExportSettings
 
     out = tmp_path_factory.mktemp("exported") / "onnx"
-    export(ExportConfig(model=str(tiny_bert), out=str(out), quantize="int8", max_accuracy_drop=100,
-                        data=DataConfig(train=str(toy_files["train"]), test=str(toy_files["test"]))))
+    export(ExportSettings(optimize=None, quantize="int8", max_accuracy_drop=100), model=tiny_bert, out=out,
+           data=DataConfig(train=str(toy_files["train"]), test=str(toy_files["test"])))
     return out
+
+
+def data_of(files, **kwargs):
+    """The toy task's three files as a DataConfig."""
+    from kdeploy.data import DataConfig
+
+    return DataConfig(train=str(files["train"]), validation=str(files["validation"]), test=str(files["test"]), **kwargs)
+
+
+#: a training setup that learns the toy task in seconds
+FAST = dict(epochs=3, learning_rate=3e-3, warmup_ratio=0.0, batch_size=16, max_length=32)
+
+
+def distill_settings(**kwargs):
+    """DistillSettings with FAST training; `train=` overrides single training settings."""
+    from kdeploy.configtools import settings_from
+    from kdeploy.distill.config import DistillSettings
+
+    train = {**FAST, **kwargs.pop("train", {})}
+    return settings_from(DistillSettings, {"train": train, **kwargs})
+
+
+def finetune_settings(**kwargs):
+    from kdeploy.configtools import settings_from
+    from kdeploy.distill.config import FinetuneSettings
+
+    train = {**FAST, **kwargs.pop("train", {})}
+    return settings_from(FinetuneSettings, {"train": train, **kwargs})

@@ -43,7 +43,7 @@ def test_finetune_then_distill(tiny_base_bert, toy_files, tmp_path):
     assert result.returncode == 0, result.stderr
     record = json.loads((student / "kdeploy.json").read_text())
     assert record["alpha"] == 0.7 and record["temperature"] == 3.0
-    assert record["student"]["teacher_layers"] == [1, 3]
+    assert record["model"]["teacher_layers"] == [1, 3]
     assert "teacher" in result.stdout and "student" in result.stdout
 
 
@@ -85,6 +85,6 @@ def test_export_command(tiny_bert, toy_files, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "model.int8.onnx" in result.stdout and "pass" in result.stdout
     report = json.loads((out / "export_report.json").read_text())
-    assert report["accuracy"]["model.int8.onnx"]["examples"] == 40
+    assert report["accuracy"]["files"]["model.int8.onnx"]["examples"] == 40
     bad = _run("export", tiny_bert, "--out", tmp_path / "x", "--quantize", "int4")
-    assert bad.returncode == 2 and "--quantize must be int8 or int8-static" in bad.stderr
+    assert bad.returncode == 2 and "--quantize must be int8, int8-static or none" in bad.stderr

@@ -114,7 +114,7 @@ def test_bad_input_is_one_clear_line(tmp_path, toy_files, case, message):
 
 
 def test_config_validates_itself():
-    with pytest.raises(KdeployError, match="no training data"):
+    with pytest.raises(KdeployError, match="no data"):
         DataConfig()
     with pytest.raises(KdeployError, match="validation_fraction"):
         DataConfig(train="x.tsv", validation_fraction=0.9)

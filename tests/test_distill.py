@@ -4,26 +4,18 @@ import json
 import pytest
 from transformers import AutoModelForSequenceClassification
 
+from conftest import data_of, distill_settings, finetune_settings
 from kdeploy.data import DataConfig
-from kdeploy.distill.api import DistillConfig, FinetuneConfig, distill, finetune
-from kdeploy.distill.students import StudentConfig
-from kdeploy.distill.trainer import TrainConfig
+from kdeploy.distill.api import distill, finetune
+from kdeploy.distill.config import DistillSettings, StudentConfig
 from kdeploy.errors import KdeployError
-
-
-def _data(files, **kw):
-    return DataConfig(train=str(files["train"]), validation=str(files["validation"]), test=str(files["test"]), **kw)
-
-
-FAST = dict(epochs=3, learning_rate=3e-3, warmup_ratio=0.0, batch_size=16, max_length=32)
 
 
 @pytest.fixture(scope="module")
 def teacher_dir(tmp_path_factory, toy_files, tiny_base_bert):
     out = tmp_path_factory.mktemp("teacher") / "teacher"
-    record = finetune(FinetuneConfig(model=str(tiny_base_bert), out=str(out), data=_data(toy_files),
-                                     train=TrainConfig(**FAST)))
-    assert record["test"]["accuracy"] > 0.8, record  # the toy task is learnable
+    record = finetune(finetune_settings(), model=str(tiny_base_bert), data=data_of(toy_files), out=out)
+    assert record.test.accuracy > 0.8, record  # the toy task is learnable
     return out
 
 
@@ -36,43 +28,45 @@ def test_finetune_output_folder(teacher_dir):
     record = json.loads((teacher_dir / "kdeploy.json").read_text())
     assert len(record["epochs"]) == 3 and "validation_accuracy" in record["epochs"][0]
     assert record["data"]["label_names"] == ["negative", "positive"]
+    assert record["config"]["settings"]["train"]["epochs"] == 3
     assert "torch" in record["versions"] and "cores" in record["machine"]
     assert not (teacher_dir.parent / ".teacher.work").exists()  # checkpoints cleaned after success
 
 
 def test_distill_records_and_reuses_cached_teacher_logits(teacher_dir, toy_files, tmp_path, cache_dir):
-    cfg = dict(teacher=str(teacher_dir), data=_data(toy_files), student=StudentConfig(layers=2),
-               train=TrainConfig(**FAST))
-    first = distill(DistillConfig(out=str(tmp_path / "s1"), alpha=0.5, temperature=2.0, **cfg))
-    assert first["teacher_logits_cached"] == {"train": False, "validation": False, "test": False}
-    assert first["student"]["teacher_layers"] == [0, 3]
-    assert first["alpha"] == 0.5 and first["temperature"] == 2.0
-    assert first["teacher"]["test"]["accuracy"] > 0.8
+    first = distill(distill_settings(student={"layers": 2}), teacher=str(teacher_dir), data=data_of(toy_files),
+                    out=tmp_path / "s1")
+    assert first.teacher_logits_cached == {"train": False, "validation": False, "test": False}
+    assert first.model["teacher_layers"] == [0, 3]
+    assert first.alpha == 0.5 and first.temperature == 2.0
+    assert first.teacher.test.accuracy > 0.8
     assert len(list((cache_dir / "teacher-logits").glob("*.npy"))) == 3
-    second = distill(DistillConfig(out=str(tmp_path / "s2"), alpha=0.9, temperature=4.0, **cfg))
-    assert second["teacher_logits_cached"] == {"train": True, "validation": True, "test": True}
-    assert second["teacher"]["fingerprint"] == first["teacher"]["fingerprint"]
+    second = distill(distill_settings(alpha=0.9, temperature=4.0), teacher=str(teacher_dir), data=data_of(toy_files),
+                     out=tmp_path / "s2")
+    assert second.teacher_logits_cached == {"train": True, "validation": True, "test": True}
+    assert second.teacher.fingerprint == first.teacher.fingerprint
     student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "s2")
     assert student.config.num_hidden_layers == 2
     assert student.config.id2label == {0: "negative", 1: "positive"}  # inherits the teacher's label names
-    assert second["test"]["accuracy"] > 0.7
+    assert second.test.accuracy > 0.7
+    saved = json.loads((tmp_path / "s2" / "kdeploy.json").read_text())
+    assert saved["alpha"] == 0.9 and saved["model"]["teacher_layers"] == [0, 3]
 
 
 def test_kd_changes_training_and_seeds_reproduce(teacher_dir, toy_files, tmp_path, cache_dir):
     def run(name, alpha, seed):
-        return distill(DistillConfig(teacher=str(teacher_dir), out=str(tmp_path / name), data=_data(toy_files),
-                                     alpha=alpha, train=TrainConfig(**{**FAST, "epochs": 1, "seed": seed})))
+        return distill(distill_settings(alpha=alpha, train={"epochs": 1, "seed": seed}), teacher=str(teacher_dir),
+                       data=data_of(toy_files), out=tmp_path / name)
 
     a, b, hard = run("a", 0.5, 1), run("b", 0.5, 1), run("h", 0.0, 1)
-    assert a["epochs"][0]["train_loss"] == pytest.approx(b["epochs"][0]["train_loss"], rel=1e-6)
-    assert a["epochs"][0]["train_loss"] != pytest.approx(hard["epochs"][0]["train_loss"], rel=1e-3)
+    assert a.epochs[0]["train_loss"] == pytest.approx(b.epochs[0]["train_loss"], rel=1e-6)
+    assert a.epochs[0]["train_loss"] != pytest.approx(hard.epochs[0]["train_loss"], rel=1e-3)
 
 
 def test_resume_continues_from_checkpoint(teacher_dir, toy_files, tmp_path, cache_dir, monkeypatch):
     from kdeploy.distill import trainer as trainer_module
 
     out = tmp_path / "r"
-    cfg = DistillConfig(teacher=str(teacher_dir), out=str(out), data=_data(toy_files), train=TrainConfig(**FAST))
 
     def interrupt_in_third_epoch(self, args, state, control, **kwargs):
         if state.epoch >= 2:
@@ -81,27 +75,26 @@ def test_resume_continues_from_checkpoint(teacher_dir, toy_files, tmp_path, cach
 
     monkeypatch.setattr(trainer_module._EpochTimer, "on_epoch_begin", interrupt_in_third_epoch)
     with pytest.raises(KeyboardInterrupt):
-        distill(cfg)
+        distill(distill_settings(), teacher=str(teacher_dir), data=data_of(toy_files), out=out)
     monkeypatch.undo()
     assert not out.exists()  # nothing that looks complete
     assert (tmp_path / ".r.work" / "checkpoints" / "checkpoint-20").is_dir()
-    cfg.train.resume = True
-    record = distill(cfg)
-    assert record["resumed_from"] == "checkpoint-20"
-    assert len(record["epoch_seconds"]) == 1  # only the third epoch was trained again
-    assert [e["epoch"] for e in record["epochs"]] == [1.0, 2.0, 3.0]
+    record = distill(distill_settings(), teacher=str(teacher_dir), data=data_of(toy_files), out=out, resume=True)
+    assert record.resumed_from == "checkpoint-20"
+    assert len(record.epoch_seconds) == 1  # only the third epoch was trained again
+    assert [e["epoch"] for e in record.epochs] == [1.0, 2.0, 3.0]
     assert (out / "model.safetensors").exists()
+    assert not (tmp_path / ".r.work").exists() and not (tmp_path / ".r.lock").exists()
 
 
 def test_bilstm_teacher_into_smaller_bilstm(tiny_bert, toy_files, tmp_path, cache_dir):
     """The seed's own example: an LSTM teacher distilled into a smaller LSTM."""
     teacher = tmp_path / "lstm-teacher"
-    finetune(FinetuneConfig(model="bilstm", tokenizer=str(tiny_bert), out=str(teacher), data=_data(toy_files),
-                            architecture=StudentConfig(kind="bilstm", hidden_size=32), train=TrainConfig(**FAST)))
-    record = distill(DistillConfig(teacher=str(teacher), out=str(tmp_path / "lstm-student"), data=_data(toy_files),
-                                   student=StudentConfig(kind="bilstm", hidden_size=8, embedding_dim=16),
-                                   train=TrainConfig(**FAST)))
-    assert record["student"]["builder"] == "kdeploy-bilstm"
+    finetune(finetune_settings(architecture={"kind": "bilstm", "hidden_size": 32}), model="bilstm",
+             tokenizer=str(tiny_bert), data=data_of(toy_files), out=teacher)
+    record = distill(distill_settings(student={"kind": "bilstm", "hidden_size": 8, "embedding_dim": 16}),
+                     teacher=str(teacher), data=data_of(toy_files), out=tmp_path / "lstm-student")
+    assert record.model["builder"] == "kdeploy-bilstm"
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "lstm-student")
     assert model.config.hidden_size == 8
 
@@ -117,9 +110,9 @@ def test_pretrained_student_with_its_own_tokenizer(teacher_dir, toy_files, tmp_p
     BertTokenizerFast(vocab_file=str(other / "vocab.txt")).save_pretrained(other)
     BertForSequenceClassification(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
                                              num_attention_heads=2, intermediate_size=32)).save_pretrained(other)
-    record = distill(DistillConfig(teacher=str(teacher_dir), out=str(tmp_path / "s"), data=_data(toy_files),
-                                   student=StudentConfig(kind=str(other)), train=TrainConfig(**FAST)))
-    assert record["student"]["builder"] == "pretrained"
+    record = distill(distill_settings(student={"kind": str(other)}), teacher=str(teacher_dir),
+                     data=data_of(toy_files), out=tmp_path / "s")
+    assert record.model["builder"] == "pretrained"
     tok = json.loads((tmp_path / "s" / "tokenizer.json").read_text())
     assert len(tok["model"]["vocab"]) == len(vocab)  # the student's own tokenizer is saved
 
@@ -130,10 +123,32 @@ def test_mismatched_labels_are_refused(teacher_dir, tmp_path, cache_dir):
     rows = [(t, {"positive": "good", "negative": "bad"}[l]) for t, l in make_sentences(40)]
     path = write_tsv(tmp_path / "t.tsv", rows)
     with pytest.raises(KdeployError, match="predicts \\['negative', 'positive'\\] but the data has labels"):
-        distill(DistillConfig(teacher=str(teacher_dir), out=str(tmp_path / "x"), data=DataConfig(train=str(path))))
+        distill(DistillSettings(), teacher=str(teacher_dir), data=DataConfig(train=str(path)), out=tmp_path / "x")
+    assert not (tmp_path / "x").exists() and not (tmp_path / ".x.work").exists()  # a refused run leaves nothing
 
 
-@pytest.mark.parametrize("kwargs,message", [({"alpha": 1.5}, "alpha must be in"), ({"temperature": 0}, "temperature")])
-def test_config_validates_itself(kwargs, message, toy_files):
+def test_integer_labels_take_the_teachers_names(teacher_dir, tmp_path, cache_dir, capsys):
+    """Labels 0/1 are ids (the Hugging Face convention): a named teacher names them."""
+    from conftest import make_sentences, write_tsv
+
+    path = write_tsv(tmp_path / "t.tsv", [(t, str(int(l == "positive"))) for t, l in make_sentences(60)])
+    record = distill(distill_settings(train={"epochs": 1}), teacher=str(teacher_dir),
+                     data=DataConfig(train=str(path)), out=tmp_path / "ids")
+    assert record.data["label_names"] == ["negative", "positive"]
+    assert "using the teacher" in capsys.readouterr().err
+    upper = write_tsv(tmp_path / "u.tsv", [(t, l.upper()) for t, l in make_sentences(60)])
+    record = distill(distill_settings(train={"epochs": 1}), teacher=str(teacher_dir),
+                     data=DataConfig(train=str(upper)), out=tmp_path / "upper")
+    assert record.data["label_names"] == ["negative", "positive"]  # matched case-insensitively
+
+
+@pytest.mark.parametrize("kwargs,message", [({"alpha": 1.5}, "alpha must be in"), ({"temperature": 0}, "temperature"),
+                                            ({"temperature": float("nan")}, "finite"),
+                                            ({"temperature": float("inf")}, "finite")])
+def test_settings_validate_themselves(kwargs, message):
     with pytest.raises(KdeployError, match=message):
-        DistillConfig(teacher="t", out="o", data=_data(toy_files), **kwargs)
+        DistillSettings(**kwargs)
+
+
+def test_student_config_reads_layer_lists():
+    assert StudentConfig(layers="3").layers == 3 and StudentConfig(layers=[0, 5]).layers == "0,5"

@@ -7,22 +7,21 @@ import numpy as np
 import pytest
 import torch
 
-from kdeploy.data import DataConfig
+from conftest import data_of as _data
 from kdeploy.errors import KdeployError
 from kdeploy.export.api import AccuracyGateError, export
-from kdeploy.export.config import ExportConfig
+from kdeploy.export.config import ExportSettings
 from kdeploy.export.parity import ParityError
 
-
-def _data(files):
-    return DataConfig(train=str(files["train"]), validation=str(files["validation"]), test=str(files["test"]))
+FP32 = ExportSettings(optimize=None, quantize=None)
 
 
 @pytest.fixture(scope="module")
 def tiny_bilstm(tmp_path_factory, tiny_bert):
     from transformers import AutoTokenizer
 
-    from kdeploy.distill.students import StudentConfig, build_student
+    from kdeploy.distill.config import StudentConfig
+    from kdeploy.distill.students import build_student
 
     folder = tmp_path_factory.mktemp("bilstm")
     tok = AutoTokenizer.from_pretrained(tiny_bert)
@@ -37,18 +36,18 @@ def tiny_bilstm(tmp_path_factory, tiny_bert):
 @pytest.mark.parametrize("which", ["tiny_bert", "tiny_bilstm"])
 def test_fp32_round_trip_parity_at_many_shapes(request, which, toy_files, tmp_path):
     model_dir = request.getfixturevalue(which)
-    report = export(ExportConfig(model=str(model_dir), out=str(tmp_path / "onnx"), data=_data(toy_files)))
-    parity = report["parity"]["model.onnx"]
-    assert parity["passed"] and parity["max_abs_diff"] <= 1e-4 and parity["argmax_agreement"] == 1.0
-    shapes = {tuple(c["shape"]) for c in parity["cases"]}
+    report = export(FP32, model=model_dir, out=tmp_path / "onnx", data=_data(toy_files))
+    parity = report.parity["model.onnx"]
+    assert parity.passed and parity.max_abs_diff <= 1e-4 and parity.argmax_agreement == 1.0
+    shapes = {tuple(c["shape"]) for c in parity.cases}
     assert {s[0] for s in shapes} >= {1, 4, 8, 32} and len({s[1] for s in shapes}) >= 3  # batch and length vary
-    assert report["exporter"] == ("optimum" if which == "tiny_bert" else "torch.onnx")
+    assert report.exporter == ("optimum" if which == "tiny_bert" else "torch.onnx")
 
     # independent check: onnxruntime on fresh inputs the gate never saw
     import onnxruntime as ort
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    import kdeploy.distill.small_models  # noqa: F401
+    import kdeploy.modelio.small_models  # noqa: F401
 
     out = tmp_path / "onnx"
     tok = AutoTokenizer.from_pretrained(out)
@@ -64,8 +63,8 @@ def test_fp32_round_trip_parity_at_many_shapes(request, which, toy_files, tmp_pa
 
 def test_output_folder_contract(tiny_bert, toy_files, tmp_path):
     out = tmp_path / "onnx"
-    report = export(ExportConfig(model=str(tiny_bert), out=str(out), data=_data(toy_files), optimize="O2",
-                                 quantize="int8", max_accuracy_drop=100))
+    report = export(ExportSettings(optimize="O2", quantize="int8", max_accuracy_drop=100), model=tiny_bert, out=out,
+                    data=_data(toy_files))
     names = {p.name for p in out.iterdir()}
     assert {"model.onnx", "model.opt.onnx", "model.int8.onnx", "tokenizer.json", "config.json",
             "export_report.json"} <= names
@@ -75,22 +74,26 @@ def test_output_folder_contract(tiny_bert, toy_files, tmp_path):
     saved = json.loads((out / "export_report.json").read_text())
     assert saved["parity"]["model.opt.onnx"]["passed"]
     assert saved["files"]["model.int8.onnx"]["quantization"]["mode"] == "dynamic"
-    assert "drop_points" in saved["accuracy"]["model.int8.onnx"] and "agreement" in saved["accuracy"]["model.int8.onnx"]
-    fp32 = saved["accuracy"]["model.onnx"]
+    int8 = saved["accuracy"]["files"]["model.int8.onnx"]
+    assert "drop_points" in int8 and "agreement" in int8
+    fp32 = saved["accuracy"]["files"]["model.onnx"]
     assert fp32["agreement_with"] == "pytorch" and fp32["agreement"] == 1.0 and fp32["max_abs_diff_vs_pytorch"] < 1e-4
     assert fp32["accuracy"] == saved["accuracy"]["pytorch"]["accuracy"]
     assert "onnxruntime" in saved["versions"] and saved["machine"]["cores"]
-    assert report["files"]["model.int8.onnx"]["mib"] < report["files"]["model.onnx"]["mib"]
+    assert report.files["model.int8.onnx"].mib < report.files["model.onnx"].mib
+    from kdeploy.export.result import ExportResult
+
+    assert ExportResult.load(out / "export_report.json").to_dict() == report.to_dict()  # reads back as it was
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left
 
 
 def test_static_quantization(tiny_bilstm, toy_files, tmp_path):
-    report = export(ExportConfig(model=str(tiny_bilstm), out=str(tmp_path / "q"), data=_data(toy_files),
-                                 quantize="int8-static", calibration_samples=32, calibration_method="percentile",
-                                 max_accuracy_drop=100))
-    info = report["files"]["model.int8.onnx"]["quantization"]
+    report = export(ExportSettings(optimize=None, quantize="int8-static", calibration_samples=32,
+                                   calibration_method="percentile", max_accuracy_drop=100),
+                    model=tiny_bilstm, out=tmp_path / "q", data=_data(toy_files))
+    info = report.files["model.int8.onnx"].quantization
     assert info["mode"] == "static" and info["calibration_batches"] == 2 and info["calibration_method"] == "percentile"
-    assert report["accuracy"]["model.int8.onnx"]["examples"] == 40
+    assert report.scores("model.int8.onnx").examples == 40
 
 
 def test_parity_gate_fails_on_a_broken_export(tiny_bilstm, toy_files, tmp_path, monkeypatch):
@@ -107,7 +110,7 @@ def test_parity_gate_fails_on_a_broken_export(tiny_bilstm, toy_files, tmp_path, 
 
     monkeypatch.setattr(onnx_module, "export_small", frozen_shapes)
     with pytest.raises(KdeployError) as err:
-        export(ExportConfig(model=str(tiny_bilstm), out=str(tmp_path / "bad"), data=_data(toy_files)))
+        export(FP32, model=tiny_bilstm, out=tmp_path / "bad", data=_data(toy_files))
     assert isinstance(err.value, ParityError)
     assert re.search(r"fails on batch1-\w+ \(input shape \(1, \d+\)\)", str(err.value)), err.value
     assert "fixed shapes" in str(err.value)
@@ -130,12 +133,12 @@ def test_parity_gate_fails_on_wrong_numbers(tiny_bilstm, toy_files, tmp_path, mo
 
     monkeypatch.setattr(onnx_module, "export_small", perturbed)
     with pytest.raises(ParityError, match=r"differs from PyTorch by 1\.00e-02 \(tolerance 1e-04\) on batch[\w-]+, input '"):
-        export(ExportConfig(model=str(tiny_bilstm), out=str(tmp_path / "bad"), data=_data(toy_files)))
+        export(FP32, model=tiny_bilstm, out=tmp_path / "bad", data=_data(toy_files))
     assert not (tmp_path / "bad").exists()
 
 
 def test_accuracy_gate_fails_when_threshold_is_impossible(tiny_bert, toy_files, tmp_path, monkeypatch):
-    import kdeploy.runtime.accuracy as acc
+    import kdeploy.metrics as acc
 
     original = acc.score
 
@@ -145,29 +148,32 @@ def test_accuracy_gate_fails_when_threshold_is_impossible(tiny_bert, toy_files, 
         out = original(logits, labels, reference)
         calls.append(out)
         if len(calls) == 3:  # scored in order: pytorch, model.onnx, model.int8.onnx; the last "loses" 3 points
-            out["accuracy"] -= 0.03
+            out.accuracy -= 0.03
         return out
 
     monkeypatch.setattr(acc, "score", pessimistic)
     with pytest.raises(AccuracyGateError, match="loses 3.00 accuracy points.*--max-accuracy-drop 0.5; try --per-channel"):
-        export(ExportConfig(model=str(tiny_bert), out=str(tmp_path / "q"), data=_data(toy_files), quantize="int8",
-                            max_accuracy_drop=0.5))
+        export(ExportSettings(optimize=None, quantize="int8", max_accuracy_drop=0.5), model=tiny_bert,
+               out=tmp_path / "q", data=_data(toy_files))
     assert not (tmp_path / "q").exists()
 
 
 def test_quantization_without_labels_is_refused(tiny_bert, tmp_path):
     with pytest.raises(KdeployError, match="accuracy-gated: give labelled data"):
-        export(ExportConfig(model=str(tiny_bert), out=str(tmp_path / "q"), quantize="int8"))
+        export(ExportSettings(quantize="int8"), model=tiny_bert, out=tmp_path / "q")
 
 
 @pytest.mark.parametrize("kwargs,message", [({"optimize": "O9"}, "--optimize must be"), ({"quantize": "int4"}, "--quantize must be"),
-                                            ({"isa": "sse2"}, "--isa must be"), ({"calibration_method": "x"}, "calibration-method")])
-def test_config_validates_itself(kwargs, message):
+                                            ({"isa": "sse2"}, "--isa must be"), ({"calibration_method": "x"}, "calibration-method"),
+                                            ({"max_length": -5}, "at least 2 tokens"), ({"atol": float("nan")}, "finite")])
+def test_settings_validate_themselves(kwargs, message):
     with pytest.raises(KdeployError, match=message):
-        ExportConfig(model="m", out="o", **kwargs)
+        ExportSettings(**kwargs)
+    assert ExportSettings(optimize="none", quantize="none").quantize is None  # the CLI's way to say "off"
 
 
 def test_isa_detection_matches_the_machine():
-    from kdeploy.export.quantize import PRESETS, detect_isa
+    from kdeploy.export.config import PRESETS
+    from kdeploy.export.quantize import detect_isa
 
     assert detect_isa() in PRESETS

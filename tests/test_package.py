@@ -12,7 +12,8 @@ import pytest
 
 from kdeploy.edge import BundleError, Predictor, verify_bundle
 from kdeploy.errors import KdeployError
-from kdeploy.package.bundle import PackageConfig, package
+from kdeploy.package.bundle import package
+from kdeploy.package.config import PackageSettings
 from kdeploy.safety import UnsafeArchiveError, safe_extract
 
 
@@ -24,7 +25,7 @@ def export_dir(exported_tiny):
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory, export_dir):
     out = tmp_path_factory.mktemp("b") / "bundle"
-    result = package(PackageConfig(export_dir=str(export_dir), out=str(out)))
+    result = package(PackageSettings(), export_dir=export_dir, out=out)
     return out, result
 
 
@@ -37,8 +38,8 @@ def test_round_trip_equals_the_onnx_model(bundle, export_dir, tmp_path):
     from transformers import AutoTokenizer
 
     folder, result = bundle
-    assert result["archive"].endswith(".tar.gz") and result["manifest"]["source_file"] == "model.int8.onnx"
-    predictor = Predictor(result["archive"], extract_to=tmp_path / "elsewhere")
+    assert result.archive.endswith(".tar.gz") and result.manifest.source_file == "model.int8.onnx"
+    predictor = Predictor(result.archive, extract_to=tmp_path / "elsewhere")
     got = predictor.logits(TEXTS)
     tok = AutoTokenizer.from_pretrained(export_dir)
     enc = tok(TEXTS, truncation=True, max_length=128, padding=True, return_tensors="np")
@@ -53,12 +54,13 @@ def test_round_trip_equals_the_onnx_model(bundle, export_dir, tmp_path):
 def test_manifest_and_model_card(bundle):
     folder, _ = bundle
     manifest = verify_bundle(folder)
-    assert manifest["label_names"] == ["negative", "positive"] and manifest["max_length"] == 128
-    assert set(manifest["files"]) == {"model.onnx", "tokenizer.json", "README.md"}
-    assert manifest["dtype"] == "int8" and "CPU" in manifest["provider_advice"]
-    assert manifest["provenance"]["package_versions"]["onnxruntime"]
+    assert manifest.label_names == ["negative", "positive"] and manifest.max_length == 128
+    assert set(manifest.files) == {"model.onnx", "tokenizer.json", "README.md"}
+    assert manifest.dtype == "int8" and "CPU" in manifest.provider_advice
+    assert manifest.provenance["package_versions"]["onnxruntime"]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "bundle.json", "model.onnx", "tokenizer.json"]
     card = (folder / "README.md").read_text()
-    assert "Labels: negative, positive" in card and "sha256" in card
+    assert "Labels: negative, positive" in card and "sha256" in card and "digest" in card
 
 
 def test_tampered_file_is_refused(bundle, tmp_path):
@@ -122,32 +124,32 @@ def test_malicious_zip_is_refused(tmp_path):
 
 
 def test_zip_bundle_round_trip(export_dir, tmp_path):
-    result = package(PackageConfig(export_dir=str(export_dir), out=str(tmp_path / "zb"), archive="zip",
-                                   model_file="model.onnx"))
-    assert result["manifest"]["dtype"] == "fp32"
-    assert len(Predictor(result["archive"]).predict(["good film", "bad"])) == 2
+    result = package(PackageSettings(archive="zip", model_file="model.onnx"), export_dir=export_dir,
+                     out=tmp_path / "zb")
+    assert result.manifest.dtype == "fp32"
+    assert len(Predictor(result.archive).predict(["good film", "bad"])) == 2
 
 
 def test_ort_format_bundle_gives_the_same_logits(export_dir, tmp_path):
     """--ort-format adds model.ort (ONNX Runtime Mobile) and its operator list, both checksummed."""
-    result = package(PackageConfig(export_dir=str(export_dir), out=str(tmp_path / "ob"), ort_format=True))
+    result = package(PackageSettings(ort_format=True), export_dir=export_dir, out=tmp_path / "ob")
     folder = tmp_path / "ob"
     manifest = verify_bundle(folder)
-    assert {"model.ort", "required_operators.config"} <= set(manifest["files"])
-    assert manifest["ort_model"] == "model.ort" and "model.ort" in (folder / "README.md").read_text()
+    assert {"model.ort", "required_operators.config"} <= set(manifest.files)
+    assert manifest.ort_model == "model.ort" and "model.ort" in (folder / "README.md").read_text()
     operators = (folder / "required_operators.config").read_text()
     assert "com.microsoft" in operators and "kdeploy-ort-" not in operators
     onnx_logits = Predictor(folder).logits(TEXTS)
     np.testing.assert_array_equal(Predictor(folder, model_format="ort").logits(TEXTS), onnx_logits)
-    assert result["manifest"]["ort_operators"] == "required_operators.config"
-    plain = package(PackageConfig(export_dir=str(export_dir), out=str(tmp_path / "plain"), archive=None))
+    assert result.manifest.ort_operators == "required_operators.config"
+    plain = package(PackageSettings(archive=None), export_dir=export_dir, out=tmp_path / "plain")
     with pytest.raises(BundleError, match="no ORT-format model"):
-        Predictor(plain["bundle"], model_format="ort")
+        Predictor(plain.bundle, model_format="ort")
 
 
 def test_predictor_never_imports_torch(bundle):
     folder, result = bundle
-    code = (f"import sys; from kdeploy.edge import Predictor; p = Predictor({str(result['archive'])!r}); "
+    code = (f"import sys; from kdeploy.edge import Predictor; p = Predictor({str(result.archive)!r}); "
             "r = p.predict(['good film', '']); "
             "bad = [m for m in ('torch', 'transformers', 'optimum', 'datasets') if m in sys.modules]; "
             "print(r[0]['label'], bad); assert not bad, bad")
@@ -175,4 +177,4 @@ def test_package_and_predict_cli(export_dir, tmp_path):
 
 def test_package_needs_an_export_folder(tmp_path):
     with pytest.raises(KdeployError, match="no export_report.json"):
-        package(PackageConfig(export_dir=str(tmp_path), out=str(tmp_path / "b")))
+        package(PackageSettings(), export_dir=tmp_path, out=tmp_path / "b")

@@ -9,10 +9,11 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from conftest import NEGATIVE, write_tsv
-from kdeploy.data import DataConfig
+from conftest import NEGATIVE, data_of, write_tsv
 from kdeploy.errors import KdeployError
-from kdeploy.prune.api import PruneConfig, prune
+from kdeploy.export.config import ExportSettings
+from kdeploy.prune.api import prune
+from kdeploy.prune.config import PruneSettings
 from kdeploy.prune.vocab import trim_vocabulary
 
 KEPT = ["the film was good", "a great and moving story", "it was quite funny"]
@@ -40,23 +41,22 @@ def test_kept_text_gives_identical_logits_and_unseen_words_become_unk(tiny_bert)
 def test_prune_stage_exports_and_packages(tiny_bert, toy_files, tmp_path):
     from kdeploy.edge import Predictor
     from kdeploy.export.api import export
-    from kdeploy.export.config import ExportConfig
-    from kdeploy.package.bundle import PackageConfig, package
+    from kdeploy.package.bundle import package
+    from kdeploy.package.config import PackageSettings
 
-    data = DataConfig(train=str(toy_files["train"]), validation=str(toy_files["validation"]),
-                      test=str(toy_files["test"]))
-    r = prune(PruneConfig(model=str(tiny_bert), out=str(tmp_path / "pruned"), data=data))
-    assert r["vocab"]["vocab_after"] < r["vocab"]["vocab_before"]
-    assert r["agreement"] == 1.0 and r["accuracy_change_points"] == 0.0  # toy test text uses only kept tokens
+    data = data_of(toy_files)
+    r = prune(PruneSettings(), model=tiny_bert, out=tmp_path / "pruned", data=data)
+    assert r.vocab["vocab_after"] < r.vocab["vocab_before"]
+    assert r.agreement == 1.0 and r.accuracy_change_points == 0.0  # toy test text uses only kept tokens
     saved = json.loads((tmp_path / "pruned/kdeploy.json").read_text())
-    assert saved["pruning"]["vocab"] == r["vocab"]
-    rep = export(ExportConfig(model=str(tmp_path / "pruned"), out=str(tmp_path / "onnx"), data=data,
-                              quantize="int8", max_accuracy_drop=100))
-    assert rep["parity"]["model.onnx"]["max_abs_diff"] < 1e-4
-    bundle = package(PackageConfig(export_dir=str(tmp_path / "onnx"), out=str(tmp_path / "bundle"),
-                                   model_file="model.onnx", archive=None))
+    assert saved["pruning"]["vocab"] == r.vocab
+    rep = export(ExportSettings(optimize=None, max_accuracy_drop=100), model=tmp_path / "pruned",
+                 out=tmp_path / "onnx", data=data)
+    assert rep.parity["model.onnx"].max_abs_diff < 1e-4
+    bundle = package(PackageSettings(model_file="model.onnx", archive=None), export_dir=tmp_path / "onnx",
+                     out=tmp_path / "bundle")
     texts = ["the film was good", "dull and tedious"]
-    got = np.array([list(p["probabilities"].values()) for p in Predictor(bundle["bundle"]).predict(texts)])
+    got = np.array([list(p["probabilities"].values()) for p in Predictor(bundle.bundle).predict(texts)])
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "pruned").eval()
     tok = AutoTokenizer.from_pretrained(tmp_path / "pruned")
     want = torch.softmax(torch.tensor(_logits(model, tok, texts)), -1).numpy()
@@ -65,7 +65,9 @@ def test_prune_stage_exports_and_packages(tiny_bert, toy_files, tmp_path):
 
 def test_prune_errors_and_cli(tiny_bert, toy_files, tmp_path):
     with pytest.raises(KdeployError, match="which text's tokens to keep"):
-        prune(PruneConfig(model=str(tiny_bert), out=str(tmp_path / "x")))
+        prune(PruneSettings(), model=tiny_bert, out=tmp_path / "x")
+    with pytest.raises(KdeployError, match="nothing to prune"):
+        PruneSettings(vocab=False)
     extra = write_tsv(tmp_path / "extra.tsv", [(" ".join(NEGATIVE), "negative")])
     cmd = [sys.executable, "-m", "kdeploy", "prune", str(tiny_bert), "--train", str(toy_files["train"]),
            "--test", str(toy_files["test"]), "--extra-corpus", str(extra), "--out", str(tmp_path / "p")]
@@ -88,17 +90,16 @@ def test_heads_to_prune_takes_the_least_important_and_keeps_one_per_layer():
 
 def test_head_pruning_with_recovery_exports(tiny_bert, toy_files, tmp_path, cache_dir):
     from kdeploy.export.api import export
-    from kdeploy.export.config import ExportConfig
 
-    data = DataConfig(train=str(toy_files["train"]), validation=str(toy_files["validation"]),
-                      test=str(toy_files["test"]))
-    r = prune(PruneConfig(model=str(tiny_bert), out=str(tmp_path / "p"), data=data, heads=0.5, vocab=False,
-                          recover_epochs=1, max_length=32))
-    assert r["heads"]["heads_before"] == 8 and r["heads"]["heads_after"] == 4
-    assert all(len(h) <= 1 for h in r["heads"]["pruned"].values())  # 2 heads per layer, one always kept
-    assert r["recovery"]["epochs"] == 1 and r["parameters"] < r["parameters_before"]
+    data = data_of(toy_files)
+    r = prune(PruneSettings(heads=0.5, vocab=False, recover_epochs=1, max_length=32), model=tiny_bert,
+              out=tmp_path / "p", data=data)
+    assert r.heads["heads_before"] == 8 and r.heads["heads_after"] == 4
+    assert all(len(h) <= 1 for h in r.heads["pruned"].values())  # 2 heads per layer, one always kept
+    assert r.recovery["epochs"] == 1 and r.parameters < r.parameters_before
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "p")
     assert sum(len(h) for h in model.config.pruned_heads.values()) == 4  # reloads as the pruned model
-    rep = export(ExportConfig(model=str(tmp_path / "p"), out=str(tmp_path / "onnx"), data=data, optimize="O2",
-                              quantize="int8", max_accuracy_drop=100))
-    assert rep["parity"]["model.opt.onnx"]["passed"] and rep["parity"]["model.onnx"]["passed"]
+    rep = export(ExportSettings(optimize="O2", quantize="int8", max_accuracy_drop=100), model=tmp_path / "p",
+                 out=tmp_path / "onnx", data=data)
+    assert rep.parity["model.opt.onnx"].passed and rep.parity["model.onnx"].passed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "onnx", "p"]  # no work or temp folders left

@@ -20,8 +20,9 @@ def minilm():
 def test_minilm_layers_student_from_real_weights(minilm):
     from transformers import AutoTokenizer
 
-    from kdeploy.distill.students import StudentConfig, build_student
-    from kdeploy.distill.teachers import load_classifier
+    from kdeploy.distill.config import StudentConfig
+    from kdeploy.distill.students import build_student
+    from kdeploy.modelio.loading import load_classifier
 
     teacher = load_classifier("builtin:all-MiniLM-L6-v2", label_names=["neg", "pos"]).eval()
     assert sum(p.numel() for p in teacher.parameters()) == pytest.approx(22.7e6, rel=0.01)

@@ -26,7 +26,15 @@ def _write(tmp_path, recipe: dict) -> Path:
     ({"name": "x", "distill": {"teacher": "t"}}, "missing 'data'"),
     ({"name": "x", "data": {"train": "t.tsv"}, "distill": {"teacher": "t"}, "export": {"quantize": "int4"}}, "--quantize must be"),
     ({"name": "x", "data": {"train": "t.tsv"}, "distill": {"teacher": "t", "layer_losses": {"hiden": 1}}}, "unknown layer loss 'hiden'"),
-    ({"name": "x", "data": {"train": "t.tsv"}, "distill": {"teacher": "t", "augment": 1, "alpha": 0}}, "need alpha > 0"),
+    ({"name": "x", "data": {"train": "t.tsv"}, "distill": {"teacher": "t", "augment": 1, "alpha": 0}}, "needs alpha > 0"),
+    ({"name": "x", "data": {"train": 5}, "distill": {"teacher": "t"}}, "data.train: expected text, got 5 (int)"),
+    ({"name": "x", "data": {"train": "t.tsv"}, "distill": 5}, "distill: expected a mapping of settings, got 5"),
+    ({"name": "x", "data": {"train": "t.tsv"}, "distill": {"teacher": "t", "train": {"batch_size": 2.5}}},
+     "distill.train.batch_size: expected a whole number, got 2.5"),
+    ({"name": "x", "data": {"train": "t.tsv"}, "distill": {"teacher": "t", "alpha": "high"}},
+     "distill.alpha: expected a number, got 'high'"),
+    ({"name": "x", "data": {"train": "t.tsv"}, "distill": {"teacher": "t", "temperature": float("nan")}}, "finite"),
+    ({"name": "x", "data": {"train": "t.tsv"}, "prune": {}}, "the recipe has no stage"),
     ({"name": "x", "data": {"train": "t.tsv"}, "distill": {"teacher": "t", "layer_map": "0:1", "augmnt": 1}}, "did you mean 'augment'"),
 ])
 def test_invalid_recipes_are_refused(tmp_path, recipe, message):
@@ -39,13 +47,37 @@ def test_distill_methods_in_a_recipe(tmp_path):
     recipe = load_recipe(_write(tmp_path, {"name": "x", "data": {"train": "t.tsv"}, "distill": {
         "teacher": ["a", "b"], "teacher_weights": [2, 1], "layer_losses": ["hidden", "attention=0.5"],
         "layer_map": "0:2,1:5", "augment": 2}}))
-    assert recipe.distill.layer_losses == {"hidden": 1.0, "attention": 0.5}
-    assert recipe.distill.teacher == ["a", "b"] and recipe.distill.augment == 2
+    assert recipe["distill"].settings.layer_losses == {"hidden": 1.0, "attention": 0.5}
+    assert recipe["distill"].inputs.teacher == ["a", "b"] and recipe["distill"].settings.augment == 2
+    assert recipe["distill"].settings.train.learning_rate == 1e-4  # the distill stage's default, not TrainConfig's
+
+
+def test_a_recipe_reads_back_as_the_same_object(tmp_path):
+    """to_dict() is a recipe: dumped and loaded again, it is equal (what a search trial relies on)."""
+    for path in sorted((ROOT / "models").glob("*.yaml")):
+        recipe = load_recipe(path)
+        again = load_recipe(recipe.dump(tmp_path / path.name))
+        assert again == recipe, path.name
+
+
+def test_a_nan_or_alias_bomb_recipe_is_refused(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"a{i}: &a{i} [*a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}]"
+        for i in range(1, 9)]
+    bomb.write_text("\n".join(lines) + "\nname: x\ndata: {train: t.tsv, label_names: *a8}\n")
+    assert bomb.stat().st_size < 1000
+    with pytest.raises(KdeployError, match="expands to more than"):
+        load_recipe(bomb)
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("# " + "x" * (2 << 20))
+    with pytest.raises(KdeployError, match="too large for a recipe"):
+        load_recipe(huge)
 
 
 def test_every_shipped_recipe_is_valid():
     recipes = sorted((ROOT / "models").glob("*.yaml"))
-    assert default_recipe_path() in recipes
+    assert default_recipe_path().resolve() in [p.resolve() for p in recipes]  # shipped in the package, too
     for path in recipes:
         load_recipe(path)
 
@@ -61,27 +93,37 @@ def test_run_then_rerun_skips_finished_stages(tmp_path, tiny_base_bert, toy_file
               "bench": {"batch_sizes": [1, 4], "iterations": 5, "warmup": 1, "threads": 1},
               "package": {"sample_texts": ["a good film", "dull"]}}
     path = _write(tmp_path, recipe)
-    results = run_recipe(load_recipe(path), tmp_path / "run")
-    assert set(results) == {"teacher", "student", "prune", "export", "bench", "package"}
-    assert results["prune"]["vocab"]["vocab_after"] < results["prune"]["vocab"]["vocab_before"]
+    results = run_recipe(load_recipe(path), tmp_path / "run").results
+    assert set(results) == {"finetune", "distill", "prune", "export", "bench", "package"}
+    assert results["prune"].vocab["vocab_after"] < results["prune"].vocab["vocab_before"]
     assert json.loads((tmp_path / "run/onnx/export_report.json").read_text())["model"] == str(tmp_path / "run/pruned")
-    assert (tmp_path / "run/bundle.tar.gz").exists() and (tmp_path / "run/bundle/kdeploy.json").exists()
+    assert (tmp_path / "run/bundle.tar.gz").exists() and (tmp_path / "run/bundle/bundle.json").exists()
     assert (tmp_path / "run/report/report.html").exists()
-    assert [m["name"] for m in results["bench"]["models"]] == ["teacher (pytorch)", "onnx/model.onnx", "onnx/model.int8.onnx"]
+    assert [m.name for m in results["bench"].models] == ["teacher (pytorch)", "onnx/model.onnx", "onnx/model.int8.onnx"]
     assert (tmp_path / "run/onnx/model.int8.onnx").exists()
     first = (tmp_path / "run/student/kdeploy.json").stat().st_mtime_ns
     capsys.readouterr()
     run_recipe(load_recipe(path), tmp_path / "run")
     out = capsys.readouterr().out
     assert "a good film" in out and "dull" in out  # the bundle's sample predictions
-    assert out.count("up to date, skipped") == 5  # finetune, distill, prune, export, bench
+    assert out.count("up to date, skipped") == 6  # every stage
     assert (tmp_path / "run/student/kdeploy.json").stat().st_mtime_ns == first
-    recipe["distill"]["alpha"] = 0.9  # a changed distill setting reruns distill only
+    recipe["distill"]["alpha"] = 0.9  # a changed distill setting reruns distill and what follows it
     run_recipe(load_recipe(_write(tmp_path, recipe)), tmp_path / "run")
     out = capsys.readouterr().out
-    assert "finetune: " in out and "up to date" in out  # the teacher is kept
-    assert "distill: " not in out and "export: " not in out and "bench: " not in out  # the rest runs again
+    assert "finetune: " in out and out.count("up to date") == 1  # the teacher is kept
+    for stage in ("distill", "prune", "export", "bench", "package"):
+        assert f"{stage} → " in out  # the rest runs again
     assert json.loads((tmp_path / "run/student/kdeploy.json").read_text())["alpha"] == 0.9
+    # staleness is judged by content: flip every training label (same path), and everything is stale
+    train = Path(recipe["data"]["train"])
+    flipped = tmp_path / "flipped.tsv"
+    lines = train.read_text().splitlines()
+    swap = {"positive": "negative", "negative": "positive"}
+    flipped.write_text("\n".join([lines[0]] + [f"{t}\t{swap[l]}" for t, l in (x.split("\t") for x in lines[1:])]) + "\n")
+    recipe["data"]["train"] = str(flipped)
+    plan = run_recipe(load_recipe(_write(tmp_path, recipe)), tmp_path / "run", dry_run=True).plan
+    assert [p.up_to_date for p in plan] == [False] * 6 and "changed" in plan[0].reason
 
 
 def test_interrupted_run_resumes_without_redoing_finished_stages(tmp_path, tiny_base_bert, toy_files, monkeypatch, capsys):
@@ -113,5 +155,5 @@ def test_interrupted_run_resumes_without_redoing_finished_stages(tmp_path, tiny_
     out = capsys.readouterr().out
     assert "finetune: " in out and "up to date, skipped" in out
     assert (tmp_path / "run/teacher/kdeploy.json").stat().st_mtime_ns == teacher_mtime
-    assert results["student"]["resumed_from"] == "checkpoint-20"
-    assert len(results["student"]["epoch_seconds"]) == 1  # only the unfinished epoch was trained
+    assert results.results["distill"].resumed_from == "checkpoint-20"
+    assert len(results.results["distill"].epoch_seconds) == 1  # only the unfinished epoch was trained

@@ -12,14 +12,14 @@ from kdeploy.runtime.report import pareto_front
 def test_latency_statistics_on_known_values():
     lat = Latency.from_values([0.001 * v for v in range(1, 101)], batch_size=4)  # 1..100 ms
     s = lat.summary()
-    assert s["calls"] == 100
-    assert s["mean_ms"] == pytest.approx(50.5)
-    assert s["p50_ms"] == pytest.approx(50.5)
-    assert s["p90_ms"] == pytest.approx(90.1)
-    assert s["p99_ms"] == pytest.approx(99.01)
-    assert s["min_ms"] == pytest.approx(1.0) and s["max_ms"] == pytest.approx(100.0)
-    assert s["stdev_ms"] == pytest.approx(np.std(np.arange(1, 101), ddof=1))
-    assert s["throughput_per_s"] == pytest.approx(4 * 100 / 5.05)
+    assert s.calls == 100
+    assert s.mean_ms == pytest.approx(50.5)
+    assert s.p50_ms == pytest.approx(50.5)
+    assert s.p90_ms == pytest.approx(90.1)
+    assert s.p99_ms == pytest.approx(99.01)
+    assert s.min_ms == pytest.approx(1.0) and s.max_ms == pytest.approx(100.0)
+    assert s.stdev_ms == pytest.approx(np.std(np.arange(1, 101), ddof=1))
+    assert s.throughput_per_s == pytest.approx(4 * 100 / 5.05)
     assert lat.to_markdown_row("m").startswith("| m | 50.50 | 90.10 | 99.01 |")
     with pytest.raises(ValueError):
         Latency.from_values([])
@@ -33,7 +33,7 @@ def test_pareto_front():
 def test_missing_provider_is_a_clear_error(tmp_path):
     import onnxruntime as ort
 
-    from kdeploy.runtime.session import create_session
+    from kdeploy.modelio.onnx_session import create_session
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime has CUDA")
@@ -47,7 +47,7 @@ def test_silent_fallback_is_refused(monkeypatch, tmp_path):
     """A session that reports another provider than asked for is an error unless allowed."""
     import onnxruntime as ort
 
-    from kdeploy.runtime import session as session_module
+    from kdeploy.modelio import onnx_session as session_module
 
     class FakeSession:
         def __init__(self, *a, **k):
@@ -70,14 +70,19 @@ def exported(exported_tiny):
 
 def test_bench_reports(tiny_bert, exported, toy_files, tmp_path):
     from kdeploy.data import DataConfig
-    from kdeploy.runtime.bench import BenchConfig, run_bench
+    from kdeploy.runtime.bench import bench
+    from kdeploy.runtime.config import BenchSettings
+    from kdeploy.runtime.result import BenchReport
 
     out = tmp_path / "report"
-    report = run_bench(BenchConfig(models=[str(tiny_bert), f"{tiny_bert}@int8", str(exported)], out=str(out),
-                                   data=DataConfig(train=str(toy_files["test"]), test=str(toy_files["test"])),
-                                   batch_sizes=[1, 4], iterations=10, warmup=1, threads=1))
+    report = bench(BenchSettings(batch_sizes=[1, 4], iterations=10, warmup=1, threads=1),
+                   models=[str(tiny_bert), f"{tiny_bert}@int8", str(exported)], out=out,
+                   data=DataConfig(test=str(toy_files["test"])))
     saved = json.loads((out / "report.json").read_text())
-    assert saved == json.loads(json.dumps(report))
+    assert saved == json.loads(json.dumps(report.to_dict()))
+    assert BenchReport.load(out / "report.json").to_dict() == report.to_dict()
+    assert report.models[0].latency[1].calls == 10  # typed: batch sizes are ints in Python
+    assert report.accuracy_split == "test" and report.data["sizes"] == {"test": 40}  # an evaluation file is not split
     names = [m["name"] for m in saved["models"]]
     assert len(names) == 4 and names[0].endswith("(pytorch)") and any("int8" in n for n in names)
     for m in saved["models"]:
@@ -122,14 +127,15 @@ def test_same_file_names_from_different_runs_are_kept_apart(exported, tmp_path):
     import shutil
     from pathlib import Path
 
-    from kdeploy.runtime.bench import BenchConfig, benchmark
-    from kdeploy.runtime.models import unique_names
+    from kdeploy.runtime.bench import benchmark
+    from kdeploy.runtime.candidates import unique_names
+    from kdeploy.runtime.config import BenchSettings
 
     for run in ("a", "b"):
         shutil.copytree(exported, tmp_path / run / "onnx")
-    _, report = benchmark(BenchConfig(models=[str(tmp_path / r / "onnx" / "model.int8.onnx") for r in "ab"],
-                                      out=str(tmp_path / "r"), batch_sizes=[1], iterations=2, warmup=0, threads=1))
-    assert [m["name"] for m in report["models"]] == ["a/onnx/model.int8.onnx", "b/onnx/model.int8.onnx"]
+    _, report = benchmark(BenchSettings(batch_sizes=[1], iterations=2, warmup=0, threads=1),
+                          models=[str(tmp_path / r / "onnx" / "model.int8.onnx") for r in "ab"])
+    assert [m.name for m in report.models] == ["a/onnx/model.int8.onnx", "b/onnx/model.int8.onnx"]
     teacher = ("teacher (pytorch)", Path("x/teacher"), "pytorch")
     assert unique_names([teacher])[0][0] == "teacher (pytorch)"  # unique names are left alone
     with pytest.raises(KdeployError, match="given twice"):

@@ -1,62 +1,76 @@
-"""`kdeploy search` on a tiny model: trials run the real stages, the front comes with
-recipes that `kdeploy run` accepts, and a resumed search continues from its storage."""
+"""`kdeploy search` on a tiny model: each trial is a recipe run by the same stage runner as
+`kdeploy run`, the front comes with recipes that `kdeploy run` accepts (and finds up to date
+in the trial's folder), and a resumed search continues from its storage."""
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
-from kdeploy.data import DataConfig
-from kdeploy.distill.api import FinetuneConfig, finetune
-from kdeploy.distill.trainer import TrainConfig
+from conftest import data_of, finetune_settings
+from kdeploy.distill.api import finetune
 from kdeploy.errors import KdeployError
 from kdeploy.pipeline import load_recipe
 from kdeploy.search.api import search
-from kdeploy.search.config import SearchConfig, SearchSpace
+from kdeploy.search.config import SearchSettings, SearchSpace
 
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory, toy_files, tiny_base_bert):
     out = tmp_path_factory.mktemp("search") / "teacher"
-    data = DataConfig(train=str(toy_files["train"]), validation=str(toy_files["validation"]),
-                      test=str(toy_files["test"]))
-    finetune(FinetuneConfig(model=str(tiny_base_bert), out=str(out), data=data,
-                            train=TrainConfig(epochs=3, learning_rate=3e-3, warmup_ratio=0.0, batch_size=16,
-                                              max_length=32)))
+    finetune(finetune_settings(), model=str(tiny_base_bert), data=data_of(toy_files), out=out)
     return out
 
 
-def _cfg(teacher, toy_files, out, trials):
-    data = DataConfig(train=str(toy_files["train"]), validation=str(toy_files["validation"]),
-                      test=str(toy_files["test"]))
-    return SearchConfig(teacher=str(teacher), out=str(out), data=data, trials=trials, epochs=1, max_length=32,
-                        latency_iterations=5, threads=1, recover_epochs=0.5,
-                        space=SearchSpace(layers=[1, 2], heads=[0.0, 0.5], learning_rate=[1e-3, 3e-3]))
+def _settings(trials, epochs=1.0):
+    return SearchSettings(trials=trials, epochs=epochs, max_length=32, latency_iterations=5, threads=1,
+                          recover_epochs=0.5, space=SearchSpace(layers=[1, 2], heads=[0.0, 0.5],
+                                                                learning_rate=[1e-3, 3e-3]))
 
 
 def test_search_runs_resumes_and_writes_runnable_recipes(teacher, toy_files, tmp_path, cache_dir):
     out = tmp_path / "search"
-    first = search(_cfg(teacher, toy_files, out, trials=2))
-    assert first["trials"]["complete"] + first["trials"]["pruned"] == 2
-    assert first["baseline"] is not None and first["baseline"]["layers"] == 2  # the default is trial 0
-    resumed = search(_cfg(teacher, toy_files, out, trials=3))
-    assert resumed["resumed_with_trials"] == 2
-    assert resumed["trials"]["complete"] + resumed["trials"]["pruned"] == 3
-    assert {r["trial"] for r in resumed["all"]} >= {0, 1}  # the first two trials are kept, not redone
-    for row in resumed["front"]:
-        assert 0 <= row["accuracy"] <= 1 and row["latency_ms"] > 0
-        recipe = load_recipe(row["recipe"])  # `kdeploy run` takes it as it is
-        assert recipe.distill.student.layers == row["layers"] and recipe.export.quantize == "int8"
-        assert (recipe.prune is not None) == bool(row["heads"] or row["vocab"])
+    first = search(_settings(2), teacher=str(teacher), data=data_of(toy_files), out=out)
+    assert first.trials["complete"] + first.trials["pruned"] == 2
+    assert first.baseline is not None and first.baseline.layers == 2  # the default is trial 0
+    resumed = search(_settings(3), teacher=str(teacher), data=data_of(toy_files), out=out)
+    assert resumed.resumed_with_trials == 2
+    assert resumed.trials["complete"] + resumed.trials["pruned"] == 3
+    assert {r.trial for r in resumed.all} >= {0, 1}  # the first two trials are kept, not redone
+    for row in resumed.front:
+        assert 0 <= row.accuracy <= 1 and row.latency_ms > 0
+        recipe = load_recipe(row.recipe)  # `kdeploy run` takes it as it is
+        assert recipe["distill"].settings.student.layers == row.layers
+        assert recipe["export"].settings.quantize == "int8"
+        assert ("prune" in recipe.steps) == bool(row.heads or row.vocab)
     saved = json.loads((out / "front.json").read_text())
-    assert saved["verdict"] == resumed["verdict"] and "versions" in saved["environment"]
+    assert saved["verdict"] == resumed.verdict and "versions" in saved["environment"]
     assert (out / "front.png").stat().st_size > 1000
     assert "| trial |" in (out / "front.md").read_text()
     # trials never see the test split
     trial_record = json.loads((out / "trials/000/student/kdeploy.json").read_text())
-    assert "test" not in trial_record and trial_record["config"]["data"]["test"] is None
+    assert "test" not in trial_record and trial_record["config"]["data"].get("test") is None
     with pytest.raises(KdeployError, match="holds a search with other settings \\(epochs\\)"):
-        cfg = _cfg(teacher, toy_files, out, trials=4)
-        cfg.epochs = 2
-        search(cfg)
+        search(_settings(4, epochs=2.0), teacher=str(teacher), data=data_of(toy_files), out=out)
+
+
+def test_a_trials_recipe_is_up_to_date_in_its_folder(teacher, toy_files, tmp_path, cache_dir):
+    """One runner: the recipe a trial wrote, planned with `kdeploy run --dry-run` in the trial's
+    folder, finds every stage up to date (nothing is imported from torch to say so)."""
+    out = tmp_path / "search"
+    search(_settings(1), teacher=str(teacher), data=data_of(toy_files), out=out)
+    trial = out / "trials" / "000"
+    assert (out / "recipes" / "trial-000.yaml").read_text() == (trial / "recipe.yaml").read_text()
+    code = ("import sys, runpy; sys.argv = ['kdeploy', 'run', sys.argv[1], '--out', sys.argv[2], '--dry-run'];"
+            "from kdeploy.cli import main\ntry:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+            "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]\nprint('heavy', heavy)\nsys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", code, str(trial / "recipe.yaml"), str(trial)], capture_output=True,
+                            text=True, timeout=120, env={**os.environ})
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith(("distill", "prune", "export", "bench"))]
+    assert len(lines) >= 3 and all(line.endswith("is up to date") for line in lines), result.stdout
+    assert "heavy []" in result.stdout
 
 
 def test_search_space_is_validated():
@@ -71,7 +85,7 @@ def test_early_stop_compares_a_trial_with_peers_of_its_own_depth():
 
     from optuna.trial import TrialState
 
-    from kdeploy.search.trial import _EarlyStop, first_epoch_peers
+    from kdeploy.search.trial import EarlyStop, first_epoch_peers
 
     def done(layers, acc, state=TrialState.COMPLETE):
         return SimpleNamespace(state=state, params={"layers": layers}, user_attrs={"first_epoch_accuracy": acc})
@@ -82,7 +96,7 @@ def test_early_stop_compares_a_trial_with_peers_of_its_own_depth():
     assert first_epoch_peers(trials, 1) == [0.79, 0.80]  # pruned trials are no reference
 
     def first_epoch(reference, accuracy):
-        stop, control = _EarlyStop(reference, points=3.0), SimpleNamespace(should_training_stop=False)
+        stop, control = EarlyStop(reference, points=3.0), SimpleNamespace(should_training_stop=False)
         stop.on_evaluate(None, None, control, metrics={"eval_accuracy": accuracy})
         stop.on_evaluate(None, None, control, metrics={"eval_accuracy": 0.0})  # only the first epoch counts
         return stop.stopped, control.should_training_stop

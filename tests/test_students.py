@@ -3,8 +3,9 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from kdeploy.distill.students import STUDENTS, StudentConfig, build_student, parse_layer_indices
-from kdeploy.distill.teachers import load_classifier, model_fingerprint
+from kdeploy.distill.config import StudentConfig
+from kdeploy.distill.students import STUDENTS, build_student, parse_layer_indices
+from kdeploy.modelio.loading import load_classifier, model_fingerprint
 from kdeploy.errors import KdeployError
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..fsutil import cache_lock
+from ..modelio.inputs import select_inputs
 from ..progress import progress_bar
 from .logits_cache import cache_root
 
@@ -104,7 +106,7 @@ def compute_features(model, tokenizer, texts: list[str], max_length: int, layers
             idx = order[start:start + batch_size]
             enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
                             return_tensors="pt")
-            enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            enc = {k: v.to(device) for k, v in select_inputs(enc).items()}
             out = model(**enc, output_hidden_states=True, output_attentions="attention" in kinds)
             for row, i in enumerate(idx):
                 L, a = int(lengths[i]), int(offsets[i])
@@ -134,17 +136,18 @@ def cached_teacher_features(model, tokenizer, texts: list[str], key: str, max_le
     folder = root / key
     hit = (folder / "meta.json").exists()
     if not hit:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
-        try:
-            compute_features(model, tokenizer, texts, max_length, layers, kinds, tmp)
-            if folder.exists():  # another process finished first
-                shutil.rmtree(tmp)
-            else:
-                os.replace(tmp, folder)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        with cache_lock(folder):
+            hit = (folder / "meta.json").exists()  # another process may have written it while we waited
+            if not hit:
+                tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
+                try:
+                    compute_features(model, tokenizer, texts, max_length, layers, kinds, tmp)
+                    if folder.exists():  # a damaged entry without meta.json
+                        shutil.rmtree(folder)
+                    os.replace(tmp, folder)
+                finally:
+                    if tmp.exists():
+                        shutil.rmtree(tmp, ignore_errors=True)
     return load_store(folder), hit
 
 

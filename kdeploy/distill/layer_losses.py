@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..registry import Registry
+from .methods import LAYER_LOSSES
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,8 @@ class LayerLoss:
     doc: str
 
 
-LAYER_LOSSES = Registry("layer loss")
-
-
 def register_layer_loss(name: str, needs: str):
+    """For plugins: `@register_layer_loss("mine", needs="hidden")` on `fn(batch: LayerBatch) -> loss`."""
     if needs not in ("hidden", "attention", "embedding"):
         raise ValueError(f"unknown feature {needs!r}")
 
@@ -72,24 +70,31 @@ def attention_kl(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tenso
     return (kl_rows * rows).sum() / rows.sum().clamp_min(1.0)
 
 
-@register_layer_loss("hidden", needs="hidden")
 def hidden_mse(batch: LayerBatch) -> torch.Tensor:
     """MSE between mapped hidden states (a learned projection when widths differ), TinyBERT-style."""
     terms = [masked_mse(s, t, batch.mask) for s, t in zip(batch.student_hidden, batch.teacher_hidden)]
     return torch.stack(terms).mean()
 
 
-@register_layer_loss("attention", needs="attention")
 def attention_distribution_kl(batch: LayerBatch) -> torch.Tensor:
     """KL between mapped layers' attention distributions (MiniLM/TinyBERT); head counts must match."""
     terms = [attention_kl(s, t, batch.mask) for s, t in zip(batch.student_attention, batch.teacher_attention)]
     return torch.stack(terms).mean()
 
 
-@register_layer_loss("embedding", needs="embedding")
 def embedding_mse(batch: LayerBatch) -> torch.Tensor:
     """MSE between the embedding layers' outputs (a learned projection when widths differ)."""
     return masked_mse(batch.student_embedding, batch.teacher_embedding, batch.mask)
+
+
+def _builtin(name: str, fn: Callable, needs: str) -> LayerLoss:
+    return LayerLoss(name, fn, needs, (fn.__doc__ or "").strip().splitlines()[0])
+
+
+# the built-ins, declared by name in methods.py
+HIDDEN = _builtin("hidden", hidden_mse, "hidden")
+ATTENTION = _builtin("attention", attention_distribution_kl, "attention")
+EMBEDDING = _builtin("embedding", embedding_mse, "embedding")
 
 
 class LayerObjective(nn.Module):

@@ -6,9 +6,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..registry import Registry
+from .methods import LOSSES
 
-LOSSES = Registry("loss")
 IGNORE_INDEX = -100  # the label of a transfer example (unlabelled or augmented text)
 register_loss = LOSSES.register
 
@@ -17,7 +16,6 @@ def get_loss(name: str) -> Callable:
     return LOSSES.lookup(name)
 
 
-@register_loss("kd")
 def kd_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor | None,

@@ -1,46 +1,16 @@
-"""Student builders, registered by name: `layers` (from the teacher), `bilstm`, `cnn`,
+"""Student builders: `layers` (from the teacher), `bilstm`, `cnn` (declared in methods.py),
 or any other string, taken as a pretrained model (local folder or hub id)."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+
 from torch import nn
 
 from ..errors import KdeployError
-from ..registry import Registry
+from .config import StudentConfig
+from .methods import STUDENTS
 
-STUDENTS = Registry("student")
 register_student = STUDENTS.register
-
-
-@dataclass
-class StudentConfig:
-    """What the student is. `kind` is a registered builder or a model path / hub id."""
-
-    kind: str = "layers"
-    layers: str | int = 2  # for `layers`: how many teacher layers to keep, or explicit indices "0,3,5"
-    embedding_dim: int | None = None  # bilstm/cnn: None = the teacher's width, initialised from its embeddings
-    hidden_size: int = 256  # bilstm
-    num_layers: int = 1  # bilstm
-    num_filters: int = 128  # cnn
-    dropout: float = 0.1
-
-    def __post_init__(self) -> None:
-        if isinstance(self.layers, str) and self.layers.strip().isdigit():
-            self.layers = int(self.layers)
-        if isinstance(self.layers, int) and self.layers < 1:
-            raise KdeployError(f"student layers must be at least 1, got {self.layers}")
-        if isinstance(self.layers, (list, tuple)):
-            self.layers = ",".join(str(i) for i in self.layers)
-        for name in ("hidden_size", "num_layers", "num_filters"):
-            if getattr(self, name) < 1:
-                raise KdeployError(f"student {name} must be positive")
-        if self.embedding_dim is not None and self.embedding_dim < 1:
-            raise KdeployError("student embedding_dim must be positive")
-
-    @property
-    def builder(self) -> str:
-        return self.kind if self.kind in STUDENTS else "pretrained"
 
 
 def build_student(cfg: StudentConfig, teacher, teacher_tokenizer, label_names: list[str], trust_remote_code=False):
@@ -81,8 +51,7 @@ def _find_layer_stack(model) -> tuple[str, nn.ModuleList]:
     )
 
 
-@register_student("layers")
-def _layers_from_teacher(cfg, teacher, teacher_tokenizer, label_names):
+def layers_from_teacher(cfg, teacher, teacher_tokenizer, label_names):
     """DistilBERT-style initialisation: the teacher's embeddings, head and a subset of its layers."""
     if teacher is None:
         raise KdeployError("--student layers needs a transformer teacher")
@@ -120,19 +89,17 @@ def _small(model_cls, config_cls, cfg, teacher, tokenizer, label_names, **extra)
     return model, tokenizer, {"builder": config.model_type, "embedding_init": init}
 
 
-@register_student("bilstm")
-def _bilstm(cfg, teacher, tokenizer, label_names):
+def bilstm(cfg, teacher, tokenizer, label_names):
     """Bidirectional LSTM over the teacher's tokenizer and embeddings (Tang et al., 2019)."""
-    from .small_models import BiLSTMConfig, BiLSTMForSequenceClassification
+    from ..modelio.small_models import BiLSTMConfig, BiLSTMForSequenceClassification
 
     return _small(BiLSTMForSequenceClassification, BiLSTMConfig, cfg, teacher, tokenizer, label_names,
                   hidden_size=cfg.hidden_size, num_layers=cfg.num_layers)
 
 
-@register_student("cnn")
-def _cnn(cfg, teacher, tokenizer, label_names):
+def cnn(cfg, teacher, tokenizer, label_names):
     """Kim-style text CNN over the teacher's tokenizer and embeddings, for the tightest devices."""
-    from .small_models import TextCNNConfig, TextCNNForSequenceClassification
+    from ..modelio.small_models import TextCNNConfig, TextCNNForSequenceClassification
 
     return _small(TextCNNForSequenceClassification, TextCNNConfig, cfg, teacher, tokenizer, label_names,
                   num_filters=cfg.num_filters)
@@ -140,7 +107,7 @@ def _cnn(cfg, teacher, tokenizer, label_names):
 
 def _pretrained(cfg, label_names, trust_remote_code):
     """Any smaller HF model, with its own tokenizer: teacher and student tokenise the raw text separately."""
-    from .teachers import load_classifier, load_tokenizer
+    from ..modelio.loading import load_classifier, load_tokenizer
 
     model = load_classifier(cfg.kind, label_names=label_names, trust_remote_code=trust_remote_code)
     return model, load_tokenizer(cfg.kind, trust_remote_code), {"builder": "pretrained", "model": cfg.kind}

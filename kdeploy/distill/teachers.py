@@ -1,78 +1,79 @@
-"""Load any sequence classifier (local folder, hub id, builtin) as a teacher or a base model."""
+"""The teachers' side of distillation: load them, line their labels up with the data, and
+run each once over every text (cached), mixing an ensemble's outputs."""
 from __future__ import annotations
 
-import hashlib
-import os
-import re
-from pathlib import Path
+import time
+from dataclasses import dataclass, field
 
-import torch
+import numpy as np
 
-from ..assets import resolve_model
+from ..data import TaskData, text_fingerprint
 from ..errors import KdeployError
-from . import small_models  # noqa: F401  (registers kdeploy-bilstm / kdeploy-cnn with the Auto classes)
-
-_GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
-
-
-def _explain_load_error(name: str, exc: Exception) -> KdeployError:
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
-    if not Path(name).exists():
-        where = "not a local folder, and the hub is off (HF_HUB_OFFLINE=1)" if offline else "not a local folder nor a hub model id"
-        return KdeployError(f"cannot load model {name!r}: {where}")
-    return KdeployError(f"cannot load model {name!r}: {str(exc).splitlines()[0]}")
+from ..metrics import score
+from ..modelio.loading import label_names_of, load_classifier, load_tokenizer, model_fingerprint
+from .result import TeacherSummary
 
 
-def load_tokenizer(name: str, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
-
-    path = resolve_model(name)
-    try:
-        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise _explain_load_error(name, exc) from None
-
-
-def load_classifier(name: str, label_names: list[str] | None = None, trust_remote_code: bool = False):
-    """Load a sequence classifier. With `label_names`, a base encoder gets a fresh head of that size."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    path = resolve_model(name)
-    try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise _explain_load_error(name, exc) from None
-    kwargs = {}
-    if label_names is not None:
-        kwargs = dict(
-            num_labels=len(label_names),
-            id2label=dict(enumerate(label_names)),
-            label2id={n: i for i, n in enumerate(label_names)},
-        )
-        if config.num_labels != len(label_names):
-            kwargs["ignore_mismatched_sizes"] = True
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
-    except (OSError, ValueError) as exc:
-        raise _explain_load_error(name, exc) from None
-    return model
+@dataclass
+class Teachers:
+    names: list[str]
+    models: list
+    tokenizers: list
+    fingerprints: list[str] = field(default_factory=list)
+    per_teacher: list[dict] = field(default_factory=list)  # each teacher's logits by split
 
 
-def label_names_of(model) -> list[str] | None:
-    """The model's label names in id order, or None when they are transformers' placeholders."""
-    id2label = getattr(model.config, "id2label", None) or {}
-    names = [str(id2label[i]) for i in sorted(int(k) for k in id2label)]
-    if not names or all(_GENERIC_LABEL.match(n) for n in names):
-        return None
-    return names
+def load_teachers(names: list[str], data: TaskData, trust_remote_code: bool) -> tuple[Teachers, TaskData]:
+    """The teachers, and the data with its labels numbered as the first teacher numbers them."""
+    models, tokenizers = [], []
+    for name in names:
+        teacher = load_classifier(name, trust_remote_code=trust_remote_code)
+        if teacher.config.num_labels != data.num_labels:
+            raise KdeployError(f"the teacher {name} has {teacher.config.num_labels} outputs but the data has "
+                               f"{data.num_labels} labels ({', '.join(data.label_names)}); fine-tune a teacher on "
+                               "this task first (kdeploy finetune)")
+        data = data.aligned_to(label_names_of(teacher), f"teacher {name}")
+        models.append(teacher)
+        tokenizers.append(load_tokenizer(name, trust_remote_code))
+    return Teachers(list(names), models, tokenizers), data
 
 
-def model_fingerprint(model) -> str:
-    """Content hash of the weights: the same teacher gives the same key wherever it is loaded from."""
-    h = hashlib.sha256()
-    h.update(type(model).__name__.encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        t = tensor.detach().cpu().contiguous()
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else t.numpy().tobytes())
-    return h.hexdigest()[:16]
+def teacher_outputs(teachers: Teachers, data: TaskData, transfer_texts: list[str], weights: np.ndarray,
+                    temperature: float, max_length: int, cache_dir, device) -> tuple[dict, dict, float]:
+    """({split: logits, with "train" extended by the transfer text}, cache hits, seconds).
+    An ensemble's logits are mixed as T·log Σ w·softmax(t/T)."""
+    from .ensemble import ensemble_logits
+    from .logits_cache import cache_key, cached_teacher_logits
+
+    teachers.fingerprints = [model_fingerprint(t) for t in teachers.models]
+    for model in teachers.models:
+        model.to(device)  # on a GPU the teacher pass is seconds, not minutes
+    hits: dict[str, bool] = {}
+    per_teacher: list[dict[str, np.ndarray]] = [{} for _ in teachers.models]
+    started = time.perf_counter()
+    for k, (model, tok, fp) in enumerate(zip(teachers.models, teachers.tokenizers, teachers.fingerprints)):
+        tag = (lambda split: split) if len(teachers.models) == 1 else (lambda split, k=k: f"{k}:{split}")
+        for split in data.splits:
+            key = cache_key(fp, data.split_fingerprint(split), max_length)
+            per_teacher[k][split], hits[tag(split)] = cached_teacher_logits(
+                model, tok, data.splits[split]["text"], key, max_length, cache_dir)
+        if transfer_texts:
+            key = cache_key(fp, text_fingerprint(transfer_texts), max_length)
+            extra, hits[tag("transfer")] = cached_teacher_logits(model, tok, transfer_texts, key, max_length, cache_dir)
+            per_teacher[k]["train"] = np.concatenate([per_teacher[k]["train"], extra])
+    mixed = {split: ensemble_logits([p[split] for p in per_teacher], weights, temperature) for split in per_teacher[0]}
+    teachers.per_teacher = per_teacher
+    return mixed, hits, round(time.perf_counter() - started, 2)
+
+
+def summaries(teachers: Teachers, logits_by_split: dict, data: TaskData, weights: np.ndarray) -> tuple[TeacherSummary, list]:
+    """The (mixed) teacher's scores, and each member's when there are several."""
+    def scored(model, fp, logits, weight=None):
+        splits = {s: score(logits[s], np.asarray(data.splits[s]["label"])) for s in ("validation", "test") if s in logits}
+        return TeacherSummary(model=model, fingerprint=fp, weight=weight, **splits)
+
+    name = teachers.names if len(teachers.names) > 1 else teachers.names[0]
+    mixed = scored(name, "+".join(teachers.fingerprints), logits_by_split)
+    members = [scored(n, fp, p, float(w)) for n, fp, w, p in
+               zip(teachers.names, teachers.fingerprints, weights, teachers.per_teacher)] if len(teachers.names) > 1 else None
+    return mixed, members

@@ -3,12 +3,9 @@ resume, seeds, accumulation, mixed precision and DDP come from the library; kdep
 only overrides `compute_loss` with the distillation loss."""
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,38 +13,16 @@ import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from ..console import say
 from ..errors import KdeployError
-from ..metrics import classification_metrics
+from ..metrics import Scores, classification_metrics
+from ..modelio.record import MODEL_RECORD
+from .config import TrainConfig
 from .losses import get_loss
 
 
-@dataclass
-class TrainConfig:
-    epochs: float = 3.0
-    learning_rate: float = 5e-5
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    gradient_accumulation: int = 1
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_length: int = 128
-    seed: int = 42
-    mixed_precision: str = "auto"  # auto (fp16 on CUDA), no, fp16, bf16
-    group_by_length: bool = True  # bucket batches by length: padding wastes most of a batch on CPU
-    resume: bool = False
-
-    def __post_init__(self) -> None:
-        if self.epochs <= 0:
-            raise KdeployError(f"epochs must be positive, got {self.epochs}")
-        if not 0 < self.learning_rate < 1:
-            raise KdeployError(f"learning rate {self.learning_rate} is out of range (0, 1)")
-        for name in ("batch_size", "eval_batch_size", "gradient_accumulation", "max_length"):
-            if int(getattr(self, name)) < 1:
-                raise KdeployError(f"{name} must be at least 1")
-        if self.mixed_precision not in ("auto", "no", "fp16", "bf16"):
-            raise KdeployError(f"mixed_precision must be auto, no, fp16 or bf16, got {self.mixed_precision!r}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise KdeployError("warmup_ratio must be in [0, 1)")
+class DivergedError(KdeployError):
+    """The loss became NaN or infinite: nothing is saved."""
 
 
 class _Collator:
@@ -118,6 +93,10 @@ class DistillTrainer(Trainer):
             for name, value in parts.items():
                 self.layer_loss_sums[name] = self.layer_loss_sums.get(name, 0.0) + value
             self.layer_loss_calls += 1
+        if model.training and not torch.isfinite(loss.detach()).all():
+            raise DivergedError(f"training diverged: the loss became {float(loss.detach())} at step "
+                                f"{self.state.global_step + 1} (epoch {self.state.epoch or 0:.2f}); nothing was saved. "
+                                "Lower the learning rate, or check the teacher's logits and the temperature")
         return (loss, outputs) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -156,9 +135,8 @@ class _EpochPrinter(TrainerCallback):
         if not state.is_world_process_zero or not metrics or "eval_accuracy" not in metrics:
             return
         loss = next((e["loss"] for e in reversed(state.log_history) if "loss" in e), float("nan"))
-        print(f"epoch {round(state.epoch, 2):g}/{args.num_train_epochs:g}: train loss {loss:.4f}, "
-              f"validation accuracy {100 * metrics['eval_accuracy']:.2f}%, macro-F1 {100 * metrics['eval_macro_f1']:.2f}%",
-              flush=True)
+        say(f"epoch {round(state.epoch, 2):g}/{args.num_train_epochs:g}: train loss {loss:.4f}, "
+            f"validation accuracy {100 * metrics['eval_accuracy']:.2f}%, macro-F1 {100 * metrics['eval_macro_f1']:.2f}%")
 
 
 class _QuietProgress(ProgressCallback):
@@ -239,12 +217,12 @@ def last_checkpoint(work_dir: Path) -> str | None:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
-def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_dir: Path,
+def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_dir: Path, resume: bool = False,
         teacher_logits: np.ndarray | None = None, alpha: float = 0.0, temperature: float = 1.0,
-        layer_objective=None, feature_store=None, callbacks: list | None = None) -> dict:
+        layer_objective=None, feature_store=None, callbacks: list | None = None):
     """Train, keep the best epoch by validation accuracy, score validation and test.
 
-    Returns metrics and timings; the caller saves the model (on the main process only).
+    Returns (trainer, metrics and timings); the caller saves the model (main process only).
     """
     if model.config.num_labels != len(data.label_names):
         raise KdeployError(f"the model has {model.config.num_labels} outputs but the data has "
@@ -267,7 +245,7 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
     trainer.remove_callback(PrinterCallback)
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(_QuietProgress())
-    resume_from = last_checkpoint(work_dir) if cfg.resume else None
+    resume_from = last_checkpoint(work_dir) if resume else None
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.perf_counter() - started
@@ -286,14 +264,10 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
         if split in encoded:
             t0 = time.perf_counter()
             metrics = trainer.evaluate(encoded[split], metric_key_prefix=split)
-            result[split] = {
-                "accuracy": metrics[f"{split}_accuracy"],
-                "macro_f1": metrics[f"{split}_macro_f1"],
-                "loss": metrics[f"{split}_loss"],
-                "seconds": round(time.perf_counter() - t0, 2),
-            }
-    result["_trainer"] = trainer
-    return result
+            result[split] = Scores(accuracy=metrics[f"{split}_accuracy"], macro_f1=metrics[f"{split}_macro_f1"],
+                                   examples=len(encoded[split]), loss=metrics[f"{split}_loss"],
+                                   seconds=round(time.perf_counter() - t0, 2))
+    return trainer, result
 
 
 def _epoch_history(log_history: list[dict]) -> list[dict]:
@@ -329,26 +303,21 @@ def _shard_record(trainer) -> dict:
     }
 
 
-def save_model(trainer, tokenizer, target: Path, record: dict) -> None:
-    """Main process only: save_pretrained into a temp folder, then rename into place."""
+def save_model(trainer, tokenizer, target: Path, record, overwrite: bool = False) -> None:
+    """Main process only: save_pretrained into a temp folder, then rename into place.
+    A model with a NaN or infinite weight is never saved."""
     from ..environment import library_versions, machine
-    from ..fsutil import atomic_dir, write_json
+    from ..fsutil import atomic_dir
 
     if not trainer.is_world_process_zero():
         return
     model = trainer.model
-    with atomic_dir(target) as tmp:
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise DivergedError(f"the trained model has NaN or infinite weights ({bad[0]}, ...); nothing was saved. "
+                            "Lower the learning rate")
+    record.versions, record.machine = library_versions(), machine()
+    with atomic_dir(target, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        record = {**record, "versions": library_versions(), "machine": machine()}
-        write_json(tmp / "kdeploy.json", record)
-
-
-def cleanup_work_dir(trainer, work_dir: Path) -> None:
-    if trainer.is_world_process_zero():
-        shutil.rmtree(work_dir, ignore_errors=True)
-
-
-def read_record(model_dir: Path) -> dict:
-    path = Path(model_dir) / "kdeploy.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+        record.save(tmp / MODEL_RECORD)

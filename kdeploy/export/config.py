@@ -1,46 +1,58 @@
-"""Export settings, validated at construction."""
+"""The export stage's settings (torch-free): the only place they and their defaults are declared."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..data import DataConfig
+from ..configtools import check_finite
 from ..errors import KdeployError
 
 OPTIMIZE_LEVELS = ("O1", "O2", "O3", "O4")  # optimum's names for ORT transformer fusions
 QUANTIZE_MODES = ("int8", "int8-static")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+# int8 weight type and reduce_range per instruction set, as optimum's AutoQuantizationConfig sets
+# them: AVX2 without VNNI saturates u8×s8 products, so its preset uses u8 weights.
+PRESETS: dict[str, dict] = {
+    "avx2": {"weight_type": "QUInt8", "reduce_range": False},
+    "avx512": {"weight_type": "QInt8", "reduce_range": False},
+    "avx512_vnni": {"weight_type": "QInt8", "reduce_range": False},
+    "arm64": {"weight_type": "QInt8", "reduce_range": False},
+}
+
+
+def _none(value):
+    return None if value is None or str(value).strip().lower() in ("none", "no", "off", "") else value
 
 
 @dataclass
-class ExportConfig:
-    model: str  # a model folder (kdeploy distill/finetune output or any HF sequence classifier)
-    out: str
-    data: DataConfig | None = None  # default: the data recorded in the model's kdeploy.json
-    opset: int = 18
-    optimize: str | None = None
-    quantize: str | None = None
-    fp16: bool = False
+class ExportSettings:
+    """ONNX (parity-gated), fused at an optimum O-level, quantised (accuracy-gated)."""
+
+    optimize: str | None = "O2"  # O1..O4, or none
+    quantize: str | None = "int8"  # int8 (dynamic), int8-static (calibrated), or none
+    fp16: bool = False  # also model.fp16.onnx, for the CUDA execution provider
     isa: str = "auto"  # int8 preset: auto (detected), avx2, avx512, avx512_vnni, arm64
     per_channel: bool = False
     calibration_samples: int = 256
     calibration_method: str = "minmax"
-    atol: float = 1e-4
-    max_accuracy_drop: float = 1.0  # points of accuracy
-    max_length: int | None = None  # default: the training max length
+    opset: int = 18
+    atol: float = 1e-4  # parity: max |logit difference| vs PyTorch
+    max_accuracy_drop: float = 1.0  # points of accuracy a quantised file may lose
+    max_length: int | None = None  # default: the model's training max length
     eval_split: str = "test"  # falls back to validation when absent
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
+        check_finite(self)
+        self.optimize = _none(self.optimize)
+        self.quantize = _none(self.quantize)
         if self.optimize is not None:
             self.optimize = str(self.optimize).upper()
             if self.optimize not in OPTIMIZE_LEVELS:
-                raise KdeployError(f"--optimize must be one of {', '.join(OPTIMIZE_LEVELS)}, got {self.optimize!r}")
+                raise KdeployError(f"--optimize must be one of {', '.join(OPTIMIZE_LEVELS)} or none, got {self.optimize!r}")
         if self.quantize is not None and self.quantize not in QUANTIZE_MODES:
-            raise KdeployError(f"--quantize must be int8 or int8-static, got {self.quantize!r}")
+            raise KdeployError(f"--quantize must be int8, int8-static or none, got {self.quantize!r}")
         if self.calibration_method not in CALIBRATION_METHODS:
             raise KdeployError(f"--calibration-method must be one of {', '.join(CALIBRATION_METHODS)}")
-        from .quantize import PRESETS
-
         if self.isa != "auto" and self.isa not in PRESETS:
             raise KdeployError(f"--isa must be auto or one of {', '.join(PRESETS)}, got {self.isa!r}")
         if not 7 <= self.opset <= 21:
@@ -51,3 +63,10 @@ class ExportConfig:
             raise KdeployError("calibration_samples must be at least 1")
         if self.eval_split not in ("test", "validation"):
             raise KdeployError("eval_split must be test or validation")
+        if self.max_length is not None and self.max_length < 2:
+            raise KdeployError(f"--max-length must be at least 2 tokens, got {self.max_length}")
+
+    @property
+    def gated(self) -> bool:
+        """Whether a derived (quantised or fp16) file needs labelled data for its accuracy gate."""
+        return self.quantize is not None or self.fp16

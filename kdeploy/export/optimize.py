@@ -19,7 +19,7 @@ _FUSION_TYPES = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "dist
 TOLERANCE = {"O1": None, "O2": None, "O3": 5e-3, "O4": 5e-2}
 
 
-def optimize(src: Path, dst: Path, level: str, config, gpu: bool = False) -> dict:
+def optimize(src: Path, dst: Path, level: str, config) -> dict:
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
@@ -40,7 +40,7 @@ def optimize(src: Path, dst: Path, level: str, config, gpu: bool = False) -> dic
         fusion_log.setLevel(logging.ERROR)
     try:
         model = optimize_model(str(src), model_type=model_type, num_heads=heads, hidden_size=hidden,
-                               optimization_options=options, opt_level=0, use_gpu=gpu)
+                               optimization_options=options, opt_level=0, use_gpu=False)
     except Exception as exc:  # the fusion tool raises bare exceptions
         raise KdeployError(f"graph optimisation {level} failed: {str(exc).splitlines()[0]}") from None
     finally:

@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ..errors import KdeployError
-from ..runtime.session import feed
+from .result import Parity
+from ..modelio.onnx_session import feed
+from ..modelio.torch_infer import torch_logits
 
 
 class ParityError(KdeployError):
@@ -41,15 +42,8 @@ def parity_cases(texts: list[str], max_length: int) -> list[ParityCase]:
     return cases
 
 
-def torch_logits(model, tokenizer, texts: list[str], max_length: int) -> np.ndarray:
-    enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-    inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-    with torch.inference_mode():
-        return model(**inputs).logits.float().numpy()
-
-
 def check_parity(session, model, tokenizer, texts: list[str], max_length: int, atol: float | None,
-                 label: str = "model.onnx", reference: dict[str, np.ndarray] | None = None) -> dict:
+                 label: str = "model.onnx", reference: dict[str, np.ndarray] | None = None) -> Parity:
     """Max |Δlogit| and argmax agreement per shape; raises ParityError above `atol`."""
     model.eval()
     cases, results, worst = parity_cases(texts, max_length), [], (0.0, None, None)
@@ -68,15 +62,12 @@ def check_parity(session, model, tokenizer, texts: list[str], max_length: int, a
         if row_max.max() > worst[0]:
             i = int(row_max.argmax())
             worst = (float(row_max.max()), case.name, case.texts[i])
-    summary = {
-        "max_abs_diff": max(r["max_abs_diff"] for r in results),
-        "argmax_agreement": float(np.mean([r["argmax_agreement"] for r in results])),
-        "tolerance": atol,
-        "cases": results,
-    }
+    summary = Parity(max_abs_diff=max(r["max_abs_diff"] for r in results),
+                     argmax_agreement=float(np.mean([r["argmax_agreement"] for r in results])),
+                     tolerance=atol, cases=results)
     if atol is not None:
-        summary["passed"] = summary["max_abs_diff"] <= atol
-        if not summary["passed"]:
+        summary.passed = summary.max_abs_diff <= atol
+        if not summary.passed:
             text = worst[2] if len(worst[2]) <= 80 else worst[2][:77] + "..."
             raise ParityError(f"{label} differs from PyTorch by {worst[0]:.2e} (tolerance {atol:.0e}) on "
                               f"{worst[1]}, input {text!r}; the export is not trustworthy")

@@ -15,16 +15,9 @@ from typing import Callable
 import numpy as np
 
 from ..errors import KdeployError
+from .config import PRESETS
 
-# weights dtype and reduce_range per instruction set, as optimum's AutoQuantizationConfig sets them:
-# AVX2 without VNNI saturates u8×s8 products, so its preset uses u8 weights.
 _FLOAT = 1  # onnx.TensorProto.FLOAT: fused contrib ops (com.microsoft) defeat shape inference's type lookup
-PRESETS: dict[str, dict] = {
-    "avx2": {"weight_type": "QUInt8", "reduce_range": False},
-    "avx512": {"weight_type": "QInt8", "reduce_range": False},
-    "avx512_vnni": {"weight_type": "QInt8", "reduce_range": False},
-    "arm64": {"weight_type": "QInt8", "reduce_range": False},
-}
 
 
 def detect_isa() -> str:

@@ -1,5 +1,5 @@
-"""`package(PackageConfig)`: an export folder → a self-contained, checksummed bundle
-(folder and archive) with a manifest and a model card generated from it."""
+"""`package(PackageSettings(...), export_dir=..., out=...)`: an export folder → a
+self-contained, checksummed bundle (folder and archive) with a manifest and a model card."""
 from __future__ import annotations
 
 import json
@@ -9,30 +9,52 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from ..edge import BUNDLE_FORMAT, MANIFEST, verify_bundle
 from ..errors import KdeployError
-from ..fsutil import atomic_dir, write_json
+from ..configtools import to_dict
+from ..fsutil import atomic_dir, claimed_output, normal_permissions, write_text
+from ..manifest import BUNDLE_FORMAT, MANIFEST, METADATA_KEY, BundleManifest, FileEntry, bundle_digest, verify_bundle
+from ..modelio.record import read_config
+from ..modelio.sizes import mib
 from ..safety import sha256_of
-from .ort_format import OPERATORS, ORT_MODEL, convert_to_ort
+from .card import model_card
+from .config import PackageSettings
+from .result import PackageResult
 
 PREFERENCE = ("model.int8.onnx", "model.opt.onnx", "model.onnx")
 
 
-@dataclass
-class PackageConfig:
-    export_dir: str
-    out: str  # the bundle folder; the archive goes beside it (out + .tar.gz / .zip)
-    model_file: str | None = None  # default: int8, else optimised, else fp32
-    archive: str | None = "tar.gz"  # tar.gz, zip, or None
-    report: str | None = None  # a kdeploy bench report.json whose figures go into the manifest
-    ort_format: bool = False  # also model.ort (+ required_operators.config) for ONNX Runtime Mobile
+def package(settings: PackageSettings, export_dir: str | Path, out: str | Path, report: str | Path | None = None,
+            overwrite: bool = False) -> PackageResult:
+    from ..export.result import REPORT, ExportResult
 
-    def __post_init__(self) -> None:
-        if self.archive not in (None, "tar.gz", "zip"):
-            raise KdeployError(f"--archive must be tar.gz, zip or none, got {self.archive!r}")
+    export_dir, out = Path(export_dir), Path(out)
+    if not (export_dir / REPORT).is_file():
+        raise KdeployError(f"{export_dir}: no {REPORT}; package a folder written by kdeploy export")
+    if report is not None and not Path(report).is_file():
+        raise KdeployError(f"--report {report}: file not found (give a report.json written by kdeploy bench)")
+    archive = _archive_path(out, settings.archive)
+    with claimed_output(out, [export_dir, report], overwrite, "kdeploy package"):
+        if archive is not None:
+            _check_archive_target(archive, [export_dir, report], overwrite)
+        manifest = _manifest(settings, export_dir, ExportResult.load(export_dir / REPORT),
+                             Path(report) if report else None)
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            _write_bundle(tmp, export_dir, manifest, settings)
+        digest = bundle_digest((out / MANIFEST).read_bytes())
+        written = _write_archive(out, archive) if archive else None
+    return PackageResult(bundle=str(out), bundle_mib=mib(out), digest=digest, manifest=manifest,
+                         archive=str(written) if written else None, archive_mib=mib(written) if written else None)
+
+
+def existing_bundle(out: Path) -> PackageResult:
+    """The result of an earlier, verified package run into `out` (its archive, if any, beside it)."""
+    manifest = verify_bundle(out)
+    archive = next((p for p in (_archive_path(out, k) for k in ("tar.gz", "zip")) if p.is_file()), None)
+    return PackageResult(bundle=str(out), bundle_mib=mib(out), digest=bundle_digest((out / MANIFEST).read_bytes()),
+                         manifest=manifest, archive=str(archive) if archive else None,
+                         archive_mib=mib(archive) if archive else None)
 
 
 def _pick_model(export_dir: Path, wanted: str | None) -> Path:
@@ -47,132 +69,133 @@ def _pick_model(export_dir: Path, wanted: str | None) -> Path:
     raise KdeployError(f"{export_dir}: no model.onnx; make an export folder with kdeploy export")
 
 
-def _bench_figures(report_path: Path, model_name: str) -> dict | None:
-    report = json.loads(report_path.read_text())
-    for m in report.get("models", []):
-        if m["path"].endswith(model_name) or m["name"].endswith(model_name):
-            return {"latency": m["latency"], "accuracy": m.get("accuracy"), "size_mib": m["size_mib"],
-                    "provider": m["provider"], "threads": m["threads"], "machine": report["environment"]["machine"],
-                    "reference": report["reference"], "vs_reference": m["vs_reference"]}
+def _bench_figures(report_path: Path, model_path: Path) -> dict | None:
+    from ..runtime.result import BenchReport
+
+    report = BenchReport.load(report_path)
+    for m in report.models:
+        if Path(m.path).resolve() == model_path.resolve() or m.name.endswith(model_path.name):
+            return {"latency": {str(bs): {"p50_ms": s.p50_ms, "throughput_per_s": s.throughput_per_s}
+                                for bs, s in m.latency.items()},
+                    "accuracy": m.accuracy.accuracy if m.accuracy else None, "size_mib": m.size_mib,
+                    "provider": m.provider, "threads": m.threads, "machine": report.environment.get("machine"),
+                    "reference": report.reference,
+                    "p50_speedup_vs_reference": {str(k): v for k, v in m.vs_reference.p50_speedup.items()}}
     return None
 
 
-def package(cfg: PackageConfig) -> dict:
-    from ..environment import library_versions
-
-    export_dir = Path(cfg.export_dir)
-    report_path = export_dir / "export_report.json"
-    if not report_path.is_file():
-        raise KdeployError(f"{export_dir}: no export_report.json; package a folder written by kdeploy export")
-    export_report = json.loads(report_path.read_text())
-    model_path = _pick_model(export_dir, cfg.model_file)
-    config = json.loads((export_dir / "config.json").read_text())
-    tok_config = json.loads((export_dir / "tokenizer_config.json").read_text()) if (export_dir / "tokenizer_config.json").exists() else {}
-    if not (export_dir / "tokenizer.json").is_file():
-        raise KdeployError(f"{export_dir}: no tokenizer.json (a fast tokenizer is needed on the device)")
+def _pad(export_dir: Path, config: dict) -> tuple[str, int]:
+    tok_config = json.loads((export_dir / "tokenizer_config.json").read_text()) \
+        if (export_dir / "tokenizer_config.json").exists() else {}
     pad_token = tok_config.get("pad_token") or "[PAD]"
     if isinstance(pad_token, dict):
         pad_token = pad_token.get("content", "[PAD]")
-    vocab = json.loads((export_dir / "tokenizer.json").read_text())["model"].get("vocab", {})
+    vocab = json.loads((export_dir / "tokenizer.json").read_text(encoding="utf-8"))["model"].get("vocab", {})
     pad_id = config.get("pad_token_id")
     if isinstance(vocab, dict) and pad_token in vocab:
         pad_id = vocab[pad_token]
+    return pad_token, pad_id if pad_id is not None else 0
+
+
+def _manifest(settings: PackageSettings, export_dir: Path, export, report: Path | None) -> BundleManifest:
+    from ..environment import library_versions
+
+    model_path = _pick_model(export_dir, settings.model_file)
+    if not (export_dir / "tokenizer.json").is_file():
+        raise KdeployError(f"{export_dir}: no tokenizer.json (a fast tokenizer is needed on the device)")
+    config = read_config(export_dir)
     kd = config.get("kdeploy", {})
     name = model_path.name
-    dtype = export_report["files"].get(name, {}).get("dtype", "fp32")
-    manifest = {
-        "format": BUNDLE_FORMAT,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "model": "model.onnx",
-        "source_file": name,
-        "dtype": dtype,
-        "tokenizer": "tokenizer.json",
-        "label_names": kd.get("label_names") or [config["id2label"][str(i)] for i in range(len(config["id2label"]))],
-        "max_length": kd.get("max_length") or export_report["max_length"],
-        "pad_token": pad_token,
-        "pad_token_id": pad_id if pad_id is not None else 0,
-        "inputs": kd.get("inputs"),
-        "outputs": kd.get("outputs", ["logits"]),
-        "opset": kd.get("opset"),
-        "provider_advice": ("CPUExecutionProvider (int8 has no CUDA kernels)" if dtype == "int8"
-                            else "CUDAExecutionProvider" if dtype == "fp16" else "CPUExecutionProvider or CUDAExecutionProvider"),
-        "accuracy": (export_report.get("accuracy") or {}).get(name),
-        "accuracy_split": (export_report.get("accuracy") or {}).get("split"),
-        "parity": {k: v.get("max_abs_diff") for k, v in export_report.get("parity", {}).items()},
-        "benchmark": _bench_figures(Path(cfg.report), name) if cfg.report else None,
-        "provenance": {**export_report.get("provenance", {}), "data_fingerprint": export_report.get("data_fingerprint"),
-                       "export_versions": export_report.get("versions"), "package_versions": library_versions()},
-    }
-    out = Path(cfg.out)
-    with atomic_dir(out) as tmp:
-        shutil.copy2(model_path, tmp / "model.onnx")
-        shutil.copy2(export_dir / "tokenizer.json", tmp / "tokenizer.json")
-        names = ["model.onnx", "tokenizer.json"]
-        if cfg.ort_format:
-            names += convert_to_ort(tmp / "model.onnx", tmp)
-            manifest["ort_model"], manifest["ort_operators"] = ORT_MODEL, OPERATORS
-        manifest["files"] = {n: {"sha256": sha256_of(tmp / n), "bytes": (tmp / n).stat().st_size} for n in names}
-        (tmp / "README.md").write_text(model_card(manifest), encoding="utf-8")
-        manifest["files"]["README.md"] = {"sha256": sha256_of(tmp / "README.md"), "bytes": (tmp / "README.md").stat().st_size}
-        write_json(tmp / MANIFEST, manifest)
-        verify_bundle(tmp)
-    archive = _write_archive(out, cfg.archive) if cfg.archive else None
-    size = sum(p.stat().st_size for p in out.iterdir())
-    return {"bundle": str(out), "archive": str(archive) if archive else None, "bundle_mib": round(size / 2**20, 3),
-            "archive_mib": round(archive.stat().st_size / 2**20, 3) if archive else None, "manifest": manifest}
+    info = export.files.get(name)
+    dtype = info.dtype if info else "fp32"
+    pad_token, pad_id = _pad(export_dir, config)
+    scores = export.scores(name)
+    return BundleManifest(
+        format=BUNDLE_FORMAT, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), model="model.onnx",
+        source_file=name, dtype=dtype, tokenizer="tokenizer.json",
+        label_names=kd.get("label_names") or export.label_names, max_length=kd.get("max_length") or export.max_length,
+        pad_token=pad_token, pad_token_id=pad_id, inputs=kd.get("inputs"), outputs=kd.get("outputs", ["logits"]),
+        opset=kd.get("opset"), files={},
+        provider_advice=("CPUExecutionProvider (int8 has no CUDA kernels)" if dtype == "int8"
+                         else "CUDAExecutionProvider" if dtype == "fp16"
+                         else "CPUExecutionProvider or CUDAExecutionProvider"),
+        accuracy={k: v for k, v in to_dict(scores).items() if v is not None} if scores else None, accuracy_split=export.accuracy.split if export.accuracy else None,
+        parity={k: v.max_abs_diff for k, v in export.parity.items()},
+        benchmark=_bench_figures(report, model_path) if report else None,
+        provenance={**export.provenance, "data_fingerprint": export.data_fingerprint,
+                    "export_versions": export.versions, "package_versions": library_versions()})
 
 
-def _write_archive(folder: Path, kind: str) -> Path:
-    """Written beside the folder under a temporary name, then renamed into place."""
-    target = folder.with_name(folder.name + (".tar.gz" if kind == "tar.gz" else ".zip"))
+def _bind_labels(src: Path, dst: Path, labels: list[str]) -> None:
+    """Copy the model with its label names in its own metadata, so a manifest cannot relabel it."""
+    import onnx
+
+    model = onnx.load(str(src))
+    props = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(props)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(labels, ensure_ascii=False)
+    onnx.save(model, str(dst))
+
+
+def _write_bundle(tmp: Path, export_dir: Path, manifest: BundleManifest, settings: PackageSettings) -> None:
+    from .ort_format import OPERATORS, ORT_MODEL, convert_to_ort
+
+    _bind_labels(export_dir / manifest.source_file, tmp / "model.onnx", manifest.label_names)
+    shutil.copy2(export_dir / "tokenizer.json", tmp / "tokenizer.json")
+    names = ["model.onnx", "tokenizer.json"]
+    if settings.ort_format:
+        names += convert_to_ort(tmp / "model.onnx", tmp)
+        manifest.ort_model, manifest.ort_operators = ORT_MODEL, OPERATORS
+    write_text(tmp / "README.md", model_card(manifest))
+    for n in names + ["README.md"]:
+        manifest.files[n] = FileEntry(sha256=sha256_of(tmp / n), bytes=(tmp / n).stat().st_size)
+    write_text(tmp / MANIFEST, manifest.to_json())
+    verify_bundle(tmp)
+
+
+def _archive_path(folder: Path, kind: str | None) -> Path | None:
+    if kind is None:
+        return None
+    return folder.with_name(folder.name + (".tar.gz" if kind == "tar.gz" else ".zip"))
+
+
+def _check_archive_target(archive: Path, inputs: list, overwrite: bool) -> None:
+    """The archive beside the bundle replaces only an earlier bundle archive (or --overwrite)."""
+    from ..safety import read_member
+
+    for item in inputs:
+        if item is not None and Path(item).resolve() == archive.resolve():
+            raise KdeployError(f"the bundle archive {archive} would overwrite the input {item}; choose another --out")
+    if archive.is_dir():
+        raise KdeployError(f"{archive} is a folder; refusing to replace it by the bundle archive")
+    if archive.exists() and not overwrite:
+        try:
+            read_member(archive, {MANIFEST, "kdeploy.json"})
+        except KdeployError:
+            raise KdeployError(f"{archive} exists and is not a kdeploy bundle archive; move it away, or pass "
+                               "--overwrite to replace it") from None
+
+
+def _write_archive(folder: Path, target: Path) -> Path:
+    """The manifest first (a reader learns what to extract before anything else), then the rest;
+    written beside the folder under a temporary name and renamed into place."""
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=folder.parent)
     os.close(fd)
+    members = sorted(folder.iterdir(), key=lambda p: (p.name != MANIFEST, p.name))
     try:
-        if kind == "tar.gz":
+        if target.name.endswith(".tar.gz"):
             with tarfile.open(tmp, "w:gz") as tf:
-                for p in sorted(folder.iterdir()):
+                for p in members:
                     tf.add(p, arcname=f"{folder.name}/{p.name}")
         else:
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-                for p in sorted(folder.iterdir()):
+                for p in members:
                     zf.write(p, arcname=f"{folder.name}/{p.name}")
+        normal_permissions(Path(tmp))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
-
-
-def model_card(m: dict) -> str:
-    acc = m.get("accuracy") or {}
-    student = m["provenance"].get("student") or {}
-    what = (f"{len(student['teacher_layers'])}-layer student" if student.get("teacher_layers")
-            else student.get("builder", "model"))
-    lines = [f"# Text classifier: {what} (kdeploy bundle)", "",
-             f"Labels: {', '.join(m['label_names'])}. Max length: {m['max_length']} tokens (longer text is truncated).",
-             f"Model: `model.onnx` ({m['dtype']}, from `{m['source_file']}`, opset {m['opset']}); run it on "
-             f"{m['provider_advice']}.", ""]
-    if m.get("ort_model"):
-        lines += [f"ORT format: `{m['ort_model']}` (same model, for ONNX Runtime Mobile and other minimal builds; "
-                  f"`{m['ort_operators']}` lists the operators a reduced build must include).", ""]
-    if acc:
-        lines += [f"Accuracy on the {m.get('accuracy_split')} split: {100 * acc['accuracy']:.2f}% "
-                  f"(macro-F1 {100 * acc['macro_f1']:.2f}%; {acc['examples']} examples"
-                  + (f"; {acc['drop_points']:.2f} points below the fp32 export" if "drop_points" in acc else "") + ").", ""]
-    b = m.get("benchmark")
-    if b:
-        for bs, s in b["latency"].items():
-            lines.append(f"- batch {bs}: p50 {s['p50_ms']:.2f} ms, {s['throughput_per_s']:.0f} sentences/s "
-                         f"({b['provider']}, {b['threads']} threads, {b['machine']['cpu']})")
-        lines.append("")
-    p = m["provenance"]
-    teacher = p.get("teacher") or {}
-    lines += ["## Provenance", "",
-              f"- teacher: {teacher.get('model', '-')} (test accuracy {100 * teacher['test']['accuracy']:.2f}%)" if teacher.get("test") else f"- teacher: {teacher.get('model', '-')}",
-              f"- distillation: α={p.get('alpha')}, T={p.get('temperature')}",
-              f"- data fingerprint: {p.get('data_fingerprint')}",
-              f"- kdeploy {p['package_versions'].get('kdeploy', '?')}, onnxruntime {p['package_versions'].get('onnxruntime', '?')}", "",
-              "## Use", "", "```python", "from kdeploy.edge import Predictor  # needs onnxruntime, tokenizers, numpy only",
-              "p = Predictor('path/to/bundle')", "print(p.predict(['your text here']))", "```", "",
-              "Every file is checked against its sha256 in `kdeploy.json` before it is loaded.", ""]
-    return "\n".join(lines)

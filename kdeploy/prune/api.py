@@ -1,128 +1,115 @@
-"""The prune stage's Python API: `prune(PruneConfig)` writes a smaller model folder that
-export and package take as they take any student.
+"""The prune stage's Python API: `prune(PruneSettings(...), model=..., data=..., out=...)`
+writes a smaller model folder that export and package take as they take any student.
 
 Vocabulary trimming changes no logit on kept text and needs no training. Head pruning
-does change the model, so it is followed by a short distillation in which the unpruned
-model (or `teacher`) teaches the pruned one.
+does change the model, so it is followed by a short distillation (the distill stage's own
+API) in which the unpruned model (or `teacher`) teaches the pruned one.
 """
 from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..configtools import to_dict
-from ..data import DataConfig, load_task_data, load_unlabeled_texts, recorded_data
+from ..data import DataConfig, TaskData, load_task_data, load_unlabeled_texts, recorded_data
 from ..errors import KdeployError
+from ..fsutil import claimed_output
+from ..metrics import Scores, score
+from ..modelio.record import MODEL_RECORD, read_record, resolve_max_length
+from .config import PruneSettings
+from .result import PruneResult
 
 
-@dataclass
-class PruneConfig:
-    model: str
-    out: str
-    data: DataConfig | None = None  # default: the data recorded in the model's kdeploy.json
-    vocab: bool = True  # keep the tokens of the training and validation text (never the test split's)
-    extra_corpus: str | None = None  # more text whose tokens to keep (.txt one per line, or a table)
-    heads: float = 0.0  # fraction of attention heads to prune by importance (0 = none)
-    importance_samples: int = 2000  # labelled training examples scored for head importance
-    recover_epochs: float = 1.0  # distillation after head pruning (0 = none)
-    recover_learning_rate: float = 1e-4
-    teacher: str | None = None  # for the recovery; default: the unpruned model itself
-    max_length: int | None = None  # default: the training max length
-    seed: int = 42
-
-    def __post_init__(self) -> None:
-        if not self.vocab and not self.heads:
-            raise KdeployError("nothing to prune: enable vocab trimming or give a head fraction")
-        if not 0 <= self.heads < 1:
-            raise KdeployError(f"heads is the fraction of attention heads to prune, in [0, 1); got {self.heads}")
-        if self.recover_epochs < 0:
-            raise KdeployError("recover_epochs must be zero or more")
+def prune(settings: PruneSettings, model: str | Path, out: str | Path, data: DataConfig | None = None,
+          extra_corpus: str | None = None, teacher: str | None = None, overwrite: bool = False) -> PruneResult:
+    model_dir, out = Path(model), Path(out)
+    if not model_dir.is_dir():
+        raise KdeployError(f"{model_dir}: not a model folder")
+    record = read_record(model_dir)
+    data = data or recorded_data(record)
+    if data is None:
+        raise KdeployError(f"{model_dir}: which text's tokens to keep? give the training data (--train or --dataset)")
+    with claimed_output(out, [model_dir, teacher, extra_corpus, *data.files()], overwrite, "kdeploy prune"):
+        return _prune(settings, model_dir, out, data, extra_corpus, teacher, record, overwrite)
 
 
-def prune(cfg: PruneConfig) -> dict:
-    from ..distill.teachers import load_classifier, load_tokenizer
-    from ..distill.trainer import read_record
+def _prune(settings: PruneSettings, model_dir: Path, out: Path, data_cfg: DataConfig, extra_corpus, teacher,
+           record: dict, overwrite: bool) -> PruneResult:
     from ..environment import library_versions, machine
     from ..fsutil import atomic_dir, write_json
+    from ..modelio.loading import label_names_of, load_classifier, load_tokenizer
     from .heads import prune_heads
     from .vocab import trim_vocabulary, vocabulary_coverage
 
-    model_dir = Path(cfg.model)
-    record = read_record(model_dir)
-    data_cfg = cfg.data or recorded_data(record)
-    if data_cfg is None:
-        raise KdeployError(f"{model_dir}: which text's tokens to keep? give the training data (--train or --dataset)")
-    data = load_task_data(data_cfg)
-    max_length = cfg.max_length or (record.get("config", {}).get("train", {}) or {}).get("max_length") or 128
     model = load_classifier(str(model_dir))
     tokenizer = load_tokenizer(str(model_dir))
-    eval_split = "test" if "test" in data.splits else "validation"
-    result: dict = {"stage": "prune", "eval_split": eval_split, "config": to_dict(cfg)}
-    before = _score(model, tokenizer, data, eval_split, max_length)
+    data = load_task_data(data_cfg).aligned_to(label_names_of(model), "model")
+    data.require_train("prune")
+    max_length = resolve_max_length(settings.max_length, model_dir)
+    split = data.eval_split
+    before, before_logits, params_before = _score(model, tokenizer, data, split, max_length)
+    extra: dict = {}
     started = time.perf_counter()
-    if cfg.heads:
-        train = data.splits["train"].shuffle(seed=cfg.seed).select(range(min(cfg.importance_samples,
-                                                                               len(data.splits["train"]))))
-        result["heads"] = prune_heads(model, tokenizer, list(train["text"]), list(train["label"]), cfg.heads,
-                                      max_length)
-        result["after_head_pruning"] = _score(model, tokenizer, data, eval_split, max_length)[0]
-    if cfg.vocab:
-        texts = [t for split in ("train", "validation") if split in data.splits for t in data.splits[split]["text"]]
-        if cfg.extra_corpus:
-            texts += load_unlabeled_texts(cfg.extra_corpus)
-        model, tokenizer, result["vocab"] = trim_vocabulary(model, tokenizer, texts, max_length)
-        result["eval_token_coverage"] = vocabulary_coverage(tokenizer, list(data.splits[eval_split]["text"]))
-    result["seconds"] = round(time.perf_counter() - started, 2)
+    if settings.heads:
+        train = data.splits["train"].shuffle(seed=settings.seed).select(
+            range(min(settings.importance_samples, len(data.splits["train"]))))
+        extra["heads"] = prune_heads(model, tokenizer, list(train["text"]), list(train["label"]), settings.heads,
+                                     max_length)
+        extra["after_head_pruning"] = _score(model, tokenizer, data, split, max_length)[0]
+    if settings.vocab:
+        texts = [t for s in ("train", "validation") if s in data.splits for t in data.splits[s]["text"]]
+        if extra_corpus:
+            texts += load_unlabeled_texts(extra_corpus, data_cfg.text_column, data_cfg.encoding,
+                                          data_cfg.encoding_errors)
+        model, tokenizer, extra["vocab"] = trim_vocabulary(model, tokenizer, texts, max_length)
+        extra["eval_token_coverage"] = vocabulary_coverage(tokenizer, list(data.splits[split]["text"]))
+    seconds = round(time.perf_counter() - started, 2)
 
-    out = Path(cfg.out)
-    if cfg.heads and cfg.recover_epochs:
-        with tempfile.TemporaryDirectory(prefix=".prune-", dir=out.parent if out.parent.exists() else None) as tmp:
-            model.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-            result["recovery"] = _recover(cfg, data_cfg, tmp, out, max_length)
-        model = load_classifier(str(out))
-        tokenizer = load_tokenizer(str(out))
-        record = read_record(out)
-    after = _score(model, tokenizer, data, eval_split, max_length)
-    result.update({
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "parameters_before": before[2],
-        "before": before[0], "after": after[0],
-        "agreement": float((before[1].argmax(-1) == after[1].argmax(-1)).mean()),
-    })
-    result["accuracy_change_points"] = round(100 * (after[0]["accuracy"] - before[0]["accuracy"]), 3)
-    with atomic_dir(out) as tmp:
+    if settings.heads and settings.recover_epochs:
+        with tempfile.TemporaryDirectory(prefix=f".{out.name}.tmp-", dir=out.parent) as tmp:
+            pruned, recovered = Path(tmp) / "pruned", Path(tmp) / "recovered"
+            model.save_pretrained(pruned, safe_serialization=True)
+            tokenizer.save_pretrained(pruned)
+            extra["recovery"] = _recover(settings, data_cfg, pruned, recovered, teacher or str(model_dir), max_length)
+            model = load_classifier(str(recovered))
+            tokenizer = load_tokenizer(str(recovered))
+            record = read_record(recovered)
+    after, after_logits, params = _score(model, tokenizer, data, split, max_length)
+    result = PruneResult(
+        eval_split=split, config={"settings": to_dict(settings), "inputs": {"model": str(model_dir),
+                                                                          "extra_corpus": extra_corpus,
+                                                                          "teacher": teacher}},
+        before=before, after=after, parameters_before=params_before, parameters=params,
+        agreement=float((before_logits.argmax(-1) == after_logits.argmax(-1)).mean()),
+        accuracy_change_points=round(100 * (after.accuracy - before.accuracy), 3), seconds=seconds, **extra)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        write_json(tmp / "kdeploy.json", {**record, "pruning": result, "versions": library_versions(),
-                                          "machine": machine()})
+        write_json(tmp / MODEL_RECORD, {**record, "pruning": result.to_dict(), "versions": library_versions(),
+                                        "machine": machine()})
     return result
 
 
-def _score(model, tokenizer, data, split: str, max_length: int):
-    from ..export.parity import torch_logits
-    from ..metrics import classification_metrics
-    from ..runtime.accuracy import batched_logits
+def _score(model, tokenizer, data: TaskData, split: str, max_length: int) -> tuple[Scores, np.ndarray, int]:
+    from ..modelio.torch_infer import compute_logits
 
-    model.eval()
-    logits = batched_logits(lambda t: torch_logits(model, tokenizer, t, max_length), list(data.splits[split]["text"]))
-    return (classification_metrics(logits, np.asarray(data.splits[split]["label"])), logits,
-            sum(p.numel() for p in model.parameters()))
+    logits = compute_logits(model, tokenizer, list(data.splits[split]["text"]), max_length)
+    return score(logits, np.asarray(data.splits[split]["label"])), logits, sum(p.numel() for p in model.parameters())
 
 
-def _recover(cfg: PruneConfig, data_cfg: DataConfig, pruned_dir: str, out: Path, max_length: int) -> dict:
+def _recover(settings: PruneSettings, data: DataConfig, pruned_dir: Path, out: Path, teacher: str,
+             max_length: int) -> dict:
     """A short logit distillation of the pruned model from the unpruned one (or `teacher`)."""
-    from ..distill.api import DistillConfig, distill
-    from ..distill.students import StudentConfig
-    from ..distill.trainer import TrainConfig
+    from ..distill.api import distill
+    from ..distill.config import DistillSettings, StudentConfig, TrainConfig
 
-    r = distill(DistillConfig(teacher=cfg.teacher or cfg.model, out=str(out), data=data_cfg,
-                              student=StudentConfig(kind=pruned_dir),
-                              train=TrainConfig(epochs=cfg.recover_epochs, learning_rate=cfg.recover_learning_rate,
-                                                seed=cfg.seed, max_length=max_length)))
-    return {"teacher": cfg.teacher or cfg.model, "epochs": cfg.recover_epochs,
-            "validation": r.get("validation"), "test": r.get("test"), "train_seconds": r["train_seconds"]}
+    r = distill(DistillSettings(student=StudentConfig(kind=str(pruned_dir)),
+                                train=TrainConfig(epochs=settings.recover_epochs,
+                                                  learning_rate=settings.recover_learning_rate, seed=settings.seed,
+                                                  max_length=max_length)),
+                teacher=teacher, data=data, out=out)
+    return {"teacher": teacher, "epochs": settings.recover_epochs,
+            "validation": r.validation, "test": r.test, "train_seconds": r.train_seconds}

@@ -13,6 +13,8 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from ..errors import KdeployError
+from ..modelio.batching import buckets
+from ..modelio.inputs import select_inputs
 from ..progress import progress_bar
 
 
@@ -23,19 +25,16 @@ def head_importance(model, tokenizer, texts: list[str], labels: list[int], max_l
     layers, heads = config.num_hidden_layers, config.num_attention_heads
     mask = torch.ones(layers, heads, requires_grad=True)
     model.eval()  # no dropout: importance of the model as it will run
-    order = np.argsort([len(t) for t in texts], kind="stable")
     # SDPA attention cannot take a head mask: transformers falls back to the manual path, which is
     # what we want, but warns that it did; the warning says nothing the user can act on.
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
         with progress_bar("head importance", total=len(texts)) as advance:
-            for start in range(0, len(texts), batch_size):
-                idx = order[start:start + batch_size]
+            for idx in buckets(texts, batch_size):
                 enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
                                 return_tensors="pt")
-                enc = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-                out = model(**enc, head_mask=mask, labels=torch.tensor([labels[i] for i in idx]))
+                out = model(**select_inputs(enc), head_mask=mask, labels=torch.tensor([labels[i] for i in idx]))
                 out.loss.backward()
                 advance(len(idx))
     finally:

@@ -1,34 +1,48 @@
-"""`search(SearchConfig)`: an Optuna multi-objective study (NSGA-II) over distillation and
-pruning settings, stored in SQLite so an interrupted search continues where it stopped.
+"""`search(SearchSettings(...), teacher=..., data=..., out=...)`: an Optuna multi-objective
+study (NSGA-II) over distillation and pruning settings, stored in SQLite so an interrupted
+search continues where it stopped. Each trial is a recipe run by the stage runner.
 
-Output in `out/`: study.db, front.md and front.json (the Pareto front), front.png, and
-recipes/trial-NNN.yaml for each front point, which `kdeploy run` takes as it is.
+Output in `out/`: study.db, search.json, front.md and front.json (the Pareto front),
+front.png, trials/NNN/ (each trial's run folder and recipe.yaml), and recipes/trial-NNN.yaml
+for each front point, which `kdeploy run` takes as it is.
 """
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import warnings
 from pathlib import Path
 
 from ..configtools import to_dict
+from ..data import DataConfig
 from ..errors import KdeployError
-from .config import DEFAULT_POINT, SearchConfig
-from .trial import first_epoch_peers, run_trial, suggest
+from ..fsutil import check_output, output_lock, write_json, write_text
+from .config import DEFAULT_POINT, SearchSettings
+from .result import SearchResult, TrialRow
+from .trial import RECIPE, first_epoch_peers, run_trial, suggest, trial_recipe
 
 STUDY = "kdeploy-search"
+STATE = "search.json"
 
 
-def search(cfg: SearchConfig) -> dict:
+def search(settings: SearchSettings, teacher: str, data: DataConfig, out: str | Path,
+           overwrite: bool = False) -> SearchResult:
+    out = Path(out)
+    check_output(out, [teacher, *data.files()], overwrite)
+    with output_lock(out, "kdeploy search"):
+        out.mkdir(parents=True, exist_ok=True)
+        _check_settings(out, settings, teacher, data)
+        return _search(settings, teacher, data, out)
+
+
+def _search(settings: SearchSettings, teacher: str, data: DataConfig, out: Path) -> SearchResult:
     import optuna
     from optuna.trial import TrialState
 
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_settings(out, cfg)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{(out / 'study.db').resolve()}"
-    sampler = optuna.samplers.NSGAIISampler(seed=cfg.seed, population_size=max(4, min(10, cfg.trials // 2)))
+    sampler = optuna.samplers.NSGAIISampler(seed=settings.seed, population_size=max(4, min(10, settings.trials // 2)))
     study = optuna.create_study(study_name=STUDY, storage=storage, directions=["maximize", "minimize"],
                                 sampler=sampler, load_if_exists=True)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -41,104 +55,86 @@ def search(cfg: SearchConfig) -> dict:
     started = time.perf_counter()
 
     def objective(trial):
-        params = suggest(trial, cfg)
-        return run_trial(trial, cfg, params, first_epoch_peers(finished(), params["layers"]))
+        params = suggest(trial, settings)
+        return run_trial(trial, settings, teacher, data, out, params, first_epoch_peers(finished(), params["layers"]))
 
     # the default point is measured even where it lies outside the searched ranges
     warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range", category=UserWarning)
-    while len(finished()) < cfg.trials:
-        if cfg.minutes is not None and time.perf_counter() - started > 60 * cfg.minutes:
+    while len(finished()) < settings.trials:
+        if settings.minutes is not None and time.perf_counter() - started > 60 * settings.minutes:
             break
         study.optimize(objective, n_trials=1, catch=(KdeployError,))
         failed = [t for t in study.trials if t.state == TrialState.FAIL]
-        if len(failed) > max(3, cfg.trials // 2):
+        if len(failed) > max(3, settings.trials // 2):
             raise KdeployError(f"{len(failed)} trials failed; see {out / 'trials'} (last: "
                                f"{failed[-1].system_attrs.get('fail_reason', '?').splitlines()[-1]})")
-    result = summarise(study, cfg)
-    result.update({"resumed_with_trials": resumed_with, "seconds": round(time.perf_counter() - started, 1)})
-    write_outputs(result, study, cfg)
+    result = summarise(study)
+    result.resumed_with_trials, result.seconds = resumed_with, round(time.perf_counter() - started, 1)
+    write_outputs(result, out, settings, teacher, data)
     return result
 
 
-def _check_settings(out: Path, cfg: SearchConfig) -> None:
+def _check_settings(out: Path, settings: SearchSettings, teacher: str, data: DataConfig) -> None:
     """A resumed study must be the same search: other settings would mix incomparable trials."""
-    stamp = out / "search.json"
-    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("trials", "minutes", "out")}
+    stamp = out / STATE
+    current = {k: v for k, v in to_dict(settings).items() if k not in ("trials", "minutes")}
+    current = json.loads(json.dumps({**current, "teacher": teacher, "data": to_dict(data)}))
     if stamp.exists():
         previous = json.loads(stamp.read_text())
-        if previous != json.loads(json.dumps(settings)):
-            changed = sorted(k for k in settings if previous.get(k) != json.loads(json.dumps(settings))[k])
+        if previous != current:
+            changed = sorted(k for k in current if previous.get(k) != current[k])
             raise KdeployError(f"{out} holds a search with other settings ({', '.join(changed)}); "
                                "use another --out, or the same settings to resume it")
     else:
-        stamp.write_text(json.dumps(settings, indent=1))
+        write_json(stamp, current)
 
 
-def _row(t) -> dict:
-    return {"trial": t.number, **t.params, "accuracy": t.values[0], "latency_ms": t.values[1],
-            "size_mib": t.user_attrs.get("size_mib"), "baseline": bool(t.user_attrs.get("baseline"))}
+def _row(t) -> TrialRow:
+    p = t.params
+    return TrialRow(trial=t.number, layers=int(p["layers"]), alpha=p["alpha"], temperature=p["temperature"],
+                    learning_rate=p["learning_rate"], heads=p["heads"], vocab=bool(p["vocab"]), accuracy=t.values[0],
+                    latency_ms=t.values[1], size_mib=t.user_attrs.get("size_mib"),
+                    baseline=bool(t.user_attrs.get("baseline")))
 
 
-def summarise(study, cfg: SearchConfig) -> dict:
+def summarise(study) -> SearchResult:
     from optuna.trial import TrialState
 
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    front = sorted((_row(t) for t in study.best_trials), key=lambda r: r["latency_ms"])
+    front = sorted((_row(t) for t in study.best_trials), key=lambda r: r.latency_ms)
     baseline = next((_row(t) for t in complete if t.user_attrs.get("baseline")), None)
-    better = [r for r in front if baseline and not r["baseline"] and r["latency_ms"] < baseline["latency_ms"]
-              and r["accuracy"] >= baseline["accuracy"]]
+    better = [r for r in front if baseline and not r.baseline and r.latency_ms < baseline.latency_ms
+              and r.accuracy >= baseline.accuracy]
     if baseline is None:
         verdict = "the hand-picked default was not measured (its trial failed or is pending)"
     elif better:
-        best = min(better, key=lambda r: r["latency_ms"])
-        verdict = (f"trial {best['trial']} is {baseline['latency_ms'] / best['latency_ms']:.2f}x faster than the "
-                   f"hand-picked default ({best['latency_ms']:.2f} vs {baseline['latency_ms']:.2f} ms p50) at "
-                   f"{100 * best['accuracy']:.2f}% vs {100 * baseline['accuracy']:.2f}% validation accuracy")
+        best = min(better, key=lambda r: r.latency_ms)
+        verdict = (f"trial {best.trial} is {baseline.latency_ms / best.latency_ms:.2f}x faster than the "
+                   f"hand-picked default ({best.latency_ms:.2f} vs {baseline.latency_ms:.2f} ms p50) at "
+                   f"{100 * best.accuracy:.2f}% vs {100 * baseline.accuracy:.2f}% validation accuracy")
     else:
         verdict = "no point on the front is faster than the hand-picked default at no lower accuracy"
     counts = {s.name.lower(): sum(t.state == s for t in study.trials)
               for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    return {"front": front, "baseline": baseline, "faster_at_no_lower_accuracy": better, "verdict": verdict,
-            "trials": counts, "all": [_row(t) for t in complete]}
+    return SearchResult(front=front, baseline=baseline, faster_at_no_lower_accuracy=better, verdict=verdict,
+                        trials=counts, all=[_row(t) for t in complete])
 
 
-def write_outputs(result: dict, study, cfg: SearchConfig) -> None:
+def write_outputs(result: SearchResult, out: Path, settings: SearchSettings, teacher: str, data: DataConfig) -> None:
     from ..environment import library_versions, machine
-    from ..fsutil import write_json
-    from .front import plot_front, write_recipe
+    from .front import plot_front
 
-    out = Path(cfg.out)
     recipes = out / "recipes"
     recipes.mkdir(exist_ok=True)
-    for row in result["front"]:
-        row["recipe"] = str(write_recipe(recipes / f"trial-{row['trial']:03d}.yaml", row, cfg))
+    for row in result.front + ([result.baseline] if result.baseline else []):
+        path = recipes / f"trial-{row.trial:03d}.yaml"
+        ran = out / "trials" / f"{row.trial:03d}" / RECIPE
+        if ran.is_file():  # exactly what the trial ran
+            shutil.copyfile(ran, path)
+        else:
+            trial_recipe(row.trial, row.__dict__, settings, teacher, data).dump(path)
+        row.recipe = str(path)
     plot_front(result, out / "front.png")
-    result["environment"] = {"machine": machine(), "versions": library_versions()}
-    write_json(out / "front.json", result)
-    cols = ["trial", "layers", "alpha", "temperature", "learning_rate", "heads", "vocab", "accuracy", "latency_ms",
-            "size_mib"]
-    lines = ["# kdeploy search: accuracy/latency front", "",
-             f"Objectives: int8 ONNX validation accuracy (max), batch-1 p50 latency on this machine (min). "
-             f"Trials: {result['trials']}. {result['verdict']}.", "",
-             "| " + " | ".join(cols) + " | recipe |", "|" + "---|" * (len(cols) + 1)]
-    for row in result["front"] + ([result["baseline"]] if result["baseline"] and not result["baseline"] in
-                                  result["front"] else []):
-        cells = [_fmt(k, row.get(k)) for k in cols]
-        tag = " (default)" if row.get("baseline") else ""
-        lines.append("| " + " | ".join(cells) + f" | {Path(row['recipe']).name if row.get('recipe') else ''}{tag} |")
-    lines += ["", "![front](front.png)", ""]
-    (out / "front.md").write_text("\n".join(lines))
-
-
-def _fmt(key, value) -> str:
-    if value is None:
-        return ""
-    if key == "accuracy":
-        return f"{100 * value:.2f}"
-    if key in ("latency_ms", "size_mib"):
-        return f"{value:.2f}"
-    if key in ("alpha", "temperature", "heads"):
-        return f"{value:.2f}"
-    if key == "learning_rate":
-        return f"{value:.1e}"
-    return str(value)
+    result.environment = {"machine": machine(), "versions": library_versions()}
+    result.save(out / "front.json")
+    write_text(out / "front.md", result.to_markdown())

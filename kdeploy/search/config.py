@@ -1,9 +1,10 @@
-"""What `kdeploy search` explores, and its budget."""
+"""What `kdeploy search` explores, and its budget (torch-free; the only place these settings
+and their defaults are declared)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..data import DataConfig
+from ..configtools import check_finite
 from ..errors import KdeployError
 
 # The hand-picked default the search must beat; always trial 0 of a new study.
@@ -20,6 +21,7 @@ class SearchSpace:
     vocab: list[bool] = field(default_factory=lambda: [False, True])  # vocabulary trimming
 
     def __post_init__(self) -> None:
+        check_finite(self)
         for name in ("temperature", "alpha", "learning_rate"):
             lo_hi = getattr(self, name)
             if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
@@ -35,13 +37,10 @@ class SearchSpace:
 
 
 @dataclass
-class SearchConfig:
+class SearchSettings:
     """Multi-objective search: maximise validation accuracy of the int8 ONNX student,
     minimise its measured batch-1 latency on this machine."""
 
-    teacher: str
-    out: str
-    data: DataConfig
     space: SearchSpace = field(default_factory=SearchSpace)
     trials: int = 20  # total trials in the study (a resumed study counts the ones it has)
     minutes: float | None = None  # stop starting new trials after this long
@@ -54,6 +53,7 @@ class SearchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_finite(self)
         if self.trials < 1:
             raise KdeployError("trials must be at least 1")
         if self.minutes is not None and self.minutes <= 0:

@@ -1,18 +1,26 @@
-"""One search trial: the distill, prune, export and bench stages' own code, end to end,
-scored on the validation split (the test split never steers the search)."""
+"""One search trial is a recipe (distill → prune → export → bench), run by the same stage
+runner as `kdeploy run` and written beside its outputs as recipe.yaml; it is scored on the
+validation split (the test split never steers the search)."""
 from __future__ import annotations
 
 import statistics
 from pathlib import Path
 
-from transformers import TrainerCallback
-
+from ..configtools import to_dict
 from ..data import DataConfig
-from .config import SearchConfig
+from ..distill.config import DistillSettings, StudentConfig, TrainConfig
+from ..export.config import ExportSettings
+from ..pipeline.recipe import Recipe, Step
+from ..pipeline.stages import BenchInputs, DistillInputs, ExportInputs, PruneInputs
+from ..prune.config import PruneSettings
+from ..runtime.config import BenchSettings
+from .config import SearchSettings
+
+RECIPE = "recipe.yaml"
 
 
-def suggest(trial, cfg: SearchConfig) -> dict:
-    space = cfg.space
+def suggest(trial, settings: SearchSettings) -> dict:
+    space = settings.space
     return {
         "temperature": trial.suggest_float("temperature", *space.temperature, log=True),
         "alpha": trial.suggest_float("alpha", *space.alpha),
@@ -23,10 +31,34 @@ def suggest(trial, cfg: SearchConfig) -> dict:
     }
 
 
-class _EarlyStop(TrainerCallback):
+def search_data(data: DataConfig) -> DataConfig:
+    """The user's data without its test split: trials are chosen on validation only."""
+    return DataConfig(**{**to_dict(data), "test": None})
+
+
+def trial_recipe(number: int, params: dict, settings: SearchSettings, teacher: str, data: DataConfig) -> Recipe:
+    train = TrainConfig(epochs=settings.epochs, learning_rate=float(params["learning_rate"]),
+                        max_length=settings.max_length, seed=settings.seed)
+    steps = {"distill": Step(DistillSettings(student=StudentConfig(kind="layers", layers=int(params["layers"])),
+                                             alpha=float(params["alpha"]), temperature=float(params["temperature"]),
+                                             train=train),
+                             DistillInputs(teacher=teacher))}
+    if params["heads"] or params["vocab"]:
+        steps["prune"] = Step(PruneSettings(vocab=bool(params["vocab"]), heads=float(params["heads"]),
+                                            recover_epochs=settings.recover_epochs, seed=settings.seed,
+                                            max_length=settings.max_length), PruneInputs())
+    steps["export"] = Step(ExportSettings(optimize="O2", quantize="int8", max_accuracy_drop=100.0), ExportInputs())
+    steps["bench"] = Step(BenchSettings(split="validation", batch_sizes=[1], iterations=settings.latency_iterations,
+                                        warmup=5, rounds=3, threads=settings.threads),
+                          BenchInputs(models=["int8"]))
+    return Recipe(name=f"search-trial-{number:03d}", data=search_data(data),
+                  description=f"kdeploy search trial {number}: {params}", steps=steps)
+
+
+class EarlyStop:
     """Median stopping rule on first-epoch validation accuracy (Optuna cannot prune
     multi-objective trials itself): a trial far below the median of its finished peers
-    (three or more) stops."""
+    (three or more) stops. A transformers TrainerCallback (built lazily: no torch at import)."""
 
     def __init__(self, reference: list[float], points: float):
         self.reference, self.points = reference, points
@@ -41,6 +73,17 @@ class _EarlyStop(TrainerCallback):
             self.stopped = True
             control.should_training_stop = True
 
+    def callback(self):
+        from transformers import TrainerCallback
+
+        stop = self
+
+        class _Callback(TrainerCallback):
+            def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+                stop.on_evaluate(args, state, control, metrics=metrics, **kwargs)
+
+        return _Callback()
+
 
 def first_epoch_peers(trials, layers: int) -> list[float]:
     """First-epoch accuracies of completed trials of the same depth. Depth sets most of the
@@ -53,51 +96,27 @@ def first_epoch_peers(trials, layers: int) -> list[float]:
             and t.user_attrs.get("first_epoch_accuracy") is not None]
 
 
-def search_data(data: DataConfig) -> DataConfig:
-    """The user's data without its test split: trials are chosen on validation only."""
-    from ..configtools import to_dict
-
-    return DataConfig(**{**to_dict(data), "test": None})
-
-
-def run_trial(trial, cfg: SearchConfig, params: dict, reference: list[float]) -> tuple[float, float]:
+def run_trial(trial, settings: SearchSettings, teacher: str, data: DataConfig, out: Path, params: dict,
+              reference: list[float]) -> tuple[float, float]:
     import optuna
 
-    from ..distill.api import DistillConfig, distill
-    from ..distill.students import StudentConfig
-    from ..distill.trainer import TrainConfig
-    from ..export.api import export
-    from ..export.config import ExportConfig
-    from ..prune.api import PruneConfig, prune
-    from ..runtime.bench import BenchConfig, run_bench
+    from ..pipeline.runner import run_recipe
 
-    folder = Path(cfg.out) / "trials" / f"{trial.number:03d}"
-    data = search_data(cfg.data)
-    stop = _EarlyStop(reference, cfg.early_stop_points)
-    record = distill(DistillConfig(
-        teacher=cfg.teacher, out=str(folder / "student"), data=data, student=StudentConfig(layers=params["layers"]),
-        alpha=params["alpha"], temperature=params["temperature"],
-        train=TrainConfig(epochs=cfg.epochs, learning_rate=params["learning_rate"], seed=cfg.seed,
-                          max_length=cfg.max_length)), callbacks=[stop])
-    trial.set_user_attr("first_epoch_accuracy", stop.first_epoch)
-    if stop.stopped:
-        raise optuna.TrialPruned(f"first-epoch accuracy {stop.first_epoch:.4f} far below the median")
-    model = folder / "student"
-    if params["heads"] or params["vocab"]:
-        prune(PruneConfig(model=str(model), out=str(folder / "pruned"), data=data, vocab=params["vocab"],
-                          heads=params["heads"], recover_epochs=cfg.recover_epochs, seed=cfg.seed,
-                          max_length=cfg.max_length))
-        model = folder / "pruned"
-    report = export(ExportConfig(model=str(model), out=str(folder / "onnx"), data=data, optimize="O2",
-                                 quantize="int8", max_accuracy_drop=100.0))
-    int8 = folder / "onnx" / "model.int8.onnx"
-    bench = run_bench(BenchConfig(models=[str(int8)], out=str(folder / "bench"), data=data, split="validation",
-                                  batch_sizes=[1], iterations=cfg.latency_iterations, warmup=5, rounds=3,
-                                  threads=cfg.threads, max_length=cfg.max_length))
-    accuracy = report["accuracy"]["model.int8.onnx"]["accuracy"]
-    by_batch = bench["models"][0]["latency"]
-    latency = (by_batch.get(1) or by_batch.get("1"))["p50_ms"]
-    trial.set_user_attr("student_validation_accuracy", record["validation"]["accuracy"])
-    trial.set_user_attr("size_mib", report["files"]["model.int8.onnx"]["mib"])
+    folder = out / "trials" / f"{trial.number:03d}"
+    recipe = trial_recipe(trial.number, params, settings, teacher, data)
+    stop = EarlyStop(reference, settings.early_stop_points)
+
+    def after_distill(result):
+        trial.set_user_attr("first_epoch_accuracy", stop.first_epoch)
+        trial.set_user_attr("student_validation_accuracy", result.validation.accuracy if result.validation else None)
+        if stop.stopped:
+            raise optuna.TrialPruned(f"first-epoch accuracy {stop.first_epoch:.4f} far below the median")
+
+    run = run_recipe(recipe, folder, hooks={"distill": {"callbacks": [stop.callback()], "after": after_distill}})
+    recipe.dump(folder / RECIPE)
+    export, bench = run.results["export"], run.results["bench"]
+    accuracy = export.scores("model.int8.onnx").accuracy
+    latency = bench.models[0].latency[1].p50_ms
+    trial.set_user_attr("size_mib", export.files["model.int8.onnx"].mib)
     trial.set_user_attr("folder", str(folder))
     return accuracy, latency

@@ -9,7 +9,9 @@ from typing import Callable
 import numpy as np
 
 from ..errors import KdeployError
-from .session import create_session, feed
+from ..modelio.onnx_session import create_session, feed
+from ..modelio.record import resolve_max_length
+from ..modelio.sizes import mib, onnx_mib
 
 INT8_CUDA_WARNING = ("int8 (MatMulInteger/DynamicQuantizeLinear) has no CUDA kernels: those nodes run on the CPU; "
                      "export with --fp16 for the GPU")
@@ -22,19 +24,16 @@ class Candidate:
     path: Path
     size_mib: float
     tokenizer: object
+    max_length: int
     run_encoded: Callable[[dict], np.ndarray]  # pre-tokenised batch (numpy) -> logits
     provider: str = "pytorch"
     threads: int | None = None
     notes: list[str] = field(default_factory=list)
     memory_mib: float | None = None
 
-    def run_texts(self, texts: list[str], max_length: int) -> np.ndarray:
-        enc = self.tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="np")
+    def run_texts(self, texts: list[str]) -> np.ndarray:
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="np")
         return self.run_encoded(enc)
-
-
-def _size_mib(paths) -> float:
-    return round(sum(p.stat().st_size for p in paths) / 2**20, 3)
 
 
 def unique_names(entries: list[tuple[str, Path, str]]) -> list[tuple[str, Path, str]]:
@@ -81,8 +80,8 @@ def expand(spec: str) -> list[tuple[str, Path, str]]:
     return [(f"{path.name} (pytorch{' int8' if kind == 'pytorch-int8' else ''})", path, kind)]
 
 
-def load_candidate(name: str, path: Path, kind: str, provider: str, threads: int | None,
-                   allow_fallback: bool) -> Candidate:
+def load_candidate(name: str, path: Path, kind: str, provider: str, threads: int | None, allow_fallback: bool,
+                   max_length: int | None) -> Candidate:
     from transformers import AutoTokenizer
 
     from .memory import rss_mib
@@ -91,52 +90,55 @@ def load_candidate(name: str, path: Path, kind: str, provider: str, threads: int
     folder = path if path.is_dir() else path.parent
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # transformers and tokenizers raise several types for a folder without one
         raise KdeployError(f"{folder}: no tokenizer to go with the model ({str(exc).splitlines()[0]})") from None
+    length = resolve_max_length(max_length, folder, tokenizer_limit=getattr(tokenizer, "model_max_length", None))
     if kind == "onnx":
         session = create_session(path, provider, threads, allow_fallback)
         output = session.get_outputs()[0].name
-        cand = Candidate(name, "onnx", path, _size_mib([path] + list(path.parent.glob(path.name + "_data"))),
-                         tokenizer, lambda enc: session.run([output], feed(session, enc))[0],
+        cand = Candidate(name, "onnx", path, onnx_mib(path), tokenizer, length,
+                         lambda enc: session.run([output], feed(session, enc))[0],
                          provider=session.get_providers()[0], threads=threads)
         if provider == "cuda" and _has_int8_ops(path):
             cand.notes.append(INT8_CUDA_WARNING)
     else:
-        cand = _torch_candidate(name, path, kind, tokenizer, provider, threads)
+        cand = _torch_candidate(name, path, kind, tokenizer, length, provider, threads, allow_fallback)
     cand.memory_mib = round(rss_mib() - before, 1)
     return cand
 
 
-def _torch_candidate(name, path, kind, tokenizer, provider, threads) -> Candidate:
+def _torch_candidate(name, path, kind, tokenizer, max_length, provider, threads, allow_fallback) -> Candidate:
     import torch
 
-    from ..distill.teachers import load_classifier
+    from ..modelio.inputs import select_inputs
+    from ..modelio.loading import load_classifier
 
     if threads:
         torch.set_num_threads(threads)
-    device = "cuda" if provider == "cuda" and torch.cuda.is_available() else "cpu"
+    if provider != "cpu" and not torch.cuda.is_available() and not allow_fallback:
+        raise KdeployError(f"{path}: --provider {provider} asked for a GPU, but PyTorch sees none (CUDA "
+                           "unavailable); pass --allow-fallback to measure it on the CPU")
+    device = "cuda" if provider != "cpu" and torch.cuda.is_available() else "cpu"
     model = load_classifier(str(path)).eval()
     if kind == "pytorch-int8":
         if device != "cpu":
             raise KdeployError("torch.ao dynamic int8 runs on the CPU only")
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     model.to(device)
-    accepted = {"input_ids", "attention_mask", "token_type_ids"}
 
     def run(enc):
         with torch.inference_mode():
-            inputs = {k: torch.from_numpy(np.asarray(v)).to(device) for k, v in enc.items() if k in accepted}
+            inputs = {k: torch.from_numpy(np.asarray(v)).to(device) for k, v in select_inputs(enc).items()}
             return model(**inputs).logits.float().cpu().numpy()
 
-    weights = list(path.glob("*.safetensors")) or list(path.glob("*.bin"))
-    size = _size_mib(weights)
+    size = mib(sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin")))
     if kind == "pytorch-int8":  # what the quantised weights would take on disk
         import io
 
         buf = io.BytesIO()
         torch.save(model.state_dict(), buf)
         size = round(buf.tell() / 2**20, 3)
-    return Candidate(name, kind, path, size, tokenizer, run,
+    return Candidate(name, kind, path, size, tokenizer, max_length, run,
                      provider=f"pytorch-{device}", threads=torch.get_num_threads())
 
 

@@ -1,4 +1,5 @@
-"""ONNX Runtime sessions that run where they were asked to.
+"""ONNX Runtime sessions that run where they were asked to (torch-free: the edge predictor
+uses this too).
 
 A silent fallback from CUDA to CPU is ONNX Runtime's most reported surprise: after
 creating a session, the providers it really got are checked against the request.
@@ -6,37 +7,42 @@ creating a session, the providers it really got are checked against the request.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from ..errors import KdeployError
+from .inputs import select_inputs
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
 }
+GPU_HINT = " (install kdeploy[gpu]: pip uninstall -y onnxruntime && pip install onnxruntime-gpu)"
 
 
 def create_session(path: str | Path, provider: str = "cpu", threads: int | None = None,
-                   allow_fallback: bool = False, provider_options: dict | None = None):
+                   allow_fallback: bool = False):
     import onnxruntime as ort
 
     if provider not in PROVIDERS:
         raise KdeployError(f"unknown provider {provider!r}; choose from {', '.join(PROVIDERS)}")
+    if threads is not None and threads < 1:
+        raise KdeployError(f"threads must be at least 1, got {threads}")
     wanted = PROVIDERS[provider]
     available = ort.get_available_providers()
     if wanted not in available and not allow_fallback:
-        hint = " (install kdeploy[gpu]: pip uninstall -y onnxruntime && pip install onnxruntime-gpu)" if provider != "cpu" else ""
-        raise KdeployError(f"{wanted} is not available in this onnxruntime (available: {', '.join(available)}){hint}")
+        raise KdeployError(f"{wanted} is not available in this onnxruntime (available: {', '.join(available)})"
+                           + (GPU_HINT if provider != "cpu" else ""))
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    providers = [(wanted, provider_options or {})] if wanted in available else []
+    providers = [wanted] if wanted in available else []
     if wanted != "CPUExecutionProvider":
-        providers.append(("CPUExecutionProvider", {}))
+        providers.append("CPUExecutionProvider")
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers or ["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
@@ -48,15 +54,17 @@ def create_session(path: str | Path, provider: str = "cpu", threads: int | None 
     return session
 
 
-def feed(session, encoding: dict) -> dict[str, np.ndarray]:
+def feed(session, encoding) -> dict[str, np.ndarray]:
     """Tokenizer output -> exactly the inputs this graph declares, as int64."""
-    names = [i.name for i in session.get_inputs()]
-    out = {}
-    for name in names:
-        if name in encoding:
-            out[name] = np.asarray(encoding[name], dtype=np.int64)
-        elif name == "token_type_ids":
-            out[name] = np.zeros_like(np.asarray(encoding["input_ids"], dtype=np.int64))
-        else:
-            raise KdeployError(f"the model needs input {name!r}, which the tokenizer does not produce")
-    return out
+    return select_inputs(encoding, [i.name for i in session.get_inputs()], as_int64=True, required=True)
+
+
+def onnx_runner(session, tokenizer, max_length: int) -> Callable[[list[str]], np.ndarray]:
+    """texts -> logits through a transformers tokenizer and an ONNX Runtime session."""
+    output = session.get_outputs()[0].name
+
+    def run(texts: list[str]) -> np.ndarray:
+        enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="np")
+        return session.run([output], feed(session, enc))[0].astype(np.float32)
+
+    return run

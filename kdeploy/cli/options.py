@@ -1,0 +1,78 @@
+"""Options shared by several commands, and the helpers that turn flags into a stage's config.
+
+A flag left out is None: the stage's config supplies its default (shown in --help from the
+config itself), so every default is declared once, in `<stage>/config.py`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..configtools import default_of
+from ..errors import KdeployError
+
+
+def shown(cls: type, dotted: str) -> str:
+    """--help's [default: ...] for a flag, read from the config that owns it."""
+    value = default_of(cls, dotted)
+    return "none" if value is None else ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+DATA = "Data"
+Train = Annotated[Optional[str], typer.Option("--train", help="Training file (.csv/.tsv/.jsonl/.parquet).", rich_help_panel=DATA)]
+Validation = Annotated[Optional[str], typer.Option("--validation", help="Validation file; carved from train (seeded) when absent.", rich_help_panel=DATA)]
+Test = Annotated[Optional[str], typer.Option("--test", help="Test file, scored once at the end.", rich_help_panel=DATA)]
+Dataset = Annotated[Optional[str], typer.Option("--dataset", help="Hub dataset (imdb, glue/sst2), a save_to_disk folder, or builtin:rotten_tomatoes.", rich_help_panel=DATA)]
+DatasetConfig = Annotated[Optional[str], typer.Option("--dataset-config", help="Hub dataset configuration name.", rich_help_panel=DATA)]
+TextColumn = Annotated[Optional[str], typer.Option("--text-column", help="Default: text, sentence, review, ...", rich_help_panel=DATA)]
+LabelColumn = Annotated[Optional[str], typer.Option("--label-column", help="Default: label, labels, category, ...", rich_help_panel=DATA)]
+LabelNames = Annotated[Optional[str], typer.Option("--label-names", help="Names for integer labels, in id order: negative,positive.", rich_help_panel=DATA)]
+Encoding = Annotated[Optional[str], typer.Option("--encoding", help="Text encoding of the files: any Python codec (utf-8, latin-1, cp1252, ...). [default: utf-8]", rich_help_panel=DATA)]
+EncodingErrors = Annotated[Optional[str], typer.Option("--encoding-errors", help="strict: stop at an undecodable byte; replace: use U+FFFD and count them. [default: strict]", rich_help_panel=DATA)]
+MaxTrain = Annotated[Optional[int], typer.Option("--max-train-samples", help="Use a seeded sample of the training data.", rich_help_panel=DATA)]
+MaxEval = Annotated[Optional[int], typer.Option("--max-eval-samples", help="Use a seeded sample of validation/test.", rich_help_panel=DATA)]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder (written atomically; an existing one only if kdeploy wrote it).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out even if kdeploy did not write it.")]
+TrustRemote = Annotated[bool, typer.Option("--trust-remote-code", help="Allow model code from the hub (off by default).")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.", rich_help_panel="Training")]
+
+
+def data_config(train=None, validation=None, test=None, dataset=None, dataset_config=None, text_column=None,
+                label_column=None, label_names=None, encoding=None, encoding_errors=None, max_train_samples=None,
+                max_eval_samples=None):
+    from ..configtools import settings_from
+    from ..data import DataConfig
+
+    return settings_from(DataConfig, dict(
+        train=train, validation=validation, test=test, dataset=dataset, dataset_config=dataset_config,
+        text_column=text_column, label_column=label_column, label_names=label_names, encoding=encoding,
+        encoding_errors=encoding_errors, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples))
+
+
+def eval_data(data_file=None, train=None, validation=None, test=None, **kwargs):
+    """Data for a stage that scores (export, bench): `--data FILE` is an evaluation file, never split."""
+    if data_file and (train or test or validation):
+        raise KdeployError("give --data FILE, or --train/--validation/--test, not both")
+    if not (data_file or train or validation or test or kwargs.get("dataset")):
+        return None
+    return data_config(train=train, validation=validation, test=test or data_file, **kwargs)
+
+
+def floats(text: str | None, flag: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise KdeployError(f"{flag} {text!r}: give comma-separated numbers, e.g. 0.6,0.4") from None
+
+
+def ints(text: str | None, flag: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise KdeployError(f"{flag} {text!r}: give comma-separated whole numbers, e.g. 1,32") from None

@@ -1,0 +1,132 @@
+"""bench, package, predict: measuring a model, bundling it, and running the bundle."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import KdeployError
+from ..package.config import PackageSettings
+from ..runtime.config import BenchSettings
+from . import app
+from .options import (Dataset, DatasetConfig, Encoding, EncodingErrors, LabelColumn, LabelNames, MaxEval, Out,
+                      Overwrite, TextColumn, eval_data, ints, shown)
+
+
+@app.command(epilog="Examples:\n\n  kdeploy bench runs/teacher runs/onnx --data test.tsv --out runs/report\n\n"
+             "  kdeploy bench runs/teacher runs/student runs/student@int8 runs/onnx/model.int8.onnx --data test.tsv "
+             "--batch-sizes 1,32 --threads 2 --out runs/report\n\n"
+             "  kdeploy bench runs/onnx-gpu/model.fp16.onnx --provider cuda --out runs/report-gpu")
+def bench(
+    models: Annotated[list[str], typer.Argument(help="Model folders (PyTorch; FOLDER@int8 for torch.ao dynamic int8), ONNX files, or export folders (every .onnx in them).")],
+    out: Out,
+    provider: Annotated[Optional[str], typer.Option("--provider", help="cpu, cuda or tensorrt.", show_default=shown(BenchSettings, "provider"))] = None,
+    allow_fallback: Annotated[bool, typer.Option("--allow-fallback", help="Accept a session that fell back to another provider.")] = False,
+    batch_sizes: Annotated[Optional[str], typer.Option("--batch-sizes", help="Comma-separated.", show_default=shown(BenchSettings, "batch_sizes"))] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Intra-op threads (default: every core).")] = None,
+    warmup: Annotated[Optional[int], typer.Option("--warmup", show_default=shown(BenchSettings, "warmup"))] = None,
+    iterations: Annotated[Optional[int], typer.Option("--iterations", help="Timed calls per model and batch size.", show_default=shown(BenchSettings, "iterations"))] = None,
+    duration: Annotated[Optional[float], typer.Option("--duration", help="Seconds per model and batch size (instead of --iterations).")] = None,
+    seq_length: Annotated[Optional[int], typer.Option("--seq-length", help="Fixed token length (default: real sentences).")] = None,
+    max_length: Annotated[Optional[int], typer.Option("--max-length", help="Default: each model's training max length.")] = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Reference model name for agreement and drop (default: the first).")] = None,
+    data_file: Annotated[Optional[str], typer.Option("--data", help="Labelled evaluation file: accuracy, and the sentences timed (never split).", rich_help_panel="Data")] = None,
+    dataset: Dataset = None, dataset_config: DatasetConfig = None, text_column: TextColumn = None,
+    label_column: LabelColumn = None, label_names: LabelNames = None, encoding: Encoding = None,
+    encoding_errors: EncodingErrors = None, max_eval_samples: MaxEval = None, overwrite: Overwrite = False,
+) -> None:
+    """Benchmark models side by side: latency percentiles, throughput, memory, size and accuracy."""
+    from ..configtools import settings_from
+    from ..console import say
+    from ..runtime.bench import bench as run
+
+    settings = settings_from(BenchSettings, {
+        "provider": provider, "allow_fallback": allow_fallback or None, "batch_sizes": ints(batch_sizes, "--batch-sizes"),
+        "threads": threads, "warmup": warmup, "iterations": iterations, "duration": duration, "seq_length": seq_length,
+        "max_length": max_length})
+    data = eval_data(data_file, dataset=dataset, dataset_config=dataset_config, text_column=text_column,
+                     label_column=label_column, label_names=label_names, encoding=encoding,
+                     encoding_errors=encoding_errors, max_eval_samples=max_eval_samples)
+    run(settings, models=models, out=out, data=data, teacher=teacher, overwrite=overwrite).render()
+    say(f"reports: {out}/report.html, report.md, report.json")
+
+
+@app.command(epilog="Examples:\n\n  kdeploy package runs/onnx --out runs/bundle\n\n"
+             "  kdeploy package runs/onnx --out runs/bundle --model-file model.onnx --archive zip --report runs/report/report.json")
+def package(
+    export_dir: Annotated[Path, typer.Argument(help="A folder written by kdeploy export.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder; the archive is written beside it.")],
+    model_file: Annotated[Optional[str], typer.Option("--model-file", help="Which ONNX file (default: int8, else optimised, else fp32).")] = None,
+    archive: Annotated[Optional[str], typer.Option("--archive", help="tar.gz, zip or none.", show_default=shown(PackageSettings, "archive"))] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="A kdeploy bench report.json to record in the manifest.")] = None,
+    ort_format: Annotated[bool, typer.Option("--ort-format", help="Also the ORT format (model.ort) for ONNX Runtime Mobile.")] = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """Make a self-contained, checksummed edge bundle (model, tokenizer, manifest, model card)."""
+    from ..configtools import settings_from
+    from ..console import say
+    from ..package.bundle import package as run
+
+    settings = settings_from(PackageSettings, {"model_file": model_file, "archive": archive,
+                                               "ort_format": ort_format or None})
+    result = run(settings, export_dir=export_dir, out=out, report=report, overwrite=overwrite)
+    say(f"bundle: {result.bundle} ({result.bundle_mib:.1f} MiB)")
+    if result.archive:
+        say(f"archive: {result.archive} ({result.archive_mib:.1f} MiB)")
+    say(f"digest: {result.digest}  (pin it: kdeploy predict --digest {result.digest} ...)")
+
+
+def _argument_texts(args: list[str], encoding: str, errors: str) -> list[str]:
+    """Arguments are bytes on POSIX; Python decoded them as UTF-8 with surrogate escapes."""
+    from ..data.files import decode
+
+    out = []
+    for i, arg in enumerate(args, 1):
+        try:
+            arg.encode("utf-8")
+            out.append(arg)
+        except UnicodeEncodeError:
+            out.append(decode(os.fsencode(arg), f"text argument {i}", encoding, errors))
+    return out
+
+
+@app.command(epilog="Examples:\n\n  kdeploy predict runs/bundle \"a gripping, beautiful film\" \"dull\"\n\n"
+             "  kdeploy predict runs/bundle.tar.gz --file reviews.txt > predictions.jsonl\n\n"
+             "  echo 'what a mess' | kdeploy predict runs/bundle")
+def predict(
+    bundle: Annotated[Path, typer.Argument(help="A bundle folder or archive made by kdeploy package.")],
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify (default: one per line from --file or stdin).")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="One text per line (split on newlines only); - for standard input.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per model call (length-sorted).")] = 32,
+    threads: Annotated[Optional[int], typer.Option("--threads")] = None,
+    provider: Annotated[str, typer.Option("--provider", help="cpu, cuda or tensorrt.")] = "cpu",
+    allow_fallback: Annotated[bool, typer.Option("--allow-fallback", help="Accept a session that fell back to another provider.")] = False,
+    digest: Annotated[Optional[str], typer.Option("--digest", help="Refuse the bundle unless its digest (printed by kdeploy package) is this.")] = None,
+    encoding: Annotated[str, typer.Option("--encoding", help="Encoding of the input text (file, stdin, arguments).")] = "utf-8",
+    encoding_errors: Annotated[str, typer.Option("--encoding-errors", help="strict or replace.")] = "strict",
+) -> None:
+    """Classify text with a bundle (onnxruntime + tokenizers only); writes JSON Lines."""
+    import json
+
+    from ..data.files import decode, read_text_lines
+    from ..edge import Predictor
+
+    if batch_size < 1:
+        raise KdeployError(f"--batch-size must be at least 1, got {batch_size}")
+    if threads is not None and threads < 1:
+        raise KdeployError(f"--threads must be at least 1, got {threads}")
+    if encoding_errors not in ("strict", "replace"):
+        raise KdeployError(f"--encoding-errors must be strict or replace, got {encoding_errors!r}")
+    if texts:
+        items = _argument_texts(list(texts), encoding, encoding_errors)
+    elif file is not None and str(file) != "-":
+        items = read_text_lines(file, encoding, encoding_errors)
+    else:
+        items = read_text_lines("-", text=decode(sys.stdin.buffer.read(), "standard input", encoding, encoding_errors))
+    predictor = Predictor(bundle, threads=threads, provider=provider, allow_fallback=allow_fallback,
+                          expected_digest=digest)
+    for text, result in zip(items, predictor.predict(items, batch_size=batch_size)):
+        sys.stdout.write(json.dumps({"text": text, **result}, ensure_ascii=False) + "\n")

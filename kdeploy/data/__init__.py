@@ -1,0 +1,14 @@
+"""Every data source becomes one shape: splits of `text` and `label` (ClassLabel) with the
+label names in id order, and a content fingerprint.
+
+Sources: local CSV/TSV/JSON Lines/Parquet files (any text encoding), a Hugging Face hub
+dataset (`imdb`, `glue/sst2`), a `save_to_disk` folder, or the embedded Rotten Tomatoes data.
+Importing this package is cheap: pandas and datasets load only when data does.
+"""
+from .config import DataConfig
+from .files import read_text_lines
+from .samples import FALLBACK_TEXTS
+from .task import TaskData, load_task_data, load_unlabeled_texts, recorded_data, text_fingerprint
+
+__all__ = ["DataConfig", "TaskData", "load_task_data", "load_unlabeled_texts", "recorded_data", "text_fingerprint",
+           "read_text_lines", "FALLBACK_TEXTS"]

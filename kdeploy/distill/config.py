@@ -1,0 +1,158 @@
+"""The settings of the finetune and distill stages: the only place they and their defaults
+are declared. Torch-free, so recipes validate without loading a model.
+
+Settings are what a user chooses; which teacher, which data and where to write are inputs,
+given beside them: `distill(settings, teacher=..., data=..., out=...)`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..configtools import check_finite
+from ..errors import KdeployError
+from .methods import LAYER_LOSSES, STUDENTS
+
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 3.0
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    gradient_accumulation: int = 1
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_length: int = 128
+    seed: int = 42
+    mixed_precision: str = "auto"  # auto (fp16 on CUDA), no, fp16, bf16
+    group_by_length: bool = True  # bucket batches by length: padding wastes most of a batch on CPU
+
+    def __post_init__(self) -> None:
+        check_finite(self)
+        if self.epochs <= 0:
+            raise KdeployError(f"epochs must be positive, got {self.epochs}")
+        if not 0 < self.learning_rate < 1:
+            raise KdeployError(f"learning rate {self.learning_rate} is out of range (0, 1)")
+        for name in ("batch_size", "eval_batch_size", "gradient_accumulation", "max_length"):
+            if int(getattr(self, name)) < 1:
+                raise KdeployError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_length < 2:
+            raise KdeployError(f"max_length must be at least 2 tokens, got {self.max_length}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise KdeployError(f"mixed_precision must be auto, no, fp16 or bf16, got {self.mixed_precision!r}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise KdeployError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.weight_decay < 0:
+            raise KdeployError(f"weight_decay must be zero or more, got {self.weight_decay}")
+
+
+@dataclass
+class StudentConfig:
+    """What the student is. `kind` is a registered builder or a model path / hub id."""
+
+    kind: str = "layers"
+    layers: str | int = 2  # for `layers`: how many teacher layers to keep, or explicit indices "0,3,5"
+    embedding_dim: int | None = None  # bilstm/cnn: None = the teacher's width, initialised from its embeddings
+    hidden_size: int = 256  # bilstm
+    num_layers: int = 1  # bilstm
+    num_filters: int = 128  # cnn
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_finite(self)
+        if isinstance(self.layers, str) and self.layers.strip().isdigit():
+            self.layers = int(self.layers)
+        if isinstance(self.layers, int) and self.layers < 1:
+            raise KdeployError(f"student layers must be at least 1, got {self.layers}")
+        if isinstance(self.layers, (list, tuple)):
+            self.layers = ",".join(str(i) for i in self.layers)
+        for name in ("hidden_size", "num_layers", "num_filters"):
+            if getattr(self, name) < 1:
+                raise KdeployError(f"student {name} must be positive, got {getattr(self, name)}")
+        if self.embedding_dim is not None and self.embedding_dim < 1:
+            raise KdeployError(f"student embedding_dim must be positive, got {self.embedding_dim}")
+        if not 0 <= self.dropout < 1:
+            raise KdeployError(f"student dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def builder(self) -> str:
+        return self.kind if self.kind in STUDENTS else "pretrained"
+
+
+@dataclass
+class FinetuneSettings:
+    """Fine-tune a pretrained encoder (or train a bilstm/cnn from scratch) on labelled data."""
+
+    architecture: StudentConfig = field(default_factory=StudentConfig)  # bilstm/cnn sizes
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, learning_rate=5e-5))
+    trust_remote_code: bool = False
+
+
+@dataclass
+class DistillSettings:
+    """L = (1-α)·CE + α·T²·KL(teacher_T ‖ student_T) + Σ weight·layer loss, on the labelled
+    data plus any transfer text. Several teachers: the student learns their averaged softened
+    distribution (`teacher_weights`, default equal); layer losses use the first teacher."""
+
+    student: StudentConfig = field(default_factory=StudentConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, learning_rate=1e-4))
+    alpha: float = 0.5
+    temperature: float = 2.0
+    teacher_weights: list[float] | None = None
+    layer_losses: dict[str, float] | list[str] | str = field(default_factory=dict)  # {"hidden": 1.0, "attention": 1.0}
+    layer_map: str | None = None  # "0:2,1:5" (student:teacher, from 0); default uniform
+    augment: int = 0  # augmented copies per training sentence (labelled by the teacher)
+    augment_seed: int = 0
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        check_finite(self)
+        if not 0.0 <= self.alpha <= 1.0:
+            raise KdeployError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.temperature <= 0:
+            raise KdeployError(f"temperature must be positive, got {self.temperature}")
+        if int(self.augment) < 0:
+            raise KdeployError(f"augment must be zero or more copies per sentence, got {self.augment}")
+        if self.augment and self.alpha == 0:
+            raise KdeployError("augmented text is labelled by the teacher alone: it needs alpha > 0")
+        self.layer_losses = parse_layer_losses(self.layer_losses)
+        if self.teacher_weights is not None:
+            if any(w < 0 for w in self.teacher_weights) or sum(self.teacher_weights) <= 0:
+                raise KdeployError(f"teacher weights must be non-negative and not all zero, got {self.teacher_weights}")
+
+    def check_inputs(self, teachers: list[str], unlabeled: str | None) -> None:
+        """What the settings require of the inputs given beside them."""
+        if not teachers:
+            raise KdeployError("no teacher given")
+        if self.teacher_weights is not None and len(self.teacher_weights) != len(teachers):
+            raise KdeployError(f"{len(self.teacher_weights)} teacher weights for {len(teachers)} teachers: "
+                               "give one weight per --teacher")
+        if unlabeled and self.alpha == 0:
+            raise KdeployError("unlabelled text is labelled by the teacher alone: it needs alpha > 0")
+
+
+def parse_layer_losses(spec) -> dict[str, float]:
+    """{"hidden": 1} / ["hidden", "attention"] / "hidden=1,attention=0.5" -> {name: weight}."""
+    if not spec:
+        return {}
+    if isinstance(spec, str):
+        spec = [item for item in spec.split(",") if item.strip()]
+    if isinstance(spec, (list, tuple)):
+        parsed = {}
+        for item in spec:
+            name, _, weight = str(item).partition("=")
+            try:
+                parsed[name.strip()] = float(weight) if weight.strip() else 1.0
+            except ValueError:
+                raise KdeployError(f"layer loss {item!r}: write NAME or NAME=WEIGHT, e.g. hidden=1.0") from None
+        spec = parsed
+    out = {}
+    for name, weight in dict(spec).items():
+        LAYER_LOSSES.check(name)
+        weight = float(weight)
+        if not weight >= 0 or weight == float("inf"):
+            raise KdeployError(f"layer loss {name!r} needs a finite, non-negative weight, got {weight}")
+        out[str(name)] = weight
+    return out

@@ -1,0 +1,73 @@
+"""What finetune and distill produce: the record saved as the model folder's kdeploy.json."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..metrics import Scores
+from ..results import Result, pct
+
+
+@dataclass
+class TeacherSummary:
+    model: str | list[str]
+    fingerprint: str
+    validation: Scores | None = None
+    test: Scores | None = None
+    weight: float | None = None
+
+
+@dataclass
+class TrainingResult(Result):
+    """A trained model's record. `model` says what was trained (builder, kept layers, ...)."""
+
+    stage: str  # finetune | distill (prune keeps the record it pruned and adds `pruning`)
+    model: dict
+    parameters: int
+    config: dict  # {"settings": ..., "inputs": ..., "data": ...}
+    data: dict = field(default_factory=dict)
+    epochs: list[dict] = field(default_factory=list)
+    train_seconds: float | None = None
+    epoch_seconds: list[float] = field(default_factory=list)
+    validation: Scores | None = None
+    test: Scores | None = None
+    resumed_from: str | None = None
+    best_checkpoint: str | None = None
+    data_parallel: dict | None = None
+    teacher: TeacherSummary | None = None
+    teachers: list[TeacherSummary] | None = None  # an ensemble's members
+    alpha: float | None = None
+    temperature: float | None = None
+    teacher_logits_cached: dict[str, bool] | None = None
+    training_examples: dict | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    layer_objective: dict | None = None
+    layer_loss_means: dict[str, float] | None = None
+    pruning: dict | None = None
+    versions: dict = field(default_factory=dict)
+    machine: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainingResult":
+        if "model" not in data and "student" in data:  # records written before 0.2 named it "student"
+            data = {**data, "model": data["student"]}
+        data = {"parameters": data.get("parameters") or (data.get("model") or {}).get("parameters") or 0, **data}
+        return super().from_dict(data)
+
+    @property
+    def description(self) -> str:
+        m = self.model
+        if m.get("builder") == "layers":
+            return f"{len(m['teacher_layers'])} layers {m['teacher_layers']}"
+        return m.get("builder", "?")
+
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        rows = []
+        teacher = self.teacher
+        if teacher and teacher.test:
+            rows.append(["teacher", pct(teacher.validation.accuracy if teacher.validation else None),
+                         pct(teacher.test.accuracy), pct(teacher.test.macro_f1), "", ""])
+        rows.append(["student" if self.stage == "distill" else "model",
+                     pct(self.validation.accuracy if self.validation else None),
+                     pct(self.test.accuracy if self.test else None), pct(self.test.macro_f1 if self.test else None),
+                     f"{self.parameters / 1e6:.1f}M", f"{self.train_seconds or 0:.0f}"])
+        return ["model", "val acc", "test acc", "test F1", "params", "train s"], rows

@@ -1,0 +1,82 @@
+"""What the export stage wrote and checked: saved as the folder's export_report.json."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..metrics import Scores
+from ..results import Result, pct
+
+REPORT = "export_report.json"
+
+
+@dataclass
+class Parity:
+    """The comparison of one ONNX file with PyTorch on real inputs at several shapes."""
+
+    max_abs_diff: float | None = None
+    argmax_agreement: float | None = None
+    tolerance: float | None = None  # None: measured only (quantised files are gated on accuracy instead)
+    cases: list[dict] = field(default_factory=list)
+    passed: bool | None = None
+    skipped: str | None = None
+
+
+@dataclass
+class GatedScores(Scores):
+    agreement_with: str | None = None  # pytorch, or model.onnx for derived files
+    max_abs_diff_vs_pytorch: float | None = None
+    drop_points: float | None = None  # accuracy points below the fp32 export
+    gate_passed: bool | None = None
+
+
+@dataclass
+class ExportAccuracy:
+    split: str
+    examples: int
+    pytorch: Scores
+    files: dict[str, GatedScores] = field(default_factory=dict)
+
+
+@dataclass
+class ExportFile:
+    mib: float
+    dtype: str
+    opset: int | None = None
+    source: str | None = None
+    optimization: dict | None = None
+    quantization: dict | None = None
+    size_ratio_to_fp32: float | None = None
+    advice: str | None = None
+
+
+@dataclass
+class ExportResult(Result):
+    model: str
+    config: dict
+    max_length: int
+    label_names: list[str]
+    exporter: str = ""
+    files: dict[str, ExportFile] = field(default_factory=dict)
+    parity: dict[str, Parity] = field(default_factory=dict)
+    accuracy: ExportAccuracy | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+    data_fingerprint: str | None = None
+    versions: dict = field(default_factory=dict)
+    machine: dict = field(default_factory=dict)
+    title = "export"
+
+    def scores(self, name: str) -> GatedScores | None:
+        return self.accuracy.files.get(name) if self.accuracy else None
+
+    def table(self):
+        rows = []
+        for name, info in self.files.items():
+            parity, acc = self.parity.get(name) or Parity(), self.scores(name)
+            gate = parity.passed if acc is None or acc.gate_passed is None else acc.gate_passed
+            rows.append([name, f"{info.mib:.1f}",
+                         f"{parity.max_abs_diff:.1e}" if parity.max_abs_diff is not None else "-",
+                         pct(parity.argmax_agreement), pct(acc.accuracy if acc else None),
+                         f"{acc.drop_points:+.2f}" if acc and acc.drop_points is not None else "-",
+                         {True: "pass", False: "FAIL", None: "-"}[gate]])
+        return ["file", "MiB", "max |Δlogit|", "argmax agree", "accuracy", "drop (pts)", "gate"], rows

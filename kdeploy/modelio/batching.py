@@ -1,0 +1,35 @@
+"""Length-bucketed batching: texts sorted by length go through a model in batches of similar
+length (little padding), and the results come back in input order. The one implementation
+behind accuracy checks, teacher logits, head importance and the edge predictor."""
+from __future__ import annotations
+
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+
+def length_order(texts: Sequence[str]) -> np.ndarray:
+    return np.argsort([len(t) for t in texts], kind="stable")
+
+
+def buckets(texts: Sequence[str], batch_size: int) -> Iterator[np.ndarray]:
+    """Index arrays of `batch_size` texts of similar length, shortest first."""
+    order = length_order(texts)
+    for start in range(0, len(texts), batch_size):
+        yield order[start:start + batch_size]
+
+
+def batched_logits(run: Callable[[list[str]], np.ndarray], texts: Sequence[str], batch_size: int = 64,
+                   advance: Callable[[int], None] | None = None) -> np.ndarray:
+    """`run` over length-sorted batches; one row per text, in input order."""
+    out = None
+    for idx in buckets(texts, batch_size):
+        logits = np.asarray(run([texts[i] for i in idx]), dtype=np.float32)
+        if out is None:
+            out = np.zeros((len(texts), logits.shape[-1]), dtype=np.float32)
+        out[idx] = logits
+        if advance is not None:
+            advance(len(idx))
+    if out is None:
+        return np.zeros((0, 0), dtype=np.float32)
+    return out

@@ -1,0 +1,94 @@
+"""Load any sequence classifier or tokenizer (local folder, hub id, builtin): the one loader
+every stage uses. Weights load from safetensors only; remote code only when asked."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from ..assets import resolve_model
+from ..errors import KdeployError
+from . import small_models  # noqa: F401  (registers kdeploy-bilstm / kdeploy-cnn with the Auto classes)
+
+_GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
+
+
+def _explain_load_error(name: str, exc: Exception) -> KdeployError:
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+    if not Path(name).exists():
+        where = "not a local folder, and the hub is off (HF_HUB_OFFLINE=1)" if offline else "not a local folder nor a hub model id"
+        return KdeployError(f"cannot load model {name!r}: {where}")
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if "safetensor" in type(exc).__name__.lower() or "safetensors" in text.lower() or "header" in text.lower():
+        return KdeployError(f"cannot load model {name!r}: its weights file is damaged or truncated ({text}); "
+                            "copy or train it again")
+    return KdeployError(f"cannot load model {name!r}: {text}")
+
+
+# Loading a damaged or foreign folder raises many types (transformers' OSError/ValueError,
+# safetensors' and tokenizers' own): each becomes one line naming the model.
+_LOAD_ERRORS = Exception
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    path = resolve_model(name)
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except KdeployError:
+        raise
+    except _LOAD_ERRORS as exc:
+        raise _explain_load_error(name, exc) from None
+
+
+def load_classifier(name: str, label_names: list[str] | None = None, trust_remote_code: bool = False):
+    """Load a sequence classifier. With `label_names`, a base encoder gets a fresh head of that size."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    path = resolve_model(name)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except KdeployError:
+        raise
+    except _LOAD_ERRORS as exc:
+        raise _explain_load_error(name, exc) from None
+    kwargs = {}
+    if label_names is not None:
+        kwargs = dict(
+            num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={n: i for i, n in enumerate(label_names)},
+        )
+        if config.num_labels != len(label_names):
+            kwargs["ignore_mismatched_sizes"] = True
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
+    except KdeployError:
+        raise
+    except _LOAD_ERRORS as exc:
+        raise _explain_load_error(name, exc) from None
+    return model
+
+
+def label_names_of(model) -> list[str] | None:
+    """The model's label names in id order, or None when they are transformers' placeholders."""
+    id2label = getattr(model.config, "id2label", None) or {}
+    names = [str(id2label[i]) for i in sorted(int(k) for k in id2label)]
+    if not names or all(_GENERIC_LABEL.match(n) for n in names):
+        return None
+    return names
+
+
+def model_fingerprint(model) -> str:
+    """Content hash of the weights: the same teacher gives the same key wherever it is loaded from."""
+    h = hashlib.sha256()
+    h.update(type(model).__name__.encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        t = tensor.detach().cpu().contiguous()
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else t.numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -1,0 +1,236 @@
+"""The one stage runner: `kdeploy run`, `kdeploy demo` and every search trial go through it.
+
+For each stage of the recipe, in the table's order: wire its inputs (the recipe's keys and
+the upstream stages' output folders), compute its digest from content, and run it unless its
+last finished run had the same digest and its output is unchanged since. Interrupted stages
+resume (training continues from its checkpoints); `dry_run` prints the plan and touches
+nothing, without importing torch.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..console import say
+from ..fsutil import check_output, output_lock, write_json
+from ..results import Result, pct
+from .digest import Contents, stage_digest
+from .recipe import Recipe
+from .stages import BY_NAME, Stage
+
+RUN_STATE = "kdeploy-run.json"
+
+
+@dataclass
+class PlannedStage:
+    stage: str
+    folder: str
+    up_to_date: bool
+    reason: str
+
+
+@dataclass
+class RunResult(Result):
+    recipe: str
+    folder: str
+    plan: list[PlannedStage] = field(default_factory=list)
+    results: dict[str, Any] = field(default_factory=dict)  # stage -> its typed result
+    seconds: float = 0.0
+    dry_run: bool = False
+    title = "run"
+
+    def table(self):
+        from ..modelio.sizes import weights_mib
+
+        rows, r, folder = [], self.results, Path(self.folder)
+        if "finetune" in r:
+            t = r["finetune"]
+            rows.append(["teacher (fine-tuned)", pct(t.test.accuracy if t.test else None),
+                         pct(t.test.macro_f1 if t.test else None), f"{t.parameters / 1e6:.1f}M",
+                         f"{weights_mib(folder / 'teacher'):.1f}", f"{t.train_seconds or 0:.0f}"])
+        elif "distill" in r and r["distill"].teacher and r["distill"].teacher.test:
+            t = r["distill"].teacher
+            rows.append([f"teacher {t.model}", pct(t.test.accuracy), pct(t.test.macro_f1), "-", "-", "-"])
+        if "distill" in r:
+            s = r["distill"]
+            rows.append([f"student ({s.description})", pct(s.test.accuracy if s.test else None),
+                         pct(s.test.macro_f1 if s.test else None), f"{s.parameters / 1e6:.1f}M",
+                         f"{weights_mib(folder / 'student'):.1f}", f"{s.train_seconds or 0:.0f}"])
+        if "prune" in r:
+            p = r["prune"]
+            what = p.summary_line() or "pruned"
+            rows.append([f"student, {what}", pct(p.after.accuracy), pct(p.after.macro_f1), f"{p.parameters / 1e6:.1f}M",
+                         f"{weights_mib(folder / 'pruned'):.1f}", "-"])
+        if "export" in r:
+            e = r["export"]
+            for name in ("model.onnx", "model.int8.onnx"):
+                if name in e.files:
+                    acc = e.scores(name)
+                    rows.append([f"student ONNX {'fp32' if name == 'model.onnx' else 'int8'}",
+                                 pct(acc.accuracy if acc else None), pct(acc.macro_f1 if acc else None), "-",
+                                 f"{e.files[name].mib:.1f}", "-"])
+        return ["model", "test acc", "macro F1", "params", "size MiB", "train s"], rows
+
+    def render(self, title: str | None = None) -> None:
+        if self.dry_run:
+            return  # the plan was printed as it was made
+        super().render(title or f"{self.recipe}: test split")
+        say(f"run folder: {self.folder}  ({self.seconds:.0f} s)")
+        if "bench" in self.results:
+            say(f"report: {Path(self.folder) / 'report' / 'report.html'} (and report.md, report.json)")
+        if "package" in self.results:
+            p = self.results["package"]
+            say(f"bundle: {p.archive or p.bundle}  (try: kdeploy predict {p.bundle} \"some text\")")
+
+
+def _state(run_dir: Path) -> dict:
+    path = run_dir / RUN_STATE
+    if not path.is_file():
+        return {"stages": {}}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        return state if isinstance(state.get("stages"), dict) else {"stages": {}}
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return {"stages": {}}  # a damaged state only means every stage runs again
+
+
+def _earlier_run_folder(run_dir: Path) -> bool:
+    """A run folder from before run state was kept: nothing in it but stage outputs."""
+    from .stages import STAGES
+
+    if not run_dir.is_dir():
+        return False
+    known = {s.folder: s.record for s in STAGES} | {"bundle.tar.gz": None, "bundle.zip": None}
+    entries = [p for p in run_dir.iterdir() if not p.name.startswith(".")]
+    return bool(entries) and all(p.name in known for p in entries) and any(
+        (p / known[p.name]).is_file() for p in entries if known.get(p.name))
+
+
+def _status(stage: Stage, folder: Path, digest: str, state: dict, contents: Contents, changed: set) -> tuple[bool, str]:
+    done = state["stages"].get(stage.name)
+    if changed:
+        return False, f"its input {', '.join(sorted(changed))} will change"
+    if not done:
+        return False, "never finished here"
+    if not (folder / stage.record).is_file():
+        return False, f"{folder} is missing"
+    if done.get("digest") != digest:
+        return False, "its settings, inputs or library versions changed"
+    if done.get("output") != contents.of(folder):
+        return False, f"{folder} was modified since"
+    return True, "up to date"
+
+
+def run_recipe(recipe: Recipe, out: str | Path | None = None, dry_run: bool = False, overwrite: bool = False,
+               hooks: dict[str, dict] | None = None) -> RunResult:
+    """Run (or, with `dry_run`, plan) a recipe's stages into `out` (default runs/<name>).
+
+    `hooks[stage]` may hold extra keyword arguments for the stage's API (e.g. training
+    callbacks) and `after`, a function called with the stage's result (it may raise to stop).
+    """
+    run_dir = Path(out) if out else Path("runs") / recipe.name
+    check_output(run_dir, recipe.data.files(), overwrite or _earlier_run_folder(run_dir))
+    started = time.perf_counter()
+    if dry_run:
+        return _plan(recipe, run_dir, started)
+    with output_lock(run_dir, f"kdeploy run {recipe.name}"):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return _run(recipe, run_dir, overwrite, hooks or {}, started)
+
+
+def _plan(recipe: Recipe, run_dir: Path, started: float) -> RunResult:
+    state, contents, outputs, changed = _state(run_dir), Contents(), {}, set()
+    result = RunResult(recipe=recipe.name, folder=str(run_dir), dry_run=True)
+    for name, step in recipe.steps.items():
+        stage = BY_NAME[name]
+        folder = run_dir / stage.folder
+        kwargs = stage.wire(recipe, outputs)
+        digest = stage_digest(name, step.settings, kwargs, contents, recipe.data if stage.reads_data else None)
+        stale_inputs = {k for k, v in kwargs.items() if any(_inside(v, c) for c in changed)}
+        fresh, reason = _status(stage, folder, digest, state, contents, stale_inputs)
+        result.plan.append(PlannedStage(name, str(folder), fresh, reason))
+        say(f"{name}: {folder} " + ("is up to date" if fresh else f"would run ({reason})"))
+        if not fresh:
+            changed.add(str(folder))
+        outputs[name] = folder
+    result.seconds = round(time.perf_counter() - started, 2)
+    return result
+
+
+def _inside(value, folder: str) -> bool:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return any(isinstance(v, (str, Path)) and str(v) and (Path(v) == Path(folder) or Path(folder) in Path(v).parents)
+               for v in values)
+
+
+def _run(recipe: Recipe, run_dir: Path, overwrite: bool, hooks: dict, started: float) -> RunResult:
+    state, contents, outputs = _state(run_dir), Contents(), {}
+    result = RunResult(recipe=recipe.name, folder=str(run_dir))
+    for name, step in recipe.steps.items():
+        stage = BY_NAME[name]
+        folder = run_dir / stage.folder
+        kwargs = stage.wire(recipe, outputs)
+        digest = stage_digest(name, step.settings, kwargs, contents, recipe.data if stage.reads_data else None)
+        fresh, reason = _status(stage, folder, digest, state, contents, set())
+        extra = {k: v for k, v in hooks.get(name, {}).items() if k != "after"}
+        if fresh:
+            say(f"{name}: {folder} is up to date, skipped")
+            outcome = load_result(name, folder)
+        else:
+            say(f"{name} → {folder} ({reason})")
+            outcome = stage.function()(step.settings, out=folder, overwrite=overwrite, **kwargs, **extra)
+            contents.forget(folder)
+            state["stages"][name] = {"digest": digest, "output": contents.of(folder),
+                                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            write_json(run_dir / RUN_STATE, {"recipe": recipe.name, **state})
+        outputs[name] = folder
+        result.results[name] = outcome
+        result.plan.append(PlannedStage(name, str(folder), fresh, reason))
+        _after(name, step, outcome)
+        if "after" in hooks.get(name, {}):
+            hooks[name]["after"](outcome)
+    result.seconds = round(time.perf_counter() - started, 2)
+    return result
+
+
+def load_result(name: str, folder: Path):
+    """A finished stage's typed result, read back from the record in its folder."""
+    if name in ("finetune", "distill"):
+        from ..distill.result import TrainingResult
+
+        return TrainingResult.load(folder / "kdeploy.json")
+    if name == "prune":
+        from ..prune.result import PruneResult
+
+        return PruneResult.from_dict(json.loads((folder / "kdeploy.json").read_text())["pruning"])
+    if name == "export":
+        from ..export.result import ExportResult
+
+        return ExportResult.load(folder / "export_report.json")
+    if name == "bench":
+        from ..runtime.result import BenchReport
+
+        return BenchReport.load(folder / "report.json")
+    from ..package.bundle import existing_bundle
+
+    return existing_bundle(folder)
+
+
+def _after(name: str, step, outcome) -> None:
+    """What a recipe shows after a stage: the benchmark table, the bundle's sample predictions."""
+    if name == "bench":
+        outcome.render()
+    elif name == "package":
+        say(f"bundle: {outcome.bundle} ({outcome.bundle_mib:.1f} MiB)"
+            + (f", archive {outcome.archive} ({outcome.archive_mib:.1f} MiB)" if outcome.archive else "")
+            + f"; digest {outcome.digest}")
+        texts = step.inputs.sample_texts
+        if texts:
+            from ..edge import Predictor
+
+            predictor = Predictor(outcome.archive or outcome.bundle)
+            for text, pred in zip(texts, predictor.predict(texts)):
+                say(f"  {pred['label']:>10} {pred['score']:.3f}  {text}")

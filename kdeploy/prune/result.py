@@ -1,0 +1,40 @@
+"""What the prune stage did, also kept in the pruned model's record under `pruning`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..metrics import Scores
+from ..results import Result, pct
+
+
+@dataclass
+class PruneResult(Result):
+    eval_split: str
+    config: dict
+    before: Scores
+    after: Scores
+    parameters_before: int
+    parameters: int
+    agreement: float  # of the pruned model's predictions with the unpruned model's
+    accuracy_change_points: float
+    seconds: float
+    vocab: dict | None = None  # vocab_before, vocab_after, texts, embedding_parameters_removed
+    eval_token_coverage: float | None = None
+    heads: dict | None = None  # heads_before, heads_after, pruned, importance
+    after_head_pruning: Scores | None = None
+    recovery: dict | None = None
+    title = "prune"
+
+    def table(self):
+        rows = [["before", f"{self.parameters_before:,}", pct(self.before.accuracy), "", ""],
+                ["after", f"{self.parameters:,}", pct(self.after.accuracy), pct(self.agreement),
+                 f"{self.accuracy_change_points:+.2f}"]]
+        return ["model", "parameters", f"{self.eval_split} accuracy", "agreement", "change (pts)"], rows
+
+    def summary_line(self) -> str:
+        parts = []
+        if self.heads:
+            parts.append(f"heads {self.heads['heads_before']} → {self.heads['heads_after']}")
+        if self.vocab:
+            parts.append(f"vocabulary {self.vocab['vocab_before']} → {self.vocab['vocab_after']} tokens")
+        return "; ".join(parts)

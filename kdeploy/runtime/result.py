@@ -1,0 +1,123 @@
+"""A benchmark's outcome: models side by side, saved as report.json and rendered as
+Markdown, HTML (with plots) and a terminal table from the same object."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..metrics import Scores
+from ..results import Result, markdown_table, pct, print_table
+from .latency import LatencySummary
+
+REPORT = "report.json"
+
+
+@dataclass
+class BenchScores(Scores):
+    drop_points_vs_reference: float | None = None
+    retention: float | None = None  # accuracy as a share of the reference's
+
+
+@dataclass
+class VsReference:
+    size_ratio: float | None = None
+    p50_speedup: dict[int, float] = field(default_factory=dict)
+    throughput_ratio: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class ModelBench:
+    name: str
+    kind: str  # pytorch | pytorch-int8 | onnx
+    path: str
+    size_mib: float
+    provider: str
+    provider_requested: str
+    threads: int | None
+    latency: dict[int, LatencySummary] = field(default_factory=dict)
+    tokenizer_ms: dict[int, float] = field(default_factory=dict)
+    memory_mib: float | None = None
+    accuracy: BenchScores | None = None
+    vs_reference: VsReference = field(default_factory=VsReference)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BenchReport(Result):
+    config: dict
+    models: list[ModelBench]
+    reference: str
+    latency_inputs: str
+    environment: dict
+    data: dict | None = None
+    accuracy_split: str | None = None
+    process_peak_rss_mib: float | None = None
+    title = "benchmark"
+
+    def model(self, name: str) -> ModelBench:
+        return next(m for m in self.models if m.name == name)
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        return list(self.models[0].latency)
+
+    def table(self):
+        headers = ["model", "provider"]
+        for bs in self.batch_sizes:
+            headers += [f"p50 ms bs{bs}", f"sent/s bs{bs}"]
+        headers += ["MiB", "accuracy", "drop pts"]
+        rows = []
+        for m in self.models:
+            row = [m.name, m.provider]
+            for bs in self.batch_sizes:
+                row += [f"{m.latency[bs].p50_ms:.2f}", f"{m.latency[bs].throughput_per_s:.0f}"]
+            a = m.accuracy
+            row += [f"{m.size_mib:.1f}", pct(a.accuracy if a else None),
+                    f"{a.drop_points_vs_reference:+.2f}" if a and a.drop_points_vs_reference is not None else "-"]
+            rows.append(row)
+        return headers, rows
+
+    def render(self, title: str | None = None) -> None:
+        from ..console import errors
+
+        headers, rows = self.table()
+        print_table(title or f"benchmark ({self.config.get('provider')}, {self.environment.get('threads')} threads)",
+                    headers, rows)
+        for m in self.models:
+            for n in m.notes:
+                errors.print(f"note: {m.name}: {n}", markup=False)
+
+    def to_markdown(self) -> str:
+        env = self.environment
+        machine = env.get("machine", {})
+        lines = ["# kdeploy benchmark", "",
+                 f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores"
+                 + (f", GPU {machine['gpu']}" if machine.get("gpu") else "")
+                 + f"; threads {env.get('threads')}; provider requested: {self.config.get('provider')}; "
+                 f"latency inputs: {self.latency_inputs}.",
+                 "Versions: " + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()), ""]
+        for bs in self.batch_sizes:
+            rows = []
+            for m in self.models:
+                s = m.latency[bs]
+                rows.append([m.name, m.provider, f"{s.p50_ms:.2f}", f"{s.p90_ms:.2f}", f"{s.p95_ms:.2f}",
+                             f"{s.p99_ms:.2f}", f"{s.mean_ms:.2f} ± {s.stdev_ms:.2f}", f"{s.throughput_per_s:.1f}",
+                             f"{m.tokenizer_ms[bs]:.2f}", f"{m.vs_reference.p50_speedup[bs]:.2f}×"])
+            lines += [f"## Batch {bs}", "", markdown_table(
+                ["model", "provider", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "mean ± sd ms", "sentences/s",
+                 "tokenizer ms", "speed-up vs reference"], rows), ""]
+        rows = []
+        for m in self.models:
+            a = m.accuracy
+            ratio = m.vs_reference.size_ratio
+            rows.append([m.name, f"{m.size_mib:.1f}", f"{ratio:.3f}" if ratio is not None else "-", m.memory_mib,
+                         pct(a.accuracy if a else None), pct(a.macro_f1 if a else None),
+                         pct(a.agreement if a else None),
+                         a.drop_points_vs_reference if a and a.drop_points_vs_reference is not None else "-"])
+        lines += ["## Size, memory and accuracy", "", markdown_table(
+            ["model", "size MiB", "size ratio", "RSS growth on load MiB", "accuracy", "macro-F1",
+             "agreement with reference", "drop (points)"], rows)]
+        notes = [f"- {m.name}: {n}" for m in self.models for n in m.notes]
+        if notes:
+            lines += ["", "Notes:", *notes]
+        lines += ["", f"Reference model: {self.reference}. Process peak RSS: {self.process_peak_rss_mib} MiB.", ""]
+        return "\n".join(lines)
