@@ -6,27 +6,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
-
-import typer
 
 from ..errors import KdeployError
-
-app = typer.Typer(
-    name="kdeploy",
-    help="Distil a large text classifier into a small student, export it to ONNX and run it on the edge.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-@app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
-    """(--debug is read by main() before Typer runs.)"""
-
-
-from . import pipeline, runtime, stages  # noqa: E402,F401  (each registers its commands)
+from . import stages  # noqa: F401, I001  (each module registers its commands, in this order, on the app)
+from . import runtime  # noqa: F401
+from . import pipeline  # noqa: F401
+from .app import app
 
 # What the slim install lacks; a command that needs it says how to get it.
 _TRAIN_EXTRA = {"torch", "transformers", "datasets", "accelerate", "optimum", "onnx", "onnxscript", "optuna",

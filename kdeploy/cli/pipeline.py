@@ -8,7 +8,7 @@ import typer
 
 from ..errors import KdeployError
 from ..search.config import SearchSettings
-from . import app
+from .app import app
 from .options import (Dataset, DatasetConfig, Encoding, EncodingErrors, LabelColumn, LabelNames, MaxEval, MaxTrain,
                       Out, Overwrite, Test, TextColumn, Train, Validation, data_config, floats, ints, shown)
 

@@ -11,7 +11,7 @@ import typer
 from ..errors import KdeployError
 from ..package.config import PackageSettings
 from ..runtime.config import BenchSettings
-from . import app
+from .app import app
 from .options import (Dataset, DatasetConfig, Encoding, EncodingErrors, LabelColumn, LabelNames, MaxEval, Out,
                       Overwrite, TextColumn, eval_data, ints, shown)
 

@@ -9,7 +9,7 @@ import typer
 from ..distill.config import DistillSettings, FinetuneSettings
 from ..export.config import ExportSettings
 from ..prune.config import PruneSettings
-from . import app
+from .app import app
 from .options import (Dataset, DatasetConfig, Encoding, EncodingErrors, LabelColumn, LabelNames, MaxEval, MaxTrain,
                       Out, Overwrite, Resume, Test, TextColumn, Train, TrustRemote, Validation, data_config, eval_data,
                       floats, shown)
