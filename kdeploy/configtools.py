@@ -147,7 +147,7 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
         if number is None:
             raise KdeployError(f"{where}: expected a number, got {_show(value)}")
         if not math.isfinite(number):
-            raise KdeployError(f"{where}: must be a finite number, got {value!r}")
+            raise KdeployError(f"{where} must be a finite number, got {value!r}")
         return number
     if hint is str:
         if isinstance(value, str):

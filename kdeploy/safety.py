@@ -91,12 +91,24 @@ def _members(archive: Path) -> Iterator[_Member]:
         raise KdeployError(f"{archive}: not a .tar.gz or .zip archive")
 
 
+@contextlib.contextmanager
+def _reading(archive: Path) -> Iterator[None]:
+    """A member's data ending early is a damaged archive, said in one line."""
+    import zlib
+
+    try:
+        yield
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        raise UnsafeArchiveError(f"{archive}: damaged or truncated archive ({str(exc) or type(exc).__name__}); "
+                                 "copy it again") from None
+
+
 def _copy(member: _Member, dest: Path, limit: int, archive: Path, sha256: str | None = None) -> int:
     """Stream a member to `dest`, never writing more than `limit` bytes; check its sha256."""
     h = hashlib.sha256()
     written = 0
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with member.open() as src, open(dest, "wb") as out:
+    with _reading(archive), member.open() as src, open(dest, "wb") as out:
         while block := src.read(CHUNK):
             written += len(block)
             if written > limit:
@@ -165,7 +177,7 @@ def read_member(archive: str | os.PathLike, wanted: set[str], max_bytes: int = 1
         if not m.is_dir and m.name.name in wanted and len(m.name.parts) <= 2:
             if m.size > max_bytes:
                 raise UnsafeArchiveError(f"{archive}: {m.name} is {m.size:,} bytes; a manifest is at most {max_bytes:,}")
-            with m.open() as fh:
+            with _reading(archive), m.open() as fh:
                 data = fh.read(max_bytes + 1)
             if len(data) > max_bytes:
                 raise UnsafeArchiveError(f"{archive}: {m.name} is larger than {max_bytes:,} bytes")

@@ -120,6 +120,7 @@ def predict(
         raise KdeployError(f"--threads must be at least 1, got {threads}")
     if encoding_errors not in ("strict", "replace"):
         raise KdeployError(f"--encoding-errors must be strict or replace, got {encoding_errors!r}")
+    decode(b"", "--encoding", encoding)  # an unknown codec is refused before any work
     if texts:
         items = _argument_texts(list(texts), encoding, encoding_errors)
     elif file is not None and str(file) != "-":
@@ -129,4 +130,9 @@ def predict(
     predictor = Predictor(bundle, threads=threads, provider=provider, allow_fallback=allow_fallback,
                           expected_digest=digest)
     for text, result in zip(items, predictor.predict(items, batch_size=batch_size)):
-        sys.stdout.write(json.dumps({"text": text, **result}, ensure_ascii=False) + "\n")
+        line = json.dumps({"text": text, **result}, ensure_ascii=False)
+        # one record per line for every reader: escape the characters some split lines on
+        sys.stdout.write(line.translate(_LINE_BREAKS) + "\n")
+
+
+_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})

@@ -242,12 +242,18 @@ def _carve_validation(splits, cfg: DataConfig, sources: dict, where: str) -> Non
     train = splits["train"]
     if len(set(train["label"])) < 2 or len(train) < 10:
         raise KdeployError(f"{where}: too little training data to carve a validation split; give --validation")
+    import math
+
     counts = Counter(train["label"])
-    stratified = min(counts.values()) >= 2
-    if not stratified:
-        rare = [train.features["label"].names[k] for k, n in counts.items() if n < 2]
+    held_out = math.ceil(cfg.validation_fraction * len(train))
+    rare = [train.features["label"].names[k] for k, n in counts.items() if n < 2]
+    stratified = not rare and held_out >= len(counts) and len(train) - held_out >= len(counts)
+    if rare:
         note(f"{where}: class {', '.join(map(repr, rare))} occurs once, so the validation split is carved "
              "without stratification; give --validation for a better one")
+    elif not stratified:
+        note(f"{where}: too few examples to hold out one of each of the {len(counts)} classes, so the validation "
+             "split is carved without stratification; give --validation for a better one")
     carved = train.train_test_split(test_size=cfg.validation_fraction, seed=cfg.split_seed,
                                     stratify_by_column="label" if stratified else None)
     splits["train"], splits["validation"] = carved["train"], carved["test"]

@@ -1,0 +1,416 @@
+"""kdeploy used the way a hurried or hostile user would: every case is one CLI call that must
+end with exit 2 and one `error:` line (no traceback), write nothing outside its target, leave
+no half-written output that looks complete, and leave the user's files untouched.
+
+M is a tiny teacher, D the toy TSVs, X its int8 export, B a bundle of X.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import make_sentences, write_tsv
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, exported_tiny):
+    from kdeploy.package.bundle import package
+    from kdeploy.package.config import PackageSettings
+
+    out = tmp_path_factory.mktemp("hostile-bundle") / "B"
+    package(PackageSettings(), export_dir=exported_tiny, out=out)
+    return out
+
+
+def cli(*args, cwd: Path | None = None, stdin: bytes | None = None, capfd=None) -> tuple[int, str, str]:
+    """The real entry point in a subprocess: exit code, stdout, stderr."""
+    env = {**os.environ, "KDEPLOY_CACHE": os.environ.get("KDEPLOY_CACHE", "/tmp/kdeploy-test-cache")}
+    result = subprocess.run([sys.executable, "-m", "kdeploy", *map(os.fsdecode, args)], capture_output=True,
+                            cwd=cwd, input=stdin, env=env, timeout=300)
+    return result.returncode, result.stdout.decode("utf-8", "replace"), result.stderr.decode("utf-8", "replace")
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file below `folder` with its content hash: to show nothing changed."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_one_error_line(code: int, err: str, message: str) -> None:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    assert lines and lines[-1].startswith("error: "), err
+    assert message in lines[-1], f"{message!r} not in {lines[-1]!r}"
+
+
+def assert_no_leftovers(out: Path) -> None:
+    siblings = [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+    assert not siblings, siblings
+
+
+# --- the table: (case id, arguments, expected message) -------------------------------------
+# Placeholders: {M} teacher, {X} export folder, {B} bundle, {train}/{test} toy data, {tmp} a fresh folder.
+
+CASES = [
+    ("out-is-the-input", ["export", "{M}", "--out", "{M}", "--data", "{test}"], "would overwrite the input"),
+    ("out-inside-is-fine-but-out-equal-input-bench", ["bench", "{X}/model.int8.onnx", "--out", "{X}"],
+     "would overwrite the input"),
+    ("out-is-a-data-file", ["bench", "{X}/model.int8.onnx", "--out", "{train}"], "is a file, not a folder"),
+    ("out-is-a-file-even-with-overwrite", ["bench", "{X}/model.int8.onnx", "--out", "{train}", "--overwrite"],
+     "is a file, not a folder"),
+    ("out-is-the-current-folder", ["export", "{M}", "--out", ".", "--data", "{test}"], "the current folder"),
+    ("temperature-inf", ["distill", "--teacher", "{M}", "--train", "{train}", "-T", "inf", "--out", "{tmp}/o"],
+     "temperature must be a finite number"),
+    ("temperature-nan", ["distill", "--teacher", "{M}", "--train", "{train}", "-T", "nan", "--out", "{tmp}/o"],
+     "temperature must be a finite number"),
+    ("alpha-nan", ["distill", "--teacher", "{M}", "--train", "{train}", "--alpha", "nan", "--out", "{tmp}/o"],
+     "alpha must be a finite number"),
+    ("lr-inf", ["distill", "--teacher", "{M}", "--train", "{train}", "--lr", "inf", "--out", "{tmp}/o"],
+     "learning_rate must be a finite number"),
+    ("predict-batch-minus-one", ["predict", "{B}", "--batch-size", "-1", "good film"], "--batch-size must be at least 1"),
+    ("predict-batch-zero", ["predict", "{B}", "--batch-size", "0", "good film"], "--batch-size must be at least 1"),
+    ("predict-threads-zero", ["predict", "{B}", "--threads", "0", "good film"], "--threads must be at least 1"),
+    ("export-max-length-negative", ["export", "{M}", "--out", "{tmp}/o", "--max-length", "-5", "--data", "{test}"],
+     "--max-length must be at least 2 tokens"),
+    ("bench-batch-sizes-garbage", ["bench", "{X}/model.int8.onnx", "--out", "{tmp}/o", "--batch-sizes", "garbage"],
+     "give comma-separated whole numbers"),
+    ("bench-batch-sizes-fraction", ["bench", "{X}/model.int8.onnx", "--out", "{tmp}/o", "--batch-sizes", "1.5"],
+     "give comma-separated whole numbers"),
+    ("bench-batch-size-zero", ["bench", "{X}/model.int8.onnx", "--out", "{tmp}/o", "--batch-sizes", "0,4"],
+     "batch sizes must be positive"),
+    ("bench-threads-negative", ["bench", "{X}/model.int8.onnx", "--out", "{tmp}/o", "--threads", "-1"],
+     "--threads must be at least 1"),
+    ("bench-pytorch-on-cuda-without-a-gpu", ["bench", "{M}", "--out", "{tmp}/o", "--provider", "cuda"],
+     "asked for a GPU, but PyTorch sees none"),
+    ("package-report-missing", ["package", "{X}", "--out", "{tmp}/o", "--report", "{tmp}/missing.json"],
+     "missing.json: file not found"),
+    ("package-not-an-export", ["package", "{M}", "--out", "{tmp}/o"], "no export_report.json"),
+    ("predict-not-a-bundle", ["predict", "{M}", "x"], "not a kdeploy bundle"),
+    ("predict-pinned-digest-differs", ["predict", "{B}", "--digest", "sha256:" + "0" * 64, "x"], "not the pinned"),
+    ("unknown-encoding", ["predict", "{B}", "--encoding", "klingon", "x"], "unknown text encoding 'klingon'"),
+    ("export-unknown-quantize", ["export", "{M}", "--out", "{tmp}/o", "--quantize", "int4"], "--quantize must be"),
+    ("distill-unknown-student", ["distill", "--teacher", "{M}", "--train", "{train}", "--student", "/nope/student",
+                                 "--out", "{tmp}/o"], "cannot load model '/nope/student'"),
+    ("finetune-bilstm-without-tokenizer", ["finetune", "--model", "bilstm", "--train", "{train}", "--out", "{tmp}/o"],
+     "needs --tokenizer"),
+    ("data-and-dataset", ["distill", "--teacher", "{M}", "--train", "{train}", "--dataset", "imdb", "--out", "{tmp}/o"],
+     "not both"),
+    ("search-vocab-garbage", ["search", "--teacher", "{M}", "--train", "{train}", "--vocab", "maybe", "--out", "{tmp}/o"],
+     "--vocab must be both, on or off"),
+]
+
+
+@pytest.mark.parametrize("case,args,message", CASES, ids=[c[0] for c in CASES])
+def test_cli_case(case, args, message, tiny_bert, toy_files, exported_tiny, bundle, tmp_path):
+    fill = {"M": tiny_bert, "X": exported_tiny, "B": bundle, "train": toy_files["train"], "test": toy_files["test"],
+            "tmp": tmp_path}
+    watched = {"M": tree(tiny_bert), "X": tree(exported_tiny), "B": tree(bundle),
+               "D": tree(toy_files["train"].parent)}
+    code, out, err = cli(*[a.format(**fill) for a in args], cwd=tmp_path)
+    assert_one_error_line(code, err, message)
+    assert not (tmp_path / "o").exists()
+    assert_no_leftovers(tmp_path / "o")
+    assert watched == {"M": tree(tiny_bert), "X": tree(exported_tiny), "B": tree(bundle),
+                       "D": tree(toy_files["train"].parent)}  # the user's files, untouched
+
+
+def test_out_that_kdeploy_did_not_write_is_refused_unless_overwrite(tiny_bert, toy_files, tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("my notes")
+    before = tree(notes)
+    code, _, err = cli("export", tiny_bert, "--out", notes, "--data", toy_files["test"], "--quantize", "none",
+                       "--optimize", "none")
+    assert_one_error_line(code, err, "was not written by kdeploy")
+    assert tree(notes) == before
+    code, _, err = cli("export", tiny_bert, "--out", notes, "--data", toy_files["test"], "--quantize", "none",
+                       "--optimize", "none", "--overwrite")
+    assert code == 0, err
+    assert (notes / "export_report.json").is_file() and not (notes / "todo.txt").exists()
+    code, _, err = cli("export", tiny_bert, "--out", notes, "--data", toy_files["test"], "--quantize", "none",
+                       "--optimize", "none")
+    assert code == 0, err  # kdeploy wrote it now: replaced without --overwrite
+
+
+def test_a_second_writer_is_told_who_holds_the_output(tiny_bert, toy_files, tmp_path):
+    from kdeploy.fsutil import output_lock
+
+    out = tmp_path / "student"
+    with output_lock(out, "kdeploy distill (the first run)"):
+        code, _, err = cli("distill", "--teacher", tiny_bert, "--train", toy_files["train"], "--out", out)
+    assert_one_error_line(code, err, "is being written by another kdeploy process")
+    assert f"pid {os.getpid()}" in err and "the first run" in err
+    assert not out.exists()
+
+
+def test_manifest_tampering_is_refused(bundle, tmp_path):
+    def tampered(name, change):
+        copy = tmp_path / name
+        shutil.copytree(bundle, copy)
+        manifest = json.loads((copy / "bundle.json").read_text())
+        change(manifest, copy)
+        (copy / "bundle.json").write_text(json.dumps(manifest))
+        return copy
+
+    def swap_model(m, folder):  # another model in, and no checksums to catch it
+        m["files"] = {}
+
+    cases = {
+        "no-files": (swap_model, "lists no files with checksums"),
+        "swapped-labels": (lambda m, f: m.update(label_names=m["label_names"][::-1]),
+                           "differ from the ones bound into model.onnx"),
+        "model-outside": (lambda m, f: m.update(model="../model.onnx"), "not a plain file name inside the bundle"),
+        "model-unlisted": (lambda m, f: m["files"].pop("model.onnx"), "has no checksum in the manifest"),
+        "checksum-missing": (lambda m, f: m["files"]["tokenizer.json"].pop("sha256"), "no valid sha256"),
+        "bad-max-length": (lambda m, f: m.update(max_length=-3), "is not a token count"),
+        "wrong-format": (lambda m, f: m.update(format="kdeploy-bundle/9"), "unknown bundle format"),
+    }
+    for name, (change, message) in cases.items():
+        code, _, err = cli("predict", tampered(name, change), "good film")
+        assert_one_error_line(code, err, message)
+
+
+def _bomb(path: Path, member_bytes: int, listed: bool, lie: bool = False) -> Path:
+    """A bundle archive with a member of `member_bytes` zeros (gzip makes it a few hundred KB)."""
+    manifest = {"format": "kdeploy-bundle/2", "model": "model.onnx", "tokenizer": "tokenizer.json",
+                "label_names": ["a", "b"], "max_length": 16,
+                "files": {"model.onnx": {"sha256": "0" * 64, "bytes": 10}, "tokenizer.json": {"sha256": "0" * 64,
+                                                                                             "bytes": 10}}}
+    if listed and lie:
+        manifest["files"]["model.onnx"]["bytes"] = 10  # the archive's member says far more
+    with tarfile.open(path, "w:gz") as tf:
+        data = json.dumps(manifest).encode()
+        info = tarfile.TarInfo("B/bundle.json")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+        info = tarfile.TarInfo("B/model.onnx" if listed else "B/zeros.bin")
+        info.size = member_bytes
+
+        class Zeros(io.RawIOBase):
+            left = member_bytes
+
+            def readinto(self, b):
+                n = min(len(b), self.left)
+                b[:n] = bytes(n)
+                self.left -= n
+                return n
+
+        tf.addfile(info, Zeros())
+    return path
+
+
+def test_archives_extract_only_listed_files_within_their_sizes(tmp_path):
+    from kdeploy.edge import Predictor
+    from kdeploy.errors import KdeployError
+
+    size = 200 << 20
+    lying = _bomb(tmp_path / "lying.tar.gz", size, listed=True, lie=True)
+    assert lying.stat().st_size < 1 << 20
+    with pytest.raises(KdeployError, match="is 209,715,200 bytes but the manifest says 10"):
+        Predictor(lying, extract_to=tmp_path / "x1")
+    assert sum(p.stat().st_size for p in (tmp_path / "x1").rglob("*") if p.is_file()) < 1 << 20 \
+        if (tmp_path / "x1").exists() else True
+    unlisted = _bomb(tmp_path / "unlisted.tar.gz", size, listed=False)
+    with pytest.raises(KdeployError, match="lacks"):
+        Predictor(unlisted, extract_to=tmp_path / "x2")
+    written = sum(p.stat().st_size for p in (tmp_path / "x2").rglob("*") if p.is_file()) \
+        if (tmp_path / "x2").exists() else 0
+    assert written < 1 << 20  # the unlisted 200 MB member was never written
+    code, _, err = cli("predict", lying, "x")
+    assert_one_error_line(code, err, "but the manifest says 10")
+
+
+def test_generic_extraction_caps_total_size(tmp_path):
+    from kdeploy.safety import UnsafeArchiveError, safe_extract
+
+    bomb = _bomb(tmp_path / "b.tar.gz", 50 << 20, listed=False)
+    with pytest.raises(UnsafeArchiveError, match="would bring the extracted size past"):
+        safe_extract(bomb, tmp_path / "t", max_total=10 << 20)
+    assert not (tmp_path / "t").exists()
+
+
+def test_truncated_archive_is_one_line(bundle, tmp_path):
+    from kdeploy.package.bundle import package  # noqa: F401  (the archive beside the bundle)
+
+    archive = bundle.with_name("B.tar.gz")
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    code, _, err = cli("predict", cut, "good film")
+    assert_one_error_line(code, err, "damaged or truncated archive")
+
+
+def test_truncated_weights_are_one_line(tiny_bert, toy_files, tmp_path):
+    copy = tmp_path / "M"
+    shutil.copytree(tiny_bert, copy)
+    weights = copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    code, _, err = cli("export", copy, "--out", tmp_path / "o", "--data", toy_files["test"])
+    assert_one_error_line(code, err, "damaged or truncated")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("section,message", [
+    ({"data": {"train": 5}, "distill": {"teacher": "t"}}, "data.train: expected text, got 5 (int)"),
+    ({"data": {"train": "t.tsv"}, "distill": 5}, "distill: expected a mapping of settings, got 5 (int)"),
+    ({"data": {"train": "t.tsv"}, "distill": {"teacher": "t", "train": {"batch_size": 2.5}}},
+     "distill.train.batch_size: expected a whole number, got 2.5"),
+    ({"data": {"train": "t.tsv"}, "distill": {"teacher": "t", "alpha": "high"}},
+     "distill.alpha: expected a number, got 'high'"),
+])
+def test_recipe_type_errors(section, message, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "r", **section}))
+    code, _, err = cli("run", recipe, "--out", tmp_path / "run")
+    assert_one_error_line(code, err, message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_recipe_alias_bomb_is_refused_at_once(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    recipe = tmp_path / "bomb.yaml"
+    recipe.write_text("\n".join(lines) + "\nname: x\ndata: {train: t.tsv, label_names: *a8}\n")
+    started = time.perf_counter()
+    code, _, err = cli("run", recipe, "--out", tmp_path / "run")
+    assert_one_error_line(code, err, "expands to more than")
+    assert time.perf_counter() - started < 30
+
+
+def test_text_in_another_encoding(bundle, tmp_path):
+    latin1 = "café crème\nnaïve\n".encode("latin-1")
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(latin1)
+    code, _, err = cli("predict", bundle, "--file", path)
+    assert_one_error_line(code, err, "line 1, column 4: byte 0xe9 is not valid UTF-8")
+    code, out, err = cli("predict", bundle, "--file", path, "--encoding", "latin-1")
+    assert code == 0, err
+    assert [json.loads(line)["text"] for line in out.splitlines()] == ["café crème", "naïve"]
+    code, out, err = cli("predict", bundle, "--file", path, "--encoding-errors", "replace")
+    assert code == 0 and "3 undecodable byte(s)" in err and len(out.splitlines()) == 2
+    code, _, err = cli("predict", bundle, stdin=latin1)
+    assert_one_error_line(code, err, "standard input: line 1, column 4")
+    code, _, err = cli("predict", bundle, os.fsdecode(b"caf\xe9"))
+    assert_one_error_line(code, err, "text argument 1: line 1, column 4: byte 0xe9 is not valid UTF-8")
+    code, out, _ = cli("predict", bundle, os.fsdecode(b"caf\xe9"), "--encoding", "latin-1")
+    assert code == 0 and json.loads(out)["text"] == "café"
+
+
+def test_training_file_with_one_stray_byte_names_its_line(tiny_bert, toy_files, tmp_path):
+    rows = make_sentences(80)
+    text = "sentence\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows)
+    raw = text.encode()
+    at = raw.index(b"\n", len(raw) // 2) + 3  # the third byte of a line past the middle
+    raw = raw[:at] + b"\xe9" + raw[at:]
+    path = tmp_path / "stray.tsv"
+    path.write_bytes(raw)
+    line = raw.count(b"\n", 0, at) + 1
+    code, _, err = cli("distill", "--teacher", tiny_bert, "--train", path, "--out", tmp_path / "o")
+    assert_one_error_line(code, err, f"stray.tsv: line {line}, column 3: byte 0xe9 is not valid UTF-8")
+    assert "--encoding" in err and not (tmp_path / "o").exists() and not (tmp_path / ".o.work").exists()
+
+
+def test_lines_split_on_newlines_only(bundle, tmp_path):
+    texts = ["one", "two\u2028still two", "three\x0cstill three", "four\x85still four", "five"]
+    path = tmp_path / "lines.txt"
+    path.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    code, out, err = cli("predict", bundle, "--file", path)
+    assert code == 0, err
+    assert len(out.splitlines()) == 5  # escaped in the output too: any line reader sees one record per text
+    assert [json.loads(line)["text"] for line in out.splitlines()] == texts
+
+
+def test_ctrl_c_during_run_says_so(tiny_base_bert, toy_files, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    fast = {"epochs": 50, "learning_rate": 3e-3, "batch_size": 16, "max_length": 32}
+    recipe.write_text(yaml.safe_dump({"name": "r", "data": {k: str(v) for k, v in toy_files.items()},
+                                      "finetune": {"model": str(tiny_base_bert), "train": fast}}))
+    proc = subprocess.Popen([sys.executable, "-m", "kdeploy", "run", str(recipe), "--out", str(tmp_path / "run")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "KDEPLOY_CACHE": str(tmp_path / "cache")})
+    for line in iter(proc.stdout.readline, b""):  # wait until training has begun
+        if b"epoch 1/" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "error: interrupted" in err.decode() and b"Traceback" not in err
+    assert not (tmp_path / "run" / "teacher").exists()  # nothing that looks complete
+    assert (tmp_path / "run" / ".teacher.work" / "checkpoints").is_dir()  # but resumable
+
+
+def test_stale_temporary_folders_are_swept_by_the_next_run(tiny_bert, toy_files, tmp_path):
+    out = tmp_path / "onnx"
+    killed = tmp_path / ".onnx.tmp-killed"
+    killed.mkdir()
+    (killed / "model.onnx").write_bytes(b"x" * 1000)
+    code, _, err = cli("export", tiny_bert, "--out", out, "--data", toy_files["test"], "--quantize", "none")
+    assert code == 0, err
+    assert not killed.exists() and out.is_dir()
+
+
+def test_outputs_get_the_permissions_the_umask_gives(bundle):
+    archive = bundle.with_name("B.tar.gz")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert bundle.stat().st_mode & 0o777 == 0o777 & ~mask
+    assert (bundle / "bundle.json").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert archive.stat().st_mode & 0o777 == 0o666 & ~mask
+    with tarfile.open(archive) as tf:
+        modes = {m.name: m.mode & 0o777 for m in tf.getmembers()}
+    assert all(mode & 0o044 for mode in modes.values()), modes  # readable by a service user
+
+
+def test_class_seen_once_still_carves_a_validation_split(tmp_path, capsys):
+    from kdeploy.data import DataConfig, load_task_data
+
+    rows = make_sentences(60) + [("a neutral film", "neutral")]
+    path = write_tsv(tmp_path / "t.tsv", rows)
+    data = load_task_data(DataConfig(train=str(path)))
+    assert sum(len(s) for s in data.splits.values()) == 61 and "neutral" in data.label_names
+    assert "without stratification" in capsys.readouterr().err
+
+
+def test_replacement_characters_already_in_the_text_are_kept_unless_refused(tmp_path):
+    from kdeploy.data import DataConfig, load_task_data
+    from kdeploy.errors import KdeployError
+
+    path = write_tsv(tmp_path / "t.tsv", [(t + " \ufffd", l) for t, l in make_sentences(40)])
+    assert load_task_data(DataConfig(train=str(path))).splits["train"][0]["text"].endswith("\ufffd")
+    with pytest.raises(KdeployError, match="holds U\\+FFFD"):
+        load_task_data(DataConfig(train=str(path), reject_replacement_characters=True))
+
+
+def test_different_label_names_suggest_the_flag(tiny_bert, tmp_path):
+    path = write_tsv(tmp_path / "t.tsv", [(t, {"positive": "good", "negative": "bad"}[l])
+                                          for t, l in make_sentences(40)])
+    code, _, err = cli("distill", "--teacher", tiny_bert, "--train", path, "--out", tmp_path / "o")
+    assert_one_error_line(code, err, "pass --label-names negative,positive")
+
+
+def test_training_that_diverges_stops_and_saves_nothing(tiny_bert, toy_files, tmp_path, cache_dir, monkeypatch):
+    from conftest import data_of, distill_settings
+    from kdeploy.distill import losses
+    from kdeploy.distill.api import distill
+    from kdeploy.distill.trainer import DivergedError
+
+    real = losses.kd_loss
+    monkeypatch.setattr(losses, "kd_loss", lambda *a, **k: real(*a, **k) * float("nan"))
+    from kdeploy.distill import methods
+
+    monkeypatch.setitem(methods.LOSSES, "kd", losses.kd_loss)
+    with pytest.raises(DivergedError, match="the loss became nan"):
+        distill(distill_settings(), teacher=str(tiny_bert), data=data_of(toy_files), out=tmp_path / "s")
+    assert not (tmp_path / "s").exists()
