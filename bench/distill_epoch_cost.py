@@ -20,8 +20,8 @@ SST2 = ROOT.parent / "shared" / "data" / "sst2"
 
 def main() -> None:
     from kdeploy.data import DataConfig
-    from kdeploy.distill.api import DistillConfig, distill
-    from kdeploy.distill.trainer import TrainConfig
+    from kdeploy.distill.api import distill
+    from kdeploy.distill.config import DistillSettings, TrainConfig
     from kdeploy.environment import library_versions, machine
 
     p = argparse.ArgumentParser()
@@ -33,10 +33,10 @@ def main() -> None:
     rows = []
     for r in range(a.repeats):
         for alpha in (0.0, 0.5):
-            rec = distill(DistillConfig(teacher=a.teacher, out=f"{a.out}/a{alpha}-r{r}", data=data, alpha=alpha,
-                                        train=TrainConfig(epochs=1, learning_rate=1e-4, seed=1)))
-            rows.append({"alpha": alpha, "epoch_seconds": rec["epoch_seconds"][0],
-                         "teacher_logits_cached": rec["teacher_logits_cached"]["train"]})
+            rec = distill(DistillSettings(alpha=alpha, train=TrainConfig(epochs=1, learning_rate=1e-4, seed=1)),
+                          teacher=a.teacher, data=data, out=f"{a.out}/a{alpha}-r{r}", overwrite=True)
+            rows.append({"alpha": alpha, "epoch_seconds": rec.epoch_seconds[0],
+                         "teacher_logits_cached": rec.teacher_logits_cached["train"]})
             print(json.dumps(rows[-1]), flush=True)
     hard = statistics.mean(r["epoch_seconds"] for r in rows if r["alpha"] == 0.0)
     kd = statistics.mean(r["epoch_seconds"] for r in rows if r["alpha"] == 0.5)

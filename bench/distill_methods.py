@@ -125,9 +125,8 @@ def main() -> None:
 
 def _run_one(a, folder: Path, arm: str, seed: int, out_root: Path) -> dict:
     from kdeploy.data import DataConfig
-    from kdeploy.distill.api import DistillConfig, distill
-    from kdeploy.distill.students import StudentConfig
-    from kdeploy.distill.trainer import TrainConfig
+    from kdeploy.distill.api import distill
+    from kdeploy.distill.config import DistillSettings, StudentConfig, TrainConfig
 
     data = DataConfig(train=str(folder / "train.tsv"), validation=str(folder / "dev.tsv"),
                       test=str(folder / "test.tsv"), label_names=LABELS[a.task])
@@ -138,17 +137,18 @@ def _run_one(a, folder: Path, arm: str, seed: int, out_root: Path) -> dict:
     if (isinstance(teacher, list) or teacher is None) and not a.second_teacher:
         sys.exit(f"the {arm} arm needs --second-teacher")
     epochs, lr = settings.pop("epochs", a.epochs), settings.pop("lr", a.lr)
-    cfg = DistillConfig(teacher=teacher, out=str(out_root / f"{arm}-s{seed}"), data=data,
-                        student=StudentConfig(layers=2), train=TrainConfig(epochs=epochs, learning_rate=lr, seed=seed),
-                        **{"alpha": 0.5, "temperature": 2.0, **settings})
+    unlabeled = settings.pop("unlabeled", None)
+    cfg = DistillSettings(student=StudentConfig(layers=2), train=TrainConfig(epochs=epochs, learning_rate=lr, seed=seed),
+                          **{"alpha": 0.5, "temperature": 2.0, **settings})
     started = time.perf_counter()
-    r = distill(cfg)
+    r = distill(cfg, teacher=teacher, data=data, out=out_root / f"{arm}-s{seed}", unlabeled=unlabeled,
+                overwrite=True).to_dict()
     return {"arm": arm, "seed": seed, "test_accuracy": r["test"]["accuracy"],
             "test_macro_f1": r["test"]["macro_f1"], "validation_accuracy": r["validation"]["accuracy"],
             "teacher_test_accuracy": r["teacher"]["test"]["accuracy"],
             "teachers_test_accuracy": [t["test"]["accuracy"] for t in r.get("teachers", [])],
             "train_seconds": r["train_seconds"], "epoch_seconds": r["epoch_seconds"],
-            "teacher_features_seconds": r.get("teacher_features_seconds"),
+            "teacher_features_seconds": r.get("timings", {}).get("teacher_features_seconds"),
             "training_examples": r["training_examples"], "layer_map": r.get("layer_objective", {}).get("layer_map"),
             "wall_seconds": round(time.perf_counter() - started, 1)}
 

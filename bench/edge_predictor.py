@@ -53,7 +53,7 @@ def main() -> None:
     manifest = predictor.manifest
     result = {"date": date.today().isoformat(), "command": " ".join(["python", *sys.argv]),
               "bundle": a.bundle, "threads": a.threads, "sentences_per_second": rates, "load_seconds": load_s,
-              "heavy_modules_imported": heavy, "model_dtype": manifest["dtype"],
+              "heavy_modules_imported": heavy, "model_dtype": manifest.dtype,
               "versions": {"onnxruntime": onnxruntime.__version__, "tokenizers": tokenizers.__version__,
                            "python": platform.python_version()}}
     out = ROOT / "bench" / "results"

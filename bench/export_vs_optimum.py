@@ -27,9 +27,9 @@ def main() -> None:
     from kdeploy.data import DataConfig
     from kdeploy.environment import library_versions, machine
     from kdeploy.export.api import export
-    from kdeploy.export.config import ExportConfig
+    from kdeploy.export.config import ExportSettings
+    from kdeploy.modelio.onnx_session import create_session, feed
     from kdeploy.runtime.latency import Latency
-    from kdeploy.runtime.session import create_session, feed
 
     p = argparse.ArgumentParser()
     p.add_argument("--student", default=str(ROOT / "runs/sst2/bench/a0.5-s1"))
@@ -44,7 +44,9 @@ def main() -> None:
                       label_names=["negative", "positive"])
 
     t0 = time.perf_counter()
-    report = export(ExportConfig(model=a.student, out=str(work / "kdeploy"), data=data, optimize="O2", quantize="int8"))
+    report = export(ExportSettings(optimize="O2", quantize="int8"), model=a.student, out=work / "kdeploy", data=data,
+                    overwrite=True).to_dict()
+    report["accuracy"] = {**report["accuracy"], **report["accuracy"].pop("files")}  # this file's earlier layout
     kdeploy_seconds = time.perf_counter() - t0
     cli = Path(sys.executable).with_name("optimum-cli")
     t0 = time.perf_counter()

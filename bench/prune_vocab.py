@@ -22,9 +22,11 @@ def main() -> None:
     from kdeploy.data import DataConfig
     from kdeploy.environment import library_versions, machine
     from kdeploy.export.api import export
-    from kdeploy.export.config import ExportConfig
-    from kdeploy.package.bundle import PackageConfig, package
-    from kdeploy.prune.api import PruneConfig, prune
+    from kdeploy.export.config import ExportSettings
+    from kdeploy.package.bundle import package
+    from kdeploy.package.config import PackageSettings
+    from kdeploy.prune.api import prune
+    from kdeploy.prune.config import PruneSettings
 
     p = argparse.ArgumentParser()
     p.add_argument("--student", default=str(ROOT / "runs/sst2/bench/a0.5-s1"))
@@ -37,16 +39,17 @@ def main() -> None:
     data = DataConfig(train=str(SST2 / "train.tsv"), validation=str(SST2 / "dev.tsv"), test=str(SST2 / "test.tsv"),
                       label_names=["negative", "positive"])
     out = Path(a.out)
-    pr = prune(PruneConfig(model=a.student, out=str(out / "pruned"), data=data, extra_corpus=a.extra_corpus))
+    pr = prune(PruneSettings(), model=a.student, out=out / "pruned", data=data, extra_corpus=a.extra_corpus,
+               overwrite=True).to_dict()
     rows = {}
     for name, model in (("original", a.student), ("trimmed", str(out / "pruned"))):
-        rep = export(ExportConfig(model=model, out=str(out / name / "onnx"), data=data, optimize="O2",
-                                  quantize="int8", max_accuracy_drop=100))
-        bundle = package(PackageConfig(export_dir=str(out / name / "onnx"), out=str(out / name / "bundle")))
-        rows[name] = {"int8_test_accuracy": rep["accuracy"]["model.int8.onnx"]["accuracy"],
-                      "fp32_test_accuracy": rep["accuracy"]["model.onnx"]["accuracy"],
-                      "int8_mib": rep["files"]["model.int8.onnx"]["mib"], "bundle_mib": bundle["bundle_mib"],
-                      "archive_mib": bundle["archive_mib"]}
+        rep = export(ExportSettings(max_accuracy_drop=100), model=model, out=out / name / "onnx", data=data,
+                     overwrite=True)
+        bundle = package(PackageSettings(), export_dir=out / name / "onnx", out=out / name / "bundle", overwrite=True)
+        rows[name] = {"int8_test_accuracy": rep.scores("model.int8.onnx").accuracy,
+                      "fp32_test_accuracy": rep.scores("model.onnx").accuracy,
+                      "int8_mib": rep.files["model.int8.onnx"].mib, "bundle_mib": bundle.bundle_mib,
+                      "archive_mib": bundle.archive_mib}
     result = {"date": date.today().isoformat(), "command": " ".join(["python", *sys.argv]),
               "machine": machine(), "versions": library_versions(), "student": a.student,
               "vocab": pr["vocab"], "pytorch": {"before": pr["before"], "after": pr["after"],

@@ -23,9 +23,8 @@ SST2 = ROOT.parent / "shared" / "data" / "sst2"
 
 def main() -> None:
     from kdeploy.data import DataConfig
-    from kdeploy.distill.api import DistillConfig, distill
-    from kdeploy.distill.students import StudentConfig
-    from kdeploy.distill.trainer import TrainConfig
+    from kdeploy.distill.api import distill
+    from kdeploy.distill.config import DistillSettings, StudentConfig, TrainConfig
     from kdeploy.environment import library_versions, machine
 
     p = argparse.ArgumentParser()
@@ -49,10 +48,11 @@ def main() -> None:
     started = time.perf_counter()
     for seed in a.seeds:
         for alpha in ((a.alpha,) if a.kd_only else (0.0, a.alpha)):  # interleaved: drift hits both arms alike
-            cfg = DistillConfig(teacher=a.teacher, out=f"{a.out}/{a.name}-a{alpha}-s{seed}", data=data,
-                                student=StudentConfig(layers=a.layers), alpha=alpha, temperature=a.temperature,
-                                train=TrainConfig(epochs=a.epochs, learning_rate=a.lr, seed=seed))
-            r = distill(cfg)
+            cfg = DistillSettings(student=StudentConfig(layers=a.layers), alpha=alpha, temperature=a.temperature,
+                                  train=TrainConfig(epochs=a.epochs, learning_rate=a.lr, seed=seed))
+            r = distill(cfg, teacher=a.teacher, data=data, out=f"{a.out}/{a.name}-a{alpha}-s{seed}",
+                        overwrite=True).to_dict()
+            r["teacher_logits_seconds"] = r["timings"]["teacher_logits_seconds"]
             runs.append({"seed": seed, "alpha": alpha, "test_accuracy": r["test"]["accuracy"],
                          "validation_accuracy": r["validation"]["accuracy"], "train_seconds": r["train_seconds"],
                          "epoch_seconds": r["epoch_seconds"], "teacher_logits_seconds": r["teacher_logits_seconds"],

@@ -9,9 +9,10 @@ _PACKAGES = ("kdeploy", "torch", "transformers", "accelerate", "datasets", "toke
              "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-gpu", "numpy")
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(packages: tuple[str, ...] = _PACKAGES) -> dict[str, str]:
+    """Installed versions of `packages` (those not installed are left out)."""
     out = {}
-    for name in _PACKAGES:
+    for name in packages:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

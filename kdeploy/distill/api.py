@@ -121,6 +121,14 @@ def distill(settings: DistillSettings, teacher: str | list[str], data: DataConfi
 
 def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out: Path, unlabeled, cache_dir,
              resume: bool, overwrite: bool, callbacks) -> TrainingResult:
+    from ..modelio.record import label_names_in
+
+    task = load_task_data(data)  # data problems surface before torch is even imported
+    task.require_train("distill")
+    for name in names:  # so do label mismatches with a local teacher
+        if Path(name).is_dir():
+            task = task.aligned_to(label_names_in(name), f"teacher {name}")
+
     from transformers import set_seed
 
     from .ensemble import normalise_weights
@@ -129,8 +137,6 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
     from .trainer import fit, save_model
     from .transfer import training_set
 
-    task = load_task_data(data)
-    task.require_train("distill")
     teachers, task = load_teachers(names, task, settings.trust_remote_code)
     weights = normalise_weights(settings.teacher_weights, len(names))
     train_set, counts, transfer = training_set(task, unlabeled, settings.augment, settings.augment_seed,

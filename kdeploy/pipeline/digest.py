@@ -22,15 +22,9 @@ def _hash(obj: Any) -> str:
 
 
 def result_versions() -> dict[str, str]:
-    import importlib.metadata
+    from ..environment import library_versions
 
-    out = {}
-    for name in RESULT_LIBRARIES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
+    return library_versions(RESULT_LIBRARIES)
 
 
 class Contents:
