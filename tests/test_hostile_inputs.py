@@ -340,8 +340,8 @@ def test_ctrl_c_during_run_says_so(tiny_base_bert, toy_files, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "kdeploy", "run", str(recipe), "--out", str(tmp_path / "run")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "KDEPLOY_CACHE": str(tmp_path / "cache")})
-    for line in iter(proc.stdout.readline, b""):  # wait until training has begun
-        if b"epoch 1/" in line:
+    for line in iter(proc.stdout.readline, b""):  # wait until the first epoch's checkpoint is saved
+        if b"epoch 2/" in line:
             break
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

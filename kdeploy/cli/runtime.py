@@ -100,7 +100,7 @@ def predict(
     bundle: Annotated[Path, typer.Argument(help="A bundle folder or archive made by kdeploy package.")],
     texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify (default: one per line from --file or stdin).")] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="One text per line (split on newlines only); - for standard input.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per model call (length-sorted).")] = 32,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Texts per model call (length-sorted). [default: the predictor's]")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads")] = None,
     provider: Annotated[str, typer.Option("--provider", help="cpu, cuda or tensorrt.")] = "cpu",
     allow_fallback: Annotated[bool, typer.Option("--allow-fallback", help="Accept a session that fell back to another provider.")] = False,
@@ -114,7 +114,7 @@ def predict(
     from ..data.files import decode, read_text_lines
     from ..edge import Predictor
 
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise KdeployError(f"--batch-size must be at least 1, got {batch_size}")
     if threads is not None and threads < 1:
         raise KdeployError(f"--threads must be at least 1, got {threads}")
@@ -129,7 +129,8 @@ def predict(
         items = read_text_lines("-", text=decode(sys.stdin.buffer.read(), "standard input", encoding, encoding_errors))
     predictor = Predictor(bundle, threads=threads, provider=provider, allow_fallback=allow_fallback,
                           expected_digest=digest)
-    for text, result in zip(items, predictor.predict(items, batch_size=batch_size)):
+    results = predictor.predict(items, **({"batch_size": batch_size} if batch_size else {}))
+    for text, result in zip(items, results):
         line = json.dumps({"text": text, **result}, ensure_ascii=False)
         # one record per line for every reader: escape the characters some split lines on
         sys.stdout.write(line.translate(_LINE_BREAKS) + "\n")
