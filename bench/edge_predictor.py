@@ -61,7 +61,7 @@ def main() -> None:
     (out / "edge_predictor.json").write_text(json.dumps(result, indent=2))
     md = [f"# Edge predictor throughput ({result['date']})", "", f"`{result['command']}`", "",
           f"{platform.processor() or platform.machine()}, {a.threads} threads; onnxruntime {onnxruntime.__version__}, "
-          f"tokenizers {tokenizers.__version__}; model {manifest['dtype']}; end to end (tokenise + run + softmax), "
+          f"tokenizers {tokenizers.__version__}; model {manifest.dtype}; end to end (tokenise + run + softmax), "
           f"best of {a.repeats}; `torch`/`transformers` in sys.modules: {bool(heavy)}.", "",
           "| batch | sentences/s |", "|---|---|", *[f"| {bs} | {r:.0f} |" for bs, r in rates.items()],
           "", f"Bundle load + checksum verification: {load_s:.2f} s", ""]

@@ -80,9 +80,10 @@ class Predictor:
         except Exception as exc:  # the tokenizers library raises its own exception type
             raise BundleError(f"{bundle}: cannot read {m.tokenizer} ({str(exc).splitlines()[0]})") from None
         self.tokenizer.enable_truncation(max_length=self.max_length)
-        self.tokenizer.enable_padding(pad_id=m.pad_token_id, pad_token=m.pad_token)
+        self.tokenizer.no_padding()  # batches are padded here, after they are grouped by length
         model = m.ort_model if model_format == "ort" else m.model
-        self.session = create_session(bundle / model, provider, threads, allow_fallback)
+        self.session = create_session(bundle / model, provider, threads, allow_fallback,
+                                      (m.session or {}).get("disabled_optimizers"))
         self._check_labels(bundle / model)
         self._inputs = [i.name for i in self.session.get_inputs()]
 
@@ -111,35 +112,50 @@ class Predictor:
         return bundle_digest((self.folder / (MANIFEST if (self.folder / MANIFEST).exists() else LEGACY_MANIFEST))
                              .read_bytes())
 
-    def logits(self, texts: list[str]) -> np.ndarray:
-        encs = self.tokenizer.encode_batch([t if isinstance(t, str) else str(t) for t in texts])
-        feeds = {}
-        for name in self._inputs:
-            if name == "input_ids":
-                feeds[name] = np.array([e.ids for e in encs], dtype=np.int64)
-            elif name == "attention_mask":
-                feeds[name] = np.array([e.attention_mask for e in encs], dtype=np.int64)
-            elif name == "token_type_ids":
-                feeds[name] = np.array([e.type_ids for e in encs], dtype=np.int64)
-            else:
-                raise BundleError(f"the model needs input {name!r}, which a tokenizer does not produce")
-        return self.session.run(None, feeds)[0].astype(np.float32)
+    def _feeds(self, encs) -> dict[str, np.ndarray]:
+        """Encodings (unpadded) -> the model's inputs, right-padded to the longest."""
+        longest = max((len(e.ids) for e in encs), default=1) or 1
+        ids = np.full((len(encs), longest), self.manifest.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(encs), longest), dtype=np.int64)
+        types = np.zeros((len(encs), longest), dtype=np.int64)
+        for row, e in enumerate(encs):
+            n = len(e.ids)
+            ids[row, :n], mask[row, :n], types[row, :n] = e.ids, e.attention_mask, e.type_ids
+        columns = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        missing = [name for name in self._inputs if name not in columns]
+        if missing:
+            raise BundleError(f"the model needs input {missing[0]!r}, which a tokenizer does not produce")
+        return {name: columns[name] for name in self._inputs}
 
-    def predict(self, texts: list[str] | str, batch_size: int = 32) -> list[dict]:
-        """One result per text, in order: {"label", "score", "probabilities"}."""
-        from .modelio.batching import buckets
+    def _encode(self, texts: list[str]):
+        return self.tokenizer.encode_batch([t if isinstance(t, str) else str(t) for t in texts])
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        return self.session.run(None, self._feeds(self._encode(texts)))[0].astype(np.float32)
+
+    def predict(self, texts: list[str] | str, batch_size: int | None = None, max_tokens: int = 1024) -> list[dict]:
+        """One result per text, in order: {"label", "score", "probabilities"}.
+
+        Texts are tokenised once, sorted by length and run in batches of similar length: by
+        default as many as fit `max_tokens` padded tokens (the predictor picks the batch
+        size); with `batch_size`, that many per call.
+        """
+        from .modelio.batching import buckets, token_batches
 
         if isinstance(texts, str):
             texts = [texts]
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise KdeployError(f"batch size must be a whole number of at least 1, got {batch_size!r}")
+        for name, value in (("batch size", batch_size), ("max_tokens", max_tokens)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise KdeployError(f"{name} must be a whole number of at least 1, got {value!r}")
         texts = [t if isinstance(t, str) else str(t) for t in texts]
+        encs = self._encode(texts)
+        groups = buckets([e.ids for e in encs], batch_size) if batch_size else \
+            token_batches([len(e.ids) for e in encs], max_tokens)
         results: list[dict] = [{}] * len(texts)
-        for idx in buckets(texts, batch_size):  # batches of similar length pad little
-            probs = _softmax(self.logits([texts[i] for i in idx]))
-            for i, p in zip(idx, probs):
+        for idx in groups:
+            logits = self.session.run(None, self._feeds([encs[i] for i in idx]))[0].astype(np.float32)
+            for i, p in zip(idx, _softmax(logits)):
                 k = int(p.argmax())
                 results[i] = {"label": self.labels[k], "score": float(p[k]),
                               "probabilities": {label: float(v) for label, v in zip(self.labels, p)}}
         return results
-

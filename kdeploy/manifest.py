@@ -65,6 +65,7 @@ class BundleManifest:
     provenance: dict = field(default_factory=dict)
     ort_model: str | None = None
     ort_operators: str | None = None
+    session: dict | None = None  # onnxruntime settings the export found fastest here (disabled_optimizers)
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -124,6 +125,9 @@ class BundleManifest:
             raise BundleError(f"{where}: the manifest's max_length {self.max_length!r} is not a token count")
         if not isinstance(self.pad_token_id, int) or self.pad_token_id < 0:
             raise BundleError(f"{where}: the manifest's pad_token_id {self.pad_token_id!r} is not a token id")
+        disabled = (self.session or {}).get("disabled_optimizers", []) if isinstance(self.session, dict) else None
+        if self.session is not None and (not isinstance(disabled, list) or not all(isinstance(x, str) for x in disabled)):
+            raise BundleError(f"{where}: the manifest's session settings are malformed")
 
 
 def _check_name(name, where: str) -> None:

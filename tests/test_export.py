@@ -81,6 +81,13 @@ def test_output_folder_contract(tiny_bert, toy_files, tmp_path):
     assert fp32["accuracy"] == saved["accuracy"]["pytorch"]["accuracy"]
     assert "onnxruntime" in saved["versions"] and saved["machine"]["cores"]
     assert report.files["model.int8.onnx"].mib < report.files["model.onnx"].mib
+    choice = saved["choice"]  # both fusion plans were built and timed here; the faster one was kept
+    assert {c["name"] for c in choice["candidates"]} == {"O2-optimum+int8", "O2-lean+int8"}
+    assert all(c["bs1_p50_ms"] > 0 and c["bs32_per_s"] > 0 for c in choice["candidates"])
+    assert choice["chosen"] == choice["candidates"][0]["name"] and "fastest" in choice["why"]
+    chosen = next(c for c in choice["candidates"] if c["name"] == choice["chosen"])
+    assert config["kdeploy"]["session"]["model.int8.onnx"] == chosen["session"]  # travels with the file
+    assert not [p for p in out.iterdir() if p.name.startswith(".candidate")]
     from kdeploy.export.result import ExportResult
 
     assert ExportResult.load(out / "export_report.json").to_dict() == report.to_dict()  # reads back as it was
@@ -147,12 +154,13 @@ def test_accuracy_gate_fails_when_threshold_is_impossible(tiny_bert, toy_files, 
     def pessimistic(logits, labels, reference=None):
         out = original(logits, labels, reference)
         calls.append(out)
-        if len(calls) == 3:  # scored in order: pytorch, model.onnx, model.int8.onnx; the last "loses" 3 points
+        if len(calls) >= 3:  # scored in order: pytorch, model.onnx, then each int8 attempt: every one "loses" 3 points
             out.accuracy -= 0.03
         return out
 
     monkeypatch.setattr(acc, "score", pessimistic)
-    with pytest.raises(AccuracyGateError, match="loses 3.00 accuracy points.*--max-accuracy-drop 0.5; try --per-channel"):
+    with pytest.raises(AccuracyGateError, match="loses 3.00 accuracy points.*--max-accuracy-drop 0.5; on 40 examples "
+                                                "it gets 0 wrong .*McNemar p=1.0.*the 3 other int8 variants tried"):
         export(ExportSettings(optimize=None, quantize="int8", max_accuracy_drop=0.5), model=tiny_bert,
                out=tmp_path / "q", data=_data(toy_files))
     assert not (tmp_path / "q").exists()
@@ -177,3 +185,19 @@ def test_isa_detection_matches_the_machine():
     from kdeploy.export.quantize import detect_isa
 
     assert detect_isa() in PRESETS
+
+
+def test_the_gate_says_how_sure_it_is():
+    """McNemar on the disagreements: golden values from the exact binomial."""
+    from kdeploy.export.choose import mcnemar
+
+    ref = np.array([1] * 90 + [0] * 10, bool)
+    cand = ref.copy()
+    cand[:6] = False  # 6 examples only the reference gets right
+    cand[90:92] = True  # 2 only the candidate gets right
+    test = mcnemar(ref, cand)
+    assert test["reference_only_correct"] == 6 and test["candidate_only_correct"] == 2
+    assert test["p_value"] == pytest.approx(0.2891, abs=1e-4)  # 2 * P(X <= 2), X ~ Bin(8, 0.5)
+    lo, hi = test["drop_ci95_points"]
+    assert lo < 4.0 < hi and lo < 0  # a 4-point drop on 100 examples is within noise
+    assert mcnemar(ref, ref)["p_value"] == 1.0

@@ -91,6 +91,7 @@ def list_registered() -> None:
     from ..distill.augment import AUGMENTERS
     from ..distill.methods import LAYER_LOSSES, LOSSES, STUDENTS
     from ..export.config import PRESETS
+    from ..runtime.candidates import KINDS, missing_package
 
     sections = {
         "students (--student)": {n: STUDENTS.doc(n) for n in STUDENTS} | {"PATH or hub id": "any pretrained model"},
@@ -98,6 +99,9 @@ def list_registered() -> None:
         "layer losses (--layer-loss)": {n: LAYER_LOSSES.doc(n) for n in LAYER_LOSSES},
         "augmentations (--augment)": {n: AUGMENTERS.doc(n) for n in AUGMENTERS},
         "int8 presets (--isa)": {n: f"{p['weight_type']} weights" for n, p in PRESETS.items()},
+        "runtime kinds (kdeploy bench MODEL@KIND)": {n: KINDS.doc(n) + ("" if not missing_package(n) else
+                                                                          f" [not installed: {missing_package(n)}]")
+                                                     for n in KINDS},
     }
     for title, items in sections.items():
         say(title)

@@ -19,6 +19,9 @@ from .options import (Dataset, DatasetConfig, Encoding, EncodingErrors, LabelCol
 @app.command(epilog="Examples:\n\n  kdeploy bench runs/teacher runs/onnx --data test.tsv --out runs/report\n\n"
              "  kdeploy bench runs/teacher runs/student runs/student@int8 runs/onnx/model.int8.onnx --data test.tsv "
              "--batch-sizes 1,32 --threads 2 --out runs/report\n\n"
+             "  kdeploy bench runs/teacher runs/onnx/model.int8.onnx --peers --data test.tsv --out runs/report   (against "
+             "the teacher's faster runtimes)\n\n"
+             "  kdeploy bench runs/teacher@bf16 runs/onnx/model.onnx@openvino-int8 --data test.tsv --out runs/report\n\n"
              "  kdeploy bench runs/onnx-gpu/model.fp16.onnx --provider cuda --out runs/report-gpu")
 def bench(
     models: Annotated[list[str], typer.Argument(help="Model folders (PyTorch; FOLDER@int8 for torch.ao dynamic int8), ONNX files, or export folders (every .onnx in them).")],
@@ -33,6 +36,9 @@ def bench(
     seq_length: Annotated[Optional[int], typer.Option("--seq-length", help="Fixed token length (default: real sentences).")] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", help="Default: each model's training max length.")] = None,
     teacher: Annotated[Optional[str], typer.Option("--teacher", help="Reference model name for agreement and drop (default: the first).")] = None,
+    peers: Annotated[bool, typer.Option("--peers", help="Also the runtimes a user would pick instead: the reference in bf16, torch.compile, optimum's int8 and OpenVINO; OpenVINO fp32/bf16/int8 on each ONNX student (kdeploy list).")] = False,
+    batching: Annotated[Optional[str], typer.Option("--batching", help="sorted (batches of similar length, as a bucketing server runs) or random.", show_default=shown(BenchSettings, "batching"))] = None,
+    peaks: Annotated[Optional[bool], typer.Option("--peaks/--no-peaks", help="Measure the machine's int8/fp32 GEMM peaks and each model's share.", show_default=shown(BenchSettings, "peaks"))] = None,
     data_file: Annotated[Optional[str], typer.Option("--data", help="Labelled evaluation file: accuracy, and the sentences timed (never split).", rich_help_panel="Data")] = None,
     dataset: Dataset = None, dataset_config: DatasetConfig = None, text_column: TextColumn = None,
     label_column: LabelColumn = None, label_names: LabelNames = None, encoding: Encoding = None,
@@ -46,7 +52,7 @@ def bench(
     settings = settings_from(BenchSettings, {
         "provider": provider, "allow_fallback": allow_fallback or None, "batch_sizes": ints(batch_sizes, "--batch-sizes"),
         "threads": threads, "warmup": warmup, "iterations": iterations, "duration": duration, "seq_length": seq_length,
-        "max_length": max_length})
+        "max_length": max_length, "peers": peers or None, "batching": batching, "peaks": peaks})
     data = eval_data(data_file, dataset=dataset, dataset_config=dataset_config, text_column=text_column,
                      label_column=label_column, label_names=label_names, encoding=encoding,
                      encoding_errors=encoding_errors, max_eval_samples=max_eval_samples)

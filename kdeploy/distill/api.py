@@ -157,9 +157,8 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
             objective = layer_objective(settings.layer_losses, settings.layer_map, teachers.models[0],
                                         teachers.tokenizers[0], student, tokenizer)
         max_length = settings.train.max_length
-        with args.main_process_first(local=False, desc="teacher logits"):
-            logits, hits, seconds = teacher_outputs(teachers, task, transfer, weights, settings.temperature,
-                                                    max_length, cache_dir, args.device)
+        logits, hits, seconds = teacher_outputs(teachers, task, transfer, weights, settings.temperature,
+                                                max_length, cache_dir, args.device)  # sharded across ranks
         timings = {"teacher_logits_seconds": seconds}
         mixed, members = summaries(teachers, logits, task, weights)
         store, layer_record = None, None

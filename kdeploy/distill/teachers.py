@@ -41,10 +41,12 @@ def load_teachers(names: list[str], data: TaskData, trust_remote_code: bool) -> 
 def teacher_outputs(teachers: Teachers, data: TaskData, transfer_texts: list[str], weights: np.ndarray,
                     temperature: float, max_length: int, cache_dir, device) -> tuple[dict, dict, float]:
     """({split: logits, with "train" extended by the transfer text}, cache hits, seconds).
-    An ensemble's logits are mixed as T·log Σ w·softmax(t/T)."""
+    An ensemble's logits are mixed as T·log Σ w·softmax(t/T). Under a data-parallel launch
+    every rank computes a share of each pass (all ranks must call this)."""
     from .ensemble import ensemble_logits
-    from .logits_cache import cache_key, cached_teacher_logits
+    from .logits_cache import Shard, cache_key, cached_teacher_logits
 
+    shard = Shard.current()
     teachers.fingerprints = [model_fingerprint(t) for t in teachers.models]
     for model in teachers.models:
         model.to(device)  # on a GPU the teacher pass is seconds, not minutes
@@ -56,10 +58,11 @@ def teacher_outputs(teachers: Teachers, data: TaskData, transfer_texts: list[str
         for split in data.splits:
             key = cache_key(fp, data.split_fingerprint(split), max_length)
             per_teacher[k][split], hits[tag(split)] = cached_teacher_logits(
-                model, tok, data.splits[split]["text"], key, max_length, cache_dir)
+                model, tok, data.splits[split]["text"], key, max_length, cache_dir, shard)
         if transfer_texts:
             key = cache_key(fp, text_fingerprint(transfer_texts), max_length)
-            extra, hits[tag("transfer")] = cached_teacher_logits(model, tok, transfer_texts, key, max_length, cache_dir)
+            extra, hits[tag("transfer")] = cached_teacher_logits(model, tok, transfer_texts, key, max_length,
+                                                                 cache_dir, shard)
             per_teacher[k]["train"] = np.concatenate([per_teacher[k]["train"], extra])
     mixed = {split: ensemble_logits([p[split] for p in per_teacher], weights, temperature) for split in per_teacher[0]}
     teachers.per_teacher = per_teacher

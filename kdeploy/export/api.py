@@ -50,14 +50,19 @@ class _Job:
     tmp: Path
     reference: dict = field(default_factory=dict)
     sessions: dict = field(default_factory=dict)
+    session_settings: dict = field(default_factory=dict)  # file name -> {"disabled_optimizers": [...]}
 
     def session(self, name: str):
         """One onnxruntime session per file, shared by the parity, calibration and accuracy checks."""
         from ..modelio.onnx_session import create_session
 
         if name not in self.sessions:
-            self.sessions[name] = create_session(self.tmp / name)
+            disabled = (self.session_settings.get(Path(name).name) or {}).get("disabled_optimizers")
+            self.sessions[name] = create_session(self.tmp / name, disabled_optimizers=disabled)
         return self.sessions[name]
+
+    def forget(self, name: str) -> None:
+        self.sessions.pop(name, None)
 
     def parity(self, name: str, atol: float | None):
         from .parity import check_parity
@@ -99,21 +104,18 @@ def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: Data
     started = time.perf_counter()
     with atomic_dir(out, overwrite=overwrite) as tmp:
         job = _Job(settings, model_dir, model, tokenizer, max_length, data, texts, tmp)
-        base = _fp32(job, result)
-        if settings.optimize:
-            base = _optimised(job, result)
-        gated = []
-        if settings.quantize:
-            gated.append(_quantised(job, result, base))
+        _fp32(job, result)
+        base, gated = _fastest(job, result)
         if settings.fp16:
             gated += _fp16(job, result, base)
         if data is not None:
             result.accuracy = _accuracy(job, result, gated)
-            _gate(result, gated, settings)
+            _gate_or_fall_back(job, result, gated, base)
         tokenizer.save_pretrained(tmp)
         model.config.kdeploy = {"max_length": max_length, "label_names": label_names,
                                 "inputs": sorted(i.name for i in job.session("model.onnx").get_inputs()),
-                                "outputs": ["logits"], "opset": settings.opset}
+                                "outputs": ["logits"], "opset": settings.opset,
+                                "session": {n: s for n, s in job.session_settings.items() if n in result.files}}
         model.config.save_pretrained(tmp)
         result.timings["total_seconds"] = round(time.perf_counter() - started, 2)
         result.provenance = {k: record.get(k) for k in ("stage", "teacher", "model", "alpha", "temperature")
@@ -145,52 +147,113 @@ def _fp32(job: _Job, result: ExportResult) -> str:
     return "model.onnx"
 
 
-def _optimised(job: _Job, result: ExportResult) -> str:
-    from .optimize import TOLERANCE, optimize
+def _fastest(job: _Job, result: ExportResult) -> tuple[str, list[str]]:
+    """Optimise with every fusion plan worth trying, quantise each, time the files a bundle
+    would ship on this machine, and keep the fastest that passes parity. Returns the base
+    (fp32 file the derived ones come from) and the accuracy-gated files."""
+    import shutil
 
-    level = job.settings.optimize
+    from .choose import Candidate, feeds, time_candidates
+    from .optimize import plans_for
+
+    s = job.settings
+    plans = plans_for(job.model.config) if s.optimize else [None]
+    candidates = []
     t0 = time.perf_counter()
-    info = optimize(job.tmp / "model.onnx", job.tmp / "model.opt.onnx", level, job.model.config)
-    result.timings["optimize_seconds"] = round(time.perf_counter() - t0, 2)
-    result.parity["model.opt.onnx"] = job.parity("model.opt.onnx", max(TOLERANCE.get(level) or job.settings.atol,
-                                                                       job.settings.atol))
-    result.files["model.opt.onnx"] = ExportFile(mib=onnx_mib(job.tmp / "model.opt.onnx"),
-                                                dtype="fp16" if level == "O4" else "fp32", optimization=info)
-    return "model.opt.onnx"
+    for plan in plans:
+        folder = job.tmp / f".candidate-{plan or 'plain'}"
+        folder.mkdir()
+        c = Candidate(name="+".join(x for x in (plan and f"{s.optimize}-{plan}", s.quantize) if x) or "fp32",
+                      files={"model.onnx": job.tmp / "model.onnx"})
+        if plan:
+            from .optimize import optimize
+
+            info = optimize(job.tmp / "model.onnx", folder / "model.opt.onnx", s.optimize, job.model.config, plan)
+            c.files["model.opt.onnx"], c.session, c.info["optimization"] = folder / "model.opt.onnx", info["session"], info
+        if s.quantize:
+            src = c.files.get("model.opt.onnx", job.tmp / "model.onnx")
+            c.info["quantization"] = _quantise(job, src, folder / "model.int8.onnx", s.per_channel)
+            c.files["model.int8.onnx"] = folder / "model.int8.onnx"
+        candidates.append(c)
+    main = "model.int8.onnx" if s.quantize else "model.opt.onnx" if s.optimize else "model.onnx"
+    if len(candidates) > 1:
+        time_candidates(candidates, main, *feeds(job.tokenizer, job.texts, job.max_length))
+    ranked = sorted(candidates, key=lambda c: c.timing.score if c.timing else 0.0)
+    winner = ranked[0]
+    for name, path in winner.files.items():
+        if path.parent != job.tmp:
+            shutil.move(str(path), job.tmp / name)
+        job.session_settings[name] = winner.session
+    for folder in job.tmp.glob(".candidate-*"):
+        shutil.rmtree(folder, ignore_errors=True)
+    result.timings["choose_seconds"] = round(time.perf_counter() - t0, 2)
+    result.choice = {"chosen": winner.name, "measured_on": main, "candidates": [
+        {"name": c.name, "session": c.session, **(to_dict(c.timing) if c.timing else {})} for c in ranked],
+        "why": _why(ranked, main)}
+    if s.optimize:
+        level = s.optimize
+        from .optimize import TOLERANCE
+
+        result.parity["model.opt.onnx"] = job.parity("model.opt.onnx", max(TOLERANCE.get(level) or s.atol, s.atol))
+        result.files["model.opt.onnx"] = ExportFile(mib=onnx_mib(job.tmp / "model.opt.onnx"),
+                                                    dtype="fp16" if level == "O4" else "fp32",
+                                                    optimization=winner.info["optimization"])
+    base = "model.opt.onnx" if s.optimize else "model.onnx"
+    gated = []
+    if s.quantize:
+        _record_int8(job, result, base, winner.info["quantization"])
+        gated.append("model.int8.onnx")
+    return base, gated
 
 
-def _quantised(job: _Job, result: ExportResult, base: str) -> str:
+def _why(ranked, main: str) -> str:
+    if len(ranked) == 1 or not ranked[0].timing:
+        return "one candidate"
+    best, other = ranked[0], ranked[1]
+    return (f"{best.name} is the fastest {main} here: batch-1 p50 {best.timing.bs1_p50_ms:.2f} ms vs "
+            f"{other.timing.bs1_p50_ms:.2f} ms, batch-32 {best.timing.bs32_per_s:.0f} vs "
+            f"{other.timing.bs32_per_s:.0f} texts/s ({other.name})")
+
+
+def _quantise(job: _Job, src: Path, dst: Path, per_channel: bool, exclude: list[str] | None = None,
+              mode: str | None = None) -> dict:
     from .quantize import detect_isa, quantize_dynamic_int8, quantize_static_int8
 
     s = job.settings
     isa = detect_isa() if s.isa == "auto" else s.isa
-    src, dst = job.tmp / base, job.tmp / "model.int8.onnx"
     t0 = time.perf_counter()
-    if s.quantize == "int8":
-        info = quantize_dynamic_int8(src, dst, isa, s.per_channel)
+    if (mode or s.quantize) == "int8":
+        info = quantize_dynamic_int8(src, dst, isa, per_channel, exclude)
     else:
-        info = quantize_static_int8(src, dst, isa, s.per_channel, s.calibration_method,
-                                    lambda: _calibration_batches(job, base))
-    result.timings["quantize_seconds"] = round(time.perf_counter() - t0, 2)
+        info = quantize_static_int8(src, dst, isa, per_channel, s.calibration_method,
+                                    lambda: _calibration_batches(job, src))
+    info["seconds"] = round(time.perf_counter() - t0, 2)
+    return info
+
+
+def _record_int8(job: _Job, result: ExportResult, base: str, info: dict) -> None:
+    dst = job.tmp / "model.int8.onnx"
+    job.forget("model.int8.onnx")
+    job.session_settings["model.int8.onnx"] = job.session_settings.get(base, {})
+    result.timings["quantize_seconds"] = info.get("seconds")
     result.files["model.int8.onnx"] = ExportFile(
         mib=onnx_mib(dst), dtype="int8", quantization=info, source=base,
         size_ratio_to_fp32=round(onnx_mib(dst) / onnx_mib(job.tmp / "model.onnx"), 4))
     result.parity["model.int8.onnx"] = job.parity("model.int8.onnx", None)
-    return "model.int8.onnx"
 
 
-def _calibration_batches(job: _Job, base: str) -> list[dict]:
+def _calibration_batches(job: _Job, src: Path) -> list[dict]:
     """Tokenised text for static calibration: training text, or the evaluation text when
     only that was given (activation ranges only; the gate still scores it)."""
     from ..console import note
-    from ..modelio.onnx_session import feed
+    from ..modelio.onnx_session import create_session, feed
 
     data = job.data
     split = "train" if "train" in data.splits else data.eval_split
     if split != "train":
         note(f"no training text for calibration: using the {split} split's text")
     texts = data.splits[split].shuffle(seed=0)["text"][:job.settings.calibration_samples]
-    session = job.session(base)
+    session = create_session(src)
     out = []
     for i in range(0, len(texts), 16):
         enc = job.tokenizer(texts[i:i + 16], truncation=True, max_length=job.max_length, padding=True,
@@ -215,44 +278,102 @@ def _fp16(job: _Job, result: ExportResult, base: str) -> list[str]:
         return []
 
 
+def _eval_split(job: _Job):
+    data = job.data
+    split = job.settings.eval_split if job.settings.eval_split in data.splits else data.eval_split
+    return split, data.splits[split]["text"], np.asarray(data.splits[split]["label"])
+
+
+def _logits(job: _Job, name: str, texts) -> np.ndarray:
+    from ..modelio.batching import batched_logits
+    from ..modelio.onnx_session import onnx_runner
+
+    return batched_logits(onnx_runner(job.session(name), job.tokenizer, job.max_length), texts)
+
+
 def _accuracy(job: _Job, result: ExportResult, gated: list[str]) -> ExportAccuracy:
     """Every file scored on the evaluation split; derived files against the fp32 export."""
     from ..metrics import score
     from ..modelio.batching import batched_logits
-    from ..modelio.onnx_session import onnx_runner
     from ..modelio.torch_infer import torch_logits
 
-    data = job.data
-    split = job.settings.eval_split if job.settings.eval_split in data.splits else data.eval_split
-    texts, labels = data.splits[split]["text"], np.asarray(data.splits[split]["label"])
+    split, texts, labels = _eval_split(job)
     t0 = time.perf_counter()
     torch_ref = batched_logits(lambda t: torch_logits(job.model, job.tokenizer, t, job.max_length), texts)
     accuracy = ExportAccuracy(split=split, examples=len(labels), pytorch=score(torch_ref, labels))
-    fp32_logits = None
+    job.fp32_logits, job.torch_ref = None, torch_ref
     for name in result.files:
         if result.parity.get(name) and result.parity[name].skipped:
             continue
-        logits = batched_logits(onnx_runner(job.session(name), job.tokenizer, job.max_length), texts)
+        logits = _logits(job, name, texts)
         if name == "model.onnx":
-            fp32_logits = logits
-        derived = name in gated
-        base = score(logits, labels, fp32_logits if derived else torch_ref)
-        scored = GatedScores(**to_dict(base), agreement_with="model.onnx" if derived else "pytorch",
-                             max_abs_diff_vs_pytorch=float(np.abs(logits - torch_ref).max()))
-        if derived:
-            scored.drop_points = round(100 * (accuracy.files["model.onnx"].accuracy - scored.accuracy), 3)
-            scored.gate_passed = scored.drop_points <= job.settings.max_accuracy_drop
-        accuracy.files[name] = scored
+            job.fp32_logits = logits
+        accuracy.files[name] = _scored(job, accuracy, name, logits, labels, name in gated)
     result.timings["accuracy_seconds"] = round(time.perf_counter() - t0, 2)
     return accuracy
 
 
-def _gate(result: ExportResult, gated: list[str], settings: ExportSettings) -> None:
+def _scored(job: _Job, accuracy: ExportAccuracy, name: str, logits, labels, derived: bool) -> GatedScores:
+    from ..metrics import score
+    from .choose import mcnemar
+
+    base = score(logits, labels, job.fp32_logits if derived else job.torch_ref)
+    scored = GatedScores(**to_dict(base), agreement_with="model.onnx" if derived else "pytorch",
+                         max_abs_diff_vs_pytorch=float(np.abs(logits - job.torch_ref).max()))
+    if derived:
+        scored.drop_points = round(100 * (accuracy.files["model.onnx"].accuracy - scored.accuracy), 3)
+        scored.gate_passed = scored.drop_points <= job.settings.max_accuracy_drop
+        scored.paired_test = mcnemar(job.fp32_logits.argmax(-1) == labels, logits.argmax(-1) == labels)
+    return scored
+
+
+def _gate_or_fall_back(job: _Job, result: ExportResult, gated: list[str], base: str) -> None:
+    """When the default int8 file fails its gate, try the next quantisation candidates
+    (per-channel scales, the last layers kept in fp32, static calibration) before giving up."""
+    s = job.settings
     acc = result.accuracy
+    attempts = []
+    if "model.int8.onnx" in gated and not acc.files["model.int8.onnx"].gate_passed and s.quantize == "int8":
+        _, texts, labels = _eval_split(job)
+        first = acc.files["model.int8.onnx"]
+        attempts.append({"variant": dict(result.files["model.int8.onnx"].quantization), "drop_points": first.drop_points})
+        for variant in _fallbacks(job, base):
+            info = _quantise(job, job.tmp / base, job.tmp / "model.int8.onnx", **variant)
+            _record_int8(job, result, base, info)
+            acc.files["model.int8.onnx"] = scored = _scored(job, acc, "model.int8.onnx",
+                                                            _logits(job, "model.int8.onnx", texts), labels, True)
+            attempts.append({"variant": dict(info), "drop_points": scored.drop_points})
+            if scored.gate_passed:
+                break
+        result.files["model.int8.onnx"].quantization["attempts"] = attempts
     failed = [n for n in gated if not acc.files[n].gate_passed]
     if failed:
         n = failed[0]
+        f = acc.files[n]
+        test = f.paired_test or {}
+        lo, hi = test.get("drop_ci95_points", [None, None])
+        certainty = (f"; on {acc.examples} examples it gets {test.get('reference_only_correct')} wrong that the fp32 "
+                     f"file gets right and {test.get('candidate_only_correct')} the other way (McNemar p="
+                     f"{test.get('p_value')}, drop 95% CI {lo:+.2f}..{hi:+.2f} points)") if test else ""
+        advice = (f"the {len(attempts) - 1} other int8 variants tried (per-channel, partly fp32, static) lose too "
+                  "much as well: export with --quantize none, or accept a larger --max-accuracy-drop"
+                  if attempts else _suggestion(s))
         raise AccuracyGateError(
-            f"{n} loses {acc.files[n].drop_points:.2f} accuracy points on {acc.split} "
-            f"({100 * acc.files['model.onnx'].accuracy:.2f}% → {100 * acc.files[n].accuracy:.2f}%), "
-            f"more than --max-accuracy-drop {settings.max_accuracy_drop:g}; {_suggestion(settings)}")
+            f"{n} loses {f.drop_points:.2f} accuracy points on {acc.split} "
+            f"({100 * acc.files['model.onnx'].accuracy:.2f}% → {100 * f.accuracy:.2f}%), "
+            f"more than --max-accuracy-drop {s.max_accuracy_drop:g}{certainty}; {advice}")
+
+
+def _fallbacks(job: _Job, base: str) -> list[dict]:
+    import onnx
+
+    graph = onnx.load(str(job.tmp / base), load_external_data=False).graph
+    dense = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and n.name]
+    variants = []
+    if not job.settings.per_channel:
+        variants.append({"per_channel": True})
+    if dense:  # the classifier, the pooler and the last layer's output projection stay fp32
+        variants.append({"per_channel": True, "exclude": dense[-3:]})
+    if "train" in job.data.splits or "validation" in job.data.splits:
+        variants.append({"per_channel": True, "mode": "int8-static"})
+    return variants

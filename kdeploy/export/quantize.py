@@ -51,15 +51,20 @@ def _quiet_root_logger():
         logging.disable(previous)
 
 
-def quantize_dynamic_int8(src: Path, dst: Path, isa: str, per_channel: bool) -> dict:
+def quantize_dynamic_int8(src: Path, dst: Path, isa: str, per_channel: bool, exclude: list[str] | None = None) -> dict:
+    """Weights int8 ahead of time, activations at run time; `exclude` names nodes kept in fp32."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     preset = PRESETS[isa]
     with _quiet_root_logger():
         quantize_dynamic(str(src), str(dst), weight_type=getattr(QuantType, preset["weight_type"]),
                          per_channel=per_channel, reduce_range=preset["reduce_range"],
+                         nodes_to_exclude=list(exclude or []),
                          extra_options={"MatMulConstBOnly": True, "DefaultTensorType": _FLOAT})
-    return {"mode": "dynamic", "isa": isa, "per_channel": per_channel, **preset}
+    out = {"mode": "dynamic", "isa": isa, "per_channel": per_channel, **preset}
+    if exclude:
+        out["kept_fp32"] = list(exclude)
+    return out
 
 
 class _Calibration:

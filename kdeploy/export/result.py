@@ -27,6 +27,7 @@ class GatedScores(Scores):
     max_abs_diff_vs_pytorch: float | None = None
     drop_points: float | None = None  # accuracy points below the fp32 export
     gate_passed: bool | None = None
+    paired_test: dict | None = None  # how sure the verdict is: McNemar on the disagreements, 95% CI of the drop
 
 
 @dataclass
@@ -59,6 +60,7 @@ class ExportResult(Result):
     files: dict[str, ExportFile] = field(default_factory=dict)
     parity: dict[str, Parity] = field(default_factory=dict)
     accuracy: ExportAccuracy | None = None
+    choice: dict | None = None  # which fusion plan / quantisation ran fastest here, with the timings and why
     timings: dict[str, float] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     data_fingerprint: str | None = None

@@ -3,20 +3,39 @@ length (little padding), and the results come back in input order. The one imple
 behind accuracy checks, teacher logits, head importance and the edge predictor."""
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence, Sized
 
 import numpy as np
 
 
-def length_order(texts: Sequence[str]) -> np.ndarray:
-    return np.argsort([len(t) for t in texts], kind="stable")
+def length_order(items: Sequence[Sized]) -> np.ndarray:
+    return np.argsort([len(t) for t in items], kind="stable")
 
 
-def buckets(texts: Sequence[str], batch_size: int) -> Iterator[np.ndarray]:
-    """Index arrays of `batch_size` texts of similar length, shortest first."""
+def buckets(texts: Sequence[Sized], batch_size: int) -> Iterator[np.ndarray]:
+    """Index arrays of `batch_size` texts (or token lists) of similar length, shortest first."""
     order = length_order(texts)
     for start in range(0, len(texts), batch_size):
         yield order[start:start + batch_size]
+
+
+def token_batches(lengths: Sequence[int], max_tokens: int = 1024, max_batch: int = 64) -> Iterator[np.ndarray]:
+    """Index arrays of length-sorted texts whose padded size (count x longest) stays within
+    `max_tokens`: many short texts go together, long ones in small groups. Measured here,
+    a batch's throughput stops growing past about a thousand tokens (the activations leave the
+    cache), so larger batches only add latency."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    batch: list[int] = []
+    longest = 0
+    for i in order:
+        n = max(int(lengths[i]), 1)
+        if batch and (len(batch) >= max_batch or max(longest, n) * (len(batch) + 1) > max_tokens):
+            yield np.asarray(batch)
+            batch, longest = [], 0
+        batch.append(int(i))
+        longest = max(longest, n)
+    if batch:
+        yield np.asarray(batch)
 
 
 def batched_logits(run: Callable[[list[str]], np.ndarray], texts: Sequence[str], batch_size: int = 64,

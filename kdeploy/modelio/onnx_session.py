@@ -23,7 +23,9 @@ GPU_HINT = " (install kdeploy[gpu]: pip uninstall -y onnxruntime && pip install 
 
 
 def create_session(path: str | Path, provider: str = "cpu", threads: int | None = None,
-                   allow_fallback: bool = False):
+                   allow_fallback: bool = False, disabled_optimizers: list[str] | None = None):
+    """A session on `provider`; `disabled_optimizers` are load-time fusions the file's export
+    found slower here (its session settings: see kdeploy.export.optimize)."""
     import onnxruntime as ort
 
     if provider not in PROVIDERS:
@@ -44,7 +46,8 @@ def create_session(path: str | Path, provider: str = "cpu", threads: int | None 
     if wanted != "CPUExecutionProvider":
         providers.append("CPUExecutionProvider")
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers or ["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers or ["CPUExecutionProvider"],
+                                       disabled_optimizers=list(disabled_optimizers or []))
     except Exception as exc:  # onnxruntime raises its own exception types
         raise KdeployError(f"cannot load {path} in onnxruntime: {str(exc).splitlines()[0]}") from None
     got = session.get_providers()
@@ -68,3 +71,15 @@ def onnx_runner(session, tokenizer, max_length: int) -> Callable[[list[str]], np
         return session.run([output], feed(session, enc))[0].astype(np.float32)
 
     return run
+
+
+def session_settings(model_file: str | Path) -> dict:
+    """The session settings an export recorded for its files (config.json beside them), torch-free."""
+    import json
+
+    config = Path(model_file).parent / "config.json"
+    try:
+        kd = json.loads(config.read_text(encoding="utf-8")).get("kdeploy") or {}
+    except (OSError, ValueError):
+        return {}
+    return (kd.get("session") or {}).get(Path(model_file).name) or {}

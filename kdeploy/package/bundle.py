@@ -115,7 +115,7 @@ def _manifest(settings: PackageSettings, export_dir: Path, export, report: Path 
         source_file=name, dtype=dtype, tokenizer="tokenizer.json",
         label_names=kd.get("label_names") or export.label_names, max_length=kd.get("max_length") or export.max_length,
         pad_token=pad_token, pad_token_id=pad_id, inputs=kd.get("inputs"), outputs=kd.get("outputs", ["logits"]),
-        opset=kd.get("opset"), files={},
+        opset=kd.get("opset"), files={}, session=(kd.get("session") or {}).get(name) or None,
         provider_advice=("CPUExecutionProvider (int8 has no CUDA kernels)" if dtype == "int8"
                          else "CUDAExecutionProvider" if dtype == "fp16"
                          else "CPUExecutionProvider or CUDAExecutionProvider"),

@@ -1,5 +1,8 @@
 """`bench(BenchSettings(...), models=[...], out=..., data=...)`: latency, throughput, memory,
-size and accuracy of several models, side by side in one run, on the provider asked for."""
+size and accuracy of several models, side by side in one run, on the provider asked for;
+with `peers`, also the runtimes a user would pick instead of distilling. The report says how
+close each model came to the machine's own GEMM peak, how much of its work was padding, and
+whether the machine was busy while it was timed."""
 from __future__ import annotations
 
 import os
@@ -15,7 +18,7 @@ from ..errors import KdeployError
 from .candidates import Candidate
 from .config import BenchSettings
 from .latency import Latency
-from .result import BenchReport, BenchScores, ModelBench, VsReference
+from .result import BenchReport, BenchScores, Efficiency, ModelBench, VsReference
 
 
 def bench(settings: BenchSettings, models: list[str], out: str | Path, data: DataConfig | None = None,
@@ -26,7 +29,7 @@ def bench(settings: BenchSettings, models: list[str], out: str | Path, data: Dat
 
     if not models:
         raise KdeployError("give at least one model folder or ONNX file to benchmark")
-    inputs = [m[:-5] if m.endswith("@int8") else m for m in models] + (data.files() if data else [])
+    inputs = [m.rpartition("@")[0] if "@" in m else m for m in models] + (data.files() if data else [])
     with claimed_output(out, inputs, overwrite, "kdeploy bench"):
         values, report = benchmark(settings, models, data, teacher)
         write_reports(report, out, values, overwrite)
@@ -37,37 +40,54 @@ def benchmark(settings: BenchSettings, models: list[str], data: DataConfig | Non
               teacher: str | None = None) -> tuple[dict, BenchReport]:
     """Returns (per-call latencies in ms by model and batch size, the report)."""
     from ..environment import library_versions, machine
-    from .candidates import expand, load_candidate, unique_names
+    from .candidates import Context, expand, load_candidate, peers_of, unique_names, work_dir
+    from .contention import MachineLoad
     from .memory import peak_rss_mib
 
+    load = MachineLoad.start()
     entries = unique_names([e for spec in models for e in expand(spec)])
-    if teacher and teacher not in [n for n, _, _ in entries]:
-        raise KdeployError(f"--teacher {teacher!r} is not among the models: {', '.join(n for n, _, _ in entries)}")
+    names = [n for n, _, _ in entries]
+    if teacher and teacher not in names:
+        raise KdeployError(f"--teacher {teacher!r} is not among the models: {', '.join(names)}")
+    reference = teacher or names[0]
+    if settings.peers:
+        known = {(p.resolve(), k) for _, p, k in entries}
+        extra = [e for spec in peers_of(entries, reference) for e in expand(spec) if (e[1].resolve(), e[2]) not in known]
+        entries = unique_names(entries + extra)
     task = load_task_data(data) if data is not None else None
     threads = settings.threads or os.cpu_count()
-    candidates = [load_candidate(n, p, k, settings.provider, threads, settings.allow_fallback, settings.max_length)
-                  for n, p, k in entries]
-    results = {c.name: ModelBench(name=c.name, kind=c.kind, path=str(c.path), size_mib=c.size_mib,
-                                  provider=c.provider, provider_requested=settings.provider, threads=c.threads,
-                                  memory_mib=c.memory_mib, notes=c.notes) for c in candidates}
-    values = _time(settings, candidates, _latency_texts(settings, task), results)
-    reference = teacher or candidates[0].name
-    split = None
-    if task is not None:
-        from ..modelio.record import label_names_in
+    texts = _latency_texts(settings, task)
+    with work_dir() as work:
+        context = Context(settings.provider, threads, settings.allow_fallback, settings.max_length, texts, Path(work))
+        candidates, skipped = [], []
+        for n, p, k in entries:
+            loaded = load_candidate(n, p, k, context)
+            (skipped if isinstance(loaded, str) else candidates).append(loaded)
+        results = {c.name: ModelBench(name=c.name, kind=c.kind, path=str(c.path), size_mib=c.size_mib,
+                                      provider=c.provider, provider_requested=settings.provider, threads=c.threads,
+                                      memory_mib=c.memory_mib, notes=c.notes, precision=c.precision, origin=c.origin,
+                                      macs_per_sequence=_macs_record(c)) for c in candidates}
+        values, work_done = _time(settings, candidates, texts, results)
+        split = None
+        if task is not None:
+            from ..modelio.record import label_names_in
 
-        ref = next(c for c in candidates if c.name == reference)
-        task = task.aligned_to(label_names_in(ref.path if ref.path.is_dir() else ref.path.parent), "model")
-        split = _score(settings, task, candidates, results, reference)
+            ref = next(c for c in candidates if c.name == reference)
+            task = task.aligned_to(label_names_in(ref.path if ref.path.is_dir() else ref.path.parent), "model")
+            split = _score(settings, task, candidates, results, reference)
+    peaks = _peaks(settings, threads)
+    _efficiency(candidates, results, work_done, peaks)
     _compare(list(results.values()), results[reference])
     report = BenchReport(
-        config={"models": list(models), "teacher": teacher, "settings": to_dict(settings)},
+        config={"models": list(models), "teacher": teacher, "provider": settings.provider,
+                "settings": to_dict(settings)},
         models=list(results.values()), reference=reference,
-        latency_inputs="fixed length" if settings.seq_length else "real sentences",
+        latency_inputs=("fixed length" if settings.seq_length else f"real sentences, {settings.batching} batches"),
         environment={"machine": machine(), "versions": library_versions(), "threads": threads},
         data=task.summary() if task is not None else None, accuracy_split=split,
-        process_peak_rss_mib=round(peak_rss_mib(), 1))
-    report.config["provider"] = settings.provider
+        process_peak_rss_mib=round(peak_rss_mib(), 1), peaks=peaks, skipped=skipped,
+        machine_load=load.stop().to_dict())
+    report.headline = headline(report)
     return values, report
 
 
@@ -78,30 +98,41 @@ def _latency_texts(settings: BenchSettings, task: TaskData | None) -> list[str]:
     return [t for t in FALLBACK_TEXTS if t] * 8
 
 
-def _batches(cand: Candidate, texts: list[str], batch_size: int, settings: BenchSettings, n: int):
-    """n pre-tokenised batches of real sentences (or a fixed length), with the tokenizer's time for each."""
+def _pool(texts: list[str], batch_size: int, settings: BenchSettings, n: int) -> list[list[str]]:
+    """n batches of real sentences, the same for every model. `sorted`: a sample of n x batch
+    sentences sorted by length and cut into batches (what a length-bucketing server runs);
+    `random`: each batch drawn at random (lengths mixed, more padding)."""
     rng = random.Random(settings.seed + batch_size)
-    out = []
-    for _ in range(n):
-        sample = [rng.choice(texts) for _ in range(batch_size)]
-        t0 = time.perf_counter()
-        if settings.seq_length:
-            enc = cand.tokenizer(sample, truncation=True, max_length=settings.seq_length, padding="max_length",
-                                 return_tensors="np")
-        else:
-            enc = cand.tokenizer(sample, truncation=True, max_length=cand.max_length, padding=True,
-                                 return_tensors="np")
-        out.append((dict(enc), time.perf_counter() - t0))
-    return out
+    sample = [rng.choice(texts) for _ in range(n * batch_size)]
+    if settings.batching == "sorted" and batch_size > 1:
+        sample.sort(key=len)
+        batches = [sample[i * batch_size:(i + 1) * batch_size] for i in range(n)]
+        rng.shuffle(batches)  # timed in mixed order: no warm cache from the previous, similar batch
+        return batches
+    return [sample[i * batch_size:(i + 1) * batch_size] for i in range(n)]
 
 
-def _time(settings: BenchSettings, candidates: list[Candidate], texts: list[str], results: dict) -> dict:
-    """Models take turns (`rounds`) at every batch size, so machine drift hits all alike."""
+def _encode(cand: Candidate, batch: list[str], settings: BenchSettings) -> tuple[dict, float]:
+    t0 = time.perf_counter()
+    if settings.seq_length:
+        enc = cand.tokenizer(batch, truncation=True, max_length=settings.seq_length, padding="max_length",
+                             return_tensors="np")
+    else:
+        enc = cand.tokenizer(batch, truncation=True, max_length=cand.max_length, padding=True, return_tensors="np")
+    return dict(enc), time.perf_counter() - t0
+
+
+def _time(settings: BenchSettings, candidates: list[Candidate], texts: list[str], results: dict):
+    """Models take turns (`rounds`) at every batch size, so machine drift hits all alike.
+    Returns per-call times and, per model and batch size, the work done (tokens, MACs)."""
     per_call = max(1, settings.iterations // settings.rounds)
     values: dict[str, dict[int, list[float]]] = {c.name: {} for c in candidates}
+    work: dict[str, dict[int, dict]] = {c.name: {} for c in candidates}
     for bs in settings.batch_sizes:
-        pools = {c.name: _batches(c, texts, bs, settings, min(64, max(8, per_call))) for c in candidates}
+        batches = _pool(texts, bs, settings, min(64, max(8, per_call)))
+        pools = {c.name: [_encode(c, b, settings) for b in batches] for c in candidates}
         times: dict[str, list[float]] = {c.name: [] for c in candidates}
+        done = {c.name: {"calls": [], "real_tokens": 0, "tokens": 0} for c in candidates}
         for c in candidates:  # warm-up
             for i in range(settings.warmup):
                 c.run_encoded(pools[c.name][i % len(pools[c.name])][0])
@@ -114,12 +145,43 @@ def _time(settings: BenchSettings, candidates: list[Candidate], texts: list[str]
                     t0 = time.perf_counter()
                     c.run_encoded(enc)
                     times[c.name].append(time.perf_counter() - t0)
+                    done[c.name]["calls"].append(enc["input_ids"].shape)
+                    done[c.name]["real_tokens"] += int(np.asarray(enc["attention_mask"]).sum())
+                    done[c.name]["tokens"] += int(np.asarray(enc["input_ids"]).size)
                     i += 1
         for c in candidates:
             results[c.name].latency[bs] = Latency.from_values(times[c.name], bs).summary()
             results[c.name].tokenizer_ms[bs] = 1000 * float(np.median([t for _, t in pools[c.name]]))
             values[c.name][bs] = [1000 * t for t in times[c.name]]
-    return values
+            work[c.name][bs] = {**done[c.name], "seconds": float(sum(times[c.name]))}
+    return values, work
+
+
+def _peaks(settings: BenchSettings, threads: int) -> dict | None:
+    if not settings.peaks or settings.provider != "cpu":
+        return None
+    from .peaks import machine_peaks
+
+    return machine_peaks(threads)
+
+
+def _macs_record(c: Candidate) -> dict | None:
+    if c.macs is None:
+        return None
+    return {"a": c.macs.a, "b": c.macs.b, "c": c.macs.c, "counted_by": c.macs.source}
+
+
+def _efficiency(candidates: list[Candidate], results: dict, work: dict, peaks: dict | None) -> None:
+    for c in candidates:
+        for bs, w in work[c.name].items():
+            e = Efficiency(padding_share=round(1 - w["real_tokens"] / w["tokens"], 4) if w["tokens"] else None)
+            if c.macs is not None and w["seconds"] > 0:
+                macs = sum(c.macs.batch(shape[0], shape[1]) for shape in w["calls"])
+                e.achieved_gmacs = round(macs / w["seconds"] / 1e9, 2)
+                if peaks:
+                    peak = peaks["int8_gmacs"] if c.precision == "int8" else peaks["fp32_gmacs"]
+                    e.peak_share = round(e.achieved_gmacs / peak, 4)
+            results[c.name].efficiency[bs] = e
 
 
 def _score(settings: BenchSettings, task: TaskData, candidates: list[Candidate], results: dict, reference: str) -> str:
@@ -141,9 +203,40 @@ def _score(settings: BenchSettings, task: TaskData, candidates: list[Candidate],
 
 
 def _compare(models: list[ModelBench], ref: ModelBench) -> None:
+    variants = [m for m in models if m.origin == ref.origin] or [ref]
     for m in models:
-        m.vs_reference = VsReference(
-            size_ratio=m.size_mib / ref.size_mib if ref.size_mib else None,
-            p50_speedup={bs: ref.latency[bs].p50_ms / m.latency[bs].p50_ms for bs in m.latency},
-            throughput_ratio={bs: m.latency[bs].throughput_per_s / ref.latency[bs].throughput_per_s
-                              for bs in m.latency})
+        v = VsReference(size_ratio=m.size_mib / ref.size_mib if ref.size_mib else None)
+        for bs in m.latency:
+            v.p50_speedup[bs] = ref.latency[bs].p50_ms / m.latency[bs].p50_ms
+            v.throughput_ratio[bs] = m.latency[bs].throughput_per_s / ref.latency[bs].throughput_per_s
+            fastest = min(variants, key=lambda x: x.latency[bs].p50_ms)
+            best = max(variants, key=lambda x: x.latency[bs].throughput_per_s)
+            v.p50_speedup_vs_fastest_reference[bs] = fastest.latency[bs].p50_ms / m.latency[bs].p50_ms
+            v.throughput_ratio_vs_fastest_reference[bs] = (m.latency[bs].throughput_per_s
+                                                           / best.latency[bs].throughput_per_s)
+        m.vs_reference = v
+
+
+def headline(report: BenchReport) -> list[str]:
+    """For each model that is not a variant of the reference: its speed-up against the reference
+    and against the fastest variant of it (the figure a user actually gains)."""
+    ref = report.model(report.reference)
+    variants = [m for m in report.models if m.origin == ref.origin]
+    lines = []
+    for m in report.models:
+        if m.origin == ref.origin:
+            continue
+        parts = []
+        for bs in m.latency:
+            if bs == 1:
+                fastest = min(variants, key=lambda x: x.latency[1].p50_ms)
+                parts.append(f"batch 1 p50 {m.vs_reference.p50_speedup[1]:.1f}x faster than {ref.name}"
+                             + (f", {m.vs_reference.p50_speedup_vs_fastest_reference[1]:.1f}x than its fastest "
+                                f"variant ({fastest.name})" if len(variants) > 1 else ""))
+            else:
+                best = max(variants, key=lambda x: x.latency[bs].throughput_per_s)
+                parts.append(f"batch {bs} {m.vs_reference.throughput_ratio[bs]:.1f}x the throughput"
+                             + (f", {m.vs_reference.throughput_ratio_vs_fastest_reference[bs]:.1f}x its fastest "
+                                f"variant's ({best.name})" if len(variants) > 1 else ""))
+        lines.append(f"{m.name}: " + "; ".join(parts))
+    return lines

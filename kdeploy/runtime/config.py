@@ -22,6 +22,9 @@ class BenchSettings:
     max_length: int | None = None  # default: each model's own (its training max length)
     rounds: int = 5  # models take turns this many times, so drift hits all alike
     seed: int = 0
+    batching: str = "sorted"  # sorted: each batch's texts have similar lengths (as a bucketing server runs); random
+    peers: bool = False  # also the teacher in bf16/compile/optimum int8/OpenVINO and OpenVINO on the students
+    peaks: bool = True  # measure the machine's int8/fp32 GEMM peaks and each model's share of them
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -46,5 +49,7 @@ class BenchSettings:
             raise KdeployError(f"--max-length must be at least 2 tokens, got {self.max_length}")
         if self.seq_length is not None and not 2 <= self.seq_length <= (self.max_length or 512):
             raise KdeployError(f"--seq-length must be in 2..{self.max_length or 512}, got {self.seq_length}")
+        if self.batching not in ("sorted", "random"):
+            raise KdeployError(f"batching must be sorted or random, got {self.batching!r}")
         if self.split not in ("test", "validation"):
             raise KdeployError(f"split must be test or validation, got {self.split!r}")

@@ -22,6 +22,18 @@ class VsReference:
     size_ratio: float | None = None
     p50_speedup: dict[int, float] = field(default_factory=dict)
     throughput_ratio: dict[int, float] = field(default_factory=dict)
+    # against the fastest runtime variant of the reference (bf16, compile, ONNX int8, OpenVINO, ...)
+    p50_speedup_vs_fastest_reference: dict[int, float] = field(default_factory=dict)
+    throughput_ratio_vs_fastest_reference: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class Efficiency:
+    """How close a model came to the machine's limit at one batch size."""
+
+    achieved_gmacs: float | None = None  # multiply-accumulates per second, padding included
+    peak_share: float | None = None  # of the machine's GEMM peak for its precision
+    padding_share: float | None = None  # of the tokens computed, how many were padding
 
 
 @dataclass
@@ -39,6 +51,10 @@ class ModelBench:
     accuracy: BenchScores | None = None
     vs_reference: VsReference = field(default_factory=VsReference)
     notes: list[str] = field(default_factory=list)
+    precision: str = "fp32"
+    origin: str = ""  # the model it was made from: runtime variants of one model share it
+    efficiency: dict[int, Efficiency] = field(default_factory=dict)
+    macs_per_sequence: dict | None = None  # a + b*S + c*S^2, and what counted it
 
 
 @dataclass
@@ -51,6 +67,10 @@ class BenchReport(Result):
     data: dict | None = None
     accuracy_split: str | None = None
     process_peak_rss_mib: float | None = None
+    peaks: dict | None = None  # the machine's int8 / fp32 GEMM GMAC/s, measured in this run
+    machine_load: dict | None = None  # how busy the machine was while this ran
+    skipped: list[str] = field(default_factory=list)  # runtime kinds not installed here
+    headline: list[str] = field(default_factory=list)
     title = "benchmark"
 
     def model(self, name: str) -> ModelBench:
@@ -77,14 +97,20 @@ class BenchReport(Result):
         return headers, rows
 
     def render(self, title: str | None = None) -> None:
-        from ..console import errors
+        from ..console import errors, say
 
         headers, rows = self.table()
         print_table(title or f"benchmark ({self.config.get('provider')}, {self.environment.get('threads')} threads)",
                     headers, rows)
+        for line in self.headline:
+            say(line)
         for m in self.models:
             for n in m.notes:
                 errors.print(f"note: {m.name}: {n}", markup=False)
+        for n in self.skipped:
+            errors.print(f"note: {n}", markup=False)
+        if self.machine_load and self.machine_load.get("warning"):
+            errors.print(f"warning: {self.machine_load['warning']}", markup=False, style="yellow")
 
     def to_markdown(self) -> str:
         env = self.environment
@@ -113,11 +139,29 @@ class BenchReport(Result):
                          pct(a.accuracy if a else None), pct(a.macro_f1 if a else None),
                          pct(a.agreement if a else None),
                          a.drop_points_vs_reference if a and a.drop_points_vs_reference is not None else "-"])
+        if self.peaks:
+            rows = []
+            for m in self.models:
+                for bs, e in m.efficiency.items():
+                    rows.append([m.name, bs, m.precision, f"{e.achieved_gmacs:.1f}" if e.achieved_gmacs else "-",
+                                 pct(e.peak_share), pct(e.padding_share)])
+            lines += ["## How close to the machine's limit", "",
+                      f"Measured in this run: int8 GEMM {self.peaks['int8_gmacs']:.0f} GMAC/s, fp32 GEMM "
+                      f"{self.peaks['fp32_gmacs']:.0f} GMAC/s ({self.peaks['method']}, {self.peaks['threads']} threads). "
+                      "A model's share is of the peak of its precision (bf16 against fp32's). MACs include padding.", "",
+                      markdown_table(["model", "batch", "precision", "GMAC/s", "% of peak", "% padding"], rows), ""]
         lines += ["## Size, memory and accuracy", "", markdown_table(
             ["model", "size MiB", "size ratio", "RSS growth on load MiB", "accuracy", "macro-F1",
              "agreement with reference", "drop (points)"], rows)]
-        notes = [f"- {m.name}: {n}" for m in self.models for n in m.notes]
+        notes = [f"- {m.name}: {n}" for m in self.models for n in m.notes] + [f"- {n}" for n in self.skipped]
+        if self.machine_load:
+            load = self.machine_load
+            notes.append(f"- machine load while timing: other processes {load.get('other_processes_cores')} cores on "
+                         f"average, load average {load.get('load_average_start')} → {load.get('load_average_end')}"
+                         + (f". WARNING: {load['warning']}" if load.get("warning") else " (quiet)"))
         if notes:
             lines += ["", "Notes:", *notes]
+        if self.headline:
+            lines = lines[:4] + ["## Headline", "", *[f"- {h}" for h in self.headline], ""] + lines[4:]
         lines += ["", f"Reference model: {self.reference}. Process peak RSS: {self.process_peak_rss_mib} MiB.", ""]
         return "\n".join(lines)

@@ -1,0 +1,90 @@
+"""Export picks what runs fastest *here*: each candidate file (fusion plan × quantisation) is
+timed on real sentences at batch 1 and in length-sorted batches of 32, interleaved so that
+machine drift hits all alike, and the fastest that passes the gates is kept. The timings
+and the reason travel in export_report.json.
+
+Also here: how sure an accuracy gate's verdict is (a paired test on the examples where the
+quantised file and the fp32 export disagree).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Timing:
+    bs1_p50_ms: float
+    bs32_per_s: float
+
+    @property
+    def score(self) -> float:
+        """Lower is better: the geometric mean of batch-1 latency and batch-32 time per text."""
+        return math.sqrt(self.bs1_p50_ms * 1000.0 / self.bs32_per_s)
+
+
+@dataclass
+class Candidate:
+    name: str  # e.g. "lean+int8"
+    files: dict[str, Path]  # final name -> candidate file
+    session: dict = field(default_factory=dict)  # {"disabled_optimizers": [...]}
+    timing: Timing | None = None
+    info: dict = field(default_factory=dict)
+
+
+def feeds(tokenizer, texts: list[str], max_length: int, n1: int = 48) -> tuple[list[dict], list[dict]]:
+    """Tokenised inputs: single texts, and length-sorted batches of 32."""
+    texts = [t for t in texts if t] or ["a short text"]
+    enc = lambda b: dict(tokenizer(b, truncation=True, max_length=max_length, padding=True, return_tensors="np"))  # noqa: E731
+    ordered = sorted(texts, key=len)
+    return [enc([t]) for t in texts[:n1]], [enc(ordered[i:i + 32]) for i in range(0, len(ordered), 32)]
+
+
+def time_candidates(candidates: list[Candidate], main: str, singles: list[dict], batches: list[dict],
+                    rounds: int = 3, threads: int | None = None) -> None:
+    """Fill in each candidate's timing of its `main` file (the one a bundle would ship)."""
+    from ..modelio.onnx_session import create_session, feed
+
+    runs = {}
+    for c in candidates:
+        session = create_session(c.files[main], threads=threads, disabled_optimizers=c.session.get("disabled_optimizers"))
+        runs[c.name] = (session, [feed(session, e) for e in singles], [feed(session, e) for e in batches])
+    one: dict[str, list[float]] = {c.name: [] for c in candidates}
+    many: dict[str, float] = {c.name: 0.0 for c in candidates}
+    for name, (session, s1, s32) in runs.items():  # warm-up
+        for f in s1[:3] + s32[:1]:
+            session.run(None, f)
+    for _ in range(rounds):
+        for name, (session, s1, s32) in runs.items():
+            for f in s1:
+                t = time.perf_counter()
+                session.run(None, f)
+                one[name].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            for f in s32:
+                session.run(None, f)
+            many[name] += time.perf_counter() - t
+    texts = sum(len(f["input_ids"]) for f in batches) * rounds
+    for c in candidates:
+        c.timing = Timing(bs1_p50_ms=round(1000 * float(np.median(one[c.name])), 4),
+                          bs32_per_s=round(texts / many[c.name], 1))
+
+
+def mcnemar(reference_correct: np.ndarray, candidate_correct: np.ndarray) -> dict:
+    """Paired comparison of two classifiers on the same examples: how many each gets right that
+    the other does not, the exact two-sided McNemar p-value, and a 95% interval for the
+    accuracy drop in points (Wald interval of the paired difference)."""
+    ref, cand = np.asarray(reference_correct, bool), np.asarray(candidate_correct, bool)
+    n = len(ref)
+    b = int((ref & ~cand).sum())  # only the reference right
+    c = int((~ref & cand).sum())  # only the candidate right
+    k, m = min(b, c), b + c
+    p = min(1.0, 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2 ** m) if m else 1.0
+    diff = (b - c) / n if n else 0.0
+    se = math.sqrt(max(m - (b - c) ** 2 / n, 0.0)) / n if n else 0.0
+    return {"reference_only_correct": b, "candidate_only_correct": c, "p_value": round(p, 4),
+            "drop_ci95_points": [round(100 * (diff - 1.96 * se), 3), round(100 * (diff + 1.96 * se), 3)]}
