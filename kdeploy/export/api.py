@@ -176,8 +176,9 @@ def _fastest(job: _Job, result: ExportResult) -> tuple[str, list[str]]:
             c.files["model.int8.onnx"] = folder / "model.int8.onnx"
         candidates.append(c)
     main = "model.int8.onnx" if s.quantize else "model.opt.onnx" if s.optimize else "model.onnx"
-    if len(candidates) > 1:
-        time_candidates(candidates, main, *feeds(job.tokenizer, job.texts, job.max_length))
+    peers = _runtime_peers(job, main)
+    if len(candidates) + len(peers) > 1:
+        time_candidates(candidates + peers, main, *feeds(job.tokenizer, job.texts, job.max_length))
     ranked = sorted(candidates, key=lambda c: c.timing.score if c.timing else 0.0)
     winner = ranked[0]
     for name, path in winner.files.items():
@@ -189,7 +190,7 @@ def _fastest(job: _Job, result: ExportResult) -> tuple[str, list[str]]:
     result.timings["choose_seconds"] = round(time.perf_counter() - t0, 2)
     result.choice = {"chosen": winner.name, "measured_on": main, "candidates": [
         {"name": c.name, "session": c.session, **(to_dict(c.timing) if c.timing else {})} for c in ranked],
-        "why": _why(ranked, main)}
+        "why": _why(ranked, main), "other_runtimes": _versus(winner, peers)}
     if s.optimize:
         level = s.optimize
         from .optimize import TOLERANCE
@@ -204,6 +205,29 @@ def _fastest(job: _Job, result: ExportResult) -> tuple[str, list[str]]:
         _record_int8(job, result, base, winner.info["quantization"])
         gated.append("model.int8.onnx")
     return base, gated
+
+
+def _runtime_peers(job: _Job, main: str) -> list:
+    """Another runtime timed on the same inputs, for the report (OpenVINO bf16 on the fp32
+    file, when installed): which runtime wins here, and by how much."""
+    import importlib.util
+
+    from .choose import Candidate
+
+    if importlib.util.find_spec("openvino") is None or job.model.config.model_type.startswith("kdeploy-"):
+        return []
+    return [Candidate(name="openvino-bf16 (fp32 model.onnx)", files={main: job.tmp / "model.onnx"},
+                      info={"runtime": "openvino-bf16"})]
+
+
+def _versus(winner, peers) -> list[dict]:
+    out = []
+    for p in peers:
+        if p.timing and winner.timing:
+            out.append({"name": p.name, **to_dict(p.timing),
+                        "chosen_is_faster_at_batch_1": round(p.timing.bs1_p50_ms / winner.timing.bs1_p50_ms, 3),
+                        "chosen_is_faster_at_batch_32": round(winner.timing.bs32_per_s / p.timing.bs32_per_s, 3)})
+    return out
 
 
 def _why(ranked, main: str) -> str:

@@ -44,13 +44,38 @@ def feeds(tokenizer, texts: list[str], max_length: int, n1: int = 48) -> tuple[l
     return [enc([t]) for t in texts[:n1]], [enc(ordered[i:i + 32]) for i in range(0, len(ordered), 32)]
 
 
+def _openvino_session(path: Path, threads: int | None):
+    """OpenVINO on the fp32 file with a bf16 hint (AMX where present), wrapped like an ORT session."""
+    import openvino as ov
+
+    core = ov.Core()
+    config = {"INFERENCE_PRECISION_HINT": "bf16", "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+    request = compiled.create_infer_request()
+    names = [i.get_any_name() for i in compiled.inputs]
+
+    class Session:
+        def run(self, _, feed):
+            return [next(iter(request.infer(feed).values()))]
+
+    return Session(), names
+
+
 def time_candidates(candidates: list[Candidate], main: str, singles: list[dict], batches: list[dict],
                     rounds: int = 3, threads: int | None = None) -> None:
-    """Fill in each candidate's timing of its `main` file (the one a bundle would ship)."""
+    """Fill in each candidate's timing of its `main` file (the one a bundle would ship). A
+    candidate with `info["runtime"] == "openvino-bf16"` runs its file in OpenVINO instead."""
     from ..modelio.onnx_session import create_session, feed
 
     runs = {}
     for c in candidates:
+        if c.info.get("runtime") == "openvino-bf16":
+            session, names = _openvino_session(c.files[main], threads)
+            pick = lambda e, names=names: {k: np.asarray(e[k], dtype=np.int64) for k in names if k in e}  # noqa: E731
+            runs[c.name] = (session, [pick(e) for e in singles], [pick(e) for e in batches])
+            continue
         session = create_session(c.files[main], threads=threads, disabled_optimizers=c.session.get("disabled_optimizers"))
         runs[c.name] = (session, [feed(session, e) for e in singles], [feed(session, e) for e in batches])
     one: dict[str, list[float]] = {c.name: [] for c in candidates}

@@ -98,14 +98,16 @@ def _latency_texts(settings: BenchSettings, task: TaskData | None) -> list[str]:
     return [t for t in FALLBACK_TEXTS if t] * 8
 
 
-def _pool(texts: list[str], batch_size: int, settings: BenchSettings, n: int) -> list[list[str]]:
+def _pool(texts: list[str], batch_size: int, settings: BenchSettings, n: int, tokens) -> list[list[str]]:
     """n batches of real sentences, the same for every model. `sorted`: a sample of n x batch
-    sentences sorted by length and cut into batches (what a length-bucketing server runs);
-    `random`: each batch drawn at random (lengths mixed, more padding)."""
+    sentences sorted by token count (the first model's tokenizer) and cut into batches (what a
+    length-bucketing server runs); `random`: each batch drawn at random (more padding)."""
     rng = random.Random(settings.seed + batch_size)
     sample = [rng.choice(texts) for _ in range(n * batch_size)]
     if settings.batching == "sorted" and batch_size > 1:
-        sample.sort(key=len)
+        unique = sorted(set(sample))
+        lengths = dict(zip(unique, map(len, tokens(unique)["input_ids"]))) if tokens else {t: len(t) for t in unique}
+        sample.sort(key=lambda t: (lengths[t], t))
         batches = [sample[i * batch_size:(i + 1) * batch_size] for i in range(n)]
         rng.shuffle(batches)  # timed in mixed order: no warm cache from the previous, similar batch
         return batches
@@ -129,7 +131,7 @@ def _time(settings: BenchSettings, candidates: list[Candidate], texts: list[str]
     values: dict[str, dict[int, list[float]]] = {c.name: {} for c in candidates}
     work: dict[str, dict[int, dict]] = {c.name: {} for c in candidates}
     for bs in settings.batch_sizes:
-        batches = _pool(texts, bs, settings, min(64, max(8, per_call)))
+        batches = _pool(texts, bs, settings, min(64, max(8, per_call)), candidates[0].tokenizer if candidates else None)
         pools = {c.name: [_encode(c, b, settings) for b in batches] for c in candidates}
         times: dict[str, list[float]] = {c.name: [] for c in candidates}
         done = {c.name: {"calls": [], "real_tokens": 0, "tokens": 0} for c in candidates}
@@ -178,8 +180,8 @@ def _efficiency(candidates: list[Candidate], results: dict, work: dict, peaks: d
             if c.macs is not None and w["seconds"] > 0:
                 macs = sum(c.macs.batch(shape[0], shape[1]) for shape in w["calls"])
                 e.achieved_gmacs = round(macs / w["seconds"] / 1e9, 2)
-                if peaks:
-                    peak = peaks["int8_gmacs"] if c.precision == "int8" else peaks["fp32_gmacs"]
+                peak = (peaks or {}).get(f"{c.precision}_gmacs") or (peaks or {}).get("fp32_gmacs")
+                if peak:
                     e.peak_share = round(e.achieved_gmacs / peak, 4)
             results[c.name].efficiency[bs] = e
 

@@ -51,5 +51,26 @@ def gemm_peak(kind: str, threads: int, seconds: float = 0.6, shape: tuple[int, i
 
 
 def machine_peaks(threads: int) -> dict[str, float]:
+    bf16 = bf16_peak(threads)
     return {"int8_gmacs": round(gemm_peak("int8", threads), 1), "fp32_gmacs": round(gemm_peak("fp32", threads), 1),
-            "threads": threads, "method": f"onnxruntime MatMulInteger / MatMul, {SHAPE[0]}x{SHAPE[1]}x{SHAPE[2]}"}
+            "bf16_gmacs": round(bf16, 1) if bf16 else None, "threads": threads,
+            "method": f"onnxruntime MatMulInteger / MatMul (int8, fp32), torch bf16 matmul, "
+                      f"{SHAPE[0]}x{SHAPE[1]}x{SHAPE[2]}"}
+
+
+def bf16_peak(threads: int, seconds: float = 0.6, shape: tuple[int, int, int] = SHAPE) -> float | None:
+    """GMAC/s of one large bf16 matmul in PyTorch (oneDNN: AMX where the processor has it)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    m, k, n = shape
+    a, b = torch.randn(m, k, dtype=torch.bfloat16), torch.randn(k, n, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        calls += 1
+    return m * k * n / ((time.perf_counter() - start) / calls) / 1e9

@@ -146,9 +146,10 @@ class BenchReport(Result):
                     rows.append([m.name, bs, m.precision, f"{e.achieved_gmacs:.1f}" if e.achieved_gmacs else "-",
                                  pct(e.peak_share), pct(e.padding_share)])
             lines += ["## How close to the machine's limit", "",
-                      f"Measured in this run: int8 GEMM {self.peaks['int8_gmacs']:.0f} GMAC/s, fp32 GEMM "
-                      f"{self.peaks['fp32_gmacs']:.0f} GMAC/s ({self.peaks['method']}, {self.peaks['threads']} threads). "
-                      "A model's share is of the peak of its precision (bf16 against fp32's). MACs include padding.", "",
+                      f"Measured in this run: int8 GEMM {self.peaks['int8_gmacs']:.0f} GMAC/s, bf16 "
+                      f"{self.peaks.get('bf16_gmacs') or 0:.0f}, fp32 {self.peaks['fp32_gmacs']:.0f} "
+                      f"({self.peaks['method']}, {self.peaks['threads']} threads). A model's share is of the peak of its "
+                      "precision. MACs include padding.", "",
                       markdown_table(["model", "batch", "precision", "GMAC/s", "% of peak", "% padding"], rows), ""]
         lines += ["## Size, memory and accuracy", "", markdown_table(
             ["model", "size MiB", "size ratio", "RSS growth on load MiB", "accuracy", "macro-F1",
