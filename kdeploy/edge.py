@@ -82,14 +82,28 @@ class Predictor:
         self.tokenizer.enable_truncation(max_length=self.max_length)
         self.tokenizer.no_padding()  # batches are padded here, after they are grouped by length
         model = m.ort_model if model_format == "ort" else m.model
-        self.session = create_session(bundle / model, provider, threads, allow_fallback,
-                                      (m.session or {}).get("disabled_optimizers"))
+        if (m.runtime or {}).get("name") == "openvino":
+            from .modelio.openvino_session import OpenVINOSession
+
+            if provider != "cpu":
+                raise BundleError(f"{bundle}: an OpenVINO bundle runs on the CPU here; provider {provider!r} "
+                                  "is for ONNX bundles")
+            self.session = OpenVINOSession(bundle / model, threads, m.runtime.get("precision", "bf16"))
+        else:
+            self.session = create_session(bundle / model, provider, threads, allow_fallback,
+                                          (m.session or {}).get("disabled_optimizers"))
         self._check_labels(bundle / model)
         self._inputs = [i.name for i in self.session.get_inputs()]
 
     def _check_labels(self, model: Path) -> None:
         import json
 
+        if hasattr(self.session, "label_names"):  # OpenVINO IR: the names live in its runtime info
+            bound = self.session.label_names()
+            if bound != self.labels:
+                raise BundleError(f"{self.folder}: the manifest's label names {self.labels} differ from the ones "
+                                  f"bound into {model.name} ({bound}); refusing the bundle")
+            return
         meta = self.session.get_modelmeta().custom_metadata_map
         if METADATA_KEY in meta:
             try:

@@ -66,6 +66,8 @@ class BundleManifest:
     ort_model: str | None = None
     ort_operators: str | None = None
     session: dict | None = None  # onnxruntime settings the export found fastest here (disabled_optimizers)
+    runtime: dict | None = None  # {"name": "openvino", "precision": "bf16"}; onnxruntime when absent
+    model_weights: str | None = None  # an OpenVINO IR's .bin beside its .xml
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -109,7 +111,10 @@ class BundleManifest:
         return manifest
 
     def _check(self, where: str) -> None:
-        loaded = [self.model, self.tokenizer] + ([self.ort_model] if self.ort_model else [])
+        loaded = [self.model, self.tokenizer] + [x for x in (self.ort_model, self.model_weights) if x]
+        if self.runtime is not None and (not isinstance(self.runtime, dict)
+                                         or self.runtime.get("name") not in ("onnxruntime", "openvino")):
+            raise BundleError(f"{where}: unknown runtime {self.runtime!r} in the manifest")
         for name in loaded:
             if not isinstance(name, str):
                 raise BundleError(f"{where}: malformed manifest (file name {name!r})")

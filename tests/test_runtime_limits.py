@@ -145,3 +145,37 @@ def test_bench_with_peers_runs_the_installed_kinds(tiny_bert, exported_tiny, toy
     assert report.headline and "faster than" in report.headline[0]
     assert student.vs_reference.p50_speedup_vs_fastest_reference[1] > 0
     assert "## How close to the machine's limit" in report.to_markdown()
+
+
+def test_an_openvino_bundle_is_gated_packaged_and_verified(tiny_bert, toy_files, tmp_path):
+    """Pick the runtime: the export's OpenVINO IR passes the same gates, bundles, and predicts
+    like the ONNX file (skipped where openvino is not installed: pip install 'kdeploy[openvino]')."""
+    pytest.importorskip("openvino")
+    import json
+
+    from conftest import data_of
+    from kdeploy.edge import BundleError, Predictor
+    from kdeploy.export.api import export
+    from kdeploy.export.config import ExportSettings
+    from kdeploy.package.bundle import package
+    from kdeploy.package.config import PackageSettings
+
+    report = export(ExportSettings(optimize=None, quantize=None, openvino=True, max_accuracy_drop=100),
+                    model=tiny_bert, out=tmp_path / "onnx", data=data_of(toy_files))
+    ov = report.scores("model.ov.xml")
+    assert report.files["model.ov.xml"].runtime == "openvino" and ov.gate_passed and ov.agreement >= 0.9
+    assert report.parity["model.ov.xml"].max_abs_diff < 0.05  # fp16 weights, bf16 arithmetic
+    bundle = package(PackageSettings(model_file="model.ov.xml", archive=None), export_dir=tmp_path / "onnx",
+                     out=tmp_path / "b")
+    assert bundle.manifest.runtime == {"name": "openvino", "precision": "bf16"}
+    assert {"model.xml", "model.bin"} <= set(bundle.manifest.files)
+    onnx = package(PackageSettings(model_file="model.onnx", archive=None), export_dir=tmp_path / "onnx",
+                   out=tmp_path / "fp32")
+    texts = ["the film was good", "dull and boring", "a lovely story " * 10]
+    assert [r["label"] for r in Predictor(bundle.bundle).predict(texts)] == \
+        [r["label"] for r in Predictor(onnx.bundle).predict(texts)]
+    manifest = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    manifest["label_names"] = manifest["label_names"][::-1]
+    (tmp_path / "b" / "bundle.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="differ from the ones bound into model.xml"):
+        Predictor(tmp_path / "b")

@@ -161,6 +161,7 @@ def export(
     optimize: Annotated[Optional[str], typer.Option("--optimize", help="ORT transformer fusions: O1, O2, O3 (+GELU approx.), O4 (+fp16), or none.", rich_help_panel="Optimisation", show_default=shown(ExportSettings, "optimize"))] = None,
     quantize: Annotated[Optional[str], typer.Option("--quantize", help="int8 (dynamic, CPU default), int8-static (calibrated), or none.", rich_help_panel="Optimisation", show_default=shown(ExportSettings, "quantize"))] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Also write model.fp16.onnx, for the CUDA execution provider.", rich_help_panel="Optimisation")] = False,
+    openvino: Annotated[bool, typer.Option("--openvino", help="Also write model.ov.xml, an OpenVINO IR (bf16 on AMX), accuracy-gated; package it with --model-file model.ov.xml.", rich_help_panel="Optimisation")] = False,
     isa: Annotated[Optional[str], typer.Option("--isa", help="int8 preset: auto (detected), avx2, avx512, avx512_vnni, arm64.", rich_help_panel="Optimisation", show_default=shown(ExportSettings, "isa"))] = None,
     per_channel: Annotated[bool, typer.Option("--per-channel", help="Per-channel weight scales.", rich_help_panel="Optimisation")] = False,
     calibration_samples: Annotated[Optional[int], typer.Option("--calibration-samples", rich_help_panel="Optimisation", show_default=shown(ExportSettings, "calibration_samples"))] = None,
@@ -180,7 +181,7 @@ def export(
     from ..export.api import export as run
 
     settings = settings_from(ExportSettings, {
-        "optimize": optimize, "quantize": quantize, "fp16": fp16 or None, "isa": isa, "per_channel": per_channel or None,
+        "optimize": optimize, "quantize": quantize, "fp16": fp16 or None, "openvino": openvino or None, "isa": isa, "per_channel": per_channel or None,
         "calibration_samples": calibration_samples, "calibration_method": calibration_method, "opset": opset,
         "atol": atol, "max_accuracy_drop": max_accuracy_drop, "max_length": max_length,
         "trust_remote_code": trust_remote_code or None})

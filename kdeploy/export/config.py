@@ -30,6 +30,7 @@ class ExportSettings:
     optimize: str | None = "O2"  # O1..O4, or none
     quantize: str | None = "int8"  # int8 (dynamic), int8-static (calibrated), or none
     fp16: bool = False  # also model.fp16.onnx, for the CUDA execution provider
+    openvino: bool = False  # also model.ov.xml: OpenVINO IR (fp16 weights, bf16 compute on AMX), accuracy-gated
     isa: str = "auto"  # int8 preset: auto (detected), avx2, avx512, avx512_vnni, arm64
     per_channel: bool = False
     calibration_samples: int = 256
@@ -68,5 +69,5 @@ class ExportSettings:
 
     @property
     def gated(self) -> bool:
-        """Whether a derived (quantised or fp16) file needs labelled data for its accuracy gate."""
-        return self.quantize is not None or self.fp16
+        """Whether a derived (quantised, fp16, OpenVINO) file needs labelled data for its accuracy gate."""
+        return self.quantize is not None or self.fp16 or self.openvino

@@ -48,6 +48,7 @@ class ExportFile:
     quantization: dict | None = None
     size_ratio_to_fp32: float | None = None
     advice: str | None = None
+    runtime: str | None = None  # openvino for an IR; onnxruntime otherwise
 
 
 @dataclass

@@ -116,7 +116,8 @@ def _manifest(settings: PackageSettings, export_dir: Path, export, report: Path 
         label_names=kd.get("label_names") or export.label_names, max_length=kd.get("max_length") or export.max_length,
         pad_token=pad_token, pad_token_id=pad_id, inputs=kd.get("inputs"), outputs=kd.get("outputs", ["logits"]),
         opset=kd.get("opset"), files={}, session=(kd.get("session") or {}).get(name) or None,
-        provider_advice=("CPUExecutionProvider (int8 has no CUDA kernels)" if dtype == "int8"
+        provider_advice=("OpenVINO on an Intel CPU (pip install openvino)" if name.endswith(".xml")
+                         else "CPUExecutionProvider (int8 has no CUDA kernels)" if dtype == "int8"
                          else "CUDAExecutionProvider" if dtype == "fp16"
                          else "CPUExecutionProvider or CUDAExecutionProvider"),
         accuracy={k: v for k, v in to_dict(scores).items() if v is not None} if scores else None, accuracy_split=export.accuracy.split if export.accuracy else None,
@@ -142,9 +143,20 @@ def _bind_labels(src: Path, dst: Path, labels: list[str]) -> None:
 def _write_bundle(tmp: Path, export_dir: Path, manifest: BundleManifest, settings: PackageSettings) -> None:
     from .ort_format import OPERATORS, ORT_MODEL, convert_to_ort
 
-    _bind_labels(export_dir / manifest.source_file, tmp / "model.onnx", manifest.label_names)
+    if manifest.source_file.endswith(".xml"):  # an OpenVINO IR: its labels were bound at export
+        if settings.ort_format:
+            raise KdeployError("--ort-format needs an ONNX model; an OpenVINO IR bundle cannot carry one")
+        source = export_dir / manifest.source_file
+        shutil.copy2(source, tmp / "model.xml")
+        shutil.copy2(source.with_suffix(".bin"), tmp / "model.bin")
+        manifest.model, manifest.model_weights = "model.xml", "model.bin"
+        manifest.runtime = {"name": "openvino", "precision": "bf16"}
+        names = ["model.xml", "model.bin"]
+    else:
+        _bind_labels(export_dir / manifest.source_file, tmp / "model.onnx", manifest.label_names)
+        names = ["model.onnx"]
     shutil.copy2(export_dir / "tokenizer.json", tmp / "tokenizer.json")
-    names = ["model.onnx", "tokenizer.json"]
+    names.append("tokenizer.json")
     if settings.ort_format:
         names += convert_to_ort(tmp / "model.onnx", tmp)
         manifest.ort_model, manifest.ort_operators = ORT_MODEL, OPERATORS

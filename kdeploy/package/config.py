@@ -19,5 +19,6 @@ class PackageSettings:
             self.archive = None
         if self.archive not in (None, *ARCHIVES):
             raise KdeployError(f"--archive must be tar.gz, zip or none, got {self.archive!r}")
-        if self.model_file is not None and ("/" in self.model_file or not self.model_file.endswith(".onnx")):
-            raise KdeployError(f"--model-file names an .onnx file in the export folder, got {self.model_file!r}")
+        if self.model_file is not None and ("/" in self.model_file or not self.model_file.endswith((".onnx", ".xml"))):
+            raise KdeployError(f"--model-file names an .onnx file (or model.ov.xml) in the export folder, "
+                               f"got {self.model_file!r}")
