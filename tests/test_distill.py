@@ -152,3 +152,15 @@ def test_settings_validate_themselves(kwargs, message):
 
 def test_student_config_reads_layer_lists():
     assert StudentConfig(layers="3").layers == 3 and StudentConfig(layers=[0, 5]).layers == "0,5"
+
+
+def test_augmentation_is_chosen_by_data_size_and_said(teacher_dir, toy_files, tmp_path, cache_dir, capsys):
+    """The default distil command is the good one: a small training set gets augmented copies."""
+    from kdeploy.distill.config import AUTO_AUGMENT_MAX, auto_augment
+
+    assert auto_augment(6920, 0.5)[0] == 8 and auto_augment(67_349, 0.5)[0] == 0
+    assert auto_augment(25_000, 0.5)[0] == 2 and auto_augment(100, 0.0) == (0, "alpha is 0, so the teacher labels nothing")
+    record = distill(distill_settings(augment=None, train={"epochs": 1}), teacher=str(teacher_dir),
+                     data=data_of(toy_files), out=tmp_path / "auto")
+    assert record.training_examples["copies"] == AUTO_AUGMENT_MAX and record.training_examples["augmented"] == 160 * 8
+    assert "augment: 8 copies per sentence (160 training sentences is small" in capsys.readouterr().out

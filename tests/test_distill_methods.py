@@ -116,7 +116,7 @@ def test_unlabeled_and_augmented_transfer_text(teachers, toy_files, tmp_path, ca
     extra.write_text("the plot was superb\nboring and flat\nquite a lovely film\n", encoding="utf-8")
     r = _run(str(teachers[0]), toy_files, tmp_path / "u", unlabeled=str(extra), augment=2, alpha=1.0,
              layer_losses={"hidden": 1.0})
-    assert r.training_examples == {"labelled": 160, "unlabeled": 3, "augmented": 2 * 163}
+    assert r.training_examples == {"labelled": 160, "unlabeled": 3, "augmented": 2 * 163, "copies": 2}
     assert r.data_parallel["examples_seen_per_rank"] == [160 + 3 + 326]
     assert r.test.accuracy > 0.7
     again = _run(str(teachers[0]), toy_files, tmp_path / "u2", unlabeled=str(extra), augment=2, alpha=1.0,

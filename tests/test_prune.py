@@ -103,3 +103,40 @@ def test_head_pruning_with_recovery_exports(tiny_bert, toy_files, tmp_path, cach
                  out=tmp_path / "onnx", data=data)
     assert rep.parity["model.opt.onnx"].passed and rep.parity["model.onnx"].passed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "onnx", "p"]  # no work or temp folders left
+
+
+def test_width_pruning_removes_neurons_for_real_and_exports(tiny_bert, toy_files, tmp_path, cache_dir):
+    from kdeploy.export.api import export
+    from kdeploy.prune.ffn import keep_count
+
+    assert keep_count(1536, 0.5) == 768 and keep_count(1536, 0.3) == 1088 and keep_count(64, 0.9) == 32
+    data = data_of(toy_files)
+    r = prune(PruneSettings(ffn=0.5, vocab=True, recover_epochs=1, recover_layer_loss="hidden", max_length=32),
+              model=tiny_bert, out=tmp_path / "narrow", data=data)
+    assert r.ffn["width_before"] == 64 and r.ffn["width_after"] == 32 and r.ffn["layers"] == 4
+    assert r.recovery["epochs"] == 1 and r.parameters < r.parameters_before and r.vocab is not None
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "narrow")
+    assert model.config.intermediate_size == 32  # reloads as the smaller model
+    assert all(layer.intermediate.dense.out_features == 32 for layer in model.bert.encoder.layer)
+    recovery = json.loads((tmp_path / "narrow/kdeploy.json").read_text())
+    assert recovery["layer_objective"]["losses"] == {"hidden": 1.0}  # recovered with a hidden-state loss
+    rep = export(ExportSettings(max_accuracy_drop=100), model=tmp_path / "narrow", out=tmp_path / "onnx", data=data)
+    assert rep.parity["model.onnx"].passed and rep.parity["model.opt.onnx"].passed
+    assert "model.int8.onnx" in rep.files
+
+
+def test_width_importance_prefers_the_neurons_that_matter(tiny_bert, toy_files):
+    """Zero a layer's neuron: its importance becomes zero, and it is the first to go."""
+    import torch
+
+    from kdeploy.prune.ffn import ffn_importance
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert)
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    with torch.no_grad():
+        model.bert.encoder.layer[0].output.dense.weight[:, 7] = 0  # neuron 7 of layer 0 feeds nothing
+    rows = [line.split("\t") for line in toy_files["train"].read_text().splitlines()[1:]]
+    texts, labels = [t for t, _ in rows], [int(l == "positive") for _, l in rows]
+    importance = ffn_importance(model, tok, texts, labels, 32)
+    assert importance.shape == (4, 64)
+    assert importance[0, 7] == 0 and importance[0].argmin() == 7

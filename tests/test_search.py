@@ -23,17 +23,19 @@ def teacher(tmp_path_factory, toy_files, tiny_base_bert):
     return out
 
 
-def _settings(trials, epochs=1.0):
+def _settings(trials, epochs=1.0, families=("layers",)):
     return SearchSettings(trials=trials, epochs=epochs, max_length=32, latency_iterations=5, threads=1,
-                          recover_epochs=0.5, space=SearchSpace(layers=[1, 2], heads=[0.0, 0.5],
-                                                                learning_rate=[1e-3, 3e-3]))
+                          recover_epochs=0.5, space=SearchSpace(families=list(families), layers=[1, 2],
+                                                                heads=[0.0, 0.5], learning_rate=[1e-3, 3e-3],
+                                                                embedding_dim=[16], hidden_size=[16],
+                                                                num_filters=[16], ffn=[0.5]))
 
 
 def test_search_runs_resumes_and_writes_runnable_recipes(teacher, toy_files, tmp_path, cache_dir):
     out = tmp_path / "search"
     first = search(_settings(2), teacher=str(teacher), data=data_of(toy_files), out=out)
     assert first.trials["complete"] + first.trials["pruned"] == 2
-    assert first.baseline is not None and first.baseline.layers == 2  # the default is trial 0
+    assert first.baseline is not None and first.baseline.params["layers"] == 2  # the default is trial 0
     resumed = search(_settings(3), teacher=str(teacher), data=data_of(toy_files), out=out)
     assert resumed.resumed_with_trials == 2
     assert resumed.trials["complete"] + resumed.trials["pruned"] == 3
@@ -41,9 +43,10 @@ def test_search_runs_resumes_and_writes_runnable_recipes(teacher, toy_files, tmp
     for row in resumed.front:
         assert 0 <= row.accuracy <= 1 and row.latency_ms > 0
         recipe = load_recipe(row.recipe)  # `kdeploy run` takes it as it is
-        assert recipe["distill"].settings.student.layers == row.layers
+        assert recipe["distill"].settings.student.layers == row.params["layers"]
         assert recipe["export"].settings.quantize == "int8"
-        assert ("prune" in recipe.steps) == bool(row.heads or row.vocab)
+        assert ("prune" in recipe.steps) == bool(row.params["heads"] or row.params["vocab"])
+        assert row.throughput_bs32 > 0
     saved = json.loads((out / "front.json").read_text())
     assert saved["verdict"] == resumed.verdict and "versions" in saved["environment"]
     assert (out / "front.png").stat().st_size > 1000
@@ -73,11 +76,45 @@ def test_a_trials_recipe_is_up_to_date_in_its_folder(teacher, toy_files, tmp_pat
     assert "heavy []" in result.stdout
 
 
+def test_one_front_across_student_families(teacher, toy_files, tmp_path, cache_dir):
+    """The ladder: every family's trials in one study, one front, each family's best point."""
+    import optuna
+
+    from kdeploy.search.trial import suggest
+
+    space = _settings(1, families=("width", "bilstm", "cnn", "static"))
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(0))
+    seen = {}
+    for _ in range(40):
+        trial = study.ask()
+        params = suggest(trial, space)
+        seen[params["family"]] = params
+        study.tell(trial, [0.5, 1.0])
+    assert set(seen) == {"width", "bilstm", "cnn", "static"}
+    assert "ffn" in seen["width"] and "layers" in seen["width"] and "heads" not in seen["width"]
+    assert {"embedding_dim", "hidden_size", "small_learning_rate"} <= set(seen["static"])
+    assert "num_filters" in seen["cnn"] and "learning_rate" not in seen["cnn"]
+    result = search(_settings(4, families=("layers", "static", "width")), teacher=str(teacher),
+                    data=data_of(toy_files), out=tmp_path / "ladder")
+    families = {r.family for r in result.all}
+    assert "layers" in families and len(families) >= 2
+    best = result.best_per_family()
+    assert set(best) == families and "## Each family's best point" in (tmp_path / "ladder/front.md").read_text()
+    for row in result.all:
+        recipe = load_recipe(tmp_path / "ladder" / "trials" / f"{row.trial:03d}" / "recipe.yaml")
+        kind = recipe["distill"].settings.student.kind
+        assert kind == ("layers" if row.family in ("layers", "width") else row.family)
+        if row.family == "width":
+            assert recipe["prune"].settings.ffn == 0.5
+
+
 def test_search_space_is_validated():
     with pytest.raises(KdeployError, match="alpha"):
         SearchSpace(alpha=[0.5, 2.0])
     with pytest.raises(KdeployError, match="heads"):
         SearchSpace(heads=[1.5])
+    with pytest.raises(KdeployError, match="families"):
+        SearchSpace(families=["transformer"])
 
 
 def test_early_stop_compares_a_trial_with_peers_of_its_own_depth():
@@ -88,7 +125,8 @@ def test_early_stop_compares_a_trial_with_peers_of_its_own_depth():
     from kdeploy.search.trial import EarlyStop, first_epoch_peers
 
     def done(layers, acc, state=TrialState.COMPLETE):
-        return SimpleNamespace(state=state, params={"layers": layers}, user_attrs={"first_epoch_accuracy": acc})
+        return SimpleNamespace(state=state, params={"family": "layers", "layers": layers},
+                               user_attrs={"first_epoch_accuracy": acc})
 
     trials = [done(3, 0.86), done(3, 0.85), done(3, 0.87), done(1, 0.79), done(1, 0.80),
               done(1, 0.60, TrialState.PRUNED)]

@@ -83,3 +83,58 @@ def test_small_student_trains_on_gradients(tiny_bert):
     out = model(**_inputs(tok, ["good film", "bad"]), labels=torch.tensor([1, 0]))
     out.loss.backward()
     assert model.embed.weight.grad is not None and model.embed.weight.grad[0].abs().sum() == 0  # pad row frozen
+
+
+@pytest.mark.parametrize("kind", ["static", "cnn", "bilstm"])
+def test_small_student_end_to_end(kind, tiny_bert, toy_files, tmp_path, cache_dir):
+    """distil -> export (parity at every shape) -> int8 -> bundle -> predict, for each small student kind."""
+    import numpy as np
+
+    from conftest import data_of, distill_settings
+    from kdeploy.distill.api import distill
+    from kdeploy.edge import Predictor
+    from kdeploy.export.api import export
+    from kdeploy.export.config import ExportSettings
+    from kdeploy.package.bundle import package
+    from kdeploy.package.config import PackageSettings
+
+    student = {"kind": kind, "embedding_dim": 16, "hidden_size": 16, "num_filters": 8}
+    record = distill(distill_settings(student=student, train={"epochs": 2, "learning_rate": 5e-3}),
+                     teacher=str(tiny_bert), data=data_of(toy_files), out=tmp_path / "s")
+    assert record.model["builder"] == f"kdeploy-{kind}"
+    assert record.model["embedding_init"].startswith("teacher static vectors")  # 16 != the teacher's 32
+    report = export(ExportSettings(max_accuracy_drop=100), model=tmp_path / "s", out=tmp_path / "onnx",
+                    data=data_of(toy_files))
+    assert report.parity["model.onnx"].passed and report.exporter == "torch.onnx"
+    bundle = package(PackageSettings(archive=None), export_dir=tmp_path / "onnx", out=tmp_path / "b")
+    texts = ["the film was good", "", "dull " * 200]
+    predictor = Predictor(bundle.bundle)
+    got = predictor.logits(texts)
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tmp_path / "onnx")
+    session = ort.InferenceSession(str(tmp_path / "onnx/model.int8.onnx"), providers=["CPUExecutionProvider"])
+    enc = tok(texts, padding=True, truncation=True, max_length=32, return_tensors="np")
+    want = session.run(None, {i.name: enc[i.name].astype(np.int64) for i in session.get_inputs()})[0]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert len(predictor.predict(texts)) == 3
+
+
+def test_static_vectors_follow_the_model2vec_recipe(tiny_bert):
+    """PCA to the asked width, deterministic, frequent (low-id) tokens weighted down by SIF."""
+    import numpy as np
+
+    from kdeploy.distill.static_vectors import pca, sif_weights, static_vectors
+
+    teacher = load_classifier(str(tiny_bert)).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    a, b = static_vectors(teacher, tok, 8), static_vectors(teacher, tok, 8)
+    assert a.shape == (len(tok), 8) and np.array_equal(a, b)
+    w = sif_weights(100)
+    assert np.all(np.diff(w) > 0) and w[-1] < 1
+    x = np.random.default_rng(0).standard_normal((50, 6))
+    reduced = pca(x, 3)
+    assert reduced.shape == (50, 3)
+    variances = reduced.var(0)
+    assert variances[0] >= variances[1] >= variances[2]

@@ -37,6 +37,8 @@ def demo(out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/demo"), 
 
 @app.command(epilog="Examples:\n\n  kdeploy search --teacher runs/teacher --train train.tsv --validation dev.tsv --test test.tsv "
              "--trials 20 --out runs/search\n\n"
+             "  kdeploy search --teacher runs/teacher --train train.tsv --families static,bilstm,width --trials 30 "
+             "--out runs/ladder\n\n"
              "  kdeploy search ... --out runs/search   (again: resumes the study in runs/search/study.db)\n\n"
              "  kdeploy run runs/search/recipes/trial-007.yaml   (a front point, as a full pipeline)")
 def search(
@@ -45,6 +47,7 @@ def search(
     trials: Annotated[Optional[int], typer.Option("--trials", help="Trials in the study (a resumed study counts its own).", rich_help_panel="Budget", show_default=shown(SearchSettings, "trials"))] = None,
     minutes: Annotated[Optional[float], typer.Option("--minutes", help="Start no new trial after this long.", rich_help_panel="Budget")] = None,
     epochs: Annotated[Optional[float], typer.Option("--epochs", help="Distillation epochs per trial.", rich_help_panel="Budget", show_default=shown(SearchSettings, "epochs"))] = None,
+    families: Annotated[Optional[str], typer.Option("--families", help="Student families in one front: layers, width, bilstm, cnn, static.", rich_help_panel="Space", show_default=shown(SearchSettings, "space.families"))] = None,
     layers: Annotated[Optional[str], typer.Option("--layers", help="Student depths to try.", rich_help_panel="Space", show_default=shown(SearchSettings, "space.layers"))] = None,
     heads: Annotated[Optional[str], typer.Option("--heads", help="Head-pruning fractions to try.", rich_help_panel="Space", show_default=shown(SearchSettings, "space.heads"))] = None,
     vocab: Annotated[Optional[str], typer.Option("--vocab", help="Vocabulary trimming: both, on or off. [default: both]", rich_help_panel="Space")] = None,
@@ -72,7 +75,8 @@ def search(
     if vocab is not None and vocab not in choices:
         raise KdeployError(f"--vocab must be both, on or off, got {vocab!r}")
     flags = {"layers": ints(layers, "--layers"), "heads": floats(heads, "--heads"),
-             "vocab": choices[vocab] if vocab else None}
+             "vocab": choices[vocab] if vocab else None,
+             "families": [f.strip() for f in families.split(",") if f.strip()] if families else None}
     settings = settings_from(SearchSettings, {
         "space": {**space, **{k: v for k, v in flags.items() if v is not None}}, "trials": trials,
         "minutes": minutes, "epochs": epochs, "threads": threads, "latency_iterations": latency_iterations,
@@ -93,7 +97,14 @@ def list_registered() -> None:
     from ..export.config import PRESETS
     from ..runtime.candidates import KINDS, missing_package
 
+    from ..search.config import FAMILIES
+
+    families = {"layers": "the teacher's own layers, fewest first (kdeploy distill --student-layers; prune --heads)",
+                "width": "layers, then feed-forward neurons pruned by importance (kdeploy prune --ffn)",
+                "bilstm": STUDENTS.doc("bilstm"), "cnn": STUDENTS.doc("cnn"), "static": STUDENTS.doc("static")}
     sections = {
+        "student families, largest to smallest (kdeploy search --families; recipes in models/)": {
+            f: f"{families[f]} [knobs: {', '.join(k for k in FAMILIES[f] if 'learning' not in k)}]" for f in FAMILIES},
         "students (--student)": {n: STUDENTS.doc(n) for n in STUDENTS} | {"PATH or hub id": "any pretrained model"},
         "logit losses": {n: LOSSES.doc(n) for n in LOSSES},
         "layer losses (--layer-loss)": {n: LAYER_LOSSES.doc(n) for n in LAYER_LOSSES},

@@ -74,14 +74,19 @@ def finetune(
              "  kdeploy distill --teacher runs/teacher-a --teacher runs/teacher-b --train train.tsv --out runs/student\n\n"
              "  kdeploy distill --teacher runs/teacher --train train.tsv --unlabeled more.txt --alpha 1 --out runs/student\n\n"
              "  kdeploy distill --teacher runs/teacher --dataset glue/sst2 --student bilstm --out runs/bilstm\n\n"
+             "  kdeploy distill --teacher runs/teacher --train train.tsv --student static --embedding-dim 256 --lr 1e-3 "
+             "--out runs/static   (token vectors from the teacher, model2vec-style)\n\n"
+             "  kdeploy distill --teacher runs/teacher --train train.tsv --student cnn --embedding-dim 128 --lr 2e-3 "
+             "--out runs/cnn\n\n"
              "  torchrun --nproc_per_node 2 -m kdeploy distill --teacher runs/teacher --train train.tsv --out runs/student")
 def distill(
     out: Out,
     teacher: Annotated[list[str], typer.Option("--teacher", help="Task teacher: a model folder or hub id. Repeat for an ensemble.")],
-    student: Annotated[Optional[str], typer.Option("--student", help="layers (from the teacher), bilstm, cnn, or a pretrained model folder / hub id.", rich_help_panel="Student", show_default=shown(DistillSettings, "student.kind"))] = None,
+    student: Annotated[Optional[str], typer.Option("--student", help="layers (from the teacher), bilstm, cnn, static (token vectors), or a pretrained model folder / hub id (kdeploy list).", rich_help_panel="Student", show_default=shown(DistillSettings, "student.kind"))] = None,
     student_layers: Annotated[Optional[str], typer.Option("--student-layers", help="Teacher layers to keep: a count (evenly spaced) or indices 0,5.", rich_help_panel="Student", show_default=shown(DistillSettings, "student.layers"))] = None,
-    hidden_size: Annotated[Optional[int], typer.Option("--hidden-size", help="bilstm hidden size.", rich_help_panel="Student", show_default=shown(DistillSettings, "student.hidden_size"))] = None,
-    embedding_dim: Annotated[Optional[int], typer.Option("--embedding-dim", help="bilstm/cnn embedding size (default: the teacher's, initialised from it).", rich_help_panel="Student")] = None,
+    hidden_size: Annotated[Optional[int], typer.Option("--hidden-size", help="bilstm hidden size; static: the head's hidden layer (0: linear).", rich_help_panel="Student", show_default=shown(DistillSettings, "student.hidden_size"))] = None,
+    embedding_dim: Annotated[Optional[int], typer.Option("--embedding-dim", help="bilstm/cnn/static token-vector size (bilstm/cnn default: the teacher's width, its embeddings; static: 256; another width starts from the teacher's static vectors).", rich_help_panel="Student")] = None,
+    num_filters: Annotated[Optional[int], typer.Option("--num-filters", help="cnn filters per width.", rich_help_panel="Student", show_default=shown(DistillSettings, "student.num_filters"))] = None,
     alpha: Annotated[Optional[float], typer.Option("--alpha", help="Weight of the KD term; 0 = hard labels only.", rich_help_panel="Distillation", show_default=shown(DistillSettings, "alpha"))] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", "-T", help="Softmax temperature for the KD term.", rich_help_panel="Distillation", show_default=shown(DistillSettings, "temperature"))] = None,
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Where teacher logits are cached (default ~/.cache/kdeploy, or $KDEPLOY_CACHE).", rich_help_panel="Distillation")] = None,
@@ -89,7 +94,7 @@ def distill(
     layer_loss: Annotated[Optional[list[str]], typer.Option("--layer-loss", help="Intermediate-layer loss NAME[=WEIGHT]: hidden, attention, embedding (kdeploy list). Repeatable.", rich_help_panel="Distillation")] = None,
     layer_map: Annotated[Optional[str], typer.Option("--layer-map", help="student:teacher layer pairs from 0, e.g. 0:2,1:5 (default uniform).", rich_help_panel="Distillation")] = None,
     unlabeled: Annotated[Optional[str], typer.Option("--unlabeled", help="Unlabelled transfer text (.txt one per line, or a table); the teacher labels it.", rich_help_panel="Transfer data")] = None,
-    augment: Annotated[Optional[int], typer.Option("--augment", help="Augmented copies per training sentence (mask/delete/swap), labelled by the teacher.", rich_help_panel="Transfer data", show_default=shown(DistillSettings, "augment"))] = None,
+    augment: Annotated[Optional[int], typer.Option("--augment", help="Augmented copies per training sentence (mask/delete/swap), labelled by the teacher. [default: by data size, up to 8: a small training set gets copies]", rich_help_panel="Transfer data")] = None,
     augment_seed: Annotated[Optional[int], typer.Option("--augment-seed", rich_help_panel="Transfer data", show_default=shown(DistillSettings, "augment_seed"))] = None,
     train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
     dataset_config: DatasetConfig = None, text_column: TextColumn = None, label_column: LabelColumn = None,
@@ -108,7 +113,8 @@ def distill(
         "alpha": alpha, "temperature": temperature, "teacher_weights": floats(teacher_weights, "--teacher-weights"),
         "layer_losses": layer_loss, "layer_map": layer_map, "augment": augment, "augment_seed": augment_seed,
         "trust_remote_code": trust_remote_code or None,
-        "student": {"kind": student, "layers": student_layers, "hidden_size": hidden_size, "embedding_dim": embedding_dim},
+        "student": {"kind": student, "layers": student_layers, "hidden_size": hidden_size, "embedding_dim": embedding_dim,
+                    "num_filters": num_filters},
         "train": _train(epochs, learning_rate, batch_size, gradient_accumulation, max_length, seed, mixed_precision)})
     data = data_config(train, validation, test, dataset, dataset_config, text_column, label_column, label_names,
                        encoding, encoding_errors, max_train_samples, max_eval_samples)
@@ -118,13 +124,16 @@ def distill(
 
 @app.command(epilog="Examples:\n\n  kdeploy prune runs/student --out runs/student-small\n\n"
              "  kdeploy prune runs/student --train train.tsv --extra-corpus more.txt --out runs/student-small\n\n"
-             "  kdeploy prune runs/student --heads 0.25 --recover-epochs 1 --out runs/student-small")
+             "  kdeploy prune runs/student --heads 0.25 --recover-epochs 1 --out runs/student-small\n\n"
+             "  kdeploy prune runs/student --ffn 0.5 --recover-layer-loss hidden --out runs/student-narrow")
 def prune(
     model: Annotated[Path, typer.Argument(help="A student (or any BERT-family classifier) folder.")],
     out: Out,
     extra_corpus: Annotated[Optional[str], typer.Option("--extra-corpus", help="More text whose tokens to keep (.txt one per line, or a table).")] = None,
     vocab: Annotated[Optional[bool], typer.Option("--vocab/--no-vocab", help="Trim the vocabulary.", show_default=shown(PruneSettings, "vocab"))] = None,
     heads: Annotated[Optional[float], typer.Option("--heads", help="Fraction of attention heads to prune by importance (Michel et al.), e.g. 0.25.", show_default=shown(PruneSettings, "heads"))] = None,
+    ffn: Annotated[Optional[float], typer.Option("--ffn", help="Fraction of feed-forward neurons to prune by importance (|activation x gradient|), e.g. 0.5; every layer keeps a multiple of 32.", show_default=shown(PruneSettings, "ffn"))] = None,
+    recover_layer_loss: Annotated[Optional[str], typer.Option("--recover-layer-loss", help="Also match the unpruned model's layers during recovery, e.g. hidden.")] = None,
     recover_epochs: Annotated[Optional[float], typer.Option("--recover-epochs", help="Distillation after head pruning.", show_default=shown(PruneSettings, "recover_epochs"))] = None,
     teacher: Annotated[Optional[str], typer.Option("--teacher", help="Teacher for the recovery (default: the unpruned model).")] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", help="Default: the model's training max length.")] = None,
@@ -139,8 +148,8 @@ def prune(
     from ..console import say
     from ..prune.api import prune as run
 
-    settings = settings_from(PruneSettings, {"vocab": vocab, "heads": heads, "recover_epochs": recover_epochs,
-                                             "max_length": max_length})
+    settings = settings_from(PruneSettings, {"vocab": vocab, "heads": heads, "ffn": ffn, "recover_epochs": recover_epochs,
+                                             "recover_layer_loss": recover_layer_loss, "max_length": max_length})
     data = data_config(train, validation, test, dataset, dataset_config, text_column, label_column, label_names,
                        encoding, encoding_errors) if (train or dataset) else None
     result = run(settings, model=model, out=out, data=data, extra_corpus=extra_corpus, teacher=teacher,

@@ -139,7 +139,14 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
 
     teachers, task = load_teachers(names, task, settings.trust_remote_code)
     weights = normalise_weights(settings.teacher_weights, len(names))
-    train_set, counts, transfer = training_set(task, unlabeled, settings.augment, settings.augment_seed,
+    copies = settings.augment
+    if copies is None:
+        from ..console import say
+        from .config import auto_augment
+
+        copies, why = auto_augment(len(task.splits["train"]), settings.alpha)
+        say(f"augment: {copies} copies per sentence ({why})")
+    train_set, counts, transfer = training_set(task, unlabeled, copies, settings.augment_seed,
                                                teachers.tokenizers[0], data.text_column, data.encoding,
                                                data.encoding_errors)
     config = _record_config(settings, {"teacher": names if len(names) > 1 else names[0], "unlabeled": unlabeled}, data)

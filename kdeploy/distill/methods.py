@@ -15,6 +15,8 @@ STUDENTS.declare("bilstm", "kdeploy.distill.students:bilstm",
                  "Bidirectional LSTM over the teacher's tokenizer and embeddings (Tang et al., 2019).")
 STUDENTS.declare("cnn", "kdeploy.distill.students:cnn",
                  "Kim-style text CNN over the teacher's tokenizer and embeddings, for the tightest devices.")
+STUDENTS.declare("static", "kdeploy.distill.students:static",
+                 "Static token vectors from the teacher's encoder (model2vec-style), mean-pooled, a small head.")
 
 LOSSES = Registry("loss")
 LOSSES.declare("kd", "kdeploy.distill.losses:kd_loss",

@@ -70,11 +70,14 @@ def layers_from_teacher(cfg, teacher, teacher_tokenizer, label_names):
     return student, teacher_tokenizer, {"builder": "layers", "teacher_layers": keep}
 
 
-def _small(model_cls, config_cls, cfg, teacher, tokenizer, label_names, **extra):
+def _small(model_cls, config_cls, cfg, teacher, tokenizer, label_names, default_dim=None, **extra):
+    """A kdeploy small student over the teacher's tokenizer. Its embeddings start from the
+    teacher's input embeddings when the widths match; at another width, from the teacher's
+    static token vectors (model2vec-style, PCA to the width); with no teacher, at random."""
     if tokenizer is None:
-        raise KdeployError("a bilstm/cnn student needs a tokenizer: a teacher, or --tokenizer PATH")
+        raise KdeployError("a bilstm/cnn/static student needs a tokenizer: a teacher, or --tokenizer PATH")
     teacher_emb = teacher.get_input_embeddings() if teacher is not None else None
-    dim = cfg.embedding_dim or (teacher_emb.weight.shape[1] if teacher_emb is not None else 128)
+    dim = cfg.embedding_dim or default_dim or (teacher_emb.weight.shape[1] if teacher_emb is not None else 128)
     config = config_cls(
         vocab_size=len(tokenizer), embedding_dim=dim, dropout=cfg.dropout,
         pad_token_id=tokenizer.pad_token_id or 0, num_labels=len(label_names),
@@ -82,10 +85,18 @@ def _small(model_cls, config_cls, cfg, teacher, tokenizer, label_names, **extra)
     )
     model = model_cls(config)
     init = "random"
-    if teacher_emb is not None and teacher_emb.weight.shape == model.embed.weight.shape:
+    if teacher_emb is not None and teacher_emb.weight.shape == model.embed.weight.shape and default_dim is None:
         model.embed.weight.data.copy_(teacher_emb.weight.data)
-        model.embed.weight.data[config.pad_token_id].zero_()
         init = "teacher embeddings"
+    elif teacher is not None and hasattr(teacher.config, "num_attention_heads") and len(tokenizer) == teacher_emb.weight.shape[0]:
+        import torch
+
+        from .static_vectors import static_vectors
+
+        model.embed.weight.data.copy_(torch.from_numpy(static_vectors(teacher, tokenizer, dim)))
+        init = f"teacher static vectors (PCA to {dim})"
+    if init != "random":
+        model.embed.weight.data[config.pad_token_id].zero_()
     return model, tokenizer, {"builder": config.model_type, "embedding_init": init}
 
 
@@ -111,3 +122,11 @@ def _pretrained(cfg, label_names, trust_remote_code):
 
     model = load_classifier(cfg.kind, label_names=label_names, trust_remote_code=trust_remote_code)
     return model, load_tokenizer(cfg.kind, trust_remote_code), {"builder": "pretrained", "model": cfg.kind}
+
+
+def static(cfg, teacher, tokenizer, label_names):
+    """Static token vectors from the teacher's encoder (model2vec), mean-pooled, a small head."""
+    from ..modelio.small_models import StaticConfig, StaticEmbeddingForSequenceClassification
+
+    return _small(StaticEmbeddingForSequenceClassification, StaticConfig, cfg, teacher, tokenizer, label_names,
+                  default_dim=256, hidden_size=cfg.hidden_size)

@@ -20,7 +20,7 @@ def training_set(data: TaskData, unlabeled: str | None, augment: int, augment_se
     mask_token = getattr(tokenizer, "mask_token", None) or getattr(tokenizer, "unk_token", None) or "[MASK]"
     augmented = augment_texts(texts + extra, int(augment), augment_seed, mask_token=mask_token) if augment else []
     transfer = extra + augmented
-    counts = {"labelled": len(texts), "unlabeled": len(extra), "augmented": len(augmented)}
+    counts = {"labelled": len(texts), "unlabeled": len(extra), "augmented": len(augmented), "copies": int(augment)}
     if not transfer:
         return data.splits["train"], counts, transfer
     features = datasets.Features({"text": datasets.Value("string"), "label": datasets.Value("int64")})

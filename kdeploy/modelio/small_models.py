@@ -1,4 +1,5 @@
-"""kdeploy's own small students: a BiLSTM and a text CNN over a teacher's tokenizer.
+"""kdeploy's own small students over a teacher's tokenizer: a BiLSTM, a text CNN, and a
+static-embedding model (token vectors, mean-pooled, a small classifier head).
 
 They are `PreTrainedModel`s registered with the Auto classes, so they save as
 safetensors, reload with `AutoModelForSequenceClassification`, and can be teachers too.
@@ -23,6 +24,17 @@ class BiLSTMConfig(PretrainedConfig):
         self.embedding_dim = embedding_dim
         self.hidden_size = hidden_size
         self.num_layers = num_layers
+        self.dropout = dropout
+
+
+class StaticConfig(PretrainedConfig):
+    model_type = "kdeploy-static"
+
+    def __init__(self, vocab_size=30522, embedding_dim=256, hidden_size=256, dropout=0.1, pad_token_id=0, **kwargs):
+        super().__init__(pad_token_id=pad_token_id, **kwargs)
+        self.vocab_size = vocab_size
+        self.embedding_dim = embedding_dim
+        self.hidden_size = hidden_size  # the head's hidden layer; 0: a linear head
         self.dropout = dropout
 
 
@@ -136,6 +148,39 @@ class TextCNNForSequenceClassification(_SmallClassifier):
         return self._output(logits, labels, return_dict)
 
 
+class StaticEmbeddingForSequenceClassification(_SmallClassifier):
+    """Static token vectors (derived from the teacher's encoder, model2vec-style), averaged over
+    the real tokens, then a small head: the cheapest student there is (a lookup, a mean, two
+    small matrix products), for the tightest devices and the largest streams."""
+
+    config_class = StaticConfig
+
+    def __init__(self, config: StaticConfig):
+        super().__init__(config)
+        self.embed = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_token_id)
+        self.dropout = nn.Dropout(config.dropout)
+        if config.hidden_size:
+            self.pre_classifier = nn.Linear(config.embedding_dim, config.hidden_size)
+            self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        else:
+            self.pre_classifier = None
+            self.classifier = nn.Linear(config.embedding_dim, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
+                return_dict=None, **kwargs):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        mask = attention_mask.unsqueeze(-1).to(self.embed.weight.dtype)
+        pooled = (self.embed(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        x = self.dropout(pooled)
+        if self.pre_classifier is not None:
+            x = self.dropout(torch.relu(self.pre_classifier(x)))
+        return self._output(self.classifier(x), labels, return_dict)
+
+
+AutoConfig.register(StaticConfig.model_type, StaticConfig, exist_ok=True)
+AutoModelForSequenceClassification.register(StaticConfig, StaticEmbeddingForSequenceClassification, exist_ok=True)
 AutoConfig.register(BiLSTMConfig.model_type, BiLSTMConfig, exist_ok=True)
 AutoConfig.register(TextCNNConfig.model_type, TextCNNConfig, exist_ok=True)
 AutoModelForSequenceClassification.register(BiLSTMConfig, BiLSTMForSequenceClassification, exist_ok=True)

@@ -41,6 +41,7 @@ def _prune(settings: PruneSettings, model_dir: Path, out: Path, data_cfg: DataCo
     from ..environment import library_versions, machine
     from ..fsutil import atomic_dir, write_json
     from ..modelio.loading import label_names_of, load_classifier, load_tokenizer
+    from .ffn import prune_ffn
     from .heads import prune_heads
     from .vocab import trim_vocabulary, vocabulary_coverage
 
@@ -53,22 +54,18 @@ def _prune(settings: PruneSettings, model_dir: Path, out: Path, data_cfg: DataCo
     before, before_logits, params_before = _score(model, tokenizer, data, split, max_length)
     extra: dict = {}
     started = time.perf_counter()
+    train = data.splits["train"].shuffle(seed=settings.seed).select(
+        range(min(settings.importance_samples, len(data.splits["train"]))))
     if settings.heads:
-        train = data.splits["train"].shuffle(seed=settings.seed).select(
-            range(min(settings.importance_samples, len(data.splits["train"]))))
         extra["heads"] = prune_heads(model, tokenizer, list(train["text"]), list(train["label"]), settings.heads,
                                      max_length)
         extra["after_head_pruning"] = _score(model, tokenizer, data, split, max_length)[0]
-    if settings.vocab:
-        texts = [t for s in ("train", "validation") if s in data.splits for t in data.splits[s]["text"]]
-        if extra_corpus:
-            texts += load_unlabeled_texts(extra_corpus, data_cfg.text_column, data_cfg.encoding,
-                                          data_cfg.encoding_errors)
-        model, tokenizer, extra["vocab"] = trim_vocabulary(model, tokenizer, texts, max_length)
-        extra["eval_token_coverage"] = vocabulary_coverage(tokenizer, list(data.splits[split]["text"]))
+    if settings.ffn:
+        extra["ffn"] = prune_ffn(model, tokenizer, list(train["text"]), list(train["label"]), settings.ffn, max_length)
+        extra["after_width_pruning"] = _score(model, tokenizer, data, split, max_length)[0]
     seconds = round(time.perf_counter() - started, 2)
 
-    if settings.heads and settings.recover_epochs:
+    if (settings.heads or settings.ffn) and settings.recover_epochs:
         with tempfile.TemporaryDirectory(prefix=f".{out.name}.tmp-", dir=out.parent) as tmp:
             pruned, recovered = Path(tmp) / "pruned", Path(tmp) / "recovered"
             model.save_pretrained(pruned, safe_serialization=True)
@@ -77,6 +74,13 @@ def _prune(settings: PruneSettings, model_dir: Path, out: Path, data_cfg: DataCo
             model = load_classifier(str(recovered))
             tokenizer = load_tokenizer(str(recovered))
             record = read_record(recovered)
+    if settings.vocab:  # last: trimming changes no logit on kept text, and the recovery keeps the teacher's tokens
+        texts = [t for s in ("train", "validation") if s in data.splits for t in data.splits[s]["text"]]
+        if extra_corpus:
+            texts += load_unlabeled_texts(extra_corpus, data_cfg.text_column, data_cfg.encoding,
+                                          data_cfg.encoding_errors)
+        model, tokenizer, extra["vocab"] = trim_vocabulary(model, tokenizer, texts, max_length)
+        extra["eval_token_coverage"] = vocabulary_coverage(tokenizer, list(data.splits[split]["text"]))
     after, after_logits, params = _score(model, tokenizer, data, split, max_length)
     result = PruneResult(
         eval_split=split, config={"settings": to_dict(settings), "inputs": {"model": str(model_dir),
@@ -107,6 +111,7 @@ def _recover(settings: PruneSettings, data: DataConfig, pruned_dir: Path, out: P
     from ..distill.config import DistillSettings, StudentConfig, TrainConfig
 
     r = distill(DistillSettings(student=StudentConfig(kind=str(pruned_dir)),
+                                layer_losses=settings.recover_layer_loss or {},
                                 train=TrainConfig(epochs=settings.recover_epochs,
                                                   learning_rate=settings.recover_learning_rate, seed=settings.seed,
                                                   max_length=max_length)),

@@ -21,7 +21,9 @@ class PruneResult(Result):
     vocab: dict | None = None  # vocab_before, vocab_after, texts, embedding_parameters_removed
     eval_token_coverage: float | None = None
     heads: dict | None = None  # heads_before, heads_after, pruned, importance
+    ffn: dict | None = None  # width_before, width_after, layers, importance_kept
     after_head_pruning: Scores | None = None
+    after_width_pruning: Scores | None = None
     recovery: dict | None = None
     title = "prune"
 
@@ -35,6 +37,8 @@ class PruneResult(Result):
         parts = []
         if self.heads:
             parts.append(f"heads {self.heads['heads_before']} → {self.heads['heads_after']}")
+        if self.ffn:
+            parts.append(f"feed-forward width {self.ffn['width_before']} → {self.ffn['width_after']}")
         if self.vocab:
             parts.append(f"vocabulary {self.vocab['vocab_before']} → {self.vocab['vocab_after']} tokens")
         return "; ".join(parts)

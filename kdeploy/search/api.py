@@ -56,7 +56,8 @@ def _search(settings: SearchSettings, teacher: str, data: DataConfig, out: Path)
 
     def objective(trial):
         params = suggest(trial, settings)
-        return run_trial(trial, settings, teacher, data, out, params, first_epoch_peers(finished(), params["layers"]))
+        return run_trial(trial, settings, teacher, data, out, params,
+                         first_epoch_peers(finished(), params.get("layers"), params["family"]))
 
     # the default point is measured even where it lies outside the searched ranges
     warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range", category=UserWarning)
@@ -90,11 +91,10 @@ def _check_settings(out: Path, settings: SearchSettings, teacher: str, data: Dat
 
 
 def _row(t) -> TrialRow:
-    p = t.params
-    return TrialRow(trial=t.number, layers=int(p["layers"]), alpha=p["alpha"], temperature=p["temperature"],
-                    learning_rate=p["learning_rate"], heads=p["heads"], vocab=bool(p["vocab"]), accuracy=t.values[0],
-                    latency_ms=t.values[1], size_mib=t.user_attrs.get("size_mib"),
-                    baseline=bool(t.user_attrs.get("baseline")))
+    p = dict(t.params)
+    return TrialRow(trial=t.number, family=p.pop("family", "layers"), accuracy=t.values[0], latency_ms=t.values[1],
+                    throughput_bs32=t.user_attrs.get("throughput_bs32"), size_mib=t.user_attrs.get("size_mib"),
+                    baseline=bool(t.user_attrs.get("baseline")), params=p)
 
 
 def summarise(study) -> SearchResult:
@@ -132,7 +132,7 @@ def write_outputs(result: SearchResult, out: Path, settings: SearchSettings, tea
         if ran.is_file():  # exactly what the trial ran
             shutil.copyfile(ran, path)
         else:
-            trial_recipe(row.trial, row.__dict__, settings, teacher, data).dump(path)
+            trial_recipe(row.trial, {"family": row.family, **row.params}, settings, teacher, data).dump(path)
         row.recipe = str(path)
     plot_front(result, out / "front.png")
     result.environment = {"machine": machine(), "versions": library_versions()}

@@ -8,21 +8,46 @@ from ..configtools import check_finite
 from ..errors import KdeployError
 
 # The hand-picked default the search must beat; always trial 0 of a new study.
-DEFAULT_POINT = {"temperature": 2.0, "alpha": 0.5, "learning_rate": 1e-4, "layers": 2, "heads": 0.0, "vocab": False}
+DEFAULT_POINT = {"family": "layers", "temperature": 2.0, "alpha": 0.5, "learning_rate": 1e-4, "layers": 2,
+                 "heads": 0.0, "vocab": False}
+
+#: The ladder of students, from a pruned copy of the teacher down to a table of token vectors,
+#: and the knobs each one has (beside alpha and temperature).
+FAMILIES = {
+    "layers": ("layers", "heads", "vocab", "learning_rate"),  # the teacher's layers, heads pruned
+    "width": ("layers", "ffn", "vocab", "learning_rate"),  # ... and feed-forward neurons pruned
+    "bilstm": ("embedding_dim", "hidden_size", "vocab", "small_learning_rate"),
+    "cnn": ("embedding_dim", "num_filters", "vocab", "small_learning_rate"),
+    "static": ("embedding_dim", "hidden_size", "vocab", "small_learning_rate"),
+}
 
 
 @dataclass
 class SearchSpace:
+    families: list[str] = field(default_factory=lambda: list(FAMILIES))  # the student families in the front
     temperature: list[float] = field(default_factory=lambda: [1.0, 8.0])  # log-uniform range
     alpha: list[float] = field(default_factory=lambda: [0.1, 1.0])  # uniform range
-    learning_rate: list[float] = field(default_factory=lambda: [3e-5, 5e-4])  # log-uniform range
+    learning_rate: list[float] = field(default_factory=lambda: [3e-5, 5e-4])  # transformer students, log-uniform
+    small_learning_rate: list[float] = field(default_factory=lambda: [3e-4, 5e-3])  # bilstm/cnn/static, log-uniform
     layers: list[int] = field(default_factory=lambda: [1, 2, 3])  # student depth (layers kept from the teacher)
     heads: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5])  # head-pruning fractions
+    ffn: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])  # feed-forward pruning fractions (width)
+    embedding_dim: list[int] = field(default_factory=lambda: [64, 128, 256])  # bilstm/cnn/static token vectors
+    hidden_size: list[int] = field(default_factory=lambda: [64, 128, 256])  # bilstm state / static head
+    num_filters: list[int] = field(default_factory=lambda: [64, 128])  # cnn
     vocab: list[bool] = field(default_factory=lambda: [False, True])  # vocabulary trimming
 
     def __post_init__(self) -> None:
         check_finite(self)
-        for name in ("temperature", "alpha", "learning_rate"):
+        unknown = [f for f in self.families if f not in FAMILIES]
+        if not self.families or unknown:
+            raise KdeployError(f"search space families: choose from {', '.join(FAMILIES)}; got {self.families}")
+        if not self.ffn or not all(0 < f < 1 for f in self.ffn):
+            raise KdeployError("search space ffn: fractions in (0, 1)")
+        for name in ("embedding_dim", "hidden_size", "num_filters"):
+            if not getattr(self, name) or min(getattr(self, name)) < 1:
+                raise KdeployError(f"search space {name}: give one or more sizes >= 1")
+        for name in ("temperature", "alpha", "learning_rate", "small_learning_rate"):
             lo_hi = getattr(self, name)
             if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
                 raise KdeployError(f"search space {name}: give [low, high] with 0 < low <= high, got {lo_hi}")
@@ -49,6 +74,7 @@ class SearchSettings:
     max_length: int = 128
     latency_iterations: int = 50
     threads: int | None = None
+    augment: int | None = 0  # augmented copies per sentence in every trial (None: by data size, slower)
     early_stop_points: float = 3.0  # stop a trial whose first-epoch accuracy trails the median by this much
     seed: int = 0
 

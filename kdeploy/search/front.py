@@ -11,13 +11,20 @@ def plot_front(result, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    rows = result.all
-    ax.scatter([r.latency_ms for r in rows], [100 * r.accuracy for r in rows], c="#9aa5b1", s=22, label="trials")
+    colours = {"layers": "#1c7ed6", "width": "#7048e8", "bilstm": "#2b8a3e", "cnn": "#e67700", "static": "#c92a2a"}
+    for family in sorted({r.family for r in result.all}):
+        rows = [r for r in result.all if r.family == family]
+        ax.scatter([r.latency_ms for r in rows], [100 * r.accuracy for r in rows], s=22, alpha=0.6,
+                   c=colours.get(family, "#9aa5b1"), label=family)
+    if max((r.latency_ms for r in result.all), default=1) / max(min((r.latency_ms for r in result.all), default=1),
+                                                                 1e-6) > 10:
+        ax.set_xscale("log")
     front = sorted(result.front, key=lambda r: r.latency_ms)
-    ax.plot([r.latency_ms for r in front], [100 * r.accuracy for r in front], "o-", c="#d9480f", label="Pareto front")
+    ax.plot([r.latency_ms for r in front], [100 * r.accuracy for r in front], "o-", c="black", mfc="none",
+            label="Pareto front")
     if result.baseline:
         b = result.baseline
-        ax.scatter([b.latency_ms], [100 * b.accuracy], marker="*", s=160, c="#1c7ed6", zorder=5,
+        ax.scatter([b.latency_ms], [100 * b.accuracy], marker="*", s=160, c="black", zorder=5,
                    label="hand-picked default")
     ax.set_xlabel("int8 ONNX latency, batch 1, p50 (ms)")
     ax.set_ylabel("validation accuracy (%)")

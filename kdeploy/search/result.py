@@ -1,4 +1,5 @@
-"""A search's outcome: every trial, the Pareto front, and the verdict on the default."""
+"""A search's outcome: every trial, the Pareto front across student families, each family's
+best point, and the verdict on the hand-picked default."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,17 +11,18 @@ from ..results import Result, markdown_table
 @dataclass
 class TrialRow:
     trial: int
-    layers: int
-    alpha: float
-    temperature: float
-    learning_rate: float
-    heads: float
-    vocab: bool
+    family: str  # layers | width | bilstm | cnn | static
     accuracy: float  # int8 ONNX, validation split
     latency_ms: float  # batch-1 p50 on this machine
+    throughput_bs32: float | None = None  # texts/s in length-sorted batches of 32
     size_mib: float | None = None
     baseline: bool = False
+    params: dict = field(default_factory=dict)  # the family's knobs, alpha, temperature, learning rate
     recipe: str | None = None
+
+    def knobs(self) -> str:
+        shown = {k: v for k, v in self.params.items() if k not in ("alpha", "temperature")}
+        return ", ".join(f"{k} {_value(v)}" for k, v in shown.items())
 
 
 @dataclass
@@ -36,32 +38,43 @@ class SearchResult(Result):
     environment: dict = field(default_factory=dict)
     title = "search front"
 
+    def best_per_family(self) -> dict[str, TrialRow]:
+        """Each family's most accurate point (its cheapest among equals)."""
+        best: dict[str, TrialRow] = {}
+        for row in self.all:
+            cur = best.get(row.family)
+            if cur is None or (row.accuracy, -row.latency_ms) > (cur.accuracy, -cur.latency_ms):
+                best[row.family] = row
+        return best
+
     def table(self):
-        cols = ["trial", "layers", "alpha", "temperature", "learning_rate", "heads", "vocab", "accuracy",
-                "latency_ms", "size_mib"]
         rows = []
         shown = self.front + ([self.baseline] if self.baseline and self.baseline not in self.front else [])
         for row in shown:
             tag = " (default)" if row.baseline else ""
-            rows.append([_fmt(k, getattr(row, k)) for k in cols]
-                        + [f"{Path(row.recipe).name if row.recipe else ''}{tag}"])
-        return cols + ["recipe"], rows
+            rows.append([row.trial, row.family, f"{100 * row.accuracy:.2f}", f"{row.latency_ms:.2f}",
+                         f"{row.throughput_bs32:.0f}" if row.throughput_bs32 else "", _value(row.size_mib),
+                         row.knobs(), f"{Path(row.recipe).name if row.recipe else ''}{tag}"])
+        return ["trial", "family", "accuracy", "p50 ms (bs 1)", "texts/s (bs 32)", "MiB", "knobs", "recipe"], rows
 
     def to_markdown(self) -> str:
         headers, rows = self.table()
+        family = [[f, r.trial, f"{100 * r.accuracy:.2f}", f"{r.latency_ms:.2f}",
+                   f"{r.throughput_bs32:.0f}" if r.throughput_bs32 else "", _value(r.size_mib), r.knobs()]
+                  for f, r in sorted(self.best_per_family().items(), key=lambda kv: -kv[1].latency_ms)]
         return "\n".join(["# kdeploy search: accuracy/latency front", "",
                           "Objectives: int8 ONNX validation accuracy (max), batch-1 p50 latency on this machine "
                           f"(min). Trials: {self.trials}. {self.verdict}.", "",
-                          markdown_table(headers, rows), "", "![front](front.png)", ""])
+                          markdown_table(headers, rows), "", "## Each family's best point", "",
+                          markdown_table(["family", "trial", "accuracy", "p50 ms (bs 1)", "texts/s (bs 32)", "MiB",
+                                          "knobs"], family), "", "![front](front.png)", ""])
 
 
-def _fmt(key, value) -> str:
-    if value is None:
+def _value(v) -> str:
+    if v is None:
         return ""
-    if key == "accuracy":
-        return f"{100 * value:.2f}"
-    if key in ("latency_ms", "size_mib", "alpha", "temperature", "heads"):
-        return f"{value:.2f}"
-    if key == "learning_rate":
-        return f"{value:.1e}"
-    return str(value)
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.1e}" if v < 0.01 else f"{v:.2f}"
+    return str(v)

@@ -20,15 +20,27 @@ RECIPE = "recipe.yaml"
 
 
 def suggest(trial, settings: SearchSettings) -> dict:
+    """The family first, then that family's own knobs (define-by-run: Optuna samples only what is asked)."""
+    from .config import FAMILIES
+
     space = settings.space
-    return {
-        "temperature": trial.suggest_float("temperature", *space.temperature, log=True),
-        "alpha": trial.suggest_float("alpha", *space.alpha),
-        "learning_rate": trial.suggest_float("learning_rate", *space.learning_rate, log=True),
-        "layers": trial.suggest_categorical("layers", list(space.layers)),
-        "heads": trial.suggest_categorical("heads", list(space.heads)),
-        "vocab": trial.suggest_categorical("vocab", list(space.vocab)),
-    }
+    family = trial.suggest_categorical("family", list(space.families))
+    params = {"family": family, "temperature": trial.suggest_float("temperature", *space.temperature, log=True),
+              "alpha": trial.suggest_float("alpha", *space.alpha)}
+    for knob in FAMILIES[family]:
+        if knob in ("learning_rate", "small_learning_rate"):
+            params[knob] = trial.suggest_float(knob, *getattr(space, knob), log=True)
+        else:
+            params[knob] = trial.suggest_categorical(knob, list(getattr(space, knob)))
+    return params
+
+
+def student_of(params: dict) -> StudentConfig:
+    family = params.get("family", "layers")
+    if family in ("layers", "width"):
+        return StudentConfig(kind="layers", layers=int(params["layers"]))
+    extra = {k: int(params[k]) for k in ("embedding_dim", "hidden_size", "num_filters") if k in params}
+    return StudentConfig(kind=family, **extra)
 
 
 def search_data(data: DataConfig) -> DataConfig:
@@ -37,19 +49,20 @@ def search_data(data: DataConfig) -> DataConfig:
 
 
 def trial_recipe(number: int, params: dict, settings: SearchSettings, teacher: str, data: DataConfig) -> Recipe:
-    train = TrainConfig(epochs=settings.epochs, learning_rate=float(params["learning_rate"]),
-                        max_length=settings.max_length, seed=settings.seed)
-    steps = {"distill": Step(DistillSettings(student=StudentConfig(kind="layers", layers=int(params["layers"])),
-                                             alpha=float(params["alpha"]), temperature=float(params["temperature"]),
+    lr = params.get("learning_rate") or params.get("small_learning_rate")
+    train = TrainConfig(epochs=settings.epochs, learning_rate=float(lr), max_length=settings.max_length,
+                        seed=settings.seed)
+    steps = {"distill": Step(DistillSettings(student=student_of(params), alpha=float(params["alpha"]),
+                                             temperature=float(params["temperature"]), augment=settings.augment,
                                              train=train),
                              DistillInputs(teacher=teacher))}
-    if params["heads"] or params["vocab"]:
-        steps["prune"] = Step(PruneSettings(vocab=bool(params["vocab"]), heads=float(params["heads"]),
-                                            recover_epochs=settings.recover_epochs, seed=settings.seed,
-                                            max_length=settings.max_length), PruneInputs())
+    heads, ffn, vocab = float(params.get("heads") or 0), float(params.get("ffn") or 0), bool(params.get("vocab"))
+    if heads or ffn or vocab:
+        steps["prune"] = Step(PruneSettings(vocab=vocab, heads=heads, ffn=ffn, recover_epochs=settings.recover_epochs,
+                                            seed=settings.seed, max_length=settings.max_length), PruneInputs())
     steps["export"] = Step(ExportSettings(optimize="O2", quantize="int8", max_accuracy_drop=100.0), ExportInputs())
-    steps["bench"] = Step(BenchSettings(split="validation", batch_sizes=[1], iterations=settings.latency_iterations,
-                                        warmup=5, rounds=3, threads=settings.threads),
+    steps["bench"] = Step(BenchSettings(split="validation", batch_sizes=[1, 32], iterations=settings.latency_iterations,
+                                        warmup=5, rounds=3, threads=settings.threads, peaks=False),
                           BenchInputs(models=["int8"]))
     return Recipe(name=f"search-trial-{number:03d}", data=search_data(data),
                   description=f"kdeploy search trial {number}: {params}", steps=steps)
@@ -85,15 +98,15 @@ class EarlyStop:
         return _Callback()
 
 
-def first_epoch_peers(trials, layers: int) -> list[float]:
-    """First-epoch accuracies of completed trials of the same depth. Depth sets most of the
-    latency, so a student far below its peers is dominated; a shallower one that trails deeper
-    students may still be the fastest point on the front, and is not compared with them."""
+def first_epoch_peers(trials, layers: int | None, family: str = "layers") -> list[float]:
+    """First-epoch accuracies of completed trials of the same family and depth. Those set most of
+    the latency, so a student far below its peers is dominated; a cheaper one that trails
+    costlier students may still be the fastest point on the front, and is not compared with them."""
     from optuna.trial import TrialState
 
     return [t.user_attrs["first_epoch_accuracy"] for t in trials
-            if t.state == TrialState.COMPLETE and t.params.get("layers") == layers
-            and t.user_attrs.get("first_epoch_accuracy") is not None]
+            if t.state == TrialState.COMPLETE and t.params.get("family", "layers") == family
+            and t.params.get("layers") == layers and t.user_attrs.get("first_epoch_accuracy") is not None]
 
 
 def run_trial(trial, settings: SearchSettings, teacher: str, data: DataConfig, out: Path, params: dict,
@@ -117,6 +130,7 @@ def run_trial(trial, settings: SearchSettings, teacher: str, data: DataConfig, o
     export, bench = run.results["export"], run.results["bench"]
     accuracy = export.scores("model.int8.onnx").accuracy
     latency = bench.models[0].latency[1].p50_ms
+    trial.set_user_attr("throughput_bs32", bench.models[0].latency[32].throughput_per_s)
     trial.set_user_attr("size_mib", export.files["model.int8.onnx"].mib)
     trial.set_user_attr("folder", str(folder))
     return accuracy, latency
