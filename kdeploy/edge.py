@@ -81,8 +81,18 @@ class Predictor:
             raise BundleError(f"{bundle}: cannot read {m.tokenizer} ({str(exc).splitlines()[0]})") from None
         self.tokenizer.enable_truncation(max_length=self.max_length)
         self.tokenizer.no_padding()  # batches are padded here, after they are grouped by length
+        self.tokenizer.encode_special_tokens = True  # "[SEP]" typed by a user is text, as in every bundle format
         model = m.ort_model if model_format == "ort" else m.model
-        if (m.runtime or {}).get("name") == "openvino":
+        self.e2e = m.kind == "onnx-e2e"
+        if self.e2e:  # text in, probabilities out: the tokenizer runs inside the graph
+            from .modelio.onnx_session import extensions_library
+
+            if provider != "cpu":
+                raise BundleError(f"{bundle}: the e2e model's tokenizer ops run on the CPU; use provider cpu")
+            self.session = create_session(bundle / model, provider, threads, allow_fallback,
+                                          (m.session or {}).get("disabled_optimizers"),
+                                          custom_ops_library=extensions_library())
+        elif (m.runtime or {}).get("name") == "openvino":
             from .modelio.openvino_session import OpenVINOSession
 
             if provider != "cpu":
@@ -144,7 +154,22 @@ class Predictor:
     def _encode(self, texts: list[str]):
         return self.tokenizer.encode_batch([t if isinstance(t, str) else str(t) for t in texts])
 
+    def _result(self, p: np.ndarray) -> dict:
+        k = int(p.argmax())
+        return {"label": self.labels[k], "score": float(p[k]),
+                "probabilities": {label: float(v) for label, v in zip(self.labels, p)}}
+
+    def _predict_e2e(self, texts: list[str], chunk: int) -> list[dict]:
+        """The graph loops over its rows itself (each at its own length); chunks bound memory."""
+        out: list[dict] = []
+        for start in range(0, len(texts), chunk):
+            batch = np.array(texts[start:start + chunk], dtype=object)
+            out += [self._result(p) for p in self.session.run(["probabilities"], {"text": batch})[0]]
+        return out
+
     def logits(self, texts: list[str]) -> np.ndarray:
+        if self.e2e:
+            raise BundleError(f"{self.folder}: an e2e bundle returns probabilities, not logits; use predict()")
         return self.session.run(None, self._feeds(self._encode(texts)))[0].astype(np.float32)
 
     def predict(self, texts: list[str] | str, batch_size: int | None = None, max_tokens: int = 1024) -> list[dict]:
@@ -162,6 +187,8 @@ class Predictor:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise KdeployError(f"{name} must be a whole number of at least 1, got {value!r}")
         texts = [t if isinstance(t, str) else str(t) for t in texts]
+        if self.e2e:
+            return self._predict_e2e(texts, batch_size or 64)
         encs = self._encode(texts)
         groups = buckets([e.ids for e in encs], batch_size) if batch_size else \
             token_batches([len(e.ids) for e in encs], max_tokens)
@@ -169,7 +196,5 @@ class Predictor:
         for idx in groups:
             logits = self.session.run(None, self._feeds([encs[i] for i in idx]))[0].astype(np.float32)
             for i, p in zip(idx, _softmax(logits)):
-                k = int(p.argmax())
-                results[i] = {"label": self.labels[k], "score": float(p[k]),
-                              "probabilities": {label: float(v) for label, v in zip(self.labels, p)}}
+                results[i] = self._result(p)
         return results

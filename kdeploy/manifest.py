@@ -4,7 +4,8 @@ library only: the torch-free predictor reads it on the device.
 Trust rules, all checked before any model is loaded:
 - every file the predictor loads (the model, the tokenizer, the ORT model) is listed with
   its size and sha256, and every listed file matches; a manifest without checksums is refused;
-- listed names are plain file names inside the bundle (no folders, `..` or absolute paths);
+- listed names are plain relative paths inside the bundle (at most three plain parts, as the
+  web layout's `model/onnx/model_quantized.onnx`; no `..`, hidden or absolute names);
 - the label names agree with the ones written into the ONNX model's own metadata.
 
 What the checksums protect against: a damaged or altered *file*. They cannot protect against
@@ -28,6 +29,7 @@ BUNDLE_FORMAT = "kdeploy-bundle/2"
 LEGACY_FORMAT = "kdeploy-bundle/1"
 MAX_MANIFEST_BYTES = 1 << 20
 METADATA_KEY = "kdeploy.label_names"  # in the ONNX model's metadata_props: binds labels to the model
+KINDS = ("python", "onnx-e2e", "web")  # what the bundle is laid out for (kdeploy.package.formats)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -68,6 +70,8 @@ class BundleManifest:
     session: dict | None = None  # onnxruntime settings the export found fastest here (disabled_optimizers)
     runtime: dict | None = None  # {"name": "openvino", "precision": "bf16"}; onnxruntime when absent
     model_weights: str | None = None  # an OpenVINO IR's .bin beside its .xml
+    kind: str = "python"  # python: model + tokenizer.json; onnx-e2e: text in, label out; web: transformers.js
+    pairs: bool = False  # the model reads sentence pairs
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -112,6 +116,8 @@ class BundleManifest:
 
     def _check(self, where: str) -> None:
         loaded = [self.model, self.tokenizer] + [x for x in (self.ort_model, self.model_weights) if x]
+        if self.kind not in KINDS:
+            raise BundleError(f"{where}: unknown bundle kind {self.kind!r}; expected one of {', '.join(KINDS)}")
         if self.runtime is not None and (not isinstance(self.runtime, dict)
                                          or self.runtime.get("name") not in ("onnxruntime", "openvino")):
             raise BundleError(f"{where}: unknown runtime {self.runtime!r} in the manifest")
@@ -136,8 +142,9 @@ class BundleManifest:
 
 
 def _check_name(name, where: str) -> None:
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", "..") \
-            or name.startswith(".") or ":" in name or "\x00" in name:
+    parts = name.split("/") if isinstance(name, str) else []
+    if not parts or len(parts) > 3 or any(not part or part.startswith(".") or "\\" in part or ":" in part
+                                          or "\x00" in part for part in parts):
         raise BundleError(f"{where}: the manifest names {name!r}, which is not a plain file name inside the bundle; "
                           "refusing the bundle")
 
@@ -167,7 +174,8 @@ def verify_bundle(folder: str | os.PathLike, expected_digest: str | None = None)
     manifest = BundleManifest.parse(raw, str(path))
     for name, info in manifest.files.items():
         file = folder / name
-        if not file.is_file() or file.is_symlink():
+        parents = [folder.joinpath(*name.split("/")[:i]) for i in range(1, name.count("/") + 1)]
+        if not file.is_file() or file.is_symlink() or any(p.is_symlink() for p in parents):
             raise BundleError(f"{folder}: {name} is missing from the bundle")
         if file.stat().st_size != info.bytes or sha256_of(file) != info.sha256:
             raise BundleError(f"{folder}: {name} does not match its sha256 in {path.name}; "

@@ -51,11 +51,14 @@ def toy_files(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-def build_tokenizer(folder: Path):
+def build_tokenizer(folder: Path, continuation: bool = False):
+    """`continuation`: also "##a".."##z", as real BERT vocabularies have (every word spells out)."""
     from transformers import BertTokenizerFast
 
     words = sorted(set(POSITIVE + NEGATIVE + FILLER) | set("abcdefghijklmnopqrstuvwxyz"))
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words
+    if continuation:
+        vocab += [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
@@ -63,12 +66,13 @@ def build_tokenizer(folder: Path):
     return tok
 
 
-def build_tiny_bert(folder: Path, num_labels: int = 2, layers: int = 4, label_names=("negative", "positive"), seed=0):
+def build_tiny_bert(folder: Path, num_labels: int = 2, layers: int = 4, label_names=("negative", "positive"), seed=0,
+                    continuation: bool = False):
     """A 4-layer, 32-wide BERT classifier saved as a model folder (weights are random)."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    tok = build_tokenizer(folder)
+    tok = build_tokenizer(folder, continuation)
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128, num_labels=num_labels,

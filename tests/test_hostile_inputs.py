@@ -243,7 +243,6 @@ def test_generic_extraction_caps_total_size(tmp_path):
 
 
 def test_truncated_archive_is_one_line(bundle, tmp_path):
-    from kdeploy.package.bundle import package  # noqa: F401  (the archive beside the bundle)
 
     archive = bundle.with_name("B.tar.gz")
     cut = tmp_path / "cut.tar.gz"

@@ -61,28 +61,40 @@ def bench(
 
 
 @app.command(epilog="Examples:\n\n  kdeploy package runs/onnx --out runs/bundle\n\n"
+             "  kdeploy package runs/onnx --out runs/bundle --format python,onnx-e2e,web   (runs/bundle, "
+             "runs/bundle-onnx-e2e, runs/bundle-web)\n\n"
              "  kdeploy package runs/onnx --out runs/bundle --model-file model.onnx --archive zip --report runs/report/report.json")
 def package(
     export_dir: Annotated[Path, typer.Argument(help="A folder written by kdeploy export.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder; the archive is written beside it.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder (the first format); the archive is written beside it.")],
+    formats: Annotated[Optional[str], typer.Option("--format", help="Comma-separated: python (kdeploy.edge), onnx-e2e (one ONNX file, text in, label out; needs onnxruntime-extensions), web (transformers.js). The first goes to --out, the others to OUT-FORMAT.", show_default=shown(PackageSettings, "formats"))] = None,
     model_file: Annotated[Optional[str], typer.Option("--model-file", help="Which ONNX file (default: int8, else optimised, else fp32).")] = None,
     archive: Annotated[Optional[str], typer.Option("--archive", help="tar.gz, zip or none.", show_default=shown(PackageSettings, "archive"))] = None,
     report: Annotated[Optional[Path], typer.Option("--report", help="A kdeploy bench report.json to record in the manifest.")] = None,
     ort_format: Annotated[bool, typer.Option("--ort-format", help="Also the ORT format (model.ort) for ONNX Runtime Mobile.")] = False,
+    data_file: Annotated[Optional[str], typer.Option("--data", help="Labelled file whose texts the e2e gate compares (default: the student's validation split).", rich_help_panel="Data")] = None,
+    dataset: Dataset = None, dataset_config: DatasetConfig = None, text_column: TextColumn = None,
+    label_column: LabelColumn = None, label_names: LabelNames = None, encoding: Encoding = None,
+    encoding_errors: EncodingErrors = None, max_eval_samples: MaxEval = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Make a self-contained, checksummed edge bundle (model, tokenizer, manifest, model card)."""
+    """Make self-contained, checksummed bundles (model, tokenizer, manifest, README with the code to run them)."""
     from ..configtools import settings_from
     from ..console import say
     from ..package.bundle import package as run
 
     settings = settings_from(PackageSettings, {"model_file": model_file, "archive": archive,
-                                               "ort_format": ort_format or None})
-    result = run(settings, export_dir=export_dir, out=out, report=report, overwrite=overwrite)
-    say(f"bundle: {result.bundle} ({result.bundle_mib:.1f} MiB)")
-    if result.archive:
-        say(f"archive: {result.archive} ({result.archive_mib:.1f} MiB)")
-    say(f"digest: {result.digest}  (pin it: kdeploy predict --digest {result.digest} ...)")
+                                               "ort_format": ort_format or None, "formats": formats})
+    data = eval_data(data_file, dataset=dataset, dataset_config=dataset_config, text_column=text_column,
+                     label_column=label_column, label_names=label_names, encoding=encoding,
+                     encoding_errors=encoding_errors, max_eval_samples=max_eval_samples)
+    result = run(settings, export_dir=export_dir, out=out, report=report, data=data, overwrite=overwrite)
+    for r in [result, *result.others]:
+        say(f"{r.kind} bundle: {r.bundle} ({r.bundle_mib:.1f} MiB)"
+            + (f"; archive {r.archive} ({r.archive_mib:.1f} MiB)" if r.archive else ""))
+        say(f"  digest: {r.digest}  (pin it: kdeploy predict --digest {r.digest} ...)")
+    for line in result.notes():
+        say(line)
 
 
 def _argument_texts(args: list[str], encoding: str, errors: str) -> list[str]:

@@ -11,7 +11,6 @@ it back memory-mapped. The entry is the same, text for text, as a single process
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from dataclasses import dataclass

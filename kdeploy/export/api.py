@@ -126,6 +126,8 @@ def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: Data
         result.timings["total_seconds"] = round(time.perf_counter() - started, 2)
         result.provenance = {k: record.get(k) for k in ("stage", "teacher", "model", "alpha", "temperature")
                              if record.get(k) is not None}
+        if (record.get("config") or {}).get("data"):  # for later gates (the e2e bundle's texts)
+            result.provenance["data"] = record["config"]["data"]
         result.data_fingerprint = data.fingerprint if data is not None else None
         result.versions, result.machine = library_versions(), machine()
         result.save(tmp / REPORT)

@@ -22,10 +22,22 @@ PROVIDERS = {
 GPU_HINT = " (install kdeploy[gpu]: pip uninstall -y onnxruntime && pip install onnxruntime-gpu)"
 
 
+def extensions_library() -> str:
+    """onnxruntime-extensions' custom-op library: what any ONNX Runtime binding registers to run
+    a model with its tokenizer inside (an e2e bundle)."""
+    try:
+        from onnxruntime_extensions import get_library_path
+    except ImportError:
+        raise KdeployError("an e2e model needs onnxruntime-extensions: pip install 'kdeploy[e2e]'") from None
+    return get_library_path()
+
+
 def create_session(path: str | Path, provider: str = "cpu", threads: int | None = None,
-                   allow_fallback: bool = False, disabled_optimizers: list[str] | None = None):
+                   allow_fallback: bool = False, disabled_optimizers: list[str] | None = None,
+                   custom_ops_library: str | None = None):
     """A session on `provider`; `disabled_optimizers` are load-time fusions the file's export
-    found slower here (its session settings: see kdeploy.export.optimize)."""
+    found slower here (its session settings: see kdeploy.export.optimize); `custom_ops_library`
+    is registered first (onnxruntime-extensions, for a model with its tokenizer inside)."""
     import onnxruntime as ort
 
     if provider not in PROVIDERS:
@@ -42,6 +54,8 @@ def create_session(path: str | Path, provider: str = "cpu", threads: int | None 
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if custom_ops_library:
+        options.register_custom_ops_library(custom_ops_library)
     providers = [wanted] if wanted in available else []
     if wanted != "CPUExecutionProvider":
         providers.append("CPUExecutionProvider")

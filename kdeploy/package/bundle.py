@@ -14,10 +14,11 @@ from pathlib import Path
 from ..errors import KdeployError
 from ..configtools import to_dict
 from ..fsutil import atomic_dir, claimed_output, normal_permissions, write_text
-from ..manifest import BUNDLE_FORMAT, MANIFEST, METADATA_KEY, BundleManifest, FileEntry, bundle_digest, verify_bundle
+from ..manifest import BUNDLE_FORMAT, MANIFEST, BundleManifest, FileEntry, bundle_digest, verify_bundle
 from ..modelio.record import read_config
 from ..modelio.sizes import mib
 from ..safety import sha256_of
+from .binding import bind_labels
 from .card import model_card
 from .config import PackageSettings
 from .result import PackageResult
@@ -26,7 +27,10 @@ PREFERENCE = ("model.int8.onnx", "model.opt.onnx", "model.onnx")
 
 
 def package(settings: PackageSettings, export_dir: str | Path, out: str | Path, report: str | Path | None = None,
-            overwrite: bool = False) -> PackageResult:
+            data=None, overwrite: bool = False) -> PackageResult:
+    """One bundle per format in `settings.formats`: the first in `out`, the others in OUT-FORMAT
+    beside it. `data` (a DataConfig; default: the one the student was trained on) gives the
+    validation split that the e2e format's parity gate runs on."""
     from ..export.result import REPORT, ExportResult
 
     export_dir, out = Path(export_dir), Path(out)
@@ -34,18 +38,32 @@ def package(settings: PackageSettings, export_dir: str | Path, out: str | Path, 
         raise KdeployError(f"{export_dir}: no {REPORT}; package a folder written by kdeploy export")
     if report is not None and not Path(report).is_file():
         raise KdeployError(f"--report {report}: file not found (give a report.json written by kdeploy bench)")
+    export = ExportResult.load(export_dir / REPORT)
+    results = [_package_one(kind, settings, export_dir, export, folder, report, data, overwrite)
+               for kind, folder in format_folders(out, settings.formats)]
+    results[0].others = results[1:]
+    return results[0]
+
+
+def format_folders(out: Path, formats: list[str]) -> list[tuple[str, Path]]:
+    return [(kind, out if i == 0 else out.with_name(f"{out.name}-{kind}")) for i, kind in enumerate(formats)]
+
+
+def _package_one(kind: str, settings: PackageSettings, export_dir: Path, export, out: Path, report, data,
+                 overwrite: bool) -> PackageResult:
     archive = _archive_path(out, settings.archive)
     with claimed_output(out, [export_dir, report], overwrite, "kdeploy package"):
         if archive is not None:
             _check_archive_target(archive, [export_dir, report], overwrite)
-        manifest = _manifest(settings, export_dir, ExportResult.load(export_dir / REPORT),
-                             Path(report) if report else None)
+        manifest = _manifest(settings, export_dir, export, Path(report) if report else None)
+        manifest.kind = kind
         with atomic_dir(out, overwrite=overwrite) as tmp:
-            _write_bundle(tmp, export_dir, manifest, settings)
+            parity = _write_bundle(tmp, export_dir, manifest, settings, export, data)
         digest = bundle_digest((out / MANIFEST).read_bytes())
         written = _write_archive(out, archive) if archive else None
     return PackageResult(bundle=str(out), bundle_mib=mib(out), digest=digest, manifest=manifest,
-                         archive=str(written) if written else None, archive_mib=mib(written) if written else None)
+                         archive=str(written) if written else None, archive_mib=mib(written) if written else None,
+                         kind=kind, e2e_parity=parity)
 
 
 def existing_bundle(out: Path) -> PackageResult:
@@ -127,44 +145,92 @@ def _manifest(settings: PackageSettings, export_dir: Path, export, report: Path 
                     "export_versions": export.versions, "package_versions": library_versions()})
 
 
-def _bind_labels(src: Path, dst: Path, labels: list[str]) -> None:
-    """Copy the model with its label names in its own metadata, so a manifest cannot relabel it."""
-    import onnx
-
-    model = onnx.load(str(src))
-    props = [p for p in model.metadata_props if p.key != METADATA_KEY]
-    del model.metadata_props[:]
-    model.metadata_props.extend(props)
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(labels, ensure_ascii=False)
-    onnx.save(model, str(dst))
-
-
-def _write_bundle(tmp: Path, export_dir: Path, manifest: BundleManifest, settings: PackageSettings) -> None:
+def _write_bundle(tmp: Path, export_dir: Path, manifest: BundleManifest, settings: PackageSettings, export,
+                  data) -> dict | None:
+    """Write one format's files into tmp, list them with checksums, verify; the e2e gate's
+    figures come back (None for the other formats)."""
     from .ort_format import OPERATORS, ORT_MODEL, convert_to_ort
 
-    if manifest.source_file.endswith(".xml"):  # an OpenVINO IR: its labels were bound at export
+    source = export_dir / manifest.source_file
+    parity = None
+    if source.suffix == ".xml" and manifest.kind != "python":
+        raise KdeployError(f"--format {manifest.kind} needs an ONNX model; an OpenVINO IR is bundled only as python")
+    if manifest.kind == "web":
+        from .web import write_web
+
+        names = write_web(tmp, export_dir, source, manifest.dtype, manifest.label_names, manifest.max_length,
+                          manifest.pairs, export_dir / "tokenizer.json")
+        manifest.model, manifest.tokenizer = names[3], names[2]
+    elif source.suffix == ".xml":  # an OpenVINO IR: its labels were bound at export
         if settings.ort_format:
             raise KdeployError("--ort-format needs an ONNX model; an OpenVINO IR bundle cannot carry one")
-        source = export_dir / manifest.source_file
         shutil.copy2(source, tmp / "model.xml")
         shutil.copy2(source.with_suffix(".bin"), tmp / "model.bin")
         manifest.model, manifest.model_weights = "model.xml", "model.bin"
         manifest.runtime = {"name": "openvino", "precision": "bf16"}
-        names = ["model.xml", "model.bin"]
+        names = ["model.xml", "model.bin", "tokenizer.json"]
+        shutil.copy2(export_dir / "tokenizer.json", tmp / "tokenizer.json")
+    elif manifest.kind == "onnx-e2e":
+        shutil.copy2(export_dir / "tokenizer.json", tmp / "tokenizer.json")  # what the graph's tokenizer came from
+        parity = _write_e2e(tmp, source, manifest, export, data)
+        names = [manifest.model, "tokenizer.json"]
     else:
-        _bind_labels(export_dir / manifest.source_file, tmp / "model.onnx", manifest.label_names)
-        names = ["model.onnx"]
-    shutil.copy2(export_dir / "tokenizer.json", tmp / "tokenizer.json")
-    names.append("tokenizer.json")
-    if settings.ort_format:
-        names += convert_to_ort(tmp / "model.onnx", tmp)
-        manifest.ort_model, manifest.ort_operators = ORT_MODEL, OPERATORS
+        bind_labels(source, tmp / "model.onnx", manifest.label_names)
+        shutil.copy2(export_dir / "tokenizer.json", tmp / "tokenizer.json")
+        names = ["model.onnx", "tokenizer.json"]
+        if settings.ort_format:
+            names += convert_to_ort(tmp / "model.onnx", tmp)
+            manifest.ort_model, manifest.ort_operators = ORT_MODEL, OPERATORS
     write_text(tmp / "README.md", model_card(manifest))
     for n in names + ["README.md"]:
         manifest.files[n] = FileEntry(sha256=sha256_of(tmp / n), bytes=(tmp / n).stat().st_size)
     write_text(tmp / MANIFEST, manifest.to_json())
     verify_bundle(tmp)
+    return parity
+
+
+def _write_e2e(tmp: Path, source: Path, manifest: BundleManifest, export, data) -> dict:
+    """model.e2e.onnx (text in, label out), gated on token and probability parity with the
+    plain model and the `tokenizers` library, i.e. with what the python bundle answers."""
+    import onnx
+
+    from .e2e import E2E_MODEL, build_e2e
+    from .hostile_texts import HOSTILE_TEXTS
+    from .parity import check_e2e, gate
+    from .tokenizer_graph import bert_tokenizer_attributes, normaliser_table, tokenizer_model
+
+    attributes = bert_tokenizer_attributes(tmp / "tokenizer.json", manifest.max_length)
+    table = normaliser_table(tmp / "tokenizer.json")
+    texts, where = gate_texts(export, data)
+    disabled = (manifest.session or {}).get("disabled_optimizers")
+    with tempfile.TemporaryDirectory(prefix="kdeploy-e2e-") as scratch:
+        plain = Path(scratch) / "model.onnx"
+        bind_labels(source, plain, manifest.label_names)
+        onnx.save(build_e2e(plain, attributes, table, manifest.label_names, manifest.pairs), str(tmp / E2E_MODEL))
+        parity = check_e2e(tmp / E2E_MODEL, tokenizer_model(attributes, table, manifest.pairs), plain,
+                           tmp / "tokenizer.json", texts + list(HOSTILE_TEXTS),
+                           f"{where} + {len(HOSTILE_TEXTS)} hostile texts", manifest.max_length, manifest.pairs,
+                           disabled)
+    gate(parity)
+    manifest.model = E2E_MODEL
+    manifest.parity = {**(manifest.parity or {}), "e2e": to_dict(parity)}
+    return to_dict(parity)
+
+
+def gate_texts(export, data) -> tuple[list, str]:
+    """The validation split of `data`, else of the data the student was trained on (if its
+    files are still there), else none (the hostile list alone; the result says so)."""
+    from ..data import load_task_data, recorded_data
+
+    if data is None:
+        recorded = (export.provenance or {}).get("data")
+        data = recorded_data({"config": {"data": recorded}}) if recorded else None
+    if data is None:
+        return [], "no validation split (give --data)"
+    task = load_task_data(data)
+    split = "validation" if "validation" in task.splits else next(iter(task.splits))
+    texts = list(task.splits[split]["text"])
+    return texts, f"the {split} split ({len(texts)} texts)"
 
 
 def _archive_path(folder: Path, kind: str | None) -> Path | None:

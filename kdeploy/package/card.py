@@ -3,6 +3,77 @@ from __future__ import annotations
 
 from ..manifest import BundleManifest
 
+EXAMPLE = "a gripping, beautifully acted film"
+
+
+def _python(m: BundleManifest) -> list[str]:
+    return ["```bash",
+            "pip install kdeploy   # the slim core: onnxruntime, tokenizers, numpy; no torch",
+            "kdeploy predict path/to/bundle \"your text here\"",
+            "```", "",
+            "```python", "from kdeploy.edge import Predictor",
+            "p = Predictor('path/to/bundle')", "print(p.predict(['your text here']))", "```", "",
+            "Without kdeploy: tokenise with `tokenizers` (`Tokenizer.from_file('tokenizer.json')`, truncation to "
+            f"{m.max_length}, `encode_special_tokens = True`), feed {', '.join(m.inputs or ['input_ids'])} as int64 "
+            "[batch, length] (right-padded with the pad id), softmax the `logits` output; label i is "
+            f"{m.label_names}[i].", ""]
+
+
+def _e2e(m: BundleManifest) -> list[str]:
+    shape = "[N, 2] (pairs)" if m.pairs else "[N]"
+    return [f"`{m.model}` takes `text`: string {shape} and returns `probabilities`: float [N, {len(m.label_names)}] "
+            "and `label`: string [N]. The tokenizer is inside the graph as onnxruntime-extensions custom ops, so "
+            "any ONNX Runtime binding runs it once the extensions library is registered. (`model.onnx` and "
+            "`tokenizer.json` are the same model without the tokenizer, for the python predictor.)", "",
+            "Python:", "", "```python", "import numpy as np, onnxruntime as ort",
+            "from onnxruntime_extensions import get_library_path   # pip install onnxruntime-extensions",
+            "options = ort.SessionOptions()", "options.register_custom_ops_library(get_library_path())",
+            f"session = ort.InferenceSession('{m.model}', options)",
+            f"probabilities, label = session.run(None, {{'text': np.array(['{EXAMPLE}'], dtype=object)}})",
+            "```", "",
+            "C++ (ONNX Runtime C/C++ API; link libortextensions from an onnxruntime-extensions build):", "",
+            "```cpp", "#include <onnxruntime_cxx_api.h>",
+            "Ort::Env env;", "Ort::SessionOptions options;",
+            "options.RegisterCustomOpsLibrary(ORT_TSTR(\"libortextensions.so\"));",
+            f"Ort::Session session(env, ORT_TSTR(\"{m.model}\"), options);",
+            "Ort::AllocatorWithDefaultOptions alloc;", "int64_t shape[] = {1};",
+            "Ort::Value text = Ort::Value::CreateTensor(alloc, shape, 1, ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING);",
+            f"const char* rows[] = {{\"{EXAMPLE}\"}};", "text.FillStringTensor(rows, 1);",
+            "const char* in[] = {\"text\"}; const char* out[] = {\"probabilities\", \"label\"};",
+            "auto result = session.Run(Ort::RunOptions{nullptr}, in, &text, 1, out, 2);",
+            "const float* p = result[0].GetTensorData<float>();", "```", "",
+            "Android (Java/Kotlin, `com.microsoft.onnxruntime:onnxruntime-android` + "
+            "`com.microsoft.onnxruntime:onnxruntime-extensions-android`):", "",
+            "```java", "OrtEnvironment env = OrtEnvironment.getEnvironment();",
+            "OrtSession.SessionOptions options = new OrtSession.SessionOptions();",
+            "options.registerCustomOpLibrary(OrtxPackage.getLibraryPath());",
+            f"OrtSession session = env.createSession(modelBytes, options);  // {m.model} from assets",
+            f"OnnxTensor text = OnnxTensor.createTensor(env, new String[]{{\"{EXAMPLE}\"}}, new long[]{{1}});",
+            "float[][] p = (float[][]) session.run(Map.of(\"text\", text)).get(0).getValue();", "```", "",
+            "iOS (CocoaPods `onnxruntime-objc` + `onnxruntime-extensions-c`): "
+            "`[options registerCustomOpsUsingFunction:@\"RegisterCustomOps\" error:&error]`, then run as above "
+            "with a string tensor.", ""]
+
+
+def _web(m: BundleManifest) -> list[str]:
+    from .web import TRANSFORMERS_JS
+
+    return ["The `model/` folder is what transformers.js (`@huggingface/transformers`) loads offline; "
+            "`index.html` is a demo page.", "",
+            "Browser (served from this folder; no CDN):", "", "```bash",
+            f"npm install @huggingface/transformers@{TRANSFORMERS_JS}",
+            "mkdir -p vendor && cp node_modules/@huggingface/transformers/dist/transformers.min.js vendor/",
+            "cp $(find node_modules -path '*onnxruntime-web/dist/ort-wasm-simd-threaded.asyncify.*' | head -2) vendor/",
+            "python -m http.server 8000   # open http://localhost:8000/index.html", "```", "",
+            "Node:", "", "```js", "import { pipeline, env } from '@huggingface/transformers';",
+            "env.allowRemoteModels = false;", "env.localModelPath = '/path/to/this/bundle/';",
+            "const classify = await pipeline('text-classification', 'model');",
+            f"console.log(await classify('{EXAMPLE}', {{ top_k: null }}));", "```", "",
+            "Python (the same files): `kdeploy predict path/to/this/bundle \"your text\"`.", ""]
+
+
+USE = {"python": _python, "onnx-e2e": _e2e, "web": _web}
+
 
 def model_card(m: BundleManifest) -> str:
     acc = m.accuracy or {}
@@ -37,13 +108,7 @@ def model_card(m: BundleManifest) -> str:
               f"- data fingerprint: {p.get('data_fingerprint')}",
               f"- kdeploy {p.get('package_versions', {}).get('kdeploy', '?')}, "
               f"onnxruntime {p.get('package_versions', {}).get('onnxruntime', '?')}", "",
-              "## Use", "",
-              "```bash",
-              "pip install kdeploy   # the slim core: onnxruntime, tokenizers, numpy; no torch",
-              "kdeploy predict path/to/bundle \"your text here\"",
-              "```", "",
-              "```python", "from kdeploy.edge import Predictor",
-              "p = Predictor('path/to/bundle')", "print(p.predict(['your text here']))", "```", "",
+              "## Use", ""] + USE[m.kind](m) + [
               "## Integrity", "",
               "Every file is listed in `bundle.json` with its size and sha256 and is checked before it is loaded; "
               "the label names are also written into the model's own metadata and must agree. The checksums "

@@ -1,7 +1,7 @@
 """What the package stage wrote."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..manifest import BundleManifest
 from ..results import Result
@@ -15,13 +15,32 @@ class PackageResult(Result):
     manifest: BundleManifest
     archive: str | None = None
     archive_mib: float | None = None
+    kind: str = "python"
+    e2e_parity: dict | None = None  # the e2e format's gate (texts compared, identical, max |Δp|)
+    others: list["PackageResult"] = field(default_factory=list)  # the other formats of the same call
     title = "package"
 
     def table(self):
-        rows = [["bundle", self.bundle, f"{self.bundle_mib:.1f}"]]
-        if self.archive:
-            rows.append(["archive", self.archive, f"{self.archive_mib:.1f}"])
-        return ["what", "path", "MiB"], rows
+        rows = []
+        for r in [self, *self.others]:
+            rows.append([r.kind, r.bundle, f"{r.bundle_mib:.1f}"])
+            if r.archive:
+                rows.append([f"{r.kind} archive", r.archive, f"{r.archive_mib:.1f}"])
+        return ["format", "path", "MiB"], rows
+
+    def notes(self) -> list[str]:
+        lines = []
+        for r in [self, *self.others]:
+            p = r.e2e_parity
+            if p:
+                lines.append(f"e2e gate: tokens identical on {p['identical']}/{p['texts']} texts ({p['source']}); "
+                             f"max |Δp| {p['max_abs_diff']:.1e} vs the Python predictor on {p['probability_texts']}"
+                             + (f"; texts with a NUL, compared up to it: {p['nul_truncated']}" if p["nul_truncated"] else ""))
+            if r.kind == "web":
+                lines.append(f"web: serve {r.bundle} (see its README.md: copy transformers.js into vendor/, then "
+                             f"python -m http.server) and open index.html")
+        return lines
 
     def to_dict(self) -> dict:
-        return {**super().to_dict(), "manifest": self.manifest.to_dict()}
+        return {**super().to_dict(), "manifest": self.manifest.to_dict(),
+                "others": [o.to_dict() for o in self.others]}

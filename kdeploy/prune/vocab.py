@@ -2,9 +2,10 @@
 
 In a 2-layer MiniLM student most weights are the 30,522-row token embedding, and most of
 those rows never occur in a given task. Trimming keeps the tokens the training text (plus
-an optional extra corpus, plus every special token) produces, rewrites the embedding
-matrix and the tokenizer consistently, and verifies the result: every kept text encodes
-to the same tokens, renumbered, so its logits are unchanged; an unseen word becomes [UNK].
+an optional extra corpus) produces, every special token and every single character,
+rewrites the embedding matrix and the tokenizer consistently, and verifies the result:
+every kept text encodes to the same tokens, renumbered, so its logits are unchanged; an
+unseen word is spelled with the pieces that remain.
 
 WordPiece only (BERT family): its greedy longest-match segmentation is provably unchanged
 on text whose pieces were all kept. BPE and Unigram merges would need their own rewrite.
@@ -31,6 +32,17 @@ def used_token_ids(tokenizer, texts: list[str], max_length: int | None = None) -
     return ids
 
 
+def character_ids(spec: dict) -> set[int]:
+    """Every single-character token and its continuation form ("a", "##a"), kept whatever the
+    corpus: an unseen word is then spelled out in pieces instead of failing half-way into
+    [UNK], and WordPiece never fails inside a word made of known characters, which the e2e
+    bundle's in-graph tokenizer needs to give the same ids as `tokenizers`. A few thousand rows."""
+    model = spec["model"]
+    prefix = model.get("continuing_subword_prefix", "##")
+    return {i for token, i in model.get("vocab", {}).items()
+            if len(token) == 1 or (token.startswith(prefix) and len(token) == len(prefix) + 1)}
+
+
 def trim_vocabulary(model, tokenizer, texts: list[str], max_length: int | None = None):
     """Return (trimmed model, trimmed tokenizer, record). The model is changed in place."""
     from transformers import AutoTokenizer
@@ -45,7 +57,8 @@ def trim_vocabulary(model, tokenizer, texts: list[str], max_length: int | None =
                                f"{spec['model'].get('type')}")
         embeddings = model.get_input_embeddings()
         old_size = embeddings.weight.shape[0]
-        keep = sorted(i for i in used_token_ids(tokenizer, texts, max_length) if i < old_size)
+        used = used_token_ids(tokenizer, texts, max_length) | character_ids(spec)
+        keep = sorted(i for i in used if i < old_size)
         old_to_new = {old: new for new, old in enumerate(keep)}
         _rewrite_tokenizer_files(Path(tmp), spec, old_to_new)
         trimmed_tokenizer = AutoTokenizer.from_pretrained(tmp)

@@ -43,10 +43,15 @@ class Candidate:
     macs: object = None  # MacCount, when the arithmetic could be counted
     precision: str = "fp32"  # fp32 | bf16 | int8: which machine peak it is measured against
     origin: str = ""  # the model it was made from: variants of one teacher share it
+    end_to_end: bool = False  # timed from text (a bundle): run_encoded reads enc["texts"]
+    keep: object = None  # what must live as long as the candidate (a bundle's extracted folder)
 
     def run_texts(self, texts: list[str]) -> np.ndarray:
         enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="np")
-        return np.asarray(self.run_encoded(dict(enc)), dtype=np.float32)
+        enc = dict(enc)
+        if self.end_to_end:
+            enc["texts"] = list(texts)
+        return np.asarray(self.run_encoded(enc), dtype=np.float32)
 
 
 @dataclass
@@ -128,6 +133,10 @@ def expand(spec: str) -> list[tuple[str, Path, str]]:
     path = Path(spec)
     if not path.exists():
         raise KdeployError(f"{path}: no such model folder or ONNX file")
+    if is_bundle(path):
+        if kind not in (None, "bundle"):
+            raise KdeployError(f"{spec}@{kind}: a bundle is timed as it runs (text in, probabilities out); drop @{kind}")
+        return [(f"{path.name} (bundle)", path, "bundle")]
     if path.is_file():
         if path.suffix != ".onnx":
             raise KdeployError(f"{path}: not an .onnx file")
@@ -144,6 +153,14 @@ def expand(spec: str) -> list[tuple[str, Path, str]]:
     if KINDS[kind].applies_to == "onnx":
         raise KdeployError(f"{spec}@{kind}: {kind} runs an ONNX file; give one (e.g. {path}/model.onnx)")
     return [(_label(path, kind), path, kind)]
+
+
+def is_bundle(path: Path) -> bool:
+    from ..manifest import LEGACY_MANIFEST, MANIFEST
+
+    if path.is_dir():
+        return (path / MANIFEST).is_file() or (path / LEGACY_MANIFEST).is_file()
+    return path.name.endswith((".tar.gz", ".tgz", ".zip"))
 
 
 def peers_of(entries: list[tuple[str, Path, str]], reference: str) -> list[str]:
@@ -370,6 +387,51 @@ def _pytorch_bf16(name, path, ctx) -> Candidate:
 def _pytorch_compile(name, path, ctx) -> Candidate:
     """torch.compile (inductor, dynamic shapes), fp32."""
     return _torch(name, path, ctx, "pytorch-compile", "compile")
+
+
+# --- bundles ----------------------------------------------------------------------------------
+
+class _BundleTokens:
+    """The bundle's own tokenizer.json, answering like a transformers tokenizer (numpy), for the
+    bench's padding and token accounting; the timed call tokenises again, inside the bundle."""
+
+    def __init__(self, predictor):
+        self.predictor = predictor
+
+    def __call__(self, texts, truncation=True, max_length=None, padding=True, return_tensors="np"):
+        rows = [e.ids[:max_length] if max_length else e.ids for e in self.predictor.tokenizer.encode_batch(list(texts))]
+        longest = max(map(len, rows), default=1) or 1
+        ids = np.full((len(rows), longest), self.predictor.manifest.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(rows), longest), dtype=np.int64)
+        for i, row in enumerate(rows):
+            ids[i, :len(row)], mask[i, :len(row)] = row, 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+
+@register_kind("bundle", needs=("onnxruntime", "tokenizers"), applies_to="bundle")
+def _bundle(name, path, ctx) -> Candidate:
+    """A bundle of any format (python, onnx-e2e, web; folder or archive), timed end to end: text in, probabilities out."""
+    from ..edge import Predictor
+
+    if ctx.provider != "cpu":
+        raise KdeployError(f"{path}: bundles are timed on the CPU here (their predictor's default)")
+    predictor = Predictor(path, threads=ctx.threads)
+    model = predictor.folder / predictor.manifest.model
+
+    def run(enc: dict) -> np.ndarray:
+        results = predictor.predict(enc["texts"], batch_size=len(enc["texts"]))
+        probs = np.array([[r["probabilities"][label] for label in predictor.labels] for r in results], dtype=np.float64)
+        return np.log(np.clip(probs, 1e-30, None))  # log-probabilities: logits up to a constant per row
+
+    cand = Candidate(name, "bundle", path, mib(path) if path.is_dir() else mib(path), _BundleTokens(predictor),
+                     predictor.max_length, run, provider=f"{predictor.manifest.kind} bundle", threads=ctx.threads,
+                     precision=predictor.manifest.dtype if predictor.manifest.dtype in ("int8", "fp32") else "fp32",
+                     end_to_end=True, keep=predictor)
+    if model.suffix == ".onnx" and not predictor.e2e:
+        from .macs import onnx_mac_count
+
+        cand.macs = onnx_mac_count(model)
+    return cand
 
 
 def work_dir() -> tempfile.TemporaryDirectory:

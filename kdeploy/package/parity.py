@@ -1,0 +1,119 @@
+"""The e2e model's gate: the same token ids as the `tokenizers` library and the same
+probabilities as the Python predictor, on the validation split plus the hostile-text list.
+
+One difference is known and allowed, because no graph can avoid it: onnxruntime-extensions
+reads strings as C strings, so a NUL character ends the text; such texts are compared with the
+part before the NUL (and counted).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import KdeployError
+
+PROBABILITY_TOLERANCE = 1e-5
+MAX_PROBABILITY_TEXTS = 5000
+
+
+@dataclass
+class E2EParity:
+    texts: int  # compared token by token
+    identical: int
+    source: str  # which texts: the validation split (N) + the hostile list (M)
+    probability_texts: int
+    max_abs_diff: float
+    nul_truncated: int = 0
+    differences: list[dict] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.identical == self.texts and self.max_abs_diff <= PROBABILITY_TOLERANCE
+
+
+def reference_tokenizer(tokenizer_json: Path, max_length: int):
+    """What the Python predictor tokenises with (special-token strings in user text are text)."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    tok.enable_truncation(max_length=max_length)
+    tok.no_padding()
+    tok.encode_special_tokens = True
+    return tok
+
+
+def _as_input(text, pairs: bool) -> np.ndarray:
+    return np.array(list(text) if pairs else [text], dtype=object)
+
+
+def _before_nul(text, pairs: bool):
+    return tuple(t.split("\x00")[0] for t in text) if pairs else text.split("\x00")[0]
+
+
+def check_e2e(e2e_model: Path, tokenizer_only, model_file: Path, tokenizer_json: Path, texts: list, source: str,
+              max_length: int, pairs: bool = False, disabled_optimizers: list[str] | None = None,
+              threads: int | None = 2) -> E2EParity:
+    """Compare token ids (tokenizer-only graph vs `tokenizers`) and probabilities (e2e graph vs
+    the plain ONNX model fed by `tokenizers`, one text at a time)."""
+    import onnxruntime as ort
+
+    from ..modelio.onnx_session import create_session
+    from ..progress import progress_bar
+    from .e2e import e2e_session
+    from ..modelio.onnx_session import extensions_library
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.register_custom_ops_library(extensions_library())
+    tok_session = ort.InferenceSession(tokenizer_only.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    reference = reference_tokenizer(tokenizer_json, max_length)
+    e2e = e2e_session(e2e_model, threads, disabled_optimizers)
+    plain = create_session(model_file, "cpu", threads, disabled_optimizers=disabled_optimizers)
+    feeds = [i.name for i in plain.get_inputs()]
+    result = E2EParity(texts=len(texts), identical=0, source=source, probability_texts=0, max_abs_diff=0.0)
+    with progress_bar("e2e parity", len(texts)) as advance:
+        for k, text in enumerate(texts):
+            _compare(k, text, pairs, reference, tok_session, e2e, plain, feeds, result)
+            advance()
+    return result
+
+
+def _compare(k: int, text, pairs: bool, reference, tok_session, e2e, plain, feeds: list[str],
+             result: E2EParity) -> None:
+    from .e2e import INPUT
+
+    compared = text
+    if any("\x00" in t for t in (text if pairs else [text])):
+        compared = _before_nul(text, pairs)
+        result.nul_truncated += 1
+    enc = reference.encode(*compared) if pairs else reference.encode(compared)
+    got = tok_session.run(None, {"text": _as_input(text, pairs)})[0].tolist()
+    if got == enc.ids:
+        result.identical += 1
+    elif len(result.differences) < 5:
+        result.differences.append({"text": repr(text)[:120], "graph": got[:24], "tokenizers": enc.ids[:24]})
+    if k >= MAX_PROBABILITY_TEXTS or got != enc.ids:  # a token difference already fails the gate
+        return
+    columns = {"input_ids": enc.ids, "attention_mask": enc.attention_mask, "token_type_ids": enc.type_ids}
+    logits = plain.run(None, {n: np.asarray([columns[n]], dtype=np.int64) for n in feeds})[0][0].astype(np.float64)
+    expected = np.exp(logits - logits.max())
+    expected /= expected.sum()
+    batch = np.array([list(text)], dtype=object) if pairs else np.array([text], dtype=object)
+    probs = e2e.run(["probabilities"], {INPUT: batch})[0][0]
+    result.max_abs_diff = max(result.max_abs_diff, float(np.abs(probs - expected).max()))
+    result.probability_texts += 1
+
+
+def gate(parity: E2EParity) -> None:
+    if parity.passed:
+        return
+    if parity.identical != parity.texts:
+        first = parity.differences[0]
+        raise KdeployError(f"the e2e model's tokens differ from the tokenizers library's on "
+                           f"{parity.texts - parity.identical} of {parity.texts} texts (first: {first['text']}: "
+                           f"graph {first['graph']} vs {first['tokenizers']}); not writing a bundle that answers "
+                           "differently — package the python or web format")
+    raise KdeployError(f"the e2e model's probabilities differ from the Python predictor's by up to "
+                       f"{parity.max_abs_diff:.2e} (tolerance {PROBABILITY_TOLERANCE:.0e}); not writing it")

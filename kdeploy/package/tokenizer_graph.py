@@ -1,0 +1,204 @@
+"""A bundle's tokenizer as ONNX nodes (onnxruntime-extensions custom ops), configured from the
+`tokenizer.json` that the Python predictor uses, so that both give the same token ids.
+
+    text ─ StringRegexReplace (tabs/newlines → space; private-use characters → "")
+         ─ StringRegexSplitWithOffsets "(.)" (one string per character)
+         ─ StringMapping (each character → what BertNormalizer makes of it: lower case, accents
+           stripped by NFD, Hangul to jamo, other whitespace → space; deleted and
+           out-of-vocabulary characters → two private-use markers)
+         ─ StringJoin ─ StringRegexReplace (deleted marker → ""; the unknown marker to the
+           front of its word) ─ BertTokenizer (punctuation and CJK splitting, WordPiece,
+           [CLS]/[SEP], truncation; its own lowercasing and accent stripping off)
+
+Why not the op alone, or `gen_processing_models`: the converter reads `strip_accents=None`
+(BERT's "follow lowercasing") as "keep accents" ("Überraschend" → [UNK]) and never truncates;
+the op's own accent stripping covers Latin only (Greek, Cyrillic, kana, Vietnamese, Hangul
+came out as [UNK]) and it keeps U+FFFD, U+FEFF and U+2028 that BERT deletes or splits on. The
+character table is computed with the `tokenizers` library's own normaliser, so it is BERT's
+behaviour by construction. One difference remains and is documented: the extensions read
+strings as C strings, so a NUL character ends the text.
+
+Only WordPiece tokenizers with BERT's normaliser and pre-tokeniser are expressible this way;
+anything else is refused with a reason rather than shipped subtly different.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import KdeployError
+
+DOMAIN = "ai.onnx.contrib"
+OUTPUTS = ("input_ids", "token_type_ids", "attention_mask")
+
+
+def bert_tokenizer_attributes(tokenizer_json: Path, max_length: int) -> dict:
+    """The op's attributes, or KdeployError naming what the op cannot reproduce."""
+    spec = json.loads(Path(tokenizer_json).read_text(encoding="utf-8"))
+    model, norm, pre = spec.get("model") or {}, spec.get("normalizer") or {}, spec.get("pre_tokenizer") or {}
+    why = ("the in-graph tokenizer (onnxruntime-extensions BertTokenizer) reproduces WordPiece tokenizers with "
+           "BERT's normaliser only")
+    if model.get("type") != "WordPiece":
+        raise KdeployError(f"{tokenizer_json}: a {model.get('type')} tokenizer; {why}. Package the python or web "
+                           "format instead")
+    if norm.get("type") != "BertNormalizer" or pre.get("type") != "BertPreTokenizer":
+        raise KdeployError(f"{tokenizer_json}: normaliser {norm.get('type')}, pre-tokeniser {pre.get('type')}; {why}")
+    if not norm.get("clean_text", True):
+        raise KdeployError(f"{tokenizer_json}: clean_text is off; {why} (which always cleans)")
+    vocab = model.get("vocab") or {}
+    ordered = sorted(vocab.items(), key=lambda kv: kv[1])
+    if [i for _, i in ordered] != list(range(len(ordered))):
+        raise KdeployError(f"{tokenizer_json}: the vocabulary's ids are not 0..{len(ordered) - 1}; {why}")
+    if any("\n" in token for token, _ in ordered):
+        raise KdeployError(f"{tokenizer_json}: a vocabulary entry contains a newline; the op reads one token per line")
+    specials = _special_tokens(spec, tokenizer_json)
+    return {"vocab_file": "\n".join(t for t, _ in ordered), "do_lower_case": 0, "strip_accents": 0,
+            "tokenize_chinese_chars": int(bool(norm.get("handle_chinese_chars", True))),
+            "suffix_indicator": model.get("continuing_subword_prefix", "##"),
+            "unk_token": model.get("unk_token", "[UNK]"), **specials, "max_length": int(max_length),
+            "truncation_strategy_name": "longest_first"}
+
+
+def _special_tokens(spec: dict, where: Path) -> dict:
+    """[CLS] text [SEP] (and [CLS] a [SEP] b [SEP]) is all the op can add around the words."""
+    post = spec.get("post_processor") or {}
+    if post.get("type") == "BertProcessing":
+        return {"cls_token": post["cls"][0], "sep_token": post["sep"][0]}
+    if post.get("type") == "TemplateProcessing":
+        single = [next(iter(piece.values()))["id"] for piece in post.get("single", [])]
+        if len(single) == 3 and single[1] == "A":
+            return {"cls_token": single[0], "sep_token": single[2]}
+    raise KdeployError(f"{where}: its post-processor ({post.get('type')}) is not BERT's [CLS] … [SEP]; the in-graph "
+                       "tokenizer cannot add its special tokens")
+
+
+UNKNOWN, DELETED = "\ue000", "\ue001"  # private-use markers (real private-use text is deleted before)
+
+
+def normaliser_table(tokenizer_json: Path) -> tuple[str, str, str]:
+    """("char<TAB>replacement" lines, the unknown-word pattern, its rewrite), computed with the
+    `tokenizers` library's own normaliser, one character at a time, over every assigned code
+    point: what BertNormalizer makes of the character, with characters that BERT deletes
+    written as DELETED and characters no vocabulary entry contains written as UNKNOWN.
+
+    UNKNOWN exists because BERT's WordPiece turns a word with such a character into a single
+    [UNK], while the op keeps the pieces it matched before failing ("great😀" → great [UNK]);
+    moving UNKNOWN to the front of its word makes the op fail at once, giving [UNK] alone.
+    Chinese characters are left to the op (it spaces them the same way)."""
+    import sys
+    import unicodedata
+
+    from tokenizers import normalizers
+
+    spec = json.loads(Path(tokenizer_json).read_text(encoding="utf-8"))
+    norm, model = spec["normalizer"], spec["model"]
+    suffix = model.get("continuing_subword_prefix", "##")
+    bert = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=False,
+                                      strip_accents=norm.get("strip_accents"), lowercase=norm.get("lowercase", True))
+    known = {ch for token in model["vocab"] for ch in (token[len(suffix):] if token.startswith(suffix) else token)}
+
+    def spelled(ch: str) -> str:  # one character of normalised text as the op should see it
+        if ch in known or ch == " " or _is_punctuation(ch) or _is_cjk(ord(ch)):
+            return ch
+        return UNKNOWN
+
+    lines: list[str] = []
+    for cp in range(sys.maxunicode + 1):
+        c = chr(cp)
+        category = unicodedata.category(c)
+        if category in ("Cs", "Co") or c in "\t\n\r" or _is_cjk(cp):
+            continue  # surrogates; private use (deleted by a regex first); tabs (a regex); CJK (the op)
+        out = bert.normalize_str(c)
+        if category == "Cn" and out == c:
+            continue  # unassigned and left alone: too many to list (the op sees it as it is)
+        out = "".join(spelled(ch) for ch in out) if out else DELETED
+        if out != c:
+            lines.append(f"{c}\t{out}")
+    cjk = "".join(f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in CJK)
+    word = f"[^ \\p{{P}}{_class(ord(ch) for ch in ASCII_PUNCT)}{cjk}]"
+    marker = f"\\x{{{ord(UNKNOWN):X}}}"
+    return "\n".join(lines), f"({word}*?){marker}", UNKNOWN + "\\1"  # a rewrite is literal text
+
+
+def _is_punctuation(ch: str) -> bool:
+    import unicodedata
+
+    return ch in ASCII_PUNCT or unicodedata.category(ch).startswith("P")
+
+
+def _is_cjk(cp: int) -> bool:
+    return any(a <= cp <= b for a, b in CJK)
+
+
+CJK = [(0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+       (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F)]
+ASCII_PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+
+
+def _class(codepoints) -> str:
+    points, parts, start = sorted(set(codepoints)), [], None
+    for i, cp in enumerate(points):
+        start = cp if start is None else start
+        if i + 1 == len(points) or points[i + 1] != cp + 1:
+            parts.append(f"\\x{{{start:X}}}" + (f"-\\x{{{cp:X}}}" if cp != start else ""))
+            start = None
+    return "".join(parts)
+
+
+def tokenizer_nodes(attributes: dict, table: tuple[str, str, str], text: str, outputs: tuple[str, str, str],
+                    pairs: bool = False, prefix: str = "kdeploy_tok_") -> list:
+    """Nodes taking `text` (string [1], or [2] for a pair) to the three [L] id tensors."""
+    from onnx import TensorProto, helper
+
+    mapping, unknown, rewrite = table
+    p = prefix
+
+    def const(name, value, dtype=TensorProto.STRING, dims=(1,)):
+        raw = [value.encode("utf-8")] if dtype == TensorProto.STRING else [value]
+        return helper.make_node("Constant", [], [p + name], value=helper.make_tensor(p + name + "_v", dtype, dims, raw))
+
+    nodes = [const("ws", "[\\t\\n\\r]"), const("space", " "), const("private", "\\p{Co}"), const("nothing", ""),
+             const("char", "(.)"), const("sep", "", dims=()), const("axis", 0, TensorProto.INT64, ()),
+             const("one", 1, TensorProto.INT64, (1,)), const("deleted", f"\\x{{{ord(DELETED):X}}}"),
+             const("unknown", unknown), const("rewrite", rewrite)]
+
+    def normalise(src: str, tag: str) -> str:
+        """Every regex here is small: the ops compile their pattern on each call."""
+        t = p + tag
+
+        def replace(inp, pattern, by, out):
+            return helper.make_node("StringRegexReplace", [inp, p + pattern, p + by], [t + out], domain=DOMAIN)
+
+        nodes.extend([
+            replace(src, "ws", "space", "spaced"), replace(t + "spaced", "private", "nothing", "public"),
+            helper.make_node("StringRegexSplitWithOffsets", [t + "public", p + "char", p + "char"],
+                             [t + "chars", t + "b", t + "e", t + "rows"], domain=DOMAIN),
+            helper.make_node("StringMapping", [t + "chars"], [t + "mapped"], domain=DOMAIN, map=mapping),
+            helper.make_node("StringJoin", [t + "mapped", p + "sep", p + "axis"], [t + "joined"], domain=DOMAIN),
+            helper.make_node("Reshape", [t + "joined", p + "one"], [t + "flat"]),
+            replace(t + "flat", "deleted", "nothing", "kept"), replace(t + "kept", "unknown", "rewrite", "normalised")])
+        return t + "normalised"
+
+    if pairs:  # [first, second]: each normalised, then [CLS] a [SEP] b [SEP] by the op
+        halves = []
+        for k in (0, 1):
+            nodes.append(const(f"i{k}", k, TensorProto.INT64, (1,)))
+            nodes.append(helper.make_node("Gather", [text, p + f"i{k}"], [p + f"half{k}"], axis=0))
+            halves.append(normalise(p + f"half{k}", f"h{k}_"))
+        nodes.append(helper.make_node("Concat", halves, [p + "normalised_pair"], axis=0))
+        source = p + "normalised_pair"
+    else:
+        source = normalise(text, "")
+    nodes.append(helper.make_node("BertTokenizer", [source], list(outputs), name=p + "wordpiece", domain=DOMAIN,
+                                  **attributes))
+    return nodes
+
+
+def tokenizer_model(attributes: dict, table: tuple[str, str, str], pairs: bool = False, opset: int = 17):
+    """The tokenizer alone (one text, or one pair, in; ids out): what the parity gate compares."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(tokenizer_nodes(attributes, table, "text", OUTPUTS, pairs), "kdeploy_tokenizer",
+                              [helper.make_tensor_value_info("text", TensorProto.STRING, [None])],
+                              [helper.make_tensor_value_info(n, TensorProto.INT64, [None]) for n in OUTPUTS])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid(DOMAIN, 1)])

@@ -1,0 +1,189 @@
+"""The web bundle: the folder transformers.js (`@huggingface/transformers`) loads offline.
+
+    index.html                      a demo page (imports ./vendor/transformers.min.js)
+    model/config.json               model_type, id2label, the dtype to load
+    model/tokenizer.json            the same tokenizer the Python predictor uses
+    model/tokenizer_config.json     model_max_length = the bundle's max_length (truncation)
+    model/onnx/model_quantized.onnx the int8 file (dtype "q8"), or model.onnx (fp32) / model_fp16.onnx
+
+transformers.js picks the model class from `model_type` and feeds the graph the tokenizer's
+input_ids / attention_mask / token_type_ids (those the graph declares), reading `logits`.
+Every kdeploy student has that interface, so each is described as a BERT-style sequence
+classifier to it; anything else (an OpenVINO IR, other inputs or outputs) is refused here.
+
+Two differences from the `tokenizers` library are removed, both measured by bench/web_parity.py:
+- transformers.js truncates after adding [CLS]/[SEP], so a long text lost its final [SEP]: the
+  web model therefore truncates itself (first max_length-1 tokens + each row's last real
+  token) and the tokenizer config lets transformers.js pass the whole text;
+- it matches "[SEP]", "[CLS]"… typed inside the text as special tokens: the web tokenizer.json
+  lists no added tokens (the post-processor still adds the real ones by id), so such text is
+  text, as in the Python predictor and the e2e model.
+"""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from ..errors import KdeployError
+from ..fsutil import write_json, write_text
+
+NO_LIMIT = 1_000_000_000  # model_max_length for transformers.js: the graph truncates (see above)
+TRANSFORMERS_JS = "4.3.2"  # the version the bundle was tested with (bench/web_parity.py)
+MODEL_DIR = "model"
+DTYPE_FILE = {"int8": ("q8", "model_quantized.onnx"), "fp32": ("fp32", "model.onnx"), "fp16": ("fp16", "model_fp16.onnx")}
+KNOWN_TYPES = {"bert", "distilbert", "roberta", "xlm-roberta", "mpnet", "electra", "albert", "deberta", "deberta-v2",
+               "camembert", "mobilebert", "squeezebert"}
+
+
+def web_model_name(dtype: str) -> str:
+    if dtype not in DTYPE_FILE:
+        raise KdeployError(f"--format web: a {dtype} model has no transformers.js dtype; package the int8, fp32 or "
+                           "fp16 file")
+    return f"{MODEL_DIR}/onnx/{DTYPE_FILE[dtype][1]}"
+
+
+def check_web_model(model_path: Path) -> None:
+    """Refuse what transformers.js cannot run as a text classifier, before anything is written."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i.name for i in model.graph.input if i.name not in inits]
+    outputs = [o.name for o in model.graph.output]
+    if set(inputs) - {"input_ids", "attention_mask", "token_type_ids"} or "input_ids" not in inputs:
+        raise KdeployError(f"--format web: {model_path.name} takes {inputs}; transformers.js feeds input_ids, "
+                           "attention_mask and token_type_ids only")
+    if "logits" not in outputs:
+        raise KdeployError(f"--format web: {model_path.name} outputs {outputs}; transformers.js reads 'logits'")
+
+
+def write_web(tmp: Path, export_dir: Path, model_file: Path, dtype: str, labels: list[str], max_length: int,
+              pairs: bool, tokenizer_json: Path) -> list[str]:
+    """Write the transformers.js layout into tmp; return the names the manifest lists."""
+    from .binding import bind_labels
+
+    check_web_model(model_file)
+    config = json.loads((export_dir / "config.json").read_text(encoding="utf-8"))
+    kd = config.pop("kdeploy", {})
+    model_type = config.get("model_type")
+    if model_type not in KNOWN_TYPES:  # BiLSTM, CNN, static students: same inputs and logits as BERT
+        config = {"model_type": "bert", "architectures": ["BertForSequenceClassification"],
+                  "kdeploy_student": model_type, "vocab_size": config.get("vocab_size")}
+    config.update({"id2label": {str(i): n for i, n in enumerate(labels)}, "label2id": {n: i for i, n in enumerate(labels)},
+                   "problem_type": "single_label_classification",
+                   "transformers.js_config": {"dtype": DTYPE_FILE[dtype][0]}})
+    config["kdeploy"] = {"label_names": labels, "max_length": max_length, "pairs": pairs, "inputs": kd.get("inputs")}
+    folder = tmp / MODEL_DIR
+    (folder / "onnx").mkdir(parents=True)
+    write_json(folder / "config.json", config)
+    tok_config_path = export_dir / "tokenizer_config.json"
+    tok_config = json.loads(tok_config_path.read_text(encoding="utf-8")) if tok_config_path.exists() else {}
+    tok_config.update({"model_max_length": NO_LIMIT, "truncation_side": "right", "padding_side": "right"})
+    write_json(folder / "tokenizer_config.json", tok_config)
+    spec = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    spec["added_tokens"] = []  # typed "[SEP]" is text; the post-processor adds the real ones by id
+    spec["truncation"] = spec["padding"] = None  # transformers.js ignores them; the graph truncates
+    write_json(folder / "tokenizer.json", spec)
+    model_name = web_model_name(dtype)
+    bind_labels(model_file, tmp / model_name, labels)
+    add_truncation(tmp / model_name, max_length)
+    write_text(tmp / "index.html", index_html(labels, pairs))
+    return [f"{MODEL_DIR}/config.json", f"{MODEL_DIR}/tokenizer_config.json", f"{MODEL_DIR}/tokenizer.json",
+            model_name, "index.html"]
+
+
+def add_truncation(path: Path, max_length: int) -> None:
+    """Prepend to the graph: keep the first max_length-1 positions and, as the last one, each
+    row's last real token ([SEP]) when the row is longer: what `tokenizers` truncation gives."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inits = {i.name for i in graph.initializer}
+    feeds = [i.name for i in graph.input if i.name not in inits]
+    p = "kdeploy_truncate_"
+    inner = {name: p + name for name in feeds}
+    for node in graph.node:
+        for k, x in enumerate(node.input):
+            if x in inner:
+                node.input[k] = inner[x]
+    i64 = TensorProto.INT64
+
+    def const(name, values):
+        return helper.make_node("Constant", [], [p + name], value=helper.make_tensor(p + name + "_v", i64, [len(values)],
+                                                                                    values))
+
+    nodes = [const("max", [max_length]), const("one", [1]), const("zero", [0]), const("axis1", [1]),
+             helper.make_node("Shape", ["input_ids"], [p + "shape"]),
+             helper.make_node("Slice", [p + "shape", p + "one", p + "max_end"], [p + "length"]),
+             helper.make_node("Min", [p + "length", p + "max"], [p + "m"]),
+             helper.make_node("Sub", [p + "m", p + "one"], [p + "m1"])]
+    nodes.insert(0, const("max_end", [2]))
+    if "attention_mask" in feeds:
+        nodes.append(helper.make_node("ReduceSum", ["attention_mask", p + "axis1"], [p + "lens"], keepdims=1))
+    else:
+        nodes.append(helper.make_node("Expand", [p + "length", p + "rows"], [p + "lens"]))
+        nodes[-1:-1] = [helper.make_node("Slice", [p + "shape", p + "zero", p + "one"], [p + "batch"]),
+                        helper.make_node("Concat", [p + "batch", p + "one"], [p + "rows"], axis=0)]
+    nodes += [helper.make_node("Sub", [p + "lens", p + "one"], [p + "last"]),
+              helper.make_node("Greater", [p + "lens", p + "max"], [p + "over"])]
+    for name in feeds:
+        nodes += [helper.make_node("Slice", [name, p + "zero", p + "m1", p + "axis1"], [p + name + "_head"]),
+                  helper.make_node("Slice", [name, p + "m1", p + "m", p + "axis1"], [p + name + "_at"]),
+                  helper.make_node("GatherElements", [name, p + "last"], [p + name + "_final"], axis=1),
+                  helper.make_node("Where", [p + "over", p + name + "_final", p + name + "_at"], [p + name + "_tail"]),
+                  helper.make_node("Concat", [p + name + "_head", p + name + "_tail"], [inner[name]], axis=1)]
+    body = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + body)
+    onnx.save(model, str(path))
+
+
+def index_html(labels: list[str], pairs: bool) -> str:
+    second = ('<textarea id="second" rows="2" placeholder="second sentence"></textarea>' if pairs else "")
+    feed = "{ text: first, text_pair: document.getElementById('second').value }" if pairs else "first"
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>kdeploy text classifier</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto}}textarea{{width:100%}}
+td{{padding:.1rem .6rem}}</style>
+</head>
+<body>
+<h1>Text classifier</h1>
+<p>Labels: {html.escape(", ".join(labels))}. Runs in this tab (transformers.js, onnxruntime-web WASM); nothing is sent anywhere.</p>
+<textarea id="first" rows="3">A gripping, beautifully acted film.</textarea>
+{second}
+<p><button id="go" disabled>loading…</button> <span id="time"></span></p>
+<table id="out"></table>
+<script type="module">
+import {{ pipeline, env }} from './vendor/transformers.min.js';
+env.allowRemoteModels = false;             // offline: only this folder
+env.allowLocalModels = true;
+env.localModelPath = new URL('./', location.href).pathname;  // a path: transformers.js probes local files by path
+env.backends.onnx.wasm.wasmPaths = new URL('./vendor/', location.href).href;  // no CDN
+const classify = await pipeline('text-classification', '{MODEL_DIR}');
+const go = document.getElementById('go');
+go.textContent = 'classify'; go.disabled = false;
+go.onclick = async () => {{
+  const first = document.getElementById('first').value;
+  const t0 = performance.now();
+  const scores = await classify({feed}, {{ top_k: null }});
+  document.getElementById('time').textContent = `${{(performance.now() - t0).toFixed(1)}} ms`;
+  const table = document.getElementById('out');
+  table.replaceChildren(...scores.map(s => {{
+    const row = document.createElement('tr');
+    for (const value of [s.label, s.score.toFixed(4)]) {{
+      const cell = document.createElement('td'); cell.textContent = value; row.append(cell);
+    }}
+    return row;
+  }}));
+}};
+window.kdeploy = {{ classify }};           // for scripted checks
+</script>
+</body>
+</html>
+"""
