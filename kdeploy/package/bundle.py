@@ -20,7 +20,7 @@ from ..modelio.sizes import mib
 from ..safety import sha256_of
 from .binding import bind_labels
 from .card import model_card
-from .config import PackageSettings
+from .config import FORMATS, PackageSettings
 from .result import PackageResult
 
 PREFERENCE = ("model.int8.onnx", "model.opt.onnx", "model.onnx")
@@ -66,13 +66,23 @@ def _package_one(kind: str, settings: PackageSettings, export_dir: Path, export,
                          kind=kind, e2e_parity=parity)
 
 
-def existing_bundle(out: Path) -> PackageResult:
-    """The result of an earlier, verified package run into `out` (its archive, if any, beside it)."""
-    manifest = verify_bundle(out)
-    archive = next((p for p in (_archive_path(out, k) for k in ("tar.gz", "zip")) if p.is_file()), None)
-    return PackageResult(bundle=str(out), bundle_mib=mib(out), digest=bundle_digest((out / MANIFEST).read_bytes()),
-                         manifest=manifest, archive=str(archive) if archive else None,
-                         archive_mib=mib(archive) if archive else None)
+def existing_bundle(out: Path, formats: list[str] | None = None) -> PackageResult:
+    """The result of an earlier, verified package run into `out` (its archive, if any, beside
+    it), with the other formats it wrote beside it (OUT-FORMAT)."""
+    results = []
+    kinds = formats or ["python", *(k for k in FORMATS if k != "python")]
+    for i, (kind, folder) in enumerate(format_folders(out, kinds)):
+        if i > 0 and not (folder / MANIFEST).is_file():
+            continue
+        manifest = verify_bundle(folder)
+        archive = next((p for p in (_archive_path(folder, k) for k in ("tar.gz", "zip")) if p.is_file()), None)
+        results.append(PackageResult(bundle=str(folder), bundle_mib=mib(folder),
+                                     digest=bundle_digest((folder / MANIFEST).read_bytes()), manifest=manifest,
+                                     archive=str(archive) if archive else None,
+                                     archive_mib=mib(archive) if archive else None, kind=manifest.kind,
+                                     e2e_parity=(manifest.parity or {}).get("e2e")))
+    results[0].others = results[1:]
+    return results[0]
 
 
 def _pick_model(export_dir: Path, wanted: str | None) -> Path:

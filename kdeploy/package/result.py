@@ -37,8 +37,9 @@ class PackageResult(Result):
                              f"max |Δp| {p['max_abs_diff']:.1e} vs the Python predictor on {p['probability_texts']}"
                              + (f"; texts with a NUL, compared up to it: {p['nul_truncated']}" if p["nul_truncated"] else ""))
             if r.kind == "web":
-                lines.append(f"web: serve {r.bundle} (see its README.md: copy transformers.js into vendor/, then "
-                             f"python -m http.server) and open index.html")
+                lines.append(f"web page: put transformers.js in {r.bundle}/vendor/ (the npm commands are in its "
+                             f"README.md), run `python -m http.server 8000 -d {r.bundle}` and open "
+                             "http://localhost:8000/index.html")
         return lines
 
     def to_dict(self) -> dict:

@@ -224,9 +224,11 @@ def _after(name: str, step, outcome) -> None:
     if name == "bench":
         outcome.render()
     elif name == "package":
-        say(f"bundle: {outcome.bundle} ({outcome.bundle_mib:.1f} MiB)"
-            + (f", archive {outcome.archive} ({outcome.archive_mib:.1f} MiB)" if outcome.archive else "")
-            + f"; digest {outcome.digest}")
+        for r in [outcome, *outcome.others]:
+            say(f"{r.kind} bundle: {r.bundle} ({r.bundle_mib:.1f} MiB)"
+                + (f", archive {r.archive} ({r.archive_mib:.1f} MiB)" if r.archive else "") + f"; digest {r.digest}")
+        for line in outcome.notes():
+            say(line)
         texts = step.inputs.sample_texts
         if texts:
             from ..edge import Predictor

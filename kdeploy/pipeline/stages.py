@@ -122,7 +122,7 @@ def _wire_bench(recipe, outputs):
 
 def _wire_package(recipe, outputs):
     report = outputs.get("bench")
-    return {"export_dir": str(outputs["export"]),
+    return {"export_dir": str(outputs["export"]), "data": recipe.data,  # data: the e2e format's parity gate
             "report": str(report / "report.json") if report and (report / "report.json").exists() else None}
 
 
@@ -136,7 +136,7 @@ STAGES: list[Stage] = [
           _wire_export),
     Stage("bench", BenchSettings, BenchInputs, "report", "report.json", "kdeploy.runtime.bench:bench", _wire_bench),
     Stage("package", PackageSettings, PackageInputs, "bundle", "bundle.json", "kdeploy.package.bundle:package",
-          _wire_package, reads_data=False),
+          _wire_package),
 ]
 BY_NAME = {s.name: s for s in STAGES}
 

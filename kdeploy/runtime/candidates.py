@@ -158,8 +158,8 @@ def expand(spec: str) -> list[tuple[str, Path, str]]:
 def is_bundle(path: Path) -> bool:
     from ..manifest import LEGACY_MANIFEST, MANIFEST
 
-    if path.is_dir():
-        return (path / MANIFEST).is_file() or (path / LEGACY_MANIFEST).is_file()
+    if path.is_dir():  # (a model folder has a kdeploy.json record too, but also its config.json)
+        return (path / MANIFEST).is_file() or ((path / LEGACY_MANIFEST).is_file() and not (path / "config.json").exists())
     return path.name.endswith((".tar.gz", ".tgz", ".zip"))
 
 
