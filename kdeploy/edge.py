@@ -4,6 +4,8 @@
     from kdeploy.edge import Predictor
     p = Predictor("bundle.tar.gz")
     p.predict(["a gripping film"])  # [{"label": "positive", "score": 0.97, "probabilities": {...}}]
+    p.predict([("A man plays a guitar", "A person plays music")])   # a sentence-pair model
+    p.rank("how do I reset my router", passages)  # a reranker: passages by score, best first
 
 A bundle is verified before anything in it is trusted: from an archive only the files its
 manifest lists are extracted, each within its listed size and checked against its sha256;
@@ -79,7 +81,7 @@ class Predictor:
             self.tokenizer = Tokenizer.from_file(str(bundle / m.tokenizer))
         except Exception as exc:  # the tokenizers library raises its own exception type
             raise BundleError(f"{bundle}: cannot read {m.tokenizer} ({str(exc).splitlines()[0]})") from None
-        self.tokenizer.enable_truncation(max_length=self.max_length)
+        self.tokenizer.enable_truncation(max_length=self.max_length, strategy=m.pair_truncation)
         self.tokenizer.no_padding()  # batches are padded here, after they are grouped by length
         self.tokenizer.encode_special_tokens = True  # "[SEP]" typed by a user is text, as in every bundle format
         model = m.ort_model if model_format == "ort" else m.model
@@ -151,10 +153,30 @@ class Predictor:
             raise BundleError(f"the model needs input {missing[0]!r}, which a tokenizer does not produce")
         return {name: columns[name] for name in self._inputs}
 
-    def _encode(self, texts: list[str]):
-        return self.tokenizer.encode_batch([t if isinstance(t, str) else str(t) for t in texts])
+    def _encode(self, texts: list):
+        return self.tokenizer.encode_batch(texts)
+
+    def _examples(self, texts) -> list:
+        """Strings for a one-text model; (first, second) tuples for a pair model, checked."""
+        if isinstance(texts, str) or (self.manifest.pairs and isinstance(texts, tuple) and len(texts) == 2
+                                      and all(isinstance(t, str) for t in texts)):
+            texts = [texts]
+        out = []
+        for i, t in enumerate(texts):
+            if self.manifest.pairs:
+                if not isinstance(t, (tuple, list)) or len(t) != 2:
+                    raise KdeployError(f"input {i + 1}: this model reads sentence pairs; give (first, second), "
+                                       f"got {t!r:.80}")
+                out.append((str(t[0]), str(t[1])))
+            elif isinstance(t, (tuple, list)):
+                raise KdeployError(f"input {i + 1}: this model reads one text, not a pair")
+            else:
+                out.append(t if isinstance(t, str) else str(t))
+        return out
 
     def _result(self, p: np.ndarray) -> dict:
+        if self.manifest.task == "regression":
+            return {"score": float(p[0])}
         k = int(p.argmax())
         return {"label": self.labels[k], "score": float(p[k]),
                 "probabilities": {label: float(v) for label, v in zip(self.labels, p)}}
@@ -163,17 +185,19 @@ class Predictor:
         """The graph loops over its rows itself (each at its own length); chunks bound memory."""
         out: list[dict] = []
         for start in range(0, len(texts), chunk):
-            batch = np.array(texts[start:start + chunk], dtype=object)
+            rows = texts[start:start + chunk]
+            batch = np.array([list(t) for t in rows] if self.manifest.pairs else rows, dtype=object)
             out += [self._result(p) for p in self.session.run(["probabilities"], {"text": batch})[0]]
         return out
 
     def logits(self, texts: list[str]) -> np.ndarray:
         if self.e2e:
             raise BundleError(f"{self.folder}: an e2e bundle returns probabilities, not logits; use predict()")
-        return self.session.run(None, self._feeds(self._encode(texts)))[0].astype(np.float32)
+        return self.session.run(None, self._feeds(self._encode(self._examples(texts))))[0].astype(np.float32)
 
-    def predict(self, texts: list[str] | str, batch_size: int | None = None, max_tokens: int = 1024) -> list[dict]:
-        """One result per text, in order: {"label", "score", "probabilities"}.
+    def predict(self, texts, batch_size: int | None = None, max_tokens: int = 1024) -> list[dict]:
+        """One result per text (or (first, second) pair, for a pair model), in order:
+        {"label", "score", "probabilities"}; a score (regression) model gives {"score"}.
 
         Texts are tokenised once, sorted by length and run in batches of similar length: by
         default as many as fit `max_tokens` padded tokens (the predictor picks the batch
@@ -186,7 +210,7 @@ class Predictor:
         for name, value in (("batch size", batch_size), ("max_tokens", max_tokens)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise KdeployError(f"{name} must be a whole number of at least 1, got {value!r}")
-        texts = [t if isinstance(t, str) else str(t) for t in texts]
+        texts = self._examples(texts)
         if self.e2e:
             return self._predict_e2e(texts, batch_size or 64)
         encs = self._encode(texts)
@@ -195,6 +219,21 @@ class Predictor:
         results: list[dict] = [{}] * len(texts)
         for idx in groups:
             logits = self.session.run(None, self._feeds([encs[i] for i in idx]))[0].astype(np.float32)
-            for i, p in zip(idx, _softmax(logits)):
+            for i, p in zip(idx, logits if self.manifest.task == "regression" else _softmax(logits)):
                 results[i] = self._result(p)
         return results
+
+    def rank(self, query: str, passages: list[str], top_k: int | None = None, label: str | None = None,
+             batch_size: int | None = None) -> list[dict]:
+        """Passages by relevance to `query`, best first: [{"index", "passage", "score"}]. The
+        score is a score model's output, or a classifier's probability of `label` (default:
+        its last label, e.g. "relevant" or "entailment" after "contradiction"/"irrelevant")."""
+        if not self.manifest.pairs:
+            raise KdeployError("rank() needs a sentence-pair model (query, passage); this bundle reads one text")
+        if label is not None and label not in self.labels:
+            raise KdeployError(f"label {label!r} is not one of the model's labels {self.labels}")
+        results = self.predict([(query, p) for p in passages], batch_size=batch_size)
+        key = label or self.labels[-1]
+        scores = [r["score"] if self.manifest.task == "regression" else r["probabilities"][key] for r in results]
+        order = sorted(range(len(passages)), key=lambda i: -scores[i])[:top_k]
+        return [{"index": i, "passage": passages[i], "score": scores[i]} for i in order]

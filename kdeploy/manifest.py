@@ -72,6 +72,8 @@ class BundleManifest:
     model_weights: str | None = None  # an OpenVINO IR's .bin beside its .xml
     kind: str = "python"  # python: model + tokenizer.json; onnx-e2e: text in, label out; web: transformers.js
     pairs: bool = False  # the model reads sentence pairs
+    task: str = "classification"  # or regression: one score per example
+    pair_truncation: str = "longest_first"
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -116,6 +118,9 @@ class BundleManifest:
 
     def _check(self, where: str) -> None:
         loaded = [self.model, self.tokenizer] + [x for x in (self.ort_model, self.model_weights) if x]
+        if self.task not in ("classification", "regression") or self.pair_truncation not in (
+                "longest_first", "only_first", "only_second") or not isinstance(self.pairs, bool):
+            raise BundleError(f"{where}: malformed task settings in the manifest ({self.task!r}, {self.pair_truncation!r})")
         if self.kind not in KINDS:
             raise BundleError(f"{where}: unknown bundle kind {self.kind!r}; expected one of {', '.join(KINDS)}")
         if self.runtime is not None and (not isinstance(self.runtime, dict)

@@ -27,6 +27,9 @@ Test = Annotated[Optional[str], typer.Option("--test", help="Test file, scored o
 Dataset = Annotated[Optional[str], typer.Option("--dataset", help="Hub dataset (imdb, glue/sst2), a save_to_disk folder, or builtin:rotten_tomatoes.", rich_help_panel=DATA)]
 DatasetConfig = Annotated[Optional[str], typer.Option("--dataset-config", help="Hub dataset configuration name.", rich_help_panel=DATA)]
 TextColumn = Annotated[Optional[str], typer.Option("--text-column", help="Default: text, sentence, review, ...", rich_help_panel=DATA)]
+TextPairColumn = Annotated[Optional[str], typer.Option("--text-pair-column", help="The second text of a sentence pair (default: found: sentence1/sentence2, premise/hypothesis, question1/question2, query/passage, ...).", rich_help_panel=DATA)]
+TaskKind = Annotated[Optional[str], typer.Option("--task", help="classification, or regression (one score per example: float labels, MSE, Pearson/Spearman). [default: classification]", rich_help_panel=DATA)]
+PairTruncation = Annotated[Optional[str], typer.Option("--pair-truncation", help="Which text of a pair gives up tokens: longest_first, only_first, only_second. [default: longest_first]", rich_help_panel=DATA)]
 LabelColumn = Annotated[Optional[str], typer.Option("--label-column", help="Default: label, labels, category, ...", rich_help_panel=DATA)]
 LabelNames = Annotated[Optional[str], typer.Option("--label-names", help="Names for integer labels, in id order: negative,positive.", rich_help_panel=DATA)]
 Encoding = Annotated[Optional[str], typer.Option("--encoding", help="Text encoding of the files: any Python codec (utf-8, latin-1, cp1252, ...). [default: utf-8]", rich_help_panel=DATA)]
@@ -41,14 +44,15 @@ Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted 
 
 def data_config(train=None, validation=None, test=None, dataset=None, dataset_config=None, text_column=None,
                 label_column=None, label_names=None, encoding=None, encoding_errors=None, max_train_samples=None,
-                max_eval_samples=None):
+                max_eval_samples=None, text_pair_column=None, task=None, pair_truncation=None):
     from ..configtools import settings_from
     from ..data import DataConfig
 
     return settings_from(DataConfig, dict(
         train=train, validation=validation, test=test, dataset=dataset, dataset_config=dataset_config,
         text_column=text_column, label_column=label_column, label_names=label_names, encoding=encoding,
-        encoding_errors=encoding_errors, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples))
+        encoding_errors=encoding_errors, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
+        text_pair_column=text_pair_column, task=task, pair_truncation=pair_truncation))
 
 
 def eval_data(data_file=None, train=None, validation=None, test=None, **kwargs):

@@ -9,7 +9,7 @@ import typer
 from ..errors import KdeployError
 from ..search.config import SearchSettings
 from .app import app
-from .options import (Dataset, DatasetConfig, Encoding, EncodingErrors, LabelColumn, LabelNames, MaxEval, MaxTrain,
+from .options import (PairTruncation, TaskKind, TextPairColumn, Dataset, DatasetConfig, Encoding, EncodingErrors, LabelColumn, LabelNames, MaxEval, MaxTrain,
                       Out, Overwrite, Test, TextColumn, Train, Validation, data_config, floats, ints, shown)
 
 
@@ -57,7 +57,7 @@ def search(
     seed: Annotated[Optional[int], typer.Option("--seed", show_default=shown(SearchSettings, "seed"))] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", show_default=shown(SearchSettings, "max_length"))] = None,
     train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
-    dataset_config: DatasetConfig = None, text_column: TextColumn = None, label_column: LabelColumn = None,
+    dataset_config: DatasetConfig = None, text_column: TextColumn = None, text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
     label_names: LabelNames = None, encoding: Encoding = None, encoding_errors: EncodingErrors = None,
     max_train_samples: MaxTrain = None, max_eval_samples: MaxEval = None, overwrite: Overwrite = False,
 ) -> None:
@@ -82,7 +82,8 @@ def search(
         "minutes": minutes, "epochs": epochs, "threads": threads, "latency_iterations": latency_iterations,
         "seed": seed, "max_length": max_length})
     data = data_config(train, validation, test, dataset, dataset_config, text_column, label_column, label_names,
-                       encoding, encoding_errors, max_train_samples, max_eval_samples)
+                       encoding, encoding_errors, max_train_samples, max_eval_samples,
+                       text_pair_column=text_pair_column, task=task, pair_truncation=pair_truncation)
     result = run(settings, teacher=teacher, data=data, out=out, overwrite=overwrite)
     say(f"{result.trials}; {result.verdict}")
     say(f"front: {out / 'front.md'} (plot front.png); a recipe per point in {out / 'recipes'}")

@@ -12,7 +12,7 @@ from ..errors import KdeployError
 from ..package.config import PackageSettings
 from ..runtime.config import BenchSettings
 from .app import app
-from .options import (Dataset, DatasetConfig, Encoding, EncodingErrors, LabelColumn, LabelNames, MaxEval, Out,
+from .options import (PairTruncation, TaskKind, TextPairColumn, Dataset, DatasetConfig, Encoding, EncodingErrors, LabelColumn, LabelNames, MaxEval, Out,
                       Overwrite, TextColumn, eval_data, ints, shown)
 
 
@@ -40,7 +40,7 @@ def bench(
     batching: Annotated[Optional[str], typer.Option("--batching", help="sorted (batches of similar length, as a bucketing server runs) or random.", show_default=shown(BenchSettings, "batching"))] = None,
     peaks: Annotated[Optional[bool], typer.Option("--peaks/--no-peaks", help="Measure the machine's int8/fp32 GEMM peaks and each model's share.", show_default=shown(BenchSettings, "peaks"))] = None,
     data_file: Annotated[Optional[str], typer.Option("--data", help="Labelled evaluation file: accuracy, and the sentences timed (never split).", rich_help_panel="Data")] = None,
-    dataset: Dataset = None, dataset_config: DatasetConfig = None, text_column: TextColumn = None,
+    dataset: Dataset = None, dataset_config: DatasetConfig = None, text_column: TextColumn = None, text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None,
     label_column: LabelColumn = None, label_names: LabelNames = None, encoding: Encoding = None,
     encoding_errors: EncodingErrors = None, max_eval_samples: MaxEval = None, overwrite: Overwrite = False,
 ) -> None:
@@ -54,6 +54,7 @@ def bench(
         "threads": threads, "warmup": warmup, "iterations": iterations, "duration": duration, "seq_length": seq_length,
         "max_length": max_length, "peers": peers or None, "batching": batching, "peaks": peaks})
     data = eval_data(data_file, dataset=dataset, dataset_config=dataset_config, text_column=text_column,
+                     text_pair_column=text_pair_column, task=task, pair_truncation=pair_truncation,
                      label_column=label_column, label_names=label_names, encoding=encoding,
                      encoding_errors=encoding_errors, max_eval_samples=max_eval_samples)
     run(settings, models=models, out=out, data=data, teacher=teacher, overwrite=overwrite).render()
@@ -73,7 +74,7 @@ def package(
     report: Annotated[Optional[Path], typer.Option("--report", help="A kdeploy bench report.json to record in the manifest.")] = None,
     ort_format: Annotated[bool, typer.Option("--ort-format", help="Also the ORT format (model.ort) for ONNX Runtime Mobile.")] = False,
     data_file: Annotated[Optional[str], typer.Option("--data", help="Labelled file whose texts the e2e gate compares (default: the student's validation split).", rich_help_panel="Data")] = None,
-    dataset: Dataset = None, dataset_config: DatasetConfig = None, text_column: TextColumn = None,
+    dataset: Dataset = None, dataset_config: DatasetConfig = None, text_column: TextColumn = None, text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None,
     label_column: LabelColumn = None, label_names: LabelNames = None, encoding: Encoding = None,
     encoding_errors: EncodingErrors = None, max_eval_samples: MaxEval = None,
     overwrite: Overwrite = False,
@@ -86,6 +87,7 @@ def package(
     settings = settings_from(PackageSettings, {"model_file": model_file, "archive": archive,
                                                "ort_format": ort_format or None, "formats": formats})
     data = eval_data(data_file, dataset=dataset, dataset_config=dataset_config, text_column=text_column,
+                     text_pair_column=text_pair_column, task=task, pair_truncation=pair_truncation,
                      label_column=label_column, label_names=label_names, encoding=encoding,
                      encoding_errors=encoding_errors, max_eval_samples=max_eval_samples)
     result = run(settings, export_dir=export_dir, out=out, report=report, data=data, overwrite=overwrite)
@@ -113,11 +115,14 @@ def _argument_texts(args: list[str], encoding: str, errors: str) -> list[str]:
 
 @app.command(epilog="Examples:\n\n  kdeploy predict runs/bundle \"a gripping, beautiful film\" \"dull\"\n\n"
              "  kdeploy predict runs/bundle.tar.gz --file reviews.txt > predictions.jsonl\n\n"
-             "  echo 'what a mess' | kdeploy predict runs/bundle")
+             "  echo 'what a mess' | kdeploy predict runs/bundle\n\n"
+             "  kdeploy predict runs/sick-bundle --pair \"A man plays a guitar\" \"A person plays music\"   (a pair model; "
+             "a file or stdin gives one pair per line, the two texts separated by a tab)")
 def predict(
     bundle: Annotated[Path, typer.Argument(help="A bundle folder or archive made by kdeploy package.")],
     texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify (default: one per line from --file or stdin).")] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="One text per line (split on newlines only); - for standard input.")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="One text per line (split on newlines only); - for standard input. A pair model reads FIRST<TAB>SECOND per line.")] = None,
+    pair: Annotated[bool, typer.Option("--pair", help="The text arguments are pairs, two by two (first, second), for a sentence-pair model.")] = False,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Texts per model call (length-sorted). [default: the predictor's]")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads")] = None,
     provider: Annotated[str, typer.Option("--provider", help="cpu, cuda or tensorrt.")] = "cpu",
@@ -147,11 +152,31 @@ def predict(
         items = read_text_lines("-", text=decode(sys.stdin.buffer.read(), "standard input", encoding, encoding_errors))
     predictor = Predictor(bundle, threads=threads, provider=provider, allow_fallback=allow_fallback,
                           expected_digest=digest)
+    if pair and not predictor.manifest.pairs:
+        raise KdeployError(f"--pair: {bundle} reads one text per example, not pairs")
+    if predictor.manifest.pairs:
+        items = _pairs(items, from_arguments=bool(texts))
     results = predictor.predict(items, **({"batch_size": batch_size} if batch_size else {}))
-    for text, result in zip(items, results):
-        line = json.dumps({"text": text, **result}, ensure_ascii=False)
+    for item, result in zip(items, results):
+        fields = {"text": item[0], "text_pair": item[1]} if predictor.manifest.pairs else {"text": item}
+        line = json.dumps({**fields, **result}, ensure_ascii=False)
         # one record per line for every reader: escape the characters some split lines on
         sys.stdout.write(line.translate(_LINE_BREAKS) + "\n")
+
+
+def _pairs(items: list[str], from_arguments: bool) -> list[tuple[str, str]]:
+    """Arguments two by two; lines as FIRST<TAB>SECOND."""
+    if from_arguments:
+        if len(items) % 2:
+            raise KdeployError(f"a pair model takes texts two by two (first, second); got {len(items)} texts")
+        return list(zip(items[0::2], items[1::2]))
+    out = []
+    for i, line in enumerate(items, 1):
+        first, tab, second = line.partition("\t")
+        if not tab or not second.strip():
+            raise KdeployError(f"line {i}: a pair model reads FIRST<TAB>SECOND per line; this line has no second text")
+        out.append((first, second))
+    return out
 
 
 _LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})

@@ -10,7 +10,7 @@ from ..distill.config import DistillSettings, FinetuneSettings
 from ..export.config import ExportSettings
 from ..prune.config import PruneSettings
 from .app import app
-from .options import (Dataset, DatasetConfig, Encoding, EncodingErrors, LabelColumn, LabelNames, MaxEval, MaxTrain,
+from .options import (PairTruncation, TaskKind, TextPairColumn, Dataset, DatasetConfig, Encoding, EncodingErrors, LabelColumn, LabelNames, MaxEval, MaxTrain,
                       Out, Overwrite, Resume, Test, TextColumn, Train, TrustRemote, Validation, data_config, eval_data,
                       floats, shown)
 
@@ -46,7 +46,7 @@ def finetune(
     model: Annotated[str, typer.Option("--model", help="Pretrained encoder (folder, hub id, builtin:all-MiniLM-L6-v2) or bilstm/cnn.")],
     tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="For bilstm/cnn: whose tokenizer and embeddings.")] = None,
     train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
-    dataset_config: DatasetConfig = None, text_column: TextColumn = None, label_column: LabelColumn = None,
+    dataset_config: DatasetConfig = None, text_column: TextColumn = None, text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
     label_names: LabelNames = None, encoding: Encoding = None, encoding_errors: EncodingErrors = None,
     max_train_samples: MaxTrain = None, max_eval_samples: MaxEval = None,
     epochs: FT["Epochs"] = None, learning_rate: FT["LR"] = None, batch_size: BatchSize = None,
@@ -62,7 +62,8 @@ def finetune(
         "trust_remote_code": trust_remote_code or None,
         "train": _train(epochs, learning_rate, batch_size, gradient_accumulation, max_length, seed, mixed_precision)})
     data = data_config(train, validation, test, dataset, dataset_config, text_column, label_column, label_names,
-                       encoding, encoding_errors, max_train_samples, max_eval_samples)
+                       encoding, encoding_errors, max_train_samples, max_eval_samples,
+                       text_pair_column=text_pair_column, task=task, pair_truncation=pair_truncation)
     run(settings, model=model, data=data, out=out, tokenizer=tokenizer, resume=resume,
         overwrite=overwrite).render(f"finetune → {out}")
 
@@ -97,7 +98,7 @@ def distill(
     augment: Annotated[Optional[int], typer.Option("--augment", help="Augmented copies per training sentence (mask/delete/swap), labelled by the teacher. [default: by data size, up to 8: a small training set gets copies]", rich_help_panel="Transfer data")] = None,
     augment_seed: Annotated[Optional[int], typer.Option("--augment-seed", rich_help_panel="Transfer data", show_default=shown(DistillSettings, "augment_seed"))] = None,
     train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
-    dataset_config: DatasetConfig = None, text_column: TextColumn = None, label_column: LabelColumn = None,
+    dataset_config: DatasetConfig = None, text_column: TextColumn = None, text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
     label_names: LabelNames = None, encoding: Encoding = None, encoding_errors: EncodingErrors = None,
     max_train_samples: MaxTrain = None, max_eval_samples: MaxEval = None,
     epochs: DS["Epochs"] = None, learning_rate: DS["LR"] = None, batch_size: BatchSize = None,
@@ -117,7 +118,8 @@ def distill(
                     "num_filters": num_filters},
         "train": _train(epochs, learning_rate, batch_size, gradient_accumulation, max_length, seed, mixed_precision)})
     data = data_config(train, validation, test, dataset, dataset_config, text_column, label_column, label_names,
-                       encoding, encoding_errors, max_train_samples, max_eval_samples)
+                       encoding, encoding_errors, max_train_samples, max_eval_samples,
+                       text_pair_column=text_pair_column, task=task, pair_truncation=pair_truncation)
     run(settings, teacher=teacher if len(teacher) > 1 else teacher[0], data=data, out=out, unlabeled=unlabeled,
         cache_dir=cache_dir, resume=resume, overwrite=overwrite).render(f"distill → {out}")
 
@@ -138,7 +140,7 @@ def prune(
     teacher: Annotated[Optional[str], typer.Option("--teacher", help="Teacher for the recovery (default: the unpruned model).")] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", help="Default: the model's training max length.")] = None,
     train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
-    dataset_config: DatasetConfig = None, text_column: TextColumn = None, label_column: LabelColumn = None,
+    dataset_config: DatasetConfig = None, text_column: TextColumn = None, text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
     label_names: LabelNames = None, encoding: Encoding = None, encoding_errors: EncodingErrors = None,
     overwrite: Overwrite = False,
 ) -> None:
@@ -151,7 +153,8 @@ def prune(
     settings = settings_from(PruneSettings, {"vocab": vocab, "heads": heads, "ffn": ffn, "recover_epochs": recover_epochs,
                                              "recover_layer_loss": recover_layer_loss, "max_length": max_length})
     data = data_config(train, validation, test, dataset, dataset_config, text_column, label_column, label_names,
-                       encoding, encoding_errors) if (train or dataset) else None
+                       encoding, encoding_errors, text_pair_column=text_pair_column, task=task,
+                       pair_truncation=pair_truncation) if (train or dataset) else None
     result = run(settings, model=model, out=out, data=data, extra_corpus=extra_corpus, teacher=teacher,
                  overwrite=overwrite)
     result.render(f"prune → {out}")
@@ -181,7 +184,7 @@ def export(
     max_length: Annotated[Optional[int], typer.Option("--max-length", help="Default: the model's training max length.")] = None,
     data_file: Annotated[Optional[str], typer.Option("--data", help="A labelled evaluation file: parity inputs, calibration and the accuracy gate (never split).", rich_help_panel="Data")] = None,
     train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
-    dataset_config: DatasetConfig = None, text_column: TextColumn = None, label_column: LabelColumn = None,
+    dataset_config: DatasetConfig = None, text_column: TextColumn = None, text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
     label_names: LabelNames = None, encoding: Encoding = None, encoding_errors: EncodingErrors = None,
     max_eval_samples: MaxEval = None, trust_remote_code: TrustRemote = False, overwrite: Overwrite = False,
 ) -> None:
@@ -195,6 +198,7 @@ def export(
         "atol": atol, "max_accuracy_drop": max_accuracy_drop, "max_length": max_length,
         "trust_remote_code": trust_remote_code or None})
     data = eval_data(data_file, train, validation, test, dataset=dataset, dataset_config=dataset_config,
+                     text_pair_column=text_pair_column, task=task, pair_truncation=pair_truncation,
                      text_column=text_column, label_column=label_column, label_names=label_names, encoding=encoding,
                      encoding_errors=encoding_errors, max_eval_samples=max_eval_samples)
     run(settings, model=model, out=out, data=data, overwrite=overwrite).render(f"export → {out}")

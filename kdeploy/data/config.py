@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from ..errors import KdeployError
 
 ENCODING_ERRORS = ("strict", "replace")
+TASKS = ("classification", "regression")  # regression: one score per example (relatedness, relevance)
+PAIR_TRUNCATION = ("longest_first", "only_first", "only_second")
 
 
 @dataclass
@@ -20,7 +22,10 @@ class DataConfig:
     dataset: str | None = None  # hub name ("imdb", "glue/sst2"), save_to_disk folder, or builtin:rotten_tomatoes
     dataset_config: str | None = None
     text_column: str | None = None
+    text_pair_column: str | None = None  # the second text of a pair (default: found, e.g. sentence1/sentence2)
     label_column: str | None = None
+    task: str = "classification"  # or regression: float labels, one output, MSE, Pearson/Spearman
+    pair_truncation: str = "longest_first"  # which text of a pair gives up tokens past max_length
     label_names: list[str] | None = None  # names for integer labels, in id order
     encoding: str = "utf-8"  # of text files; any Python codec (latin-1, cp1252, utf-16, ...)
     encoding_errors: str = "strict"  # strict: stop at the first bad byte; replace: use U+FFFD and count them
@@ -50,6 +55,12 @@ class DataConfig:
         except LookupError:
             raise KdeployError(f"unknown text encoding {self.encoding!r}; give a Python codec name such as "
                                "utf-8, latin-1 or cp1252") from None
+        if self.task not in TASKS:
+            raise KdeployError(f"--task must be classification or regression, got {self.task!r}")
+        if self.pair_truncation not in PAIR_TRUNCATION:
+            raise KdeployError(f"pair_truncation must be one of {', '.join(PAIR_TRUNCATION)}, got {self.pair_truncation!r}")
+        if self.task == "regression" and self.label_names:
+            raise KdeployError("--label-names names classes; a regression task has one score (drop --label-names)")
         if self.encoding_errors not in ENCODING_ERRORS:
             raise KdeployError(f"encoding_errors must be strict or replace, got {self.encoding_errors!r}")
 

@@ -1,4 +1,5 @@
-"""Loading and normalising: every source becomes `TaskData` (splits of text + ClassLabel)."""
+"""Loading and normalising: every source becomes `TaskData`: splits of `text` (and `text_pair`
+for sentence-pair tasks) with a `label` (ClassLabel, or a float score for regression)."""
 from __future__ import annotations
 
 import hashlib
@@ -14,6 +15,10 @@ from .labels import alignment, is_missing, label_key, label_space
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "sentence1")
 LABEL_COLUMNS = ("label", "labels", "category", "class", "target")
+# Two text columns that make a pair when both are present (first match wins).
+PAIR_COLUMNS = (("sentence1", "sentence2"), ("premise", "hypothesis"), ("question1", "question2"),
+                ("query", "passage"), ("query", "document"), ("question", "answer"), ("question", "sentence"),
+                ("text", "text_pair"))
 
 
 @dataclass
@@ -21,14 +26,22 @@ class TaskData:
     """The splits (`text`, `label`), the label names in id order, and a content fingerprint."""
 
     splits: Any  # datasets.DatasetDict
-    label_names: list[str]
+    label_names: list[str]  # classes in id order; for regression, the one score's name
     fingerprint: str
     sources: dict[str, str] = field(default_factory=dict)
     ids_only: bool = False  # the labels were bare integers with no names given
+    pairs: bool = False  # examples are (text, text_pair)
+    task: str = "classification"
+    pair_truncation: str = "longest_first"
 
     @property
     def num_labels(self) -> int:
-        return len(self.label_names)
+        return 1 if self.task == "regression" else len(self.label_names)
+
+    def texts(self, split: str) -> list:
+        """The split's inputs: strings, or (first, second) tuples for a pair task."""
+        ds = self.splits[split]
+        return list(zip(ds["text"], ds["text_pair"])) if self.pairs else list(ds["text"])
 
     @property
     def eval_split(self) -> str:
@@ -40,7 +53,7 @@ class TaskData:
             raise KdeployError(f"{stage} trains, so it needs training data: give --train FILE or --dataset NAME")
 
     def split_fingerprint(self, split: str) -> str:
-        return fingerprint_of(self.splits[split]["text"], self.splits[split]["label"], self.label_names)
+        return fingerprint_of(self.texts(split), self.splits[split]["label"], self.label_names)
 
     def with_train(self, train) -> "TaskData":
         """The same task with another training split (labelled data plus transfer text)."""
@@ -54,7 +67,7 @@ class TaskData:
     def aligned_to(self, model_names: list[str] | None, what: str) -> "TaskData":
         """The data with its label ids renumbered to a model's label order (names matched
         case-insensitively; bare integer ids take the model's names)."""
-        if model_names is None:
+        if model_names is None or self.task == "regression":
             return self
         mapping, message = alignment(self.label_names, model_names, self.ids_only, what)
         if message:
@@ -69,42 +82,61 @@ class TaskData:
             "fingerprint": self.fingerprint,
             "label_names": self.label_names,
             "sizes": {name: len(ds) for name, ds in self.splits.items()},
+            **({"pairs": True} if self.pairs else {}), **({"task": self.task} if self.task != "classification" else {}),
         }
+
+
+def features_of(names: list[str], pairs: bool, task: str):
+    import datasets
+
+    columns = {"text": datasets.Value("string")}
+    if pairs:
+        columns["text_pair"] = datasets.Value("string")
+    columns["label"] = datasets.Value("float32") if task == "regression" else datasets.ClassLabel(names=names)
+    return datasets.Features(columns)
 
 
 def _renamed(data: TaskData, names: list[str], mapping: list[int] | None) -> TaskData:
     import datasets
 
-    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)})
+    features = features_of(names, data.pairs, data.task)
     splits = {}
     for split, ds in data.splits.items():
         labels = [mapping[v] for v in ds["label"]] if mapping else list(ds["label"])
-        splits[split] = datasets.Dataset.from_dict({"text": list(ds["text"]), "label": labels}, features=features)
+        columns = {"text": list(ds["text"]), **({"text_pair": list(ds["text_pair"])} if data.pairs else {}),
+                   "label": labels}
+        splits[split] = datasets.Dataset.from_dict(columns, features=features)
     splits = datasets.DatasetDict(splits)
-    return TaskData(splits=splits, label_names=list(names), fingerprint=_fingerprint(splits, names),
-                    sources=data.sources, ids_only=False)
+    return replace(data, splits=splits, label_names=list(names), fingerprint=_fingerprint(splits, names, data.pairs),
+                   ids_only=False)
 
 
-def fingerprint_of(texts: list[str], labels: list[int], label_names: list[str]) -> str:
+def _as_text(item) -> str:
+    """One example's text(s) as one string for hashing: a pair's halves joined by \x1f."""
+    return "\x1f".join(item) if isinstance(item, (tuple, list)) else f"{item}"
+
+
+def fingerprint_of(texts: list, labels: list, label_names: list[str]) -> str:
     h = hashlib.sha256()
     h.update("\x1f".join(label_names).encode())
     for text, label in zip(texts, labels):
-        h.update(f"{label}\x1e{text}\x1d".encode())
+        h.update(f"{label}\x1e{_as_text(text)}\x1d".encode())
     return h.hexdigest()[:16]
 
 
-def text_fingerprint(texts: list[str]) -> str:
+def text_fingerprint(texts: list) -> str:
     h = hashlib.sha256()
     for text in texts:
-        h.update(f"{text}\x1d".encode())
+        h.update(f"{_as_text(text)}\x1d".encode())
     return h.hexdigest()[:16]
 
 
-def _fingerprint(splits, label_names: list[str]) -> str:
+def _fingerprint(splits, label_names: list[str], pairs: bool = False) -> str:
     h = hashlib.sha256()
     for name, ds in splits.items():
         h.update(name.encode())
-        h.update(fingerprint_of(ds["text"], ds["label"], label_names).encode())
+        texts = list(zip(ds["text"], ds["text_pair"])) if pairs else ds["text"]
+        h.update(fingerprint_of(texts, ds["label"], label_names).encode())
     return h.hexdigest()[:16]
 
 
@@ -166,19 +198,45 @@ def _pick(columns: dict, wanted: str | None, candidates: tuple[str, ...], what: 
     raise KdeployError(f"{where}: no {what} column among {', '.join(map(str, columns))}; name it with {flag}")
 
 
-def _parse_split(split: str, entry, cfg: DataConfig) -> tuple[list[str], list, str] | None:
+def text_columns(columns: dict, cfg: DataConfig, where: str) -> tuple[str, str | None]:
+    """(first text column, second text column or None): --text-pair-column, else a known pair
+    of columns (sentence1/sentence2, premise/hypothesis, …) when both are there, else one text."""
+    if cfg.text_pair_column:
+        second = _pick(columns, cfg.text_pair_column, (), "second text", where, "--text-pair-column")
+        first_default = tuple(a for a, b in PAIR_COLUMNS if b == second) + TEXT_COLUMNS
+        return _pick(columns, cfg.text_column, first_default, "text", where, "--text-column"), second
+    if cfg.text_column is None:
+        for first, second in PAIR_COLUMNS:
+            if first in columns and second in columns:
+                return first, second
+    return _pick(columns, cfg.text_column, TEXT_COLUMNS, "text", where, "--text-column"), None
+
+
+def _check_texts(texts, column: str, where: str, cfg: DataConfig, second: bool) -> None:
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise KdeployError(f"{where}: row {i + 1} has no text in column {column!r} (got {t!r})")
+        if second and not t.strip():
+            raise KdeployError(f"{where}: row {i + 1} has an empty second text in column {column!r}; a pair task "
+                               "needs both texts (drop the row, or use --text-column for one-text examples)")
+        if cfg.reject_replacement_characters and "\ufffd" in t:
+            raise KdeployError(f"{where}: row {i + 1} holds U+FFFD (an undecodable character); fix the file's "
+                               "encoding, or drop reject_replacement_characters")
+
+
+def _parse_split(split: str, entry, cfg: DataConfig) -> tuple[list[str], list[str] | None, list, str] | None:
     columns, where = entry[0], entry[1]
-    tcol = _pick(columns, cfg.text_column, TEXT_COLUMNS, "text", where, "--text-column")
+    tcol, pcol = text_columns(columns, cfg, where)
     lcol = _pick(columns, cfg.label_column, LABEL_COLUMNS, "label", where, "--label-column")
     texts, labels = columns[tcol], columns[lcol]
     if len(texts) == 0:
         raise KdeployError(f"{where}: the {split} split is empty")
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise KdeployError(f"{where}: row {i + 1} has no text in column {tcol!r} (got {t!r})")
-        if cfg.reject_replacement_characters and "\ufffd" in t:
-            raise KdeployError(f"{where}: row {i + 1} holds U+FFFD (an undecodable character); fix the file's "
-                               "encoding, or drop reject_replacement_characters")
+    _check_texts(texts, tcol, where, cfg, second=False)
+    pairs = None
+    if pcol is not None:
+        pairs = columns[pcol]
+        _check_texts(pairs, pcol, where, cfg, second=True)
+        pairs = list(pairs)
     if all(is_missing(v) for v in labels):  # hub test splits without labels (GLUE uses -1) cannot be scored
         if split == "train":
             raise KdeployError(f"{where}: the train split has no labels")
@@ -187,13 +245,36 @@ def _parse_split(split: str, entry, cfg: DataConfig) -> tuple[list[str], list, s
     for i, v in enumerate(labels):
         if is_missing(v):
             raise KdeployError(f"{where}: row {i + 1} has no label in column {lcol!r}")
-    return list(texts), list(labels), where
+    return list(texts), pairs, list(labels), where
+
+
+def _scores(labels: list, where: str) -> list[float]:
+    out = []
+    for i, v in enumerate(labels):
+        try:
+            value = float(v)
+        except (TypeError, ValueError):
+            raise KdeployError(f"{where}: row {i + 1} has label {v!r}, not a number; a regression task needs "
+                               "numeric scores (or drop --task regression for classes)") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise KdeployError(f"{where}: row {i + 1} has a non-finite score {v!r}")
+        out.append(value)
+    return out
+
+
+def _looks_like_scores(labels: list) -> bool:
+    """Numbers that are not all whole: a score column given to a classification task."""
+    try:
+        values = [float(v) for v in labels]
+    except (TypeError, ValueError):
+        return False
+    return any(v != int(v) for v in values if v == v and abs(v) != float("inf"))
 
 
 def _normalise(raw: dict, cfg: DataConfig, sources: dict) -> TaskData:
     import datasets
 
-    parsed: dict[str, tuple[list[str], list, str]] = {}
+    parsed: dict[str, tuple[list[str], list[str] | None, list, str]] = {}
     class_names: list[str] | None = None
     for split, entry in raw.items():
         if entry[2] is not None:
@@ -203,27 +284,42 @@ def _normalise(raw: dict, cfg: DataConfig, sources: dict) -> TaskData:
             parsed[split] = rows
     if not parsed:
         raise KdeployError("no labelled data in any split")
+    pair_splits = {s for s, r in parsed.items() if r[1] is not None}
+    if pair_splits and pair_splits != set(parsed):
+        single = sorted(set(parsed) - pair_splits)
+        raise KdeployError(f"{parsed[single[0]][3]}: one text per row, but {parsed[next(iter(pair_splits))][3]} has "
+                           "pairs; give every split both columns (or --text-column to use one)")
+    pairs = bool(pair_splits)
     space_split = "train" if "train" in parsed else next(iter(parsed))
-    all_labels = [v for s in ([space_split] if space_split == "train" else parsed) for v in parsed[s][1]]
-    label_names, to_id, ids_only = label_space(all_labels, class_names, cfg.label_names, parsed[space_split][2])
-    if space_split == "train" and len(label_names) < 2:
-        raise KdeployError(f"{parsed['train'][2]}: train has only one label ({label_names[0]!r}); "
-                           "a classifier needs at least two")
     encoded = {}
-    for split, (texts, labels, where) in parsed.items():
-        ids = []
-        for i, v in enumerate(labels):
-            key = label_key(v)
-            if key not in to_id:
-                raise KdeployError(f"{where}: label {v!r} (row {i + 1}) never occurs in train "
-                                   f"(train labels: {', '.join(label_names)})")
-            ids.append(to_id[key])
-        encoded[split] = {"text": texts, "label": ids}
+    if cfg.task == "regression":
+        label_names = [cfg.label_column or "score"]
+        for split, (texts, seconds, labels, where) in parsed.items():
+            encoded[split] = {"text": texts, **({"text_pair": seconds} if pairs else {}), "label": _scores(labels, where)}
+        ids_only = False
+    else:
+        all_labels = [v for s in ([space_split] if space_split == "train" else parsed) for v in parsed[s][2]]
+        if _looks_like_scores(all_labels):
+            raise KdeployError(f"{parsed[space_split][3]}: the labels look like scores ({', '.join(map(str, all_labels[:3]))}"
+                               ", …); for a score task use --task regression")
+        label_names, to_id, ids_only = label_space(all_labels, class_names, cfg.label_names, parsed[space_split][3])
+        if space_split == "train" and len(label_names) < 2:
+            raise KdeployError(f"{parsed['train'][3]}: train has only one label ({label_names[0]!r}); "
+                               "a classifier needs at least two")
+        for split, (texts, seconds, labels, where) in parsed.items():
+            ids = []
+            for i, v in enumerate(labels):
+                key = label_key(v)
+                if key not in to_id:
+                    raise KdeployError(f"{where}: label {v!r} (row {i + 1}) never occurs in train "
+                                       f"(train labels: {', '.join(label_names)})")
+                ids.append(to_id[key])
+            encoded[split] = {"text": texts, **({"text_pair": seconds} if pairs else {}), "label": ids}
 
-    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=label_names)})
+    features = features_of(label_names, pairs, cfg.task)
     splits = datasets.DatasetDict({k: datasets.Dataset.from_dict(v, features=features) for k, v in encoded.items()})
     if "train" in splits and "validation" not in splits:
-        _carve_validation(splits, cfg, sources, parsed["train"][2])
+        _carve_validation(splits, cfg, sources, parsed["train"][3])
     if cfg.max_train_samples and "train" in splits and len(splits["train"]) > cfg.max_train_samples:
         splits["train"] = splits["train"].shuffle(seed=cfg.split_seed).select(range(cfg.max_train_samples))
     if cfg.max_eval_samples:
@@ -231,8 +327,8 @@ def _normalise(raw: dict, cfg: DataConfig, sources: dict) -> TaskData:
             if name in splits and len(splits[name]) > cfg.max_eval_samples:
                 splits[name] = splits[name].shuffle(seed=cfg.split_seed).select(range(cfg.max_eval_samples))
     splits = datasets.DatasetDict({k: splits[k] for k in ("train", "validation", "test") if k in splits})
-    return TaskData(splits=splits, label_names=label_names, fingerprint=_fingerprint(splits, label_names),
-                    sources=sources, ids_only=ids_only)
+    return TaskData(splits=splits, label_names=label_names, fingerprint=_fingerprint(splits, label_names, pairs),
+                    sources=sources, ids_only=ids_only, pairs=pairs, task=cfg.task, pair_truncation=cfg.pair_truncation)
 
 
 def _carve_validation(splits, cfg: DataConfig, sources: dict, where: str) -> None:
@@ -240,9 +336,16 @@ def _carve_validation(splits, cfg: DataConfig, sources: dict, where: str) -> Non
     from collections import Counter
 
     train = splits["train"]
-    if len(set(train["label"])) < 2 or len(train) < 10:
+    regression = cfg.task == "regression"
+    if (not regression and len(set(train["label"])) < 2) or len(train) < 10:
         raise KdeployError(f"{where}: too little training data to carve a validation split; give --validation")
     import math
+
+    if regression:
+        carved = train.train_test_split(test_size=cfg.validation_fraction, seed=cfg.split_seed)
+        splits["train"], splits["validation"] = carved["train"], carved["test"]
+        sources["validation"] = f"{cfg.validation_fraction:.0%} of train, seed {cfg.split_seed}"
+        return
 
     counts = Counter(train["label"])
     held_out = math.ceil(cfg.validation_fraction * len(train))

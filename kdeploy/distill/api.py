@@ -62,7 +62,10 @@ def finetune(settings: FinetuneSettings, model: str, data: DataConfig, out: str 
     with claimed(out, [model, tokenizer, *data.files()], overwrite, "kdeploy finetune"):
         task = load_task_data(data)
         task.require_train("finetune")
+        check_student_reads(model, task)
         built, tok, described = _base_model(settings, model, tokenizer, task)
+        if task.task == "regression":
+            built.config.problem_type = "regression"
         config = _record_config(settings, {"model": model, "tokenizer": tokenizer}, data)
         args, work = _arguments(out, config, settings.train, resume)
         with kept_until_done(work, args.process_index == 0):
@@ -102,6 +105,22 @@ def _embeddings_source(name: str, label_names, trust_remote_code):
         return None
 
 
+ONE_TEXT_KINDS = ("bilstm", "cnn", "static")  # read one token sequence; no segment embeddings
+
+
+def check_student_reads(kind: str, task: TaskData) -> None:
+    """Which student kinds can read a sentence pair: transformers (token_type_ids tell the two
+    texts apart); the recurrent, convolutional and static students read one text."""
+    if task.pairs and kind in ONE_TEXT_KINDS:
+        raise KdeployError(f"a {kind} student reads one text, but this is a sentence-pair task; use a transformer "
+                           "student (--student layers, or a pretrained model)")
+
+
+def _inputs_of(train_set) -> list:
+    texts = list(train_set["text"])
+    return list(zip(texts, train_set["text_pair"])) if "text_pair" in train_set.column_names else texts
+
+
 def _parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -137,7 +156,14 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
     from .trainer import fit, save_model
     from .transfer import training_set
 
+    check_student_reads(settings.student.kind, task)
     teachers, task = load_teachers(names, task, settings.trust_remote_code)
+    for name, model in zip(names, teachers.models):
+        if model.config.num_labels != task.num_labels:
+            raise KdeployError(f"teacher {name} has {model.config.num_labels} outputs, but the data "
+                               + ("is a score task (one output)" if task.task == "regression"
+                                  else f"has {task.num_labels} classes")
+                               + "; distil from a teacher fine-tuned on this task")
     weights = normalise_weights(settings.teacher_weights, len(names))
     copies = settings.augment
     if copies is None:
@@ -157,6 +183,8 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
                                                       task.label_names, settings.trust_remote_code)
         student.config.id2label = dict(enumerate(task.label_names))
         student.config.label2id = {n: i for i, n in enumerate(task.label_names)}
+        if task.task == "regression":
+            student.config.problem_type = "regression"
         objective = None
         if settings.layer_losses:
             from .layers import layer_objective
@@ -178,7 +206,7 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
             with args.main_process_first(local=False, desc="teacher features"):
                 store, layer_record = teacher_features(objective, teachers.models[0], teachers.tokenizers[0],
                                                        teachers.fingerprints[0], names[0], student,
-                                                       list(train_set["text"]), max_length, cache_dir)
+                                                       _inputs_of(train_set), max_length, cache_dir)
             timings["teacher_features_seconds"] = round(time.perf_counter() - t0, 2)
         teachers.models.clear()  # free the teachers before training
         trainer, fitted = fit(student, tokenizer, task.with_train(train_set), settings.train, args, work, resume,

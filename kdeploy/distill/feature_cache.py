@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..fsutil import cache_lock
-from ..modelio.inputs import select_inputs
+from ..modelio.inputs import select_inputs, tokenize
 from ..progress import progress_bar
 from .logits_cache import cache_root
 
@@ -81,7 +81,7 @@ def compute_features(model, tokenizer, texts: list[str], max_length: int, layers
     """Run the teacher over `texts` and write the requested features into `folder`."""
     model.eval()
     device = next(model.parameters()).device
-    lengths = np.array([len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]],
+    lengths = np.array([len(ids) for ids in tokenize(tokenizer, texts, max_length, padding=False)["input_ids"]],
                        dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     width = model.config.hidden_size
@@ -104,8 +104,7 @@ def compute_features(model, tokenizer, texts: list[str], max_length: int, layers
     with progress_bar("teacher features", total=len(texts)) as advance:
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
-            enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
-                            return_tensors="pt")
+            enc = tokenize(tokenizer, [texts[i] for i in idx], max_length, return_tensors="pt")
             enc = {k: v.to(device) for k, v in select_inputs(enc).items()}
             out = model(**enc, output_hidden_states=True, output_attentions="attention" in kinds)
             for row, i in enumerate(idx):

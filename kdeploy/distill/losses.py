@@ -29,9 +29,8 @@ def kd_loss(
     term's gradient on the scale of the hard one as T grows. KL is averaged per example;
     CE over the labelled examples only (label -100 marks transfer text).
     """
-    if student_logits.shape[-1] < 2:
-        raise ValueError("distillation needs one logit per class (two for a binary task): "
-                         "softmax over a single logit is constant and the KD term would be zero")
+    if student_logits.shape[-1] == 1:
+        return score_kd_loss(student_logits, teacher_logits, labels, alpha)
     loss = student_logits.new_zeros(())
     if alpha < 1.0:
         if labels is None:
@@ -50,4 +49,26 @@ def kd_loss(
         log_p_teacher = F.log_softmax(teacher_logits.detach().float() / t, dim=-1)
         kl = F.kl_div(log_p_student.float(), log_p_teacher, reduction="batchmean", log_target=True)
         loss = loss + alpha * (t * t) * kl
+    return loss
+
+
+def score_kd_loss(student: torch.Tensor, teacher: torch.Tensor | None, labels: torch.Tensor | None,
+                  alpha: float) -> torch.Tensor:
+    """A score (regression) task: (1-α)·MSE(y, s) + α·MSE(t, s). No temperature: a score has
+    no distribution to soften. Transfer text carries a NaN label (the teacher's score only)."""
+    loss = student.new_zeros(())
+    s = student[:, 0].float()
+    if alpha < 1.0:
+        if labels is None:
+            raise ValueError("alpha < 1 needs labels; use alpha=1 for unlabelled transfer data")
+        labelled = ~torch.isnan(labels.float())
+        if labelled.any():
+            loss = loss + (1.0 - alpha) * F.mse_loss(s[labelled], labels.float()[labelled])
+    if alpha > 0.0:
+        if teacher is None:
+            raise ValueError("alpha > 0 needs teacher scores")
+        if teacher.shape != student.shape:
+            raise ValueError(f"teacher outputs {tuple(teacher.shape)} and student outputs {tuple(student.shape)} "
+                             "differ: a score student needs a score teacher")
+        loss = loss + alpha * F.mse_loss(s, teacher[:, 0].detach().float())
     return loss

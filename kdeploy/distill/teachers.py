@@ -58,7 +58,7 @@ def teacher_outputs(teachers: Teachers, data: TaskData, transfer_texts: list[str
         for split in data.splits:
             key = cache_key(fp, data.split_fingerprint(split), max_length)
             per_teacher[k][split], hits[tag(split)] = cached_teacher_logits(
-                model, tok, data.splits[split]["text"], key, max_length, cache_dir, shard)
+                model, tok, data.texts(split), key, max_length, cache_dir, shard)
         if transfer_texts:
             key = cache_key(fp, text_fingerprint(transfer_texts), max_length)
             extra, hits[tag("transfer")] = cached_teacher_logits(model, tok, transfer_texts, key, max_length,

@@ -110,7 +110,10 @@ class DistillTrainer(Trainer):
             loss = None
             if labels is not None:
                 labels = labels.to(logits.device)
-                loss = torch.nn.functional.cross_entropy(logits.float(), labels).detach()
+                if logits.shape[-1] == 1:  # a score
+                    loss = torch.nn.functional.mse_loss(logits[:, 0].float(), labels.float()).detach()
+                else:
+                    loss = torch.nn.functional.cross_entropy(logits.float(), labels).detach()
         return loss, logits.detach(), labels
 
 
@@ -135,6 +138,10 @@ class _EpochPrinter(TrainerCallback):
         if not state.is_world_process_zero or not metrics or "eval_accuracy" not in metrics:
             return
         loss = next((e["loss"] for e in reversed(state.log_history) if "loss" in e), float("nan"))
+        if "eval_pearson" in metrics:
+            say(f"epoch {round(state.epoch, 2):g}/{args.num_train_epochs:g}: train loss {loss:.4f}, "
+                f"validation Pearson r {metrics['eval_pearson']:.4f}, Spearman {metrics['eval_spearman']:.4f}")
+            return
         say(f"epoch {round(state.epoch, 2):g}/{args.num_train_epochs:g}: train loss {loss:.4f}, "
             f"validation accuracy {100 * metrics['eval_accuracy']:.2f}%, macro-F1 {100 * metrics['eval_macro_f1']:.2f}%")
 
@@ -148,15 +155,24 @@ def _compute_metrics(eval_pred):
     return classification_metrics(eval_pred.predictions, eval_pred.label_ids)
 
 
-def tokenize_splits(splits, tokenizer, max_length: int, teacher_logits: np.ndarray | None = None):
-    """Token ids per split; eval splits sorted by length (less padding, same metrics)."""
+def tokenize_splits(splits, tokenizer, max_length: int, teacher_logits: np.ndarray | None = None,
+                    pair_truncation: str = "longest_first"):
+    """Token ids per split (a pair as [CLS] a [SEP] b [SEP], token types 0/1); eval splits
+    sorted by length (less padding, same metrics)."""
     import datasets
+
+    from ..modelio.inputs import tokenize
 
     datasets.disable_progress_bars()
     out = {}
     for name, ds in splits.items():
-        enc = ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length),
-                     batched=True, remove_columns=["text"], desc=None)
+        pairs = "text_pair" in ds.column_names
+
+        def encode(b, pairs=pairs):
+            texts = list(zip(b["text"], b["text_pair"])) if pairs else b["text"]
+            return tokenize(tokenizer, texts, max_length, padding=False, pair_truncation=pair_truncation)
+
+        enc = ds.map(encode, batched=True, remove_columns=["text", "text_pair"] if pairs else ["text"], desc=None)
         enc = enc.rename_column("label", "labels")
         if name == "train":
             enc = enc.add_column("idx", list(range(len(enc))))
@@ -224,10 +240,10 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
 
     Returns (trainer, metrics and timings); the caller saves the model (main process only).
     """
-    if model.config.num_labels != len(data.label_names):
+    if model.config.num_labels != data.num_labels:
         raise KdeployError(f"the model has {model.config.num_labels} outputs but the data has "
-                           f"{len(data.label_names)} labels")
-    encoded = tokenize_splits(data.splits, tokenizer, cfg.max_length, teacher_logits)
+                           + ("one score per example" if data.task == "regression" else f"{data.num_labels} labels"))
+    encoded = tokenize_splits(data.splits, tokenizer, cfg.max_length, teacher_logits, data.pair_truncation)
     timer = _EpochTimer()
     trainer = DistillTrainer(
         model=model,
@@ -266,7 +282,9 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
             metrics = trainer.evaluate(encoded[split], metric_key_prefix=split)
             result[split] = Scores(accuracy=metrics[f"{split}_accuracy"], macro_f1=metrics[f"{split}_macro_f1"],
                                    examples=len(encoded[split]), loss=metrics[f"{split}_loss"],
-                                   seconds=round(time.perf_counter() - t0, 2))
+                                   seconds=round(time.perf_counter() - t0, 2),
+                                   metric="pearson" if f"{split}_pearson" in metrics else "accuracy",
+                                   mse=metrics.get(f"{split}_mse"))
     return trainer, result
 
 

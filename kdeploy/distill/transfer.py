@@ -1,6 +1,6 @@
 """The training set of a distillation: the labelled split, then unlabelled text, then
-augmented copies of both. Transfer examples carry label -100: the teacher's output is
-their only label."""
+augmented copies of both. Transfer examples carry label -100 (NaN for a score task): the
+teacher's output is their only label. A pair's copies edit each of its two texts."""
 from __future__ import annotations
 
 from ..data import TaskData, load_unlabeled_texts
@@ -11,19 +11,35 @@ def training_set(data: TaskData, unlabeled: str | None, augment: int, augment_se
     """(train split with transfer text appended, counts and the transfer texts)."""
     import datasets
 
+    from ..errors import KdeployError
     from .augment import augment_texts
     from .losses import IGNORE_INDEX
 
-    texts = list(data.splits["train"]["text"])
+    texts = data.texts("train")
     labels = list(data.splits["train"]["label"])
+    if unlabeled and data.pairs:
+        raise KdeployError("--unlabeled gives single texts, but this is a sentence-pair task; use --augment "
+                           "for transfer pairs")
     extra = load_unlabeled_texts(unlabeled, text_column, encoding, encoding_errors) if unlabeled else []
     mask_token = getattr(tokenizer, "mask_token", None) or getattr(tokenizer, "unk_token", None) or "[MASK]"
-    augmented = augment_texts(texts + extra, int(augment), augment_seed, mask_token=mask_token) if augment else []
+    if not augment:
+        augmented = []
+    elif data.pairs:  # each side edited with its own draws
+        firsts = augment_texts([a for a, _ in texts], int(augment), augment_seed, mask_token=mask_token)
+        seconds = augment_texts([b for _, b in texts], int(augment), augment_seed + 1, mask_token=mask_token)
+        augmented = list(zip(firsts, seconds))
+    else:
+        augmented = augment_texts(texts + extra, int(augment), augment_seed, mask_token=mask_token)
     transfer = extra + augmented
     counts = {"labelled": len(texts), "unlabeled": len(extra), "augmented": len(augmented), "copies": int(augment)}
     if not transfer:
         return data.splits["train"], counts, transfer
-    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.Value("int64")})
-    train = datasets.Dataset.from_dict({"text": texts + transfer, "label": labels + [IGNORE_INDEX] * len(transfer)},
-                                       features=features)
-    return train, counts, transfer
+    regression = data.task == "regression"
+    no_label = float("nan") if regression else IGNORE_INDEX
+    columns = {"text": [t[0] for t in texts + transfer] if data.pairs else texts + transfer}
+    if data.pairs:
+        columns["text_pair"] = [t[1] for t in texts + transfer]
+    columns["label"] = labels + [no_label] * len(transfer)
+    features = datasets.Features({**{k: datasets.Value("string") for k in columns if k != "label"},
+                                  "label": datasets.Value("float32" if regression else "int64")})
+    return datasets.Dataset.from_dict(columns, features=features), counts, transfer

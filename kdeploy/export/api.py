@@ -16,6 +16,7 @@ from ..configtools import to_dict
 from ..data import FALLBACK_TEXTS, DataConfig, TaskData, load_task_data, recorded_data
 from ..errors import KdeployError
 from ..fsutil import atomic_dir, claimed_output
+from ..modelio.inputs import tokenize
 from ..modelio.record import read_record, resolve_max_length
 from ..modelio.sizes import onnx_mib
 from .config import ExportSettings
@@ -121,6 +122,9 @@ def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: Data
         model.config.kdeploy = {"max_length": max_length, "label_names": label_names,
                                 "inputs": sorted(i.name for i in job.session("model.onnx").get_inputs()),
                                 "outputs": ["logits"], "opset": settings.opset,
+                                "pairs": bool(data.pairs) if data is not None else bool(record.get("data", {}).get("pairs")),
+                                "task": "regression" if model.config.num_labels == 1 else "classification",
+                                "pair_truncation": data.pair_truncation if data is not None else "longest_first",
                                 "session": {n: s for n, s in job.session_settings.items() if n in result.files}}
         model.config.save_pretrained(tmp)
         result.timings["total_seconds"] = round(time.perf_counter() - started, 2)
@@ -138,7 +142,7 @@ def _parity_texts(data: TaskData | None) -> list[str]:
     if data is None:
         return FALLBACK_TEXTS
     split = "validation" if "validation" in data.splits else data.eval_split
-    return list(data.splits[split]["text"][:256])
+    return data.texts(split)[:256]
 
 
 def _fp32(job: _Job, result: ExportResult) -> str:
@@ -284,12 +288,13 @@ def _calibration_batches(job: _Job, src: Path) -> list[dict]:
     split = "train" if "train" in data.splits else data.eval_split
     if split != "train":
         note(f"no training text for calibration: using the {split} split's text")
-    texts = data.splits[split].shuffle(seed=0)["text"][:job.settings.calibration_samples]
+    order = np.random.default_rng(0).permutation(len(data.splits[split]))[:job.settings.calibration_samples]
+    every = data.texts(split)
+    texts = [every[i] for i in order]
     session = create_session(src)
     out = []
     for i in range(0, len(texts), 16):
-        enc = job.tokenizer(texts[i:i + 16], truncation=True, max_length=job.max_length, padding=True,
-                            return_tensors="np")
+        enc = tokenize(job.tokenizer, texts[i:i + 16], job.max_length, return_tensors="np")
         out.append(feed(session, enc))
     return out
 
@@ -328,7 +333,7 @@ def _openvino_ir(job: _Job, result: ExportResult, labels: list[str]) -> list[str
 def _eval_split(job: _Job):
     data = job.data
     split = job.settings.eval_split if job.settings.eval_split in data.splits else data.eval_split
-    return split, data.splits[split]["text"], np.asarray(data.splits[split]["label"])
+    return split, data.texts(split), np.asarray(data.splits[split]["label"])
 
 
 def _logits(job: _Job, name: str, texts) -> np.ndarray:
@@ -370,7 +375,8 @@ def _scored(job: _Job, accuracy: ExportAccuracy, name: str, logits, labels, deri
     if derived:
         scored.drop_points = round(100 * (accuracy.files["model.onnx"].accuracy - scored.accuracy), 3)
         scored.gate_passed = scored.drop_points <= job.settings.max_accuracy_drop
-        scored.paired_test = mcnemar(job.fp32_logits.argmax(-1) == labels, logits.argmax(-1) == labels)
+        if scored.metric == "accuracy":  # a score task has no right/wrong per example to pair
+            scored.paired_test = mcnemar(job.fp32_logits.argmax(-1) == labels, logits.argmax(-1) == labels)
     return scored
 
 
@@ -405,9 +411,10 @@ def _gate_or_fall_back(job: _Job, result: ExportResult, gated: list[str], base: 
         advice = (f"the {len(attempts) - 1} other int8 variants tried (per-channel, partly fp32, static) lose too "
                   "much as well: export with --quantize none, or accept a larger --max-accuracy-drop"
                   if attempts else _suggestion(s))
+        what = "Pearson r (x100)" if f.metric == "pearson" else "accuracy"
         raise AccuracyGateError(
-            f"{n} loses {f.drop_points:.2f} accuracy points on {acc.split} "
-            f"({100 * acc.files['model.onnx'].accuracy:.2f}% → {100 * f.accuracy:.2f}%), "
+            f"{n} loses {f.drop_points:.2f} {what} points on {acc.split} "
+            f"({100 * acc.files['model.onnx'].accuracy:.2f} → {100 * f.accuracy:.2f}), "
             f"more than --max-accuracy-drop {s.max_accuracy_drop:g}{certainty}; {advice}")
 
 

@@ -8,8 +8,13 @@ from typing import Callable, Iterator, Sequence, Sized
 import numpy as np
 
 
+def _length(item) -> int:
+    """Characters or tokens; a (first, second) pair counts both."""
+    return sum(len(part) for part in item) if isinstance(item, tuple) else len(item)
+
+
 def length_order(items: Sequence[Sized]) -> np.ndarray:
-    return np.argsort([len(t) for t in items], kind="stable")
+    return np.argsort([_length(t) for t in items], kind="stable")
 
 
 def buckets(texts: Sequence[Sized], batch_size: int) -> Iterator[np.ndarray]:

@@ -1,4 +1,5 @@
-"""Which tokenizer outputs a model takes: the one filter every runtime uses."""
+"""How texts become model inputs: one tokenising call for single texts and sentence pairs,
+and the one filter (which tokenizer outputs a model takes) every runtime uses."""
 from __future__ import annotations
 
 import numpy as np
@@ -26,3 +27,20 @@ def select_inputs(encoding, names=MODEL_INPUTS, as_int64: bool = False, required
             continue
         out[name] = np.asarray(value, dtype=np.int64) if as_int64 else value
     return out
+
+
+def is_pair(item) -> bool:
+    return isinstance(item, (tuple, list))
+
+
+def tokenize(tokenizer, texts, max_length: int | None, padding=True, return_tensors: str | None = None,
+             truncation: bool = True, pair_truncation: str = "longest_first"):
+    """A transformers tokenizer over strings, or over (first, second) pairs: [CLS] a [SEP] b [SEP]
+    with token_type_ids 0/1, the pair truncated by `pair_truncation` (longest_first: tokens
+    come off the longer text first, as BERT's own pair handling does)."""
+    texts = list(texts)
+    if texts and is_pair(texts[0]):
+        return tokenizer([t[0] for t in texts], [t[1] for t in texts], max_length=max_length, padding=padding,
+                         truncation=pair_truncation if truncation else False, return_tensors=return_tensors)
+    return tokenizer(texts, truncation=truncation, max_length=max_length, padding=padding,
+                     return_tensors=return_tensors)

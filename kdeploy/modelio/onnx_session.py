@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import KdeployError
-from .inputs import select_inputs
+from .inputs import select_inputs, tokenize
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -81,7 +81,7 @@ def onnx_runner(session, tokenizer, max_length: int) -> Callable[[list[str]], np
     output = session.get_outputs()[0].name
 
     def run(texts: list[str]) -> np.ndarray:
-        enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="np")
+        enc = tokenize(tokenizer, texts, max_length, return_tensors="np")
         return session.run([output], feed(session, enc))[0].astype(np.float32)
 
     return run

@@ -6,14 +6,14 @@ import torch
 
 from ..progress import progress_bar
 from .batching import batched_logits
-from .inputs import select_inputs
+from .inputs import select_inputs, tokenize
 
 
 @torch.inference_mode()
 def torch_logits(model, tokenizer, texts: list[str], max_length: int) -> np.ndarray:
     """One padded batch through the model, on the model's device."""
     device = next(model.parameters()).device
-    enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    enc = tokenize(tokenizer, texts, max_length, return_tensors="pt")
     inputs = {k: v.to(device) for k, v in select_inputs(enc).items()}
     return model(**inputs).logits.float().cpu().numpy()
 

@@ -143,6 +143,8 @@ def _manifest(settings: PackageSettings, export_dir: Path, export, report: Path 
         source_file=name, dtype=dtype, tokenizer="tokenizer.json",
         label_names=kd.get("label_names") or export.label_names, max_length=kd.get("max_length") or export.max_length,
         pad_token=pad_token, pad_token_id=pad_id, inputs=kd.get("inputs"), outputs=kd.get("outputs", ["logits"]),
+        pairs=bool(kd.get("pairs", False)), task=kd.get("task", "classification"),
+        pair_truncation=kd.get("pair_truncation", "longest_first"),
         opset=kd.get("opset"), files={}, session=(kd.get("session") or {}).get(name) or None,
         provider_advice=("OpenVINO on an Intel CPU (pip install openvino)" if name.endswith(".xml")
                          else "CPUExecutionProvider (int8 has no CUDA kernels)" if dtype == "int8"
@@ -166,8 +168,9 @@ def _write_bundle(tmp: Path, export_dir: Path, manifest: BundleManifest, setting
     if source.suffix == ".xml" and manifest.kind != "python":
         raise KdeployError(f"--format {manifest.kind} needs an ONNX model; an OpenVINO IR is bundled only as python")
     if manifest.kind == "web":
-        from .web import write_web
+        from .web import check_web_task, write_web
 
+        check_web_task(manifest.pairs, manifest.task)
         names = write_web(tmp, export_dir, source, manifest.dtype, manifest.label_names, manifest.max_length,
                           manifest.pairs, export_dir / "tokenizer.json")
         manifest.model, manifest.tokenizer = names[3], names[2]
@@ -181,6 +184,9 @@ def _write_bundle(tmp: Path, export_dir: Path, manifest: BundleManifest, setting
         names = ["model.xml", "model.bin", "tokenizer.json"]
         shutil.copy2(export_dir / "tokenizer.json", tmp / "tokenizer.json")
     elif manifest.kind == "onnx-e2e":
+        if manifest.task == "regression":
+            raise KdeployError("--format onnx-e2e ends in a softmax over classes; a score (regression) model is "
+                               "bundled as python")
         shutil.copy2(export_dir / "tokenizer.json", tmp / "tokenizer.json")  # what the graph's tokenizer came from
         parity = _write_e2e(tmp, source, manifest, export, data)
         names = [manifest.model, "tokenizer.json"]
@@ -205,7 +211,7 @@ def _write_e2e(tmp: Path, source: Path, manifest: BundleManifest, export, data) 
     import onnx
 
     from .e2e import E2E_MODEL, build_e2e
-    from .hostile_texts import HOSTILE_TEXTS
+    from .hostile_texts import HOSTILE_TEXTS, hostile_pairs
     from .parity import check_e2e, gate
     from .tokenizer_graph import bert_tokenizer_attributes, normaliser_table, tokenizer_model
 
@@ -216,11 +222,14 @@ def _write_e2e(tmp: Path, source: Path, manifest: BundleManifest, export, data) 
     with tempfile.TemporaryDirectory(prefix="kdeploy-e2e-") as scratch:
         plain = Path(scratch) / "model.onnx"
         bind_labels(source, plain, manifest.label_names)
-        onnx.save(build_e2e(plain, attributes, table, manifest.label_names, manifest.pairs), str(tmp / E2E_MODEL))
-        parity = check_e2e(tmp / E2E_MODEL, tokenizer_model(attributes, table, manifest.pairs), plain,
-                           tmp / "tokenizer.json", texts + list(HOSTILE_TEXTS),
-                           f"{where} + {len(HOSTILE_TEXTS)} hostile texts", manifest.max_length, manifest.pairs,
-                           disabled)
+        onnx.save(build_e2e(plain, attributes, table, manifest.label_names, manifest.pairs, manifest.pair_truncation),
+                  str(tmp / E2E_MODEL))
+        hostile = hostile_pairs() if manifest.pairs else list(HOSTILE_TEXTS)
+        parity = check_e2e(tmp / E2E_MODEL, tokenizer_model(attributes, table, manifest.pairs,
+                                                            pair_truncation=manifest.pair_truncation), plain,
+                           tmp / "tokenizer.json", texts + hostile, f"{where} + {len(hostile)} hostile "
+                           + ("pairs" if manifest.pairs else "texts"), manifest.max_length, manifest.pairs,
+                           disabled, manifest.pair_truncation)
     gate(parity)
     manifest.model = E2E_MODEL
     manifest.parity = {**(manifest.parity or {}), "e2e": to_dict(parity)}
@@ -239,8 +248,8 @@ def gate_texts(export, data) -> tuple[list, str]:
         return [], "no validation split (give --data)"
     task = load_task_data(data)
     split = "validation" if "validation" in task.splits else next(iter(task.splits))
-    texts = list(task.splits[split]["text"])
-    return texts, f"the {split} split ({len(texts)} texts)"
+    texts = task.texts(split)
+    return texts, f"the {split} split ({len(texts)} {'pairs' if task.pairs else 'texts'})"
 
 
 def _archive_path(folder: Path, kind: str | None) -> Path | None:

@@ -22,8 +22,8 @@ E2E_MODEL = "model.e2e.onnx"
 E2E_METADATA_KEY = "kdeploy.e2e"
 
 
-def build_e2e(model_path: Path, attributes: dict, table: tuple[str, str], label_names: list[str],
-              pairs: bool = False):
+def build_e2e(model_path: Path, attributes: dict, table: tuple[str, str, str], label_names: list[str],
+              pairs: bool = False, pair_truncation: str = "longest_first"):
     """The end-to-end ModelProto around the ONNX model at `model_path`."""
     import onnx
     from onnx import TensorProto, helper
@@ -46,13 +46,23 @@ def build_e2e(model_path: Path, attributes: dict, table: tuple[str, str], label_
     # The loop body: row i -> tokens -> [1, L] inputs -> model -> probabilities [1, C].
     nodes = [helper.make_node("Constant", [], [p + "axis0"], value=helper.make_tensor(p + "a0", TensorProto.INT64,
                                                                                       [1], [0]))]
-    if pairs:  # row i of [N, 2] is the pair the op tokenises as [CLS] a [SEP] b [SEP]
-        nodes.append(helper.make_node("Gather", [INPUT, p + "i"], [p + "row"], axis=0))
+    if pairs:  # row i of [N, 2], read from the flattened input: onnxruntime's Gather on a 2-D string
+        # tensor returned ["plot", ""] for the row ["plot", "story"] (1.32), so each text is gathered 1-D
+        nodes += [helper.make_node("Constant", [], [p + "two"], value=helper.make_tensor(p + "2", TensorProto.INT64,
+                                                                                         [], [2])),
+                  helper.make_node("Mul", [p + "i", p + "two"], [p + "at0"]),
+                  helper.make_node("Unsqueeze", [p + "at0", p + "axis0"], [p + "at0_1"]),
+                  helper.make_node("Constant", [], [p + "one1"], value=helper.make_tensor(p + "1", TensorProto.INT64,
+                                                                                          [1], [1])),
+                  helper.make_node("Add", [p + "at0_1", p + "one1"], [p + "at1_1"]),
+                  helper.make_node("Concat", [p + "at0_1", p + "at1_1"], [p + "at"], axis=0),
+                  helper.make_node("Gather", [p + "flat_text", p + "at"], [p + "row"], axis=0)]
     else:
         nodes.append(helper.make_node("Unsqueeze", [p + "i", p + "axis0"], [p + "index"]))
         nodes.append(helper.make_node("Gather", [INPUT, p + "index"], [p + "row"], axis=0))
     tokens = (p + "ids", p + "types", p + "mask")
-    nodes.extend(tokenizer_nodes(attributes, table, p + "row", tokens, pairs, prefix=p + "tok_"))
+    nodes.extend(tokenizer_nodes(attributes, table, p + "row", tokens, pairs, prefix=p + "tok_",
+                                 pair_truncation=pair_truncation))
     for name, value in zip(("input_ids", "token_type_ids", "attention_mask"), tokens):
         if name in feeds:
             nodes.append(helper.make_node("Unsqueeze", [value, p + "axis0"], [name]))
@@ -69,7 +79,10 @@ def build_e2e(model_path: Path, attributes: dict, table: tuple[str, str], label_
         initializer=list(graph.initializer))  # inside the body, so onnxruntime pre-packs them (4x faster)
 
     n = len(label_names)
-    outer = [
+    flatten = [helper.make_node("Constant", [], [p + "minus1"], value=helper.make_tensor(p + "m1", TensorProto.INT64,
+                                                                                         [1], [-1])),
+               helper.make_node("Reshape", [INPUT, p + "minus1"], [p + "flat_text"])] if pairs else []
+    outer = [*flatten,
         helper.make_node("Shape", [INPUT], [p + "shape"]),
         helper.make_node("Constant", [], [p + "zero"], value=helper.make_tensor(p + "z", TensorProto.INT64, [], [0])),
         helper.make_node("Gather", [p + "shape", p + "zero"], [p + "rows"], axis=0),

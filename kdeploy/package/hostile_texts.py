@@ -41,3 +41,10 @@ HOSTILE_TEXTS: list[str] = [
     "MiXeD CaSe ShOuTiNg",
     "don't won't it's o'clock",
 ]
+
+
+def hostile_pairs() -> list[tuple[str, str]]:
+    """Each hostile text as the first and as the second of a pair (empty second texts left out:
+    a pair task refuses them)."""
+    plain = "A man is playing a guitar."
+    return [(t, plain) for t in HOSTILE_TEXTS] + [(plain, t) for t in HOSTILE_TEXTS if t.strip()]

@@ -33,12 +33,12 @@ class E2EParity:
         return self.identical == self.texts and self.max_abs_diff <= PROBABILITY_TOLERANCE
 
 
-def reference_tokenizer(tokenizer_json: Path, max_length: int):
+def reference_tokenizer(tokenizer_json: Path, max_length: int, pair_truncation: str = "longest_first"):
     """What the Python predictor tokenises with (special-token strings in user text are text)."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_json))
-    tok.enable_truncation(max_length=max_length)
+    tok.enable_truncation(max_length=max_length, strategy=pair_truncation)
     tok.no_padding()
     tok.encode_special_tokens = True
     return tok
@@ -54,7 +54,7 @@ def _before_nul(text, pairs: bool):
 
 def check_e2e(e2e_model: Path, tokenizer_only, model_file: Path, tokenizer_json: Path, texts: list, source: str,
               max_length: int, pairs: bool = False, disabled_optimizers: list[str] | None = None,
-              threads: int | None = 2) -> E2EParity:
+              pair_truncation: str = "longest_first", threads: int | None = 2) -> E2EParity:
     """Compare token ids (tokenizer-only graph vs `tokenizers`) and probabilities (e2e graph vs
     the plain ONNX model fed by `tokenizers`, one text at a time)."""
     import onnxruntime as ort
@@ -68,7 +68,7 @@ def check_e2e(e2e_model: Path, tokenizer_only, model_file: Path, tokenizer_json:
     options.log_severity_level = 3
     options.register_custom_ops_library(extensions_library())
     tok_session = ort.InferenceSession(tokenizer_only.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    reference = reference_tokenizer(tokenizer_json, max_length)
+    reference = reference_tokenizer(tokenizer_json, max_length, pair_truncation)
     e2e = e2e_session(e2e_model, threads, disabled_optimizers)
     plain = create_session(model_file, "cpu", threads, disabled_optimizers=disabled_optimizers)
     feeds = [i.name for i in plain.get_inputs()]

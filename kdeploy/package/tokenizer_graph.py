@@ -146,7 +146,7 @@ def _class(codepoints) -> str:
 
 
 def tokenizer_nodes(attributes: dict, table: tuple[str, str, str], text: str, outputs: tuple[str, str, str],
-                    pairs: bool = False, prefix: str = "kdeploy_tok_") -> list:
+                    pairs: bool = False, prefix: str = "kdeploy_tok_", pair_truncation: str = "longest_first") -> list:
     """Nodes taking `text` (string [1], or [2] for a pair) to the three [L] id tensors."""
     from onnx import TensorProto, helper
 
@@ -186,19 +186,77 @@ def tokenizer_nodes(attributes: dict, table: tuple[str, str, str], text: str, ou
             nodes.append(helper.make_node("Gather", [text, p + f"i{k}"], [p + f"half{k}"], axis=0))
             halves.append(normalise(p + f"half{k}", f"h{k}_"))
         nodes.append(helper.make_node("Concat", halves, [p + "normalised_pair"], axis=0))
-        source = p + "normalised_pair"
-    else:
-        source = normalise(text, "")
+        whole = tuple(p + "whole_" + o for o in ("ids", "types", "mask"))
+        nodes.append(helper.make_node("BertTokenizer", [p + "normalised_pair"], list(whole), name=p + "wordpiece",
+                                      domain=DOMAIN, **{**attributes, "max_length": -1}))
+        nodes.extend(pair_truncation_nodes(whole, outputs, attributes["max_length"], pair_truncation, p + "cut_"))
+        return nodes
+    source = normalise(text, "")
     nodes.append(helper.make_node("BertTokenizer", [source], list(outputs), name=p + "wordpiece", domain=DOMAIN,
                                   **attributes))
     return nodes
 
 
-def tokenizer_model(attributes: dict, table: tuple[str, str, str], pairs: bool = False, opset: int = 17):
+def pair_truncation_nodes(whole: tuple[str, str, str], outputs: tuple[str, str, str], max_length: int,
+                          strategy: str, p: str) -> list:
+    """[CLS] a [SEP] b [SEP] cut to max_length as the `tokenizers` library does (the op's own
+    pair truncation does not): longest_first keeps the shorter text whole when it fits in half
+    the budget and cuts the longer to the rest, else gives each half (the longer one the odd
+    token); only_first / only_second cut that text alone."""
+    from onnx import TensorProto, helper
+
+    ids, types, mask = whole
+    i64 = TensorProto.INT64
+
+    def const(name, value):
+        return helper.make_node("Constant", [], [p + name], value=helper.make_tensor(p + name + "_v", i64, [], [value]))
+
+    def op(kind, inputs, out, **kw):
+        return helper.make_node(kind, [x if x in whole else p + x for x in inputs], [p + out], **kw)
+
+    budget = max(max_length - 3, 0)
+    nodes = [const("zero", 0), const("one", 1), const("two", 2), const("budget", budget), const("half", budget // 2),
+             const("half_up", budget // 2 + budget % 2), const("axes0", 0),
+             op("Shape", [ids], "shape"), op("Gather", ["shape", "zero"], "length", axis=0),
+             op("Equal", [types, "zero"], "is_a"), op("Cast", ["is_a"], "is_a64", to=i64),
+             op("ReduceSum", ["is_a64"], "a_all", keepdims=0), op("Sub", ["a_all", "two"], "na"),
+             op("Sub", ["length", "a_all"], "b_all"), op("Sub", ["b_all", "one"], "nb")]
+    if strategy == "longest_first":
+        nodes += [op("Min", ["na", "nb"], "short"), op("Max", ["na", "nb"], "long"),
+                  op("Sub", ["budget", "short"], "rest"), op("Max", ["short", "rest"], "long_fit"),
+                  op("Greater", ["short", "budget"], "short_over"),
+                  op("Where", ["short_over", "short", "long_fit"], "long_t"),
+                  op("Add", ["short", "long_t"], "sum_t"), op("Greater", ["sum_t", "budget"], "halve"),
+                  op("Where", ["halve", "half", "short"], "short_k"),
+                  op("Where", ["halve", "half_up", "long_t"], "long_k"),
+                  op("Greater", ["na", "nb"], "a_longer"),
+                  op("Where", ["a_longer", "long_k", "short_k"], "ka_raw"),
+                  op("Where", ["a_longer", "short_k", "long_k"], "kb_raw")]
+    elif strategy == "only_first":
+        nodes += [op("Sub", ["budget", "nb"], "ka_free"), op("Max", ["ka_free", "zero"], "ka_raw"),
+                  op("Identity", ["nb"], "kb_raw")]
+    else:
+        nodes += [op("Sub", ["budget", "na"], "kb_free"), op("Max", ["kb_free", "zero"], "kb_raw"),
+                  op("Identity", ["na"], "ka_raw")]
+    nodes += [op("Min", ["ka_raw", "na"], "ka"), op("Min", ["kb_raw", "nb"], "kb"),
+              op("Add", ["ka", "one"], "a_end"), op("Range", ["zero", "a_end", "one"], "keep_a"),
+              op("Add", ["na", "one"], "sep_a"), op("Unsqueeze", ["sep_a", "axes0"], "sep_a1"),
+              op("Add", ["na", "two"], "b_start"), op("Add", ["b_start", "kb"], "b_end"),
+              op("Range", ["b_start", "b_end", "one"], "keep_b"),
+              op("Sub", ["length", "one"], "last"), op("Unsqueeze", ["last", "axes0"], "last1"),
+              op("Concat", ["keep_a", "sep_a1", "keep_b", "last1"], "keep", axis=0)]
+    for src, dst in zip(whole, outputs):
+        nodes.append(helper.make_node("Gather", [src, p + "keep"], [dst], axis=0))
+    return nodes
+
+
+def tokenizer_model(attributes: dict, table: tuple[str, str, str], pairs: bool = False, opset: int = 17,
+                    pair_truncation: str = "longest_first"):
     """The tokenizer alone (one text, or one pair, in; ids out): what the parity gate compares."""
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph(tokenizer_nodes(attributes, table, "text", OUTPUTS, pairs), "kdeploy_tokenizer",
+    graph = helper.make_graph(tokenizer_nodes(attributes, table, "text", OUTPUTS, pairs, pair_truncation=pair_truncation),
+                              "kdeploy_tokenizer",
                               [helper.make_tensor_value_info("text", TensorProto.STRING, [None])],
                               [helper.make_tensor_value_info(n, TensorProto.INT64, [None]) for n in OUTPUTS])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid(DOMAIN, 1)])

@@ -43,6 +43,17 @@ def web_model_name(dtype: str) -> str:
     return f"{MODEL_DIR}/onnx/{DTYPE_FILE[dtype][1]}"
 
 
+def check_web_task(pairs: bool, task: str) -> None:
+    """What transformers.js's text-classification pipeline would get wrong, refused up front."""
+    if task == "regression":
+        raise KdeployError("--format web: transformers.js's text-classification pipeline applies a softmax, which "
+                           "turns one score into 1.0; bundle a score model as python")
+    if pairs:
+        raise KdeployError("--format web: transformers.js truncates a long pair by cutting its end (the second "
+                           "text and its [SEP]) where BERT takes tokens from the longer text; bundle a pair model as "
+                           "python or onnx-e2e")
+
+
 def check_web_model(model_path: Path) -> None:
     """Refuse what transformers.js cannot run as a text classifier, before anything is written."""
     import onnx

@@ -54,14 +54,14 @@ def _prune(settings: PruneSettings, model_dir: Path, out: Path, data_cfg: DataCo
     before, before_logits, params_before = _score(model, tokenizer, data, split, max_length)
     extra: dict = {}
     started = time.perf_counter()
-    train = data.splits["train"].shuffle(seed=settings.seed).select(
-        range(min(settings.importance_samples, len(data.splits["train"]))))
+    order = np.random.default_rng(settings.seed).permutation(len(data.splits["train"]))[:settings.importance_samples]
+    every, labels = data.texts("train"), data.splits["train"]["label"]
+    train_texts, train_labels = [every[i] for i in order], [labels[i] for i in order]
     if settings.heads:
-        extra["heads"] = prune_heads(model, tokenizer, list(train["text"]), list(train["label"]), settings.heads,
-                                     max_length)
+        extra["heads"] = prune_heads(model, tokenizer, train_texts, train_labels, settings.heads, max_length)
         extra["after_head_pruning"] = _score(model, tokenizer, data, split, max_length)[0]
     if settings.ffn:
-        extra["ffn"] = prune_ffn(model, tokenizer, list(train["text"]), list(train["label"]), settings.ffn, max_length)
+        extra["ffn"] = prune_ffn(model, tokenizer, train_texts, train_labels, settings.ffn, max_length)
         extra["after_width_pruning"] = _score(model, tokenizer, data, split, max_length)[0]
     seconds = round(time.perf_counter() - started, 2)
 
@@ -75,12 +75,12 @@ def _prune(settings: PruneSettings, model_dir: Path, out: Path, data_cfg: DataCo
             tokenizer = load_tokenizer(str(recovered))
             record = read_record(recovered)
     if settings.vocab:  # last: trimming changes no logit on kept text, and the recovery keeps the teacher's tokens
-        texts = [t for s in ("train", "validation") if s in data.splits for t in data.splits[s]["text"]]
+        texts = [t for s in ("train", "validation") if s in data.splits for t in data.texts(s)]
         if extra_corpus:
             texts += load_unlabeled_texts(extra_corpus, data_cfg.text_column, data_cfg.encoding,
                                           data_cfg.encoding_errors)
         model, tokenizer, extra["vocab"] = trim_vocabulary(model, tokenizer, texts, max_length)
-        extra["eval_token_coverage"] = vocabulary_coverage(tokenizer, list(data.splits[split]["text"]))
+        extra["eval_token_coverage"] = vocabulary_coverage(tokenizer, data.texts(split))
     after, after_logits, params = _score(model, tokenizer, data, split, max_length)
     result = PruneResult(
         eval_split=split, config={"settings": to_dict(settings), "inputs": {"model": str(model_dir),
@@ -100,7 +100,7 @@ def _prune(settings: PruneSettings, model_dir: Path, out: Path, data_cfg: DataCo
 def _score(model, tokenizer, data: TaskData, split: str, max_length: int) -> tuple[Scores, np.ndarray, int]:
     from ..modelio.torch_infer import compute_logits
 
-    logits = compute_logits(model, tokenizer, list(data.splits[split]["text"]), max_length)
+    logits = compute_logits(model, tokenizer, data.texts(split), max_length)
     return score(logits, np.asarray(data.splits[split]["label"])), logits, sum(p.numel() for p in model.parameters())
 
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import KdeployError
 from ..modelio.batching import buckets
-from ..modelio.inputs import select_inputs
+from ..modelio.inputs import select_inputs, tokenize
 from ..progress import progress_bar
 
 MULTIPLE = 32
@@ -60,8 +60,7 @@ def ffn_importance(model, tokenizer, texts: list[str], labels: list[int], max_le
     try:
         with progress_bar("feed-forward importance", total=len(texts)) as advance:
             for idx in buckets(texts, batch_size):
-                enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
-                                return_tensors="pt")
+                enc = tokenize(tokenizer, [texts[i] for i in idx], max_length, return_tensors="pt")
                 model.zero_grad(set_to_none=True)
                 out = model(**select_inputs(enc), labels=torch.tensor([labels[i] for i in idx]))
                 out.loss.backward()

@@ -14,7 +14,7 @@ from transformers.utils import logging as hf_logging
 
 from ..errors import KdeployError
 from ..modelio.batching import buckets
-from ..modelio.inputs import select_inputs
+from ..modelio.inputs import select_inputs, tokenize
 from ..progress import progress_bar
 
 
@@ -32,8 +32,7 @@ def head_importance(model, tokenizer, texts: list[str], labels: list[int], max_l
     try:
         with progress_bar("head importance", total=len(texts)) as advance:
             for idx in buckets(texts, batch_size):
-                enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
-                                return_tensors="pt")
+                enc = tokenize(tokenizer, [texts[i] for i in idx], max_length, return_tensors="pt")
                 out = model(**select_inputs(enc), head_mask=mask, labels=torch.tensor([labels[i] for i in idx]))
                 out.loss.backward()
                 advance(len(idx))

@@ -21,12 +21,13 @@ import torch
 from torch import nn
 
 from ..errors import KdeployError
+from ..modelio.inputs import tokenize
 
 
 def used_token_ids(tokenizer, texts: list[str], max_length: int | None = None) -> set[int]:
     ids: set[int] = set(tokenizer.all_special_ids)
     for start in range(0, len(texts), 1024):
-        enc = tokenizer(texts[start:start + 1024], truncation=max_length is not None, max_length=max_length)
+        enc = tokenize(tokenizer, texts[start:start + 1024], max_length, padding=False, truncation=max_length is not None)
         for row in enc["input_ids"]:
             ids.update(row)
     return ids
@@ -129,5 +130,5 @@ def check_same_tokens(old, new, texts: list[str], old_to_new: dict[int, int], ma
 
 def vocabulary_coverage(tokenizer, texts: list[str]) -> float:
     """Share of tokens in `texts` that are not [UNK] (for reporting on held-out text)."""
-    ids = np.concatenate([np.asarray(r) for r in tokenizer(texts)["input_ids"]])
+    ids = np.concatenate([np.asarray(r) for r in tokenize(tokenizer, texts, None, padding=False, truncation=False)["input_ids"]])
     return float((ids != tokenizer.unk_token_id).mean())

@@ -15,6 +15,7 @@ import numpy as np
 from ..configtools import to_dict
 from ..data import FALLBACK_TEXTS, DataConfig, TaskData, load_task_data
 from ..errors import KdeployError
+from ..modelio.inputs import tokenize
 from .candidates import Candidate
 from .config import BenchSettings
 from .latency import Latency
@@ -94,7 +95,7 @@ def benchmark(settings: BenchSettings, models: list[str], data: DataConfig | Non
 def _latency_texts(settings: BenchSettings, task: TaskData | None) -> list[str]:
     if task is not None:
         split = settings.split if settings.split in task.splits else task.eval_split
-        return list(task.splits[split]["text"])
+        return task.texts(split)
     return [t for t in FALLBACK_TEXTS if t] * 8
 
 
@@ -117,10 +118,10 @@ def _pool(texts: list[str], batch_size: int, settings: BenchSettings, n: int, to
 def _encode(cand: Candidate, batch: list[str], settings: BenchSettings) -> tuple[dict, float]:
     t0 = time.perf_counter()
     if settings.seq_length:
-        enc = cand.tokenizer(batch, truncation=True, max_length=settings.seq_length, padding="max_length",
+        enc = tokenize(cand.tokenizer, batch, settings.seq_length, padding="max_length",
                              return_tensors="np")
     else:
-        enc = cand.tokenizer(batch, truncation=True, max_length=cand.max_length, padding=True, return_tensors="np")
+        enc = tokenize(cand.tokenizer, batch, cand.max_length, return_tensors="np")
     enc = dict(enc)
     if cand.end_to_end:  # a bundle tokenises inside its timed call
         enc["texts"] = list(batch)
@@ -195,7 +196,7 @@ def _score(settings: BenchSettings, task: TaskData, candidates: list[Candidate],
 
     split = settings.split if settings.split in task.splits else task.eval_split
     labels = np.asarray(task.splits[split]["label"])
-    texts = task.splits[split]["text"]
+    texts = task.texts(split)
     logits = {c.name: batched_logits(c.run_texts, texts) for c in candidates}
     for c in candidates:
         results[c.name].accuracy = BenchScores(**to_dict(score(logits[c.name], labels, logits[reference])))

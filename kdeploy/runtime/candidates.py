@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import KdeployError
+from ..modelio.inputs import tokenize
 from ..modelio.onnx_session import create_session, feed, session_settings
 from ..modelio.record import resolve_max_length
 from ..modelio.sizes import mib, onnx_mib
@@ -47,8 +48,7 @@ class Candidate:
     keep: object = None  # what must live as long as the candidate (a bundle's extracted folder)
 
     def run_texts(self, texts: list[str]) -> np.ndarray:
-        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="np")
-        enc = dict(enc)
+        enc = dict(tokenize(self.tokenizer, texts, self.max_length, return_tensors="np"))
         if self.end_to_end:
             enc["texts"] = list(texts)
         return np.asarray(self.run_encoded(enc), dtype=np.float32)
@@ -285,8 +285,8 @@ def _openvino(name, path, ctx, kind: str, hint: str, int8: bool) -> Candidate:
         import nncf
 
         texts = ctx.calibration_texts[:256] or ["a calibration sentence"]
-        items = [{k: v for k, v in tokenizer(texts[i:i + 16], truncation=True, max_length=length, padding=True,
-                                             return_tensors="np").items() if k in {i.get_any_name() for i in model.inputs}}
+        items = [{k: v for k, v in tokenize(tokenizer, texts[i:i + 16], length, return_tensors="np").items()
+                  if k in {i.get_any_name() for i in model.inputs}}
                  for i in range(0, len(texts), 16)]
         model = nncf.quantize(model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER,
                               subset_size=len(items))
