@@ -47,7 +47,10 @@ def train(args) -> None:
     from kdeploy.configtools import settings_from
     from kdeploy.distill.api import distill
     from kdeploy.distill.config import DistillSettings
+    from kdeploy.distill.result import TrainingResult
     from kdeploy.export.api import export
+    from kdeploy.export.result import ExportResult
+    from kdeploy.prune.result import PruneResult
     from kdeploy.export.config import ExportSettings
     from kdeploy.prune.api import prune
     from kdeploy.prune.config import PruneSettings
@@ -68,15 +71,24 @@ def train(args) -> None:
             settings = settings_from(DistillSettings, {"student": spec["student"], "augment": spec["augment"],
                                                        "train": {"epochs": spec["epochs"], "learning_rate": spec["lr"],
                                                                  "seed": seed}})
-            student = distill(settings, teacher=args.teacher, data=data, out=folder / "student", overwrite=True)
             model = folder / "student"
+            if (model / "kdeploy.json").exists():  # an interrupted run: its finished stages are kept
+                student = TrainingResult.load(model / "kdeploy.json")
+            else:
+                student = distill(settings, teacher=args.teacher, data=data, out=model, overwrite=True)
             pruned = None
             if spec.get("prune"):
-                pruned = prune(PruneSettings(seed=seed, **spec["prune"]), model=model, out=folder / "pruned",
-                               data=data, overwrite=True)
+                if (folder / "pruned" / "kdeploy.json").exists():
+                    pruned = PruneResult.from_dict(json.loads((folder / "pruned" / "kdeploy.json").read_text())["pruning"])
+                else:
+                    pruned = prune(PruneSettings(seed=seed, **spec["prune"]), model=model, out=folder / "pruned",
+                                   data=data, overwrite=True)
                 model = folder / "pruned"
-            report = export(ExportSettings(max_accuracy_drop=100), model=model, out=folder / "onnx", data=data,
-                            overwrite=True)
+            if (folder / "onnx" / "export_report.json").exists():
+                report = ExportResult.load(folder / "onnx" / "export_report.json")
+            else:
+                report = export(ExportSettings(max_accuracy_drop=100), model=model, out=folder / "onnx", data=data,
+                                overwrite=True)
             int8 = report.scores("model.int8.onnx")
             run = {"family": family, "seed": seed, "student_test_accuracy": student.test.accuracy,
                    "pruned_test_accuracy": pruned.after.accuracy if pruned else None,

@@ -210,7 +210,7 @@ def _write_e2e(tmp: Path, source: Path, manifest: BundleManifest, export, data) 
     plain model and the `tokenizers` library, i.e. with what the python bundle answers."""
     import onnx
 
-    from .e2e import E2E_MODEL, build_e2e
+    from .e2e import E2E_MODEL, build_e2e, with_load_time_fusions
     from .hostile_texts import HOSTILE_TEXTS, hostile_pairs
     from .parity import check_e2e, gate
     from .tokenizer_graph import bert_tokenizer_attributes, normaliser_table, tokenizer_model
@@ -220,9 +220,10 @@ def _write_e2e(tmp: Path, source: Path, manifest: BundleManifest, export, data) 
     texts, where = gate_texts(export, data)
     disabled = (manifest.session or {}).get("disabled_optimizers")
     with tempfile.TemporaryDirectory(prefix="kdeploy-e2e-") as scratch:
-        plain = Path(scratch) / "model.onnx"
+        plain, fused = Path(scratch) / "model.onnx", Path(scratch) / "fused.onnx"
         bind_labels(source, plain, manifest.label_names)
-        onnx.save(build_e2e(plain, attributes, table, manifest.label_names, manifest.pairs, manifest.pair_truncation),
+        with_load_time_fusions(plain, fused, disabled)
+        onnx.save(build_e2e(fused, attributes, table, manifest.label_names, manifest.pairs, manifest.pair_truncation),
                   str(tmp / E2E_MODEL))
         hostile = hostile_pairs() if manifest.pairs else list(HOSTILE_TEXTS)
         parity = check_e2e(tmp / E2E_MODEL, tokenizer_model(attributes, table, manifest.pairs,

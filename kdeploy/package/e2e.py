@@ -110,6 +110,21 @@ def build_e2e(model_path: Path, attributes: dict, table: tuple[str, str, str], l
     return out
 
 
+def with_load_time_fusions(src: Path, dst: Path, disabled_optimizers: list[str] | None = None) -> None:
+    """The fusions onnxruntime applies when it loads `src` (Gelu, LayerNorm, MatMul+Add, …),
+    written into `dst`. Inside the loop body they were not all applied, and an unfused int8
+    model's probabilities then drifted up to 1e-2 from the same file run plainly; fused first,
+    both run the same kernels."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(dst)
+    ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"],
+                         disabled_optimizers=disabled_optimizers or [])
+
+
 def _fresh_prefix(taken: set[str]) -> str:
     prefix = "kdeploy_e2e_"
     while any(name.startswith(prefix) for name in taken):

@@ -229,10 +229,13 @@ def _after(name: str, step, outcome) -> None:
                 + (f", archive {r.archive} ({r.archive_mib:.1f} MiB)" if r.archive else "") + f"; digest {r.digest}")
         for line in outcome.notes():
             say(line)
-        texts = step.inputs.sample_texts
+        texts = step.inputs.sample_pairs if outcome.manifest.pairs else step.inputs.sample_texts
         if texts:
             from ..edge import Predictor
 
             predictor = Predictor(outcome.archive or outcome.bundle)
-            for text, pred in zip(texts, predictor.predict(texts)):
-                say(f"  {pred['label']:>10} {pred['score']:.3f}  {text}")
+            for text, pred in zip(texts, predictor.predict([tuple(t) for t in texts] if outcome.manifest.pairs
+                                                           else texts)):
+                shown = " | ".join(text) if outcome.manifest.pairs else text
+                say(f"  {pred['label']:>13} {pred['score']:.3f}  {shown}" if "label" in pred
+                    else f"  score {pred['score']:.3f}  {shown}")

@@ -51,6 +51,7 @@ class BenchInputs:
 @dataclass
 class PackageInputs:
     sample_texts: list[str] = field(default_factory=list)  # predicted with the bundle at the end of the run
+    sample_pairs: list[list[str]] = field(default_factory=list)  # for a pair model: [first, second] each
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,206 @@
+"""Sentence pairs, measured: SICK entailment (3 classes) and SICK relatedness (a 1-5 score),
+a MiniLM-L6 teacher fine-tuned once per task and 2-layer int8 students over seeds, the same
+recipe as models/sick_entailment.yaml and models/sick_relatedness.yaml.
+
+    python bench/pairs.py train --task entailment --seeds 1,2,3
+    python bench/pairs.py time --task entailment      # on a quiet machine: kdeploy bench (batch 1)
+                                                       # and reranking 1 query x 100 passages
+    python bench/pairs.py report --task entailment
+
+Results: bench/results/sick_<task>.{json,md}. Reads ../shared/data/sick (skips if absent).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SICK = ROOT.parent / "shared" / "data" / "sick"
+TASKS = {"entailment": {"label_column": "label", "task": "classification"},
+         "relatedness": {"label_column": "score", "task": "regression"}}
+TEACHER = {"epochs": 4, "learning_rate": 5e-5, "batch_size": 32}
+STUDENT = {"student": {"kind": "layers", "layers": 2}, "train": {"epochs": 3, "learning_rate": 1e-4}}
+
+
+def data_of(task: str):
+    from kdeploy.data import DataConfig
+
+    if not (SICK / "train.tsv").exists():
+        raise SystemExit(f"{SICK} is absent: nothing to measure")
+    return DataConfig(train=str(SICK / "train.tsv"), validation=str(SICK / "dev.tsv"), test=str(SICK / "test.tsv"),
+                      **TASKS[task])
+
+
+def train(args) -> None:
+    from kdeploy.configtools import settings_from
+    from kdeploy.distill.api import distill, finetune
+    from kdeploy.distill.config import DistillSettings, FinetuneSettings
+    from kdeploy.distill.result import TrainingResult
+    from kdeploy.export.api import export
+    from kdeploy.export.config import ExportSettings
+    from kdeploy.export.result import ExportResult
+
+    root = ROOT / "runs" / "sick" / args.task
+    root.mkdir(parents=True, exist_ok=True)
+    data = data_of(args.task)
+    teacher = root / "teacher"
+    if not (teacher / "kdeploy.json").exists():
+        finetune(settings_from(FinetuneSettings, {"train": TEACHER}), model="builtin:all-MiniLM-L6-v2", data=data,
+                 out=teacher, overwrite=True)
+    state_path = root / "runs.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {"runs": []}
+    done = {r["seed"] for r in state["runs"]}
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        if seed in done:
+            continue
+        folder, started = root / f"student-s{seed}", time.perf_counter()
+        if (folder / "student" / "kdeploy.json").exists():
+            student = TrainingResult.load(folder / "student" / "kdeploy.json")
+        else:
+            settings = settings_from(DistillSettings, {**STUDENT, "train": {**STUDENT["train"], "seed": seed}})
+            student = distill(settings, teacher=str(teacher), data=data, out=folder / "student", overwrite=True)
+        if (folder / "onnx" / "export_report.json").exists():
+            report = ExportResult.load(folder / "onnx" / "export_report.json")
+        else:
+            report = export(ExportSettings(max_accuracy_drop=100), model=folder / "student", out=folder / "onnx",
+                            data=data, overwrite=True)
+        int8 = report.scores("model.int8.onnx")
+        run = {"seed": seed, "metric": int8.metric, "student_test": student.test.accuracy,
+               "int8_test": int8.accuracy, "int8_test_second": int8.macro_f1,
+               "teacher_test": student.teacher.test.accuracy, "teacher_test_second": student.teacher.test.macro_f1,
+               "int8_mib": report.files["model.int8.onnx"].mib, "train_seconds": student.train_seconds,
+               "wall_seconds": round(time.perf_counter() - started, 1), "onnx": str(folder / "onnx" / "model.int8.onnx")}
+        state["runs"].append(run)
+        state_path.write_text(json.dumps(state, indent=1))
+        print(json.dumps(run), flush=True)
+
+
+def _rerank_timing(teacher: Path, onnx_dir: Path, rounds: int, threads: int) -> dict:
+    """1 query x 100 passages, pairs per second: the teacher in PyTorch fp32 (its tokenizer and
+    forward) against the int8 student's python bundle (Predictor.rank), interleaved."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from kdeploy.configtools import settings_from
+    from kdeploy.data import load_task_data
+    from kdeploy.edge import Predictor
+    from kdeploy.package.bundle import package
+    from kdeploy.package.config import PackageSettings
+    import tempfile
+
+    torch.set_num_threads(threads)
+    task = load_task_data(data_of("entailment"))
+    pairs = task.texts("test")
+    query = pairs[0][0]
+    passages = [b for _, b in pairs[1:101]]
+    model = AutoModelForSequenceClassification.from_pretrained(teacher).eval()
+    tok = AutoTokenizer.from_pretrained(teacher)
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = package(settings_from(PackageSettings, {"archive": "none"}), export_dir=onnx_dir, out=Path(tmp) / "b")
+        predictor = Predictor(bundle.bundle, threads=threads)
+
+        def teacher_call():
+            with torch.inference_mode():
+                enc = tok([query] * len(passages), passages, truncation=True, max_length=128, padding=True,
+                          return_tensors="pt")
+                return model(**enc).logits
+
+        def student_call():
+            return predictor.rank(query, passages, batch_size=len(passages))
+
+        times = {"teacher": [], "student": []}
+        for _ in range(3):
+            teacher_call(), student_call()
+        for _ in range(rounds):
+            for name, call in (("teacher", teacher_call), ("student", student_call)):
+                t0 = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"passages": len(passages), "rounds": rounds, "threads": threads,
+            "teacher_pairs_per_s": len(passages) / med["teacher"], "student_pairs_per_s": len(passages) / med["student"],
+            "ratio": med["teacher"] / med["student"], "teacher_ms": 1000 * med["teacher"], "student_ms": 1000 * med["student"]}
+
+
+def time_models(args) -> None:
+    root = ROOT / "runs" / "sick" / args.task
+    state = json.loads((root / "runs.json").read_text())
+    first = next(r for r in state["runs"] if r["seed"] == min(r["seed"] for r in state["runs"]))
+    out = root / "bench"
+    cmd = [str(Path(sys.executable).with_name("kdeploy")), "bench", str(root / "teacher"), first["onnx"], "--data",
+           str(SICK / "test.tsv"), "--label-column", TASKS[args.task]["label_column"], "--task", TASKS[args.task]["task"],
+           "--batch-sizes", "1,100", "--threads", "2", "--iterations", "200", "--warmup", "10", "--out", str(out),
+           "--overwrite", "--no-peaks"]
+    subprocess.run(cmd, check=True)
+    (root / "bench_command.txt").write_text(" ".join(cmd))
+    if args.task == "entailment":
+        rerank = _rerank_timing(root / "teacher", Path(first["onnx"]).parent, rounds=30, threads=2)
+        (root / "rerank.json").write_text(json.dumps(rerank, indent=1))
+        print(json.dumps(rerank))
+
+
+def report(args) -> None:
+    from kdeploy.environment import library_versions, machine
+    from kdeploy.runtime.result import BenchReport
+
+    root = ROOT / "runs" / "sick" / args.task
+    state = json.loads((root / "runs.json").read_text())
+    runs = state["runs"]
+    bench = BenchReport.load(root / "bench" / "report.json") if (root / "bench" / "report.json").exists() else None
+    rerank = json.loads((root / "rerank.json").read_text()) if (root / "rerank.json").exists() else None
+    main = [r["int8_test"] for r in runs]
+    teacher = runs[0]["teacher_test"]
+    metric = "Pearson r" if runs[0]["metric"] == "pearson" else "accuracy"
+    scale = 1 if runs[0]["metric"] == "pearson" else 100
+    mean, std = statistics.mean(main), (statistics.stdev(main) if len(main) > 1 else 0.0)
+    summary = {"task": args.task, "metric": metric, "teacher_test": teacher, "int8_test": main, "mean": mean, "std": std,
+               "retention": mean / teacher, "runs": runs, "machine": machine(), "versions": library_versions(),
+               "rerank": rerank}
+    lines = [f"# SICK {args.task}: MiniLM-L6 teacher vs 2-layer int8 students", "",
+             f"Commands: `python bench/pairs.py train --task {args.task} --seeds 1,2,3`, `... time ...` (one interleaved "
+             "run, nothing else running), `... report ...`.",
+             f"Machine: {summary['machine']['cpu']}, {summary['machine']['cores']} cores; "
+             + ", ".join(f"{k} {v}" for k, v in summary["versions"].items()), "",
+             f"- teacher (PyTorch fp32) test {metric}: {scale * teacher:.{4 if scale == 1 else 2}f}",
+             f"- int8 student per seed: {', '.join(f'{scale * a:.{4 if scale == 1 else 2}f}' for a in main)}; "
+             f"mean {scale * mean:.{4 if scale == 1 else 2}f} ± {scale * std:.{4 if scale == 1 else 2}f}; "
+             f"retention {100 * mean / teacher:.1f}%",
+             f"- int8 file: {runs[0]['int8_mib']:.1f} MiB"]
+    if bench:
+        t, s = bench.models[0], bench.models[1]
+        summary["latency"] = {"teacher_bs1_ms": t.latency[1].p50_ms, "student_bs1_ms": s.latency[1].p50_ms,
+                              "bs1_speedup": s.vs_reference.p50_speedup[1], "teacher_bs100_per_s": t.latency[100].throughput_per_s,
+                              "student_bs100_per_s": s.latency[100].throughput_per_s,
+                              "bs100_ratio": s.vs_reference.throughput_ratio[100], "machine_load": bench.machine_load}
+        lat = summary["latency"]
+        lines += [f"- batch 1 p50: teacher {lat['teacher_bs1_ms']:.2f} ms, student {lat['student_bs1_ms']:.2f} ms "
+                  f"({lat['bs1_speedup']:.1f}x); batch 100 (length-sorted pairs): {lat['teacher_bs100_per_s']:.0f} vs "
+                  f"{lat['student_bs100_per_s']:.0f} pairs/s ({lat['bs100_ratio']:.1f}x)"]
+    if rerank:
+        lines += [f"- reranking 1 query x {rerank['passages']} passages (Predictor.rank on the int8 bundle vs the "
+                  f"teacher's tokenizer + forward, {rerank['threads']} threads): {rerank['student_pairs_per_s']:.0f} vs "
+                  f"{rerank['teacher_pairs_per_s']:.0f} pairs/s ({rerank['ratio']:.1f}x)"]
+    out = ROOT / "bench" / "results"
+    (out / f"sick_{args.task}.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (out / f"sick_{args.task}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("action", choices=["train", "time", "report"])
+    ap.add_argument("--task", choices=list(TASKS), default="entailment")
+    ap.add_argument("--seeds", default="1,2,3")
+    args = ap.parse_args()
+    {"train": train, "time": time_models, "report": report}[args.action](args)
+
+
+if __name__ == "__main__":
+    main()
