@@ -19,8 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 SICK = ROOT.parent / "shared" / "data" / "sick"
 TASKS = {"entailment": {"label_column": "label", "task": "classification"},

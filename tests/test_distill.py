@@ -163,4 +163,4 @@ def test_augmentation_is_chosen_by_data_size_and_said(teacher_dir, toy_files, tm
     record = distill(distill_settings(augment=None, train={"epochs": 1}), teacher=str(teacher_dir),
                      data=data_of(toy_files), out=tmp_path / "auto")
     assert record.training_examples["copies"] == AUTO_AUGMENT_MAX and record.training_examples["augmented"] == 160 * 8
-    assert "augment: 8 copies per sentence (160 training sentences is small" in capsys.readouterr().out
+    assert "augment: 8 copies per example (160 training examples is small" in capsys.readouterr().out

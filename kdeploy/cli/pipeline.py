@@ -57,7 +57,8 @@ def search(
     seed: Annotated[Optional[int], typer.Option("--seed", show_default=shown(SearchSettings, "seed"))] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", show_default=shown(SearchSettings, "max_length"))] = None,
     train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
-    dataset_config: DatasetConfig = None, text_column: TextColumn = None, text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
+    dataset_config: DatasetConfig = None, text_column: TextColumn = None,
+    text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
     label_names: LabelNames = None, encoding: Encoding = None, encoding_errors: EncodingErrors = None,
     max_train_samples: MaxTrain = None, max_eval_samples: MaxEval = None, overwrite: Overwrite = False,
 ) -> None:

@@ -10,9 +10,9 @@ from ..distill.config import DistillSettings, FinetuneSettings
 from ..export.config import ExportSettings
 from ..prune.config import PruneSettings
 from .app import app
-from .options import (PairTruncation, TaskKind, TextPairColumn, Dataset, DatasetConfig, Encoding, EncodingErrors, LabelColumn, LabelNames, MaxEval, MaxTrain,
-                      Out, Overwrite, Resume, Test, TextColumn, Train, TrustRemote, Validation, data_config, eval_data,
-                      floats, shown)
+from .options import (Dataset, DatasetConfig, Encoding, EncodingErrors, LabelColumn, LabelNames, MaxEval, MaxTrain, Out,
+                      Overwrite, PairTruncation, Resume, TaskKind, Test, TextColumn, TextPairColumn, Train, TrustRemote,
+                      Validation, data_config, eval_data, floats, shown)
 
 T = "Training"
 
@@ -46,7 +46,8 @@ def finetune(
     model: Annotated[str, typer.Option("--model", help="Pretrained encoder (folder, hub id, builtin:all-MiniLM-L6-v2) or bilstm/cnn.")],
     tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="For bilstm/cnn: whose tokenizer and embeddings.")] = None,
     train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
-    dataset_config: DatasetConfig = None, text_column: TextColumn = None, text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
+    dataset_config: DatasetConfig = None, text_column: TextColumn = None,
+    text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
     label_names: LabelNames = None, encoding: Encoding = None, encoding_errors: EncodingErrors = None,
     max_train_samples: MaxTrain = None, max_eval_samples: MaxEval = None,
     epochs: FT["Epochs"] = None, learning_rate: FT["LR"] = None, batch_size: BatchSize = None,
@@ -98,7 +99,8 @@ def distill(
     augment: Annotated[Optional[int], typer.Option("--augment", help="Augmented copies per training sentence (mask/delete/swap), labelled by the teacher. [default: by data size, up to 8: a small training set gets copies]", rich_help_panel="Transfer data")] = None,
     augment_seed: Annotated[Optional[int], typer.Option("--augment-seed", rich_help_panel="Transfer data", show_default=shown(DistillSettings, "augment_seed"))] = None,
     train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
-    dataset_config: DatasetConfig = None, text_column: TextColumn = None, text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
+    dataset_config: DatasetConfig = None, text_column: TextColumn = None,
+    text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
     label_names: LabelNames = None, encoding: Encoding = None, encoding_errors: EncodingErrors = None,
     max_train_samples: MaxTrain = None, max_eval_samples: MaxEval = None,
     epochs: DS["Epochs"] = None, learning_rate: DS["LR"] = None, batch_size: BatchSize = None,
@@ -140,7 +142,8 @@ def prune(
     teacher: Annotated[Optional[str], typer.Option("--teacher", help="Teacher for the recovery (default: the unpruned model).")] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", help="Default: the model's training max length.")] = None,
     train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
-    dataset_config: DatasetConfig = None, text_column: TextColumn = None, text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
+    dataset_config: DatasetConfig = None, text_column: TextColumn = None,
+    text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
     label_names: LabelNames = None, encoding: Encoding = None, encoding_errors: EncodingErrors = None,
     overwrite: Overwrite = False,
 ) -> None:
@@ -184,7 +187,8 @@ def export(
     max_length: Annotated[Optional[int], typer.Option("--max-length", help="Default: the model's training max length.")] = None,
     data_file: Annotated[Optional[str], typer.Option("--data", help="A labelled evaluation file: parity inputs, calibration and the accuracy gate (never split).", rich_help_panel="Data")] = None,
     train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
-    dataset_config: DatasetConfig = None, text_column: TextColumn = None, text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
+    dataset_config: DatasetConfig = None, text_column: TextColumn = None,
+    text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
     label_names: LabelNames = None, encoding: Encoding = None, encoding_errors: EncodingErrors = None,
     max_eval_samples: MaxEval = None, trust_remote_code: TrustRemote = False, overwrite: Overwrite = False,
 ) -> None:

@@ -171,7 +171,7 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
         from .config import auto_augment
 
         copies, why = auto_augment(len(task.splits["train"]), settings.alpha)
-        say(f"augment: {copies} copies per sentence ({why})")
+        say(f"augment: {copies} copies per example ({why})")
     train_set, counts, transfer = training_set(task, unlabeled, copies, settings.augment_seed,
                                                teachers.tokenizers[0], data.text_column, data.encoding,
                                                data.encoding_errors)

@@ -114,7 +114,7 @@ class DistillSettings:
         if self.temperature <= 0:
             raise KdeployError(f"temperature must be positive, got {self.temperature}")
         if self.augment is not None and int(self.augment) < 0:
-            raise KdeployError(f"augment must be zero or more copies per sentence, got {self.augment}")
+            raise KdeployError(f"augment must be zero or more copies per example, got {self.augment}")
         if self.augment and self.alpha == 0:
             raise KdeployError("augmented text is labelled by the teacher alone: it needs alpha > 0")
         self.layer_losses = parse_layer_losses(self.layer_losses)
@@ -142,14 +142,14 @@ AUTO_AUGMENT_MAX = 8
 
 
 def auto_augment(train_size: int, alpha: float) -> tuple[int, str]:
-    """(copies per sentence, why) for `augment: auto`."""
+    """(copies per example, why) for `augment: auto`."""
     if alpha == 0:
         return 0, "alpha is 0, so the teacher labels nothing"
     copies = min(AUTO_AUGMENT_MAX, max(0, -(-AUTO_AUGMENT_TARGET // max(train_size, 1)) - 1))
     if copies == 0:
-        return 0, f"{train_size:,} training sentences are plenty for transfer"
-    return copies, (f"{train_size:,} training sentences is small: {copies} augmented copies each bring the transfer "
-                    f"set to about {train_size * (copies + 1):,} texts; --augment 0 turns this off")
+        return 0, f"{train_size:,} training examples are plenty for transfer"
+    return copies, (f"{train_size:,} training examples is small: {copies} augmented copies each bring the transfer "
+                    f"set to about {train_size * (copies + 1):,} examples; --augment 0 turns this off")
 
 
 def parse_layer_losses(spec) -> dict[str, float]:

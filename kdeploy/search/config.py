@@ -74,7 +74,7 @@ class SearchSettings:
     max_length: int = 128
     latency_iterations: int = 50
     threads: int | None = None
-    augment: int | None = 0  # augmented copies per sentence in every trial (None: by data size, slower)
+    augment: int | None = 0  # augmented copies per example in every trial (None: by data size, slower)
     early_stop_points: float = 3.0  # stop a trial whose first-epoch accuracy trails the median by this much
     seed: int = 0
 
