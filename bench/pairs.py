@@ -54,15 +54,16 @@ def train(args) -> None:
                  out=teacher, overwrite=True)
     state_path = root / "runs.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {"runs": []}
-    done = {r["seed"] for r in state["runs"]}
+    done = {r["seed"] for r in runs_of(state, args)}
+    recipe = {"student": {"kind": "layers", "layers": args.layers}, "train": {**STUDENT["train"], "epochs": args.epochs}}
     for seed in [int(s) for s in args.seeds.split(",")]:
         if seed in done:
             continue
-        folder, started = root / f"student-s{seed}", time.perf_counter()
+        folder, started = root / f"student{suffix(args)}-s{seed}", time.perf_counter()
         if (folder / "student" / "kdeploy.json").exists():
             student = TrainingResult.load(folder / "student" / "kdeploy.json")
         else:
-            settings = settings_from(DistillSettings, {**STUDENT, "train": {**STUDENT["train"], "seed": seed}})
+            settings = settings_from(DistillSettings, {**recipe, "train": {**recipe["train"], "seed": seed}})
             student = distill(settings, teacher=str(teacher), data=data, out=folder / "student", overwrite=True)
         if (folder / "onnx" / "export_report.json").exists():
             report = ExportResult.load(folder / "onnx" / "export_report.json")
@@ -70,7 +71,7 @@ def train(args) -> None:
             report = export(ExportSettings(max_accuracy_drop=100), model=folder / "student", out=folder / "onnx",
                             data=data, overwrite=True)
         int8 = report.scores("model.int8.onnx")
-        run = {"seed": seed, "metric": int8.metric, "student_test": student.test.accuracy,
+        run = {"seed": seed, "variant": variant(args), "recipe": recipe, "metric": int8.metric, "student_test": student.test.accuracy,
                "int8_test": int8.accuracy, "int8_test_second": int8.macro_f1,
                "teacher_test": student.teacher.test.accuracy, "teacher_test_second": student.teacher.test.macro_f1,
                "int8_mib": report.files["model.int8.onnx"].mib, "train_seconds": student.train_seconds,
@@ -78,6 +79,21 @@ def train(args) -> None:
         state["runs"].append(run)
         state_path.write_text(json.dumps(state, indent=1))
         print(json.dumps(run), flush=True)
+
+
+def variant(args) -> str:
+    return f"L{args.layers}-e{args.epochs:g}"
+
+
+def suffix(args) -> str:
+    """'' for the default student (folders student-s1, bench), '-L3-e6' for others."""
+    default = f"L{STUDENT['student']['layers']}-e{STUDENT['train']['epochs']:g}"
+    return "" if variant(args) == default else f"-{variant(args)}"
+
+
+def runs_of(state: dict, args) -> list[dict]:
+    default = f"L{STUDENT['student']['layers']}-e{STUDENT['train']['epochs']:g}"
+    return [r for r in state["runs"] if r.get("variant", default) == variant(args)]
 
 
 def _rerank_timing(teacher: Path, onnx_dir: Path, rounds: int, threads: int) -> dict:
@@ -129,18 +145,18 @@ def _rerank_timing(teacher: Path, onnx_dir: Path, rounds: int, threads: int) -> 
 
 def time_models(args) -> None:
     root = ROOT / "runs" / "sick" / args.task
-    state = json.loads((root / "runs.json").read_text())
-    first = next(r for r in state["runs"] if r["seed"] == min(r["seed"] for r in state["runs"]))
-    out = root / "bench"
+    runs = runs_of(json.loads((root / "runs.json").read_text()), args)
+    first = min(runs, key=lambda r: r["seed"])
+    out = root / f"bench{suffix(args)}"
     cmd = [str(Path(sys.executable).with_name("kdeploy")), "bench", str(root / "teacher"), first["onnx"], "--data",
            str(SICK / "test.tsv"), "--label-column", TASKS[args.task]["label_column"], "--task", TASKS[args.task]["task"],
            "--batch-sizes", "1,100", "--threads", "2", "--iterations", "200", "--warmup", "10", "--out", str(out),
            "--overwrite", "--no-peaks"]
     subprocess.run(cmd, check=True)
-    (root / "bench_command.txt").write_text(" ".join(cmd))
+    (out / "command.txt").write_text(" ".join(cmd))
     if args.task == "entailment":
         rerank = _rerank_timing(root / "teacher", Path(first["onnx"]).parent, rounds=30, threads=2)
-        (root / "rerank.json").write_text(json.dumps(rerank, indent=1))
+        (out / "rerank.json").write_text(json.dumps(rerank, indent=1))
         print(json.dumps(rerank))
 
 
@@ -149,10 +165,10 @@ def report(args) -> None:
     from kdeploy.runtime.result import BenchReport
 
     root = ROOT / "runs" / "sick" / args.task
-    state = json.loads((root / "runs.json").read_text())
-    runs = state["runs"]
-    bench = BenchReport.load(root / "bench" / "report.json") if (root / "bench" / "report.json").exists() else None
-    rerank = json.loads((root / "rerank.json").read_text()) if (root / "rerank.json").exists() else None
+    runs = runs_of(json.loads((root / "runs.json").read_text()), args)
+    out = root / f"bench{suffix(args)}"
+    bench = BenchReport.load(out / "report.json") if (out / "report.json").exists() else None
+    rerank = json.loads((out / "rerank.json").read_text()) if (out / "rerank.json").exists() else None
     main = [r["int8_test"] for r in runs]
     teacher = runs[0]["teacher_test"]
     metric = "Pearson r" if runs[0]["metric"] == "pearson" else "accuracy"
@@ -160,9 +176,10 @@ def report(args) -> None:
     mean, std = statistics.mean(main), (statistics.stdev(main) if len(main) > 1 else 0.0)
     summary = {"task": args.task, "metric": metric, "teacher_test": teacher, "int8_test": main, "mean": mean, "std": std,
                "retention": mean / teacher, "runs": runs, "machine": machine(), "versions": library_versions(),
-               "rerank": rerank}
-    lines = [f"# SICK {args.task}: MiniLM-L6 teacher vs 2-layer int8 students", "",
-             f"Commands: `python bench/pairs.py train --task {args.task} --seeds 1,2,3`, `... time ...` (one interleaved "
+               "rerank": rerank, "student": variant(args)}
+    flags = f" --layers {args.layers} --epochs {args.epochs:g}"
+    lines = [f"# SICK {args.task}: MiniLM-L6 teacher vs {args.layers}-layer int8 students", "",
+             f"Commands: `python bench/pairs.py train --task {args.task}{flags} --seeds 1,2,3`, `... time ...` (one interleaved "
              "run, nothing else running), `... report ...`.",
              f"Machine: {summary['machine']['cpu']}, {summary['machine']['cores']} cores; "
              + ", ".join(f"{k} {v}" for k, v in summary["versions"].items()), "",
@@ -185,9 +202,10 @@ def report(args) -> None:
         lines += [f"- reranking 1 query x {rerank['passages']} passages (Predictor.rank on the int8 bundle vs the "
                   f"teacher's tokenizer + forward, {rerank['threads']} threads): {rerank['student_pairs_per_s']:.0f} vs "
                   f"{rerank['teacher_pairs_per_s']:.0f} pairs/s ({rerank['ratio']:.1f}x)"]
-    out = ROOT / "bench" / "results"
-    (out / f"sick_{args.task}.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    (out / f"sick_{args.task}.md").write_text("\n".join(lines) + "\n")
+    results = ROOT / "bench" / "results"
+    name = f"sick_{args.task}{suffix(args).replace('-', '_')}"
+    (results / f"{name}.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (results / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -196,6 +214,8 @@ def main() -> None:
     ap.add_argument("action", choices=["train", "time", "report"])
     ap.add_argument("--task", choices=list(TASKS), default="entailment")
     ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--layers", type=int, default=STUDENT["student"]["layers"])
+    ap.add_argument("--epochs", type=float, default=STUDENT["train"]["epochs"])
     args = ap.parse_args()
     {"train": train, "time": time_models, "report": report}[args.action](args)
 

@@ -18,7 +18,7 @@ from ..configtools import to_dict
 from ..data import DataConfig
 from ..errors import KdeployError
 from ..fsutil import check_output, output_lock, write_json, write_text
-from .config import DEFAULT_POINT, SearchSettings
+from .config import DEFAULT_POINT, FAMILY_STARTS, SearchSettings, family_start
 from .result import SearchResult, TrialRow
 from .trial import RECIPE, first_epoch_peers, run_trial, suggest, trial_recipe
 
@@ -49,6 +49,9 @@ def _search(settings: SearchSettings, teacher: str, data: DataConfig, out: Path)
         study.tell(t.number, state=TrialState.FAIL)  # interrupted: its settings are tried afresh
     if not study.trials:
         study.enqueue_trial(DEFAULT_POINT, user_attrs={"baseline": True})
+        for family in settings.space.families:
+            if family in FAMILY_STARTS:
+                study.enqueue_trial(family_start(family, settings.space))
     finished = lambda: [t for t in study.get_trials(deepcopy=False)  # noqa: E731
                         if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     resumed_with = len(finished())

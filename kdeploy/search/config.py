@@ -11,6 +11,15 @@ from ..errors import KdeployError
 DEFAULT_POINT = {"family": "layers", "temperature": 2.0, "alpha": 0.5, "learning_rate": 1e-4, "layers": 2,
                  "heads": 0.0, "vocab": False}
 
+#: Each other family's first trial (its recipe in models/sst2_<family>.yaml, in search terms), so
+#: that even a short search puts every family on the front before the sampler takes over.
+FAMILY_STARTS = {
+    "width": {"layers": 2, "ffn": 0.5, "vocab": True, "learning_rate": 1e-4},
+    "bilstm": {"embedding_dim": 128, "hidden_size": 256, "vocab": True, "small_learning_rate": 2e-3},
+    "cnn": {"embedding_dim": 128, "num_filters": 128, "vocab": True, "small_learning_rate": 2e-3},
+    "static": {"embedding_dim": 256, "hidden_size": 256, "vocab": True, "small_learning_rate": 1e-3},
+}
+
 #: The ladder of students, from a pruned copy of the teacher down to a table of token vectors,
 #: and the knobs each one has (beside alpha and temperature).
 FAMILIES = {
@@ -86,3 +95,20 @@ class SearchSettings:
             raise KdeployError("minutes must be positive")
         if self.epochs <= 0:
             raise KdeployError("epochs must be positive")
+
+
+def family_start(family: str, space: "SearchSpace") -> dict:
+    """FAMILY_STARTS[family] moved into the user's space (Optuna refuses a fixed categorical value
+    outside its choices): the nearest allowed choice, a rate clipped to its range."""
+    point = {"family": family, "temperature": min(max(DEFAULT_POINT["temperature"], space.temperature[0]),
+                                                  space.temperature[1]),
+             "alpha": min(max(DEFAULT_POINT["alpha"], space.alpha[0]), space.alpha[1])}
+    for knob, value in FAMILY_STARTS[family].items():
+        allowed = getattr(space, knob)
+        if knob.endswith("learning_rate"):
+            point[knob] = min(max(value, allowed[0]), allowed[1])
+        elif value in allowed:
+            point[knob] = value
+        else:
+            point[knob] = min(allowed, key=lambda choice: abs(float(choice) - float(value)))
+    return point
