@@ -24,7 +24,9 @@ SICK = ROOT.parent / "shared" / "data" / "sick"
 TASKS = {"entailment": {"label_column": "label", "task": "classification"},
          "relatedness": {"label_column": "score", "task": "regression"}}
 TEACHER = {"epochs": 4, "learning_rate": 5e-5, "batch_size": 32}
-STUDENT = {"student": {"kind": "layers", "layers": 2}, "train": {"epochs": 3, "learning_rate": 1e-4}}
+# 3 layers, 4 epochs: 2 layers/3 epochs kept 87.8% (entailment) and 89.2% (relatedness r) of the teacher on seed 1.
+STUDENT = {"student": {"kind": "layers", "layers": 3}, "train": {"epochs": 4, "learning_rate": 1e-4}}
+LEGACY = "L2-e3"  # runs.json rows written before runs had a variant
 
 
 def data_of(task: str):
@@ -86,14 +88,12 @@ def variant(args) -> str:
 
 
 def suffix(args) -> str:
-    """'' for the default student (folders student-s1, bench), '-L3-e6' for others."""
-    default = f"L{STUDENT['student']['layers']}-e{STUDENT['train']['epochs']:g}"
-    return "" if variant(args) == default else f"-{variant(args)}"
+    """'-L3-e4': folders student-L3-e4-s1, bench-L3-e4."""
+    return f"-{variant(args)}"
 
 
 def runs_of(state: dict, args) -> list[dict]:
-    default = f"L{STUDENT['student']['layers']}-e{STUDENT['train']['epochs']:g}"
-    return [r for r in state["runs"] if r.get("variant", default) == variant(args)]
+    return [r for r in state["runs"] if r.get("variant", LEGACY) == variant(args)]
 
 
 def _rerank_timing(teacher: Path, onnx_dir: Path, rounds: int, threads: int) -> dict:
@@ -203,7 +203,8 @@ def report(args) -> None:
                   f"teacher's tokenizer + forward, {rerank['threads']} threads): {rerank['student_pairs_per_s']:.0f} vs "
                   f"{rerank['teacher_pairs_per_s']:.0f} pairs/s ({rerank['ratio']:.1f}x)"]
     results = ROOT / "bench" / "results"
-    name = f"sick_{args.task}{suffix(args).replace('-', '_')}"
+    default = f"L{STUDENT['student']['layers']}-e{STUDENT['train']['epochs']:g}"
+    name = f"sick_{args.task}" + ("" if variant(args) == default else f"_{variant(args).replace('-', '_')}")
     (results / f"{name}.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (results / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
