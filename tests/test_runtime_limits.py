@@ -144,7 +144,11 @@ def test_bench_with_peers_runs_the_installed_kinds(tiny_bert, exported_tiny, toy
     assert report.peaks["int8_gmacs"] > 0 and report.machine_load["seconds"] > 0
     assert report.headline and "faster than" in report.headline[0]
     assert student.vs_reference.p50_speedup_vs_fastest_reference[1] > 0
-    assert "## How close to the machine's limit" in report.to_markdown()
+    markdown = report.to_markdown()
+    assert "## How close to the machine's limit" in markdown
+    sizes = markdown.split("## Size, memory and accuracy")[1].split("\n\n")[1].splitlines()[2:]
+    assert [row.split(" | ")[0].lstrip("| ") for row in sizes] == names  # one size row per model, not the GMAC rows
+    assert f"| {student.size_mib:.1f} |" in sizes[2]
 
 
 def test_an_openvino_bundle_is_gated_packaged_and_verified(tiny_bert, toy_files, tmp_path):

@@ -131,16 +131,16 @@ class BenchReport(Result):
             lines += [f"## Batch {bs}", "", markdown_table(
                 ["model", "provider", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "mean ± sd ms", "sentences/s",
                  "tokenizer ms", "speed-up vs reference"], rows), ""]
-        rows = []
+        sizes = []
         for m in self.models:
             a = m.accuracy
             ratio = m.vs_reference.size_ratio
-            rows.append([m.name, f"{m.size_mib:.1f}", f"{ratio:.3f}" if ratio is not None else "-", m.memory_mib,
+            sizes.append([m.name, f"{m.size_mib:.1f}", f"{ratio:.3f}" if ratio is not None else "-", m.memory_mib,
                          pct(a.accuracy if a else None), pct(a.macro_f1 if a else None),
                          pct(a.agreement if a else None),
                          a.drop_points_vs_reference if a and a.drop_points_vs_reference is not None else "-"])
         if self.peaks:
-            rows = []
+            rows = []  # the latency rows are done with; these are the efficiency rows
             for m in self.models:
                 for bs, e in m.efficiency.items():
                     rows.append([m.name, bs, m.precision, f"{e.achieved_gmacs:.1f}" if e.achieved_gmacs else "-",
@@ -153,7 +153,7 @@ class BenchReport(Result):
                       markdown_table(["model", "batch", "precision", "GMAC/s", "% of peak", "% padding"], rows), ""]
         lines += ["## Size, memory and accuracy", "", markdown_table(
             ["model", "size MiB", "size ratio", "RSS growth on load MiB", "accuracy", "macro-F1",
-             "agreement with reference", "drop (points)"], rows)]
+             "agreement with reference", "drop (points)"], sizes)]
         notes = [f"- {m.name}: {n}" for m in self.models for n in m.notes] + [f"- {n}" for n in self.skipped]
         if self.machine_load:
             load = self.machine_load
