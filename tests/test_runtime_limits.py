@@ -1,5 +1,7 @@
 """The runtime's own arithmetic: batching that keeps input order, MACs counted on a known graph,
 the machine's GEMM peaks, the machine-load flag, and runtime kinds that skip cleanly."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -76,6 +78,28 @@ def test_macs_are_counted_from_the_graph(tmp_path):
     assert count.b == pytest.approx(2 * hidden * ffn) and count.c == pytest.approx(2 * hidden)
     assert count.a == pytest.approx(0, abs=1e-6)
     assert count.batch(4, 25) == pytest.approx(4 * (25 * 2 * hidden * ffn + 625 * 2 * hidden))
+
+
+def test_the_shape_tool_leaves_nothing_in_the_working_directory(tmp_path, monkeypatch):
+    """onnxruntime's shape tool saves `sym_shape_infer_temp.onnx` (+ weights) into the cwd when a
+    shape stays unknown (seen with the int8 BiLSTM/static students): it must land elsewhere."""
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    from kdeploy.runtime.macs import onnx_macs_at
+
+    real = SymbolicShapeInference.infer_shapes
+
+    def leaky(model, **kwargs):
+        Path("sym_shape_infer_temp.onnx").write_bytes(b"debug")  # what the tool does, into the cwd
+        return real(model, **kwargs)
+
+    monkeypatch.setattr(SymbolicShapeInference, "infer_shapes", staticmethod(leaky))
+    hidden, ffn = _tiny_graph(tmp_path / "model.onnx")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert onnx_macs_at(tmp_path / "model.onnx", 3, 10) == 3 * (2 * 10 * hidden * ffn + 2 * 10 * 10 * hidden)
+    assert list(work.iterdir()) == [] and Path.cwd() == work
 
 
 def test_macs_of_a_real_export_match_the_pytorch_count(exported_tiny, tiny_bert):

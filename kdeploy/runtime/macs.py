@@ -8,6 +8,9 @@ much), so a fused or quantised file is counted through the fp32 `model.onnx` bes
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +45,19 @@ def _dims(value_info) -> list:
     return [d.dim_value if d.HasField("dim_value") else None for d in value_info.type.tensor_type.shape.dim]
 
 
+@contextlib.contextmanager
+def _scratch_cwd():
+    """The shape tool saves `sym_shape_infer_temp.onnx` and its weights into the working directory
+    when a shape stays unknown: run it where that lands in a temporary folder, not the user's."""
+    previous = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="kdeploy-shapes-") as scratch:
+        os.chdir(scratch)
+        try:
+            yield
+        finally:
+            os.chdir(previous)
+
+
 def onnx_macs_at(path: Path, batch: int, length: int) -> float | None:
     """MACs of one call at (batch, length), or None when the graph's shapes do not resolve."""
     import onnx
@@ -54,7 +70,8 @@ def onnx_macs_at(path: Path, batch: int, length: int) -> float | None:
             dims[i].ClearField("dim_param")
             dims[i].dim_value = value
     try:
-        inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=True)
+        with _scratch_cwd():
+            inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=True)
     except Exception:  # the tool raises bare exceptions on graphs it does not know
         return None
     graph = inferred.graph
