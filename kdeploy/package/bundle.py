@@ -174,6 +174,10 @@ def _write_bundle(tmp: Path, export_dir: Path, manifest: BundleManifest, setting
         names = write_web(tmp, export_dir, source, manifest.dtype, manifest.label_names, manifest.max_length,
                           manifest.pairs, export_dir / "tokenizer.json")
         manifest.model, manifest.tokenizer = names[3], names[2]
+        # transformers.js cannot disable onnxruntime optimizers: the export's fusion plan (e.g. lean's
+        # SkipLayerNorm off) does not reach the browser, and int8 amplifies that kernel difference
+        # (up to 3e-3 on the demo). The web manifest says what JS runs, so Python on it agrees with JS.
+        manifest.session = None
     elif source.suffix == ".xml":  # an OpenVINO IR: its labels were bound at export
         if settings.ort_format:
             raise KdeployError("--ort-format needs an ONNX model; an OpenVINO IR bundle cannot carry one")
