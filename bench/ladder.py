@@ -171,7 +171,9 @@ def report(args) -> None:
     lines += [f"- {f}: {json.dumps(spec)}" for f, spec in FAMILIES.items()]
     if bench and bench.machine_load:
         lines += ["", f"Machine load while timing: {bench.machine_load.get('other_processes_cores')} cores used by "
-                      f"other processes{' (FLAGGED)' if bench.machine_load.get('contended') else ' (quiet)'}."]
+                      f"other processes{' (FLAGGED)' if bench.machine_load.get('contended') else ' (quiet: nothing else running)'}. "
+                      "Reference: the teacher in PyTorch fp32, as the issue asks; the teacher's faster variants "
+                      "(ORT int8, OpenVINO bf16, torch.compile) are compared with a student in runtime_peers.md."]
     (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

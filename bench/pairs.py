@@ -198,6 +198,12 @@ def report(args) -> None:
         lines += [f"- batch 1 p50: teacher {lat['teacher_bs1_ms']:.2f} ms, student {lat['student_bs1_ms']:.2f} ms "
                   f"({lat['bs1_speedup']:.1f}x); batch 100 (length-sorted pairs): {lat['teacher_bs100_per_s']:.0f} vs "
                   f"{lat['student_bs100_per_s']:.0f} pairs/s ({lat['bs100_ratio']:.1f}x)"]
+    if bench and bench.machine_load:
+        load = bench.machine_load
+        lines += [f"- machine load while timing: {load.get('other_processes_cores')} cores used by other processes"
+                  + (" (FLAGGED)" if load.get("contended") else " (quiet: nothing else running)")
+                  + "; the reference is the teacher in PyTorch fp32, as the issue asks (the teacher's faster "
+                  "variants — ORT int8, OpenVINO bf16 — are compared in runtime_peers.md)"]
     if rerank:
         lines += [f"- reranking 1 query x {rerank['passages']} passages (Predictor.rank on the int8 bundle vs the "
                   f"teacher's tokenizer + forward, {rerank['threads']} threads): {rerank['student_pairs_per_s']:.0f} vs "
