@@ -43,6 +43,14 @@ def _extract(archive: Path, target: Path, expected_digest: str | None) -> Path:
                           "refusing it")
     manifest = BundleManifest.parse(raw, f"{archive}:{name}")
     folder = target / (name.parent.name or "bundle")
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise BundleError(f"extract_to: {folder} exists and is not a folder; refusing to write the bundle there")
+    if folder.is_dir() and any(folder.iterdir()):
+        if (folder / name.name).is_file() and (folder / name.name).read_bytes() == raw:
+            verify_bundle(folder, expected_digest)  # the same bundle, extracted before: checked, not rewritten
+            return folder
+        raise BundleError(f"extract_to: {folder} already holds files kdeploy did not extract from {archive.name}; "
+                          "refusing to overwrite them (choose an empty folder)")
     extract_listed(archive, name.parent, {n: {"bytes": e.bytes, "sha256": e.sha256} for n, e in manifest.files.items()},
                    folder)
     (folder / name.name).write_bytes(raw)
@@ -189,6 +197,22 @@ class Predictor:
             batch = np.array([list(t) for t in rows] if self.manifest.pairs else rows, dtype=object)
             out += [self._result(p) for p in self.session.run(["probabilities"], {"text": batch})[0]]
         return out
+
+    @property
+    def batch_invariant(self) -> bool | None:
+        """Whether a text's answer is the same alone and in any batch (measured at package time;
+        False for dynamic int8, whose activations are scaled per call; None for an older bundle)."""
+        return self.manifest.batch_invariant
+
+    def outputs(self, texts) -> np.ndarray:
+        """Exactly one model call on `texts` as given (no regrouping): probabilities per label,
+        or the score. What the batch-invariance gate compares."""
+        examples = self._examples(texts)
+        if self.e2e:
+            batch = np.array([list(t) for t in examples] if self.manifest.pairs else examples, dtype=object)
+            return self.session.run(["probabilities"], {"text": batch})[0].astype(np.float64)
+        logits = self.session.run(None, self._feeds(self._encode(examples)))[0].astype(np.float64)
+        return logits if self.manifest.task == "regression" else _softmax(logits)
 
     def logits(self, texts: list[str]) -> np.ndarray:
         if self.e2e:

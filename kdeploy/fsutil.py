@@ -2,9 +2,12 @@
 
 - An output folder is written under a temporary sibling name and renamed into place, so an
   interrupted run never leaves a folder that looks complete.
-- An existing `--out` is replaced only when kdeploy wrote it (it holds one of kdeploy's
-  record files) or the user passed `--overwrite`; a file is never replaced by a folder; an
-  input is never the output; the current folder, its parents and the home folder never are.
+- An existing `--out` is replaced only when kdeploy wrote it or the user passed `--overwrite`.
+  "kdeploy wrote it" is proven by content, not by a file name: every folder kdeploy publishes
+  holds a ledger (`.kdeploy-output.json`, with kdeploy's marker) listing every file it wrote,
+  and the folder must hold nothing else — a user's file beside them, or a user folder that
+  merely holds a file named like a kdeploy record, is refused. A file is never replaced by a
+  folder; an input is never the output; the current folder, its parents and the home folder never are.
 - One writer per output: a lock beside it names the holder, and a second writer gets one
   line saying who. Temporary siblings left by a killed run are swept by the next holder.
 - Files and folders get the permissions the umask gives, like any other tool's output.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import os
 import shutil
 import socket
@@ -25,9 +29,15 @@ from typing import Any, Iterable, Iterator
 from .errors import KdeployError
 
 #: Files that mark a folder as kdeploy's own output (model record, export report, bench report,
-#: bundle manifest, run state, search state). A folder holding none of them is the user's.
+#: bundle manifest, run state, search state): a name alone proves nothing (see `written_by_kdeploy`).
 RECORD_FILES = ("kdeploy.json", "export_report.json", "report.json", "bundle.json", "kdeploy-run.json",
                 "search.json")
+#: The ledger of a published output folder: kdeploy's marker and every file it wrote there.
+LEDGER = ".kdeploy-output.json"
+LEDGER_FORMAT = "kdeploy-output/1"
+#: Folders kdeploy fills over many steps (a recipe run, a search) rather than publishing at once;
+#: recognised by their state file's content, which names what kdeploy put there.
+STATE_FILES = ("kdeploy-run.json", "search.json")
 
 
 class OutputError(KdeployError):
@@ -73,12 +83,54 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
-def written_by_kdeploy(folder: Path) -> bool:
-    return any((folder / name).is_file() for name in RECORD_FILES)
+def _files_under(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
+
+
+def write_ledger(folder: Path) -> None:
+    """List every file in `folder` (about to be published) as kdeploy's own."""
+    files = sorted(_files_under(folder) - {LEDGER})
+    write_json(folder / LEDGER, {"format": LEDGER_FORMAT, "files": files})
+
+
+def _ledger_files(folder: Path) -> set[str] | None:
+    try:
+        data = json.loads((folder / LEDGER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != LEDGER_FORMAT or not isinstance(data.get("files"), list):
+        return None
+    return {f for f in data["files"] if isinstance(f, str)}
+
+
+def _state_folder(folder: Path) -> bool:
+    """A run or search folder: its state file parses as kdeploy's, and beside it there are only
+    kdeploy's own entries (hidden work and lock files, and folders that are themselves kdeploy's,
+    or files it lists)."""
+    for name in STATE_FILES:
+        try:
+            state = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(state, dict) and (isinstance(state.get("stages"), dict)
+                                        or ("teacher" in state and "data" in state)):
+            return True
+    # a run interrupted in its first stage: only kdeploy's own work, temporary and lock entries
+    entries = list(folder.iterdir())
+    return bool(entries) and all(re.match(r"^\.[^/]+\.(work|lock|tmp-.+|old-.+)$", p.name) for p in entries)
+
+
+def written_by_kdeploy(folder: Path, published_only: bool = False) -> bool:
+    """Whether everything in `folder` is kdeploy's: a published folder's ledger lists every file
+    in it; a run or search folder (`published_only` False) is known by its state file's content."""
+    listed = _ledger_files(folder) if (folder / LEDGER).is_file() else None
+    if listed is not None:
+        return _files_under(folder) - {LEDGER} <= listed
+    return not published_only and _state_folder(folder)
 
 
 def check_output(target: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (),
-                 overwrite: bool = False, flag: str = "--out") -> Path:
+                 overwrite: bool = False, flag: str = "--out", published: bool = True) -> Path:
     """Refuse an output path that would destroy something kdeploy did not write."""
     target = Path(target)
     resolved = target.resolve()
@@ -97,9 +149,9 @@ def check_output(target: str | os.PathLike, inputs: Iterable[str | os.PathLike |
     if target.exists() or target.is_symlink():
         if not target.is_dir() or target.is_symlink():
             raise OutputError(f"{flag} {target} is a file, not a folder; refusing to replace it (choose another path)")
-        if any(target.iterdir()) and not written_by_kdeploy(target) and not overwrite:
-            raise OutputError(f"{flag} {target} exists and was not written by kdeploy (it holds no kdeploy record); "
-                              "choose another folder, or pass --overwrite to replace it")
+        if any(target.iterdir()) and not written_by_kdeploy(target, published) and not overwrite:
+            raise OutputError(f"{flag} {target} exists and was not written by kdeploy (it holds files kdeploy did "
+                              "not write, or no kdeploy ledger); choose another folder, or pass --overwrite to replace it")
     return target
 
 
@@ -123,6 +175,7 @@ def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[P
 
 
 def _publish(tmp: Path, target: Path) -> None:
+    write_ledger(tmp)
     for path in [tmp, *tmp.rglob("*")]:
         if path.is_dir() or path.stat().st_mode & 0o777 in (0o600, 0o700):
             normal_permissions(path)

@@ -74,6 +74,10 @@ class BundleManifest:
     pairs: bool = False  # the model reads sentence pairs
     task: str = "classification"  # or regression: one score per example
     pair_truncation: str = "longest_first"
+    # Measured on this bundle at package time: each text alone vs in batches vs beside long texts.
+    # False for dynamic int8 (activations scaled per call): its answers move with the batch.
+    batch_invariant: bool | None = None
+    invariance: dict | None = None
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -123,6 +127,8 @@ class BundleManifest:
             raise BundleError(f"{where}: malformed task settings in the manifest ({self.task!r}, {self.pair_truncation!r})")
         if self.kind not in KINDS:
             raise BundleError(f"{where}: unknown bundle kind {self.kind!r}; expected one of {', '.join(KINDS)}")
+        if self.batch_invariant is not None and not isinstance(self.batch_invariant, bool):
+            raise BundleError(f"{where}: malformed batch_invariant {self.batch_invariant!r} in the manifest")
         if self.runtime is not None and (not isinstance(self.runtime, dict)
                                          or self.runtime.get("name") not in ("onnxruntime", "openvino")):
             raise BundleError(f"{where}: unknown runtime {self.runtime!r} in the manifest")

@@ -75,7 +75,8 @@ def test_e2e_is_one_file_text_in_label_out(bundles):
     from onnxruntime_extensions import get_library_path
 
     folder = Path(bundles["onnx-e2e"].bundle)
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "bundle.json", "model.e2e.onnx", "tokenizer.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [".kdeploy-output.json", "README.md", "bundle.json", "model.e2e.onnx",
+                                                       "tokenizer.json"]  # the ledger: every file kdeploy wrote
     options = ort.SessionOptions()
     options.register_custom_ops_library(get_library_path())
     session = ort.InferenceSession(str(folder / "model.e2e.onnx"), options)

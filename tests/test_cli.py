@@ -87,4 +87,4 @@ def test_export_command(tiny_bert, toy_files, tmp_path):
     report = json.loads((out / "export_report.json").read_text())
     assert report["accuracy"]["files"]["model.int8.onnx"]["examples"] == 40
     bad = _run("export", tiny_bert, "--out", tmp_path / "x", "--quantize", "int4")
-    assert bad.returncode == 2 and "--quantize must be int8, int8-static or none" in bad.stderr
+    assert bad.returncode == 2 and "--quantize must be int8, int8-static, int8-dynamic or none" in bad.stderr

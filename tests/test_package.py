@@ -58,7 +58,8 @@ def test_manifest_and_model_card(bundle):
     assert set(manifest.files) == {"model.onnx", "tokenizer.json", "README.md"}
     assert manifest.dtype == "int8" and "CPU" in manifest.provider_advice
     assert manifest.provenance["package_versions"]["onnxruntime"]
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "bundle.json", "model.onnx", "tokenizer.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [".kdeploy-output.json", "README.md", "bundle.json", "model.onnx",
+                                                       "tokenizer.json"]
     card = (folder / "README.md").read_text()
     assert "Labels: negative, positive" in card and "sha256" in card and "digest" in card
 

@@ -158,6 +158,11 @@ def predict(
         raise KdeployError(f"--pair: {bundle} reads one text per example, not pairs")
     if predictor.manifest.pairs:
         items = _pairs(items, from_arguments=bool(texts))
+    if predictor.batch_invariant is False and len(items) > 1 and batch_size != 1:
+        from ..console import note
+
+        note(f"{bundle} holds dynamic int8: its answers depend on which texts share a batch; "
+             "--batch-size 1 gives each text its own answer (or re-export with --quantize int8)")
     results = predictor.predict(items, **({"batch_size": batch_size} if batch_size else {}))
     for item, result in zip(items, results):
         fields = {"text": item[0], "text_pair": item[1]} if predictor.manifest.pairs else {"text": item}

@@ -166,7 +166,7 @@ def prune(
 
 @app.command(epilog="Examples:\n\n  kdeploy export runs/student --out runs/onnx\n\n"
              "  kdeploy export runs/student --out runs/onnx --optimize O2 --quantize int8 --data test.tsv\n\n"
-             "  kdeploy export runs/student --out runs/onnx --quantize int8-static --calibration-method percentile "
+             "  kdeploy export runs/student --out runs/onnx --quantize int8 --calibration-method percentile "
              "--train train.tsv --test test.tsv\n\n"
              "  kdeploy export runs/student --out runs/onnx-fp32 --optimize none --quantize none\n\n"
              "  kdeploy export runs/student --out runs/onnx-gpu --optimize O2 --fp16 --data test.tsv")
@@ -174,12 +174,13 @@ def export(
     model: Annotated[Path, typer.Argument(help="Model folder: a kdeploy distill/finetune output or any HF sequence classifier.")],
     out: Out,
     optimize: Annotated[Optional[str], typer.Option("--optimize", help="ORT transformer fusions: O1, O2, O3 (+GELU approx.), O4 (+fp16), or none.", rich_help_panel="Optimisation", show_default=shown(ExportSettings, "optimize"))] = None,
-    quantize: Annotated[Optional[str], typer.Option("--quantize", help="int8 (dynamic, CPU default), int8-static (calibrated), or none.", rich_help_panel="Optimisation", show_default=shown(ExportSettings, "quantize"))] = None,
+    quantize: Annotated[Optional[str], typer.Option("--quantize", help="int8 (calibrated static int8: batch-invariant, the default; = int8-static), int8-dynamic (activations scaled per call: answers move with the batch), or none.", rich_help_panel="Optimisation", show_default=shown(ExportSettings, "quantize"))] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Also write model.fp16.onnx, for the CUDA execution provider.", rich_help_panel="Optimisation")] = False,
     openvino: Annotated[bool, typer.Option("--openvino", help="Also write model.ov.xml, an OpenVINO IR (bf16 on AMX), accuracy-gated; package it with --model-file model.ov.xml.", rich_help_panel="Optimisation")] = False,
     isa: Annotated[Optional[str], typer.Option("--isa", help="int8 preset: auto (detected), avx2, avx512, avx512_vnni, arm64.", rich_help_panel="Optimisation", show_default=shown(ExportSettings, "isa"))] = None,
     per_channel: Annotated[bool, typer.Option("--per-channel", help="Per-channel weight scales.", rich_help_panel="Optimisation")] = False,
-    calibration_samples: Annotated[Optional[int], typer.Option("--calibration-samples", rich_help_panel="Optimisation", show_default=shown(ExportSettings, "calibration_samples"))] = None,
+    calibration_samples: Annotated[Optional[int], typer.Option("--calibration-samples", help="Training texts (a seeded sample) that fix the int8 activation scales.", rich_help_panel="Optimisation", show_default=shown(ExportSettings, "calibration_samples"))] = None,
+    int8_format: Annotated[Optional[str], typer.Option("--int8-format", help="Calibrated int8 as auto (the faster here), integer (onnxruntime's integer operators on the fused graph) or qdq (Quantize/DequantizeLinear: OpenVINO, TensorRT and other runtimes read it).", rich_help_panel="Optimisation", show_default=shown(ExportSettings, "int8_format"))] = None,
     calibration_method: Annotated[Optional[str], typer.Option("--calibration-method", help="minmax, percentile, entropy.", rich_help_panel="Optimisation", show_default=shown(ExportSettings, "calibration_method"))] = None,
     opset: Annotated[Optional[int], typer.Option("--opset", show_default=shown(ExportSettings, "opset"))] = None,
     atol: Annotated[Optional[float], typer.Option("--atol", help="Parity tolerance: max |logit difference| vs PyTorch.", rich_help_panel="Gates", show_default=shown(ExportSettings, "atol"))] = None,
@@ -199,6 +200,7 @@ def export(
     settings = settings_from(ExportSettings, {
         "optimize": optimize, "quantize": quantize, "fp16": fp16 or None, "openvino": openvino or None, "isa": isa, "per_channel": per_channel or None,
         "calibration_samples": calibration_samples, "calibration_method": calibration_method, "opset": opset,
+        "int8_format": int8_format,
         "atol": atol, "max_accuracy_drop": max_accuracy_drop, "max_length": max_length,
         "trust_remote_code": trust_remote_code or None})
     data = eval_data(data_file, train, validation, test, dataset=dataset, dataset_config=dataset_config,

@@ -27,11 +27,15 @@ class AccuracyGateError(KdeployError):
     pass
 
 
+class InvarianceGateError(KdeployError):
+    pass
+
+
 def _suggestion(s: ExportSettings) -> str:
-    if s.quantize == "int8" and not s.per_channel:
-        return "try --per-channel, or --quantize int8-static"
-    if s.quantize == "int8":
-        return "try --quantize int8-static (calibrated activation ranges)"
+    if s.quantize == "int8-dynamic" and not s.per_channel:
+        return "try --per-channel, or --quantize int8 (calibrated)"
+    if s.quantize == "int8-dynamic":
+        return "try --quantize int8 (calibrated activation ranges)"
     if s.calibration_method == "minmax":
         return "try --calibration-method percentile or entropy, or more --calibration-samples"
     return "quantise fewer layers (keep the classifier in fp32) or accept a larger --max-accuracy-drop"
@@ -50,6 +54,10 @@ class _Job:
     texts: list[str]
     tmp: Path
     reference: dict = field(default_factory=dict)
+    noted_calibration: bool = False
+    how: str | None = None  # how the chosen int8 file was made (dynamic, frozen, qdq)
+    invariance_texts: list = field(default_factory=list)
+    rejected: list = field(default_factory=list)  # candidates that failed the invariance pre-check
     sessions: dict = field(default_factory=dict)
     session_settings: dict = field(default_factory=dict)  # file name -> {"disabled_optimizers": [...]}
 
@@ -117,7 +125,10 @@ def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: Data
             gated += _openvino_ir(job, result, label_names)
         if data is not None:
             result.accuracy = _accuracy(job, result, gated)
+        _invariances(job, result)
+        if data is not None:
             _gate_or_fall_back(job, result, gated, base)
+        _gate_invariance(job, result)
         tokenizer.save_pretrained(tmp)
         model.config.kdeploy = {"max_length": max_length, "label_names": label_names,
                                 "inputs": sorted(i.name for i in job.session("model.onnx").get_inputs()),
@@ -160,63 +171,95 @@ def _fp32(job: _Job, result: ExportResult) -> str:
 
 
 def _fastest(job: _Job, result: ExportResult) -> tuple[str, list[str]]:
-    """Optimise with every fusion plan worth trying, quantise each, time the files a bundle
-    would ship on this machine, and keep the fastest that passes parity. Returns the base
-    (fp32 file the derived ones come from) and the accuracy-gated files."""
-    import shutil
-
-    from .choose import Candidate, feeds, time_candidates
-    from .optimize import plans_for
+    """Optimise with every fusion plan worth trying, quantise each way worth trying, time the
+    files a bundle would ship on this machine, and keep the fastest that passes the gates.
+    Returns the base (fp32 file the derived ones come from) and the accuracy-gated files."""
+    from .choose import feeds, time_candidates
 
     s = job.settings
-    plans = plans_for(job.model.config) if s.optimize else [None]
-    candidates = []
     t0 = time.perf_counter()
-    for plan in plans:
-        folder = job.tmp / f".candidate-{plan or 'plain'}"
-        folder.mkdir()
-        c = Candidate(name="+".join(x for x in (plan and f"{s.optimize}-{plan}", s.quantize) if x) or "fp32",
-                      files={"model.onnx": job.tmp / "model.onnx"})
-        if plan:
-            from .optimize import optimize
-
-            info = optimize(job.tmp / "model.onnx", folder / "model.opt.onnx", s.optimize, job.model.config, plan)
-            c.files["model.opt.onnx"], c.session, c.info["optimization"] = folder / "model.opt.onnx", info["session"], info
-        if s.quantize:
-            src = c.files.get("model.opt.onnx", job.tmp / "model.onnx")
-            c.info["quantization"] = _quantise(job, src, folder / "model.int8.onnx", s.per_channel)
-            c.files["model.int8.onnx"] = folder / "model.int8.onnx"
-        candidates.append(c)
+    candidates = [_candidate(job, plan, how) for plan, how in _ways(job)]
+    if s.static:  # a candidate whose answers move with the batch is never the calibrated default
+        candidates = _invariant_only(job, candidates)
     main = "model.int8.onnx" if s.quantize else "model.opt.onnx" if s.optimize else "model.onnx"
     peers = _runtime_peers(job, main)
     if len(candidates) + len(peers) > 1:
         time_candidates(candidates + peers, main, *feeds(job.tokenizer, job.texts, job.max_length))
     ranked = sorted(candidates, key=lambda c: c.timing.score if c.timing else 0.0)
-    winner = ranked[0]
+    winner = _keep(job, ranked[0])
+    result.timings["choose_seconds"] = round(time.perf_counter() - t0, 2)
+    result.choice = {"chosen": winner.name, "measured_on": main, "candidates": [
+        {"name": c.name, "session": c.session, **(to_dict(c.timing) if c.timing else {}),
+         **({"invariance": to_dict(c.info["invariance"])} if "invariance" in c.info else {})} for c in ranked],
+        "rejected": job.rejected, "why": _why(ranked, main), "other_runtimes": _versus(winner, peers)}
+    base = "model.opt.onnx" if "model.opt.onnx" in winner.files else "model.onnx"
+    if base == "model.opt.onnx":
+        from .optimize import TOLERANCE
+
+        level = s.optimize
+        result.parity[base] = job.parity(base, max(TOLERANCE.get(level) or s.atol, s.atol))
+        result.files[base] = ExportFile(mib=onnx_mib(job.tmp / base), dtype="fp16" if level == "O4" else "fp32",
+                                        optimization=winner.info["optimization"])
+    gated = []
+    if s.quantize:
+        _record_int8(job, result, base, winner.info["quantization"])
+        gated.append("model.int8.onnx")
+    return base, gated
+
+
+def _ways(job: _Job) -> list[tuple[str | None, str | None]]:
+    """(fusion plan, quantisation) pairs to build. Calibrated int8 comes two ways: onnxruntime's
+    integer operators on the fused graph with frozen scales (reaches the fused Attention), and
+    QDQ on the unfused graph (the portable form OpenVINO and other runtimes read)."""
+    from .optimize import plans_for
+
+    s = job.settings
+    plans = plans_for(job.model.config) if s.optimize else [None]
+    if not s.quantize:
+        return [(p, None) for p in plans]
+    if not s.static:
+        return [(p, "dynamic") for p in plans]
+    ways = [(p, "frozen") for p in plans] if s.int8_format in ("auto", "integer") else []
+    return ways + ([(None, "qdq")] if s.int8_format in ("auto", "qdq") else [])
+
+
+QUANT_LABEL = {None: None, "dynamic": "int8-dynamic", "frozen": "int8", "qdq": "int8-qdq"}
+
+
+def _candidate(job: _Job, plan: str | None, how: str | None):
+    from .choose import Candidate
+
+    s = job.settings
+    folder = job.tmp / f".candidate-{plan or 'plain'}-{how or 'fp32'}"
+    folder.mkdir()
+    name = "+".join(x for x in (f"{s.optimize}-{plan}" if plan else ("plain" if how else None), QUANT_LABEL[how]) if x)
+    c = Candidate(name=name or "fp32", files={"model.onnx": job.tmp / "model.onnx"})
+    if plan:
+        from .optimize import optimize
+
+        info = optimize(job.tmp / "model.onnx", folder / "model.opt.onnx", s.optimize, job.model.config, plan)
+        c.files["model.opt.onnx"], c.session, c.info["optimization"] = folder / "model.opt.onnx", info["session"], info
+    if how:
+        src = c.files.get("model.opt.onnx", job.tmp / "model.onnx")
+        c.info["quantization"] = _quantise(job, src, folder / "model.int8.onnx", s.per_channel, how=how)
+        c.files["model.int8.onnx"] = folder / "model.int8.onnx"
+        if s.static:
+            c.info["invariance"] = _candidate_invariance(job, c.files["model.int8.onnx"], c.session)
+    return c
+
+
+def _keep(job: _Job, winner):
+    """The winner's files move into the export folder; the other candidates are removed."""
+    import shutil
+
     for name, path in winner.files.items():
         if path.parent != job.tmp:
             shutil.move(str(path), job.tmp / name)
         job.session_settings[name] = winner.session
     for folder in job.tmp.glob(".candidate-*"):
         shutil.rmtree(folder, ignore_errors=True)
-    result.timings["choose_seconds"] = round(time.perf_counter() - t0, 2)
-    result.choice = {"chosen": winner.name, "measured_on": main, "candidates": [
-        {"name": c.name, "session": c.session, **(to_dict(c.timing) if c.timing else {})} for c in ranked],
-        "why": _why(ranked, main), "other_runtimes": _versus(winner, peers)}
-    if s.optimize:
-        level = s.optimize
-        from .optimize import TOLERANCE
-
-        result.parity["model.opt.onnx"] = job.parity("model.opt.onnx", max(TOLERANCE.get(level) or s.atol, s.atol))
-        result.files["model.opt.onnx"] = ExportFile(mib=onnx_mib(job.tmp / "model.opt.onnx"),
-                                                    dtype="fp16" if level == "O4" else "fp32",
-                                                    optimization=winner.info["optimization"])
-    base = "model.opt.onnx" if s.optimize else "model.onnx"
-    gated = []
-    if s.quantize:
-        _record_int8(job, result, base, winner.info["quantization"])
-        gated.append("model.int8.onnx")
-    return base, gated
+    job.how = (winner.info.get("quantization") or {}).get("how")
+    return winner
 
 
 def _runtime_peers(job: _Job, main: str) -> list:
@@ -252,19 +295,56 @@ def _why(ranked, main: str) -> str:
 
 
 def _quantise(job: _Job, src: Path, dst: Path, per_channel: bool, exclude: list[str] | None = None,
-              mode: str | None = None) -> dict:
-    from .quantize import detect_isa, quantize_dynamic_int8, quantize_static_int8
+              method: str | None = None, how: str | None = None) -> dict:
+    """`how`: dynamic, frozen (integer operators, calibrated scales) or qdq (calibrated QDQ);
+    a fallback re-quantises the way the chosen candidate was made."""
+    from .quantize import detect_isa, quantize_dynamic_int8, quantize_frozen_int8, quantize_static_int8
 
     s = job.settings
+    how = how or job.how or ("frozen" if s.static else "dynamic")
     isa = detect_isa() if s.isa == "auto" else s.isa
     t0 = time.perf_counter()
-    if (mode or s.quantize) == "int8":
+    if how == "dynamic":
         info = quantize_dynamic_int8(src, dst, isa, per_channel, exclude)
+    elif how == "frozen":
+        batches, calibration = _calibration_batches(job, src, fixed_length=False)
+        info = quantize_frozen_int8(src, dst, isa, per_channel, lambda: batches, exclude, calibration)
     else:
-        info = quantize_static_int8(src, dst, isa, per_channel, s.calibration_method,
-                                    lambda: _calibration_batches(job, src))
+        method = method or s.calibration_method
+        batches, calibration = _calibration_batches(job, src, fixed_length=method != "minmax")
+        info = quantize_static_int8(src, dst, isa, per_channel, method, lambda: batches, exclude, calibration)
+    info["how"] = how
     info["seconds"] = round(time.perf_counter() - t0, 2)
     return info
+
+
+def _candidate_invariance(job: _Job, path: Path, session: dict):
+    """The cheap pre-check on the parity texts (the full check runs on the evaluation split)."""
+    from ..modelio.invariance import longest_first
+    from ..modelio.onnx_session import create_session
+
+    sess = create_session(path, disabled_optimizers=session.get("disabled_optimizers"))
+    return _invariance_of(job, sess, longest_first(job.texts, 64))
+
+
+def _invariance_of(job: _Job, session, texts: list):
+    from ..modelio.invariance import as_outputs, check_invariance
+    from ..modelio.onnx_session import onnx_runner
+
+    run = onnx_runner(session, job.tokenizer, job.max_length)
+    regression = job.model.config.num_labels == 1
+    return check_invariance(lambda batch: as_outputs(run(list(batch)), regression), texts, regression)
+
+
+def _invariant_only(job: _Job, candidates: list) -> list:
+    kept = [c for c in candidates if c.info["invariance"].passed]
+    job.rejected = [{"name": c.name, "invariance": to_dict(c.info["invariance"])} for c in candidates if c not in kept]
+    if not kept:
+        worst = min(candidates, key=lambda c: c.info["invariance"].max_abs_diff)
+        raise InvarianceGateError(
+            f"no calibrated int8 candidate is batch-invariant ({worst.name}: {worst.info['invariance'].summary()}); "
+            "export with --quantize int8-dynamic (answers move with the batch) or --quantize none")
+    return kept
 
 
 def _record_int8(job: _Job, result: ExportResult, base: str, info: dict) -> None:
@@ -278,25 +358,34 @@ def _record_int8(job: _Job, result: ExportResult, base: str, info: dict) -> None
     result.parity["model.int8.onnx"] = job.parity("model.int8.onnx", None)
 
 
-def _calibration_batches(job: _Job, src: Path) -> list[dict]:
-    """Tokenised text for static calibration: training text, or the evaluation text when
-    only that was given (activation ranges only; the gate still scores it)."""
+def _calibration_batches(job: _Job, src: Path, fixed_length: bool) -> tuple[list[dict], dict]:
+    """Tokenised text for static calibration — a seeded sample of the training text, or of the
+    evaluation text when only that was given (activation ranges only; the gate still scores
+    it) — and the record of what was used (split, seed, count, digest of the texts)."""
+    import hashlib
+
     from ..console import note
     from ..modelio.onnx_session import create_session, feed
 
-    data = job.data
+    data, s = job.data, job.settings
     split = "train" if "train" in data.splits else data.eval_split
-    if split != "train":
-        note(f"no training text for calibration: using the {split} split's text")
-    order = np.random.default_rng(0).permutation(len(data.splits[split]))[:job.settings.calibration_samples]
+    if split != "train" and not job.noted_calibration:
+        note(f"no training text for calibration: using a sample of the {split} split's text")
+        job.noted_calibration = True
     every = data.texts(split)
+    order = np.random.default_rng(s.calibration_seed).permutation(len(every))[:s.calibration_samples]
     texts = [every[i] for i in order]
     session = create_session(src)
-    out = []
-    for i in range(0, len(texts), 16):
-        enc = tokenize(job.tokenizer, texts[i:i + 16], job.max_length, return_tensors="np")
-        out.append(feed(session, enc))
-    return out
+    # percentile/entropy histograms need one shape across batches (onnxruntime's collector stacks them)
+    length, padding = job.max_length, True
+    if fixed_length:  # padded to the longest calibration text (not max_length: all-padding tensors have no range)
+        length = max(len(ids) for ids in tokenize(job.tokenizer, texts, job.max_length, padding=False)["input_ids"])
+        padding = "max_length"
+    out = [feed(session, tokenize(job.tokenizer, texts[i:i + 16], length, padding=padding, return_tensors="np"))
+           for i in range(0, len(texts), 16)]
+    digest = hashlib.sha256("\x1e".join(map(str, texts)).encode("utf-8", "surrogatepass")).hexdigest()
+    return out, {"calibration_split": split, "calibration_samples": len(texts),
+                 "calibration_seed": s.calibration_seed, "calibration_texts_sha256": digest}
 
 
 def _fp16(job: _Job, result: ExportResult, base: str) -> list[str]:
@@ -386,7 +475,7 @@ def _gate_or_fall_back(job: _Job, result: ExportResult, gated: list[str], base: 
     s = job.settings
     acc = result.accuracy
     attempts = []
-    if "model.int8.onnx" in gated and not acc.files["model.int8.onnx"].gate_passed and s.quantize == "int8":
+    if "model.int8.onnx" in gated and not acc.files["model.int8.onnx"].gate_passed:
         _, texts, labels = _eval_split(job)
         first = acc.files["model.int8.onnx"]
         attempts.append({"variant": dict(result.files["model.int8.onnx"].quantization), "drop_points": first.drop_points})
@@ -396,6 +485,10 @@ def _gate_or_fall_back(job: _Job, result: ExportResult, gated: list[str], base: 
             acc.files["model.int8.onnx"] = scored = _scored(job, acc, "model.int8.onnx",
                                                             _logits(job, "model.int8.onnx", texts), labels, True)
             attempts.append({"variant": dict(info), "drop_points": scored.drop_points})
+            if scored.gate_passed and s.static:  # a new file: its invariance is measured again
+                result.files["model.int8.onnx"].invariance = _invariance_of(job, job.session("model.int8.onnx"),
+                                                                            job.invariance_texts)
+                scored.gate_passed = result.files["model.int8.onnx"].invariance.passed
             if scored.gate_passed:
                 break
         result.files["model.int8.onnx"].quantization["attempts"] = attempts
@@ -408,7 +501,8 @@ def _gate_or_fall_back(job: _Job, result: ExportResult, gated: list[str], base: 
         certainty = (f"; on {acc.examples} examples it gets {test.get('reference_only_correct')} wrong that the fp32 "
                      f"file gets right and {test.get('candidate_only_correct')} the other way (McNemar p="
                      f"{test.get('p_value')}, drop 95% CI {lo:+.2f}..{hi:+.2f} points)") if test else ""
-        advice = (f"the {len(attempts) - 1} other int8 variants tried (per-channel, partly fp32, static) lose too "
+        tried = ", ".join(dict.fromkeys(_variant_name(a["variant"]) for a in attempts[1:]))
+        advice = (f"the {len(attempts) - 1} other int8 variants tried ({tried}) lose too "
                   "much as well: export with --quantize none, or accept a larger --max-accuracy-drop"
                   if attempts else _suggestion(s))
         what = "Pearson r (x100)" if f.metric == "pearson" else "accuracy"
@@ -416,6 +510,34 @@ def _gate_or_fall_back(job: _Job, result: ExportResult, gated: list[str], base: 
             f"{n} loses {f.drop_points:.2f} {what} points on {acc.split} "
             f"({100 * acc.files['model.onnx'].accuracy:.2f} → {100 * f.accuracy:.2f}), "
             f"more than --max-accuracy-drop {s.max_accuracy_drop:g}{certainty}; {advice}")
+
+
+def _invariances(job: _Job, result: ExportResult) -> None:
+    """Each ONNX file's answers alone vs in batches of 32 vs beside the longest texts, on the
+    evaluation split (up to 2,000 texts, the longest kept) or the parity texts."""
+    from ..modelio.invariance import longest_first
+
+    texts = _eval_split(job)[1] if job.data is not None else job.texts
+    job.invariance_texts = longest_first(texts, 2000)
+    for name, info in result.files.items():
+        if name.endswith(".onnx") and not (result.parity.get(name) and result.parity[name].skipped):
+            info.invariance = _invariance_of(job, job.session(name), job.invariance_texts)
+
+
+def _gate_invariance(job: _Job, result: ExportResult) -> None:
+    info = result.files.get("model.int8.onnx")
+    if not job.settings.static or info is None or info.invariance is None or info.invariance.passed:
+        return
+    raise InvarianceGateError(f"model.int8.onnx is not batch-invariant on {info.invariance.texts} texts "
+                              f"({info.invariance.summary()}, tolerance {info.invariance.tolerance:.0e}; worst: "
+                              f"{info.invariance.worst!r}); export with --quantize int8-dynamic (answers move with "
+                              "the batch) or --quantize none")
+
+
+def _variant_name(info: dict) -> str:
+    return ("partly fp32" if info.get("kept_fp32") else
+            f"{info.get('calibration_method')} calibration" if info.get("calibration_method", "minmax") != "minmax"
+            else "per-channel" if info.get("per_channel") else "per-tensor")
 
 
 def _fallbacks(job: _Job, base: str) -> list[dict]:
@@ -426,8 +548,8 @@ def _fallbacks(job: _Job, base: str) -> list[dict]:
     variants = []
     if not job.settings.per_channel:
         variants.append({"per_channel": True})
+    if job.how == "qdq" and job.settings.calibration_method == "minmax":  # outliers stretch MinMax ranges
+        variants.append({"per_channel": True, "method": "percentile"})
     if dense:  # the classifier, the pooler and the last layer's output projection stay fp32
         variants.append({"per_channel": True, "exclude": dense[-3:]})
-    if "train" in job.data.splits or "validation" in job.data.splits:
-        variants.append({"per_channel": True, "mode": "int8-static"})
     return variants

@@ -7,15 +7,28 @@ from ..configtools import check_finite
 from ..errors import KdeployError
 
 OPTIMIZE_LEVELS = ("O1", "O2", "O3", "O4")  # optimum's names for ORT transformer fusions
-QUANTIZE_MODES = ("int8", "int8-static")
+# int8: calibrated (static QDQ) int8, batch-invariant — the default; int8-static says the same
+# explicitly; int8-dynamic: activations scaled per call (faster to make, answers move with the batch).
+QUANTIZE_MODES = ("int8", "int8-static", "int8-dynamic")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+# How calibrated int8 is written: auto times both and keeps the faster; integer: onnxruntime's
+# integer operators (QAttention, MatMulIntegerToFloat) on the fused graph, scales frozen;
+# qdq: QuantizeLinear/DequantizeLinear pairs on the unfused graph, the portable form that
+# OpenVINO, TensorRT and onnxruntime's other providers read.
+INT8_FORMATS = ("auto", "integer", "qdq")
 # int8 weight type and reduce_range per instruction set, as optimum's AutoQuantizationConfig sets
 # them: AVX2 without VNNI saturates u8×s8 products, so its preset uses u8 weights.
+# Static (calibrated) int8 follows onnxruntime's CPU guidance in quantize_static: u8 activations
+# and s8 weights on x86, 7-bit weights (reduce_range) where no VNNI guards the u8×s8 sums, s8×s8 on ARM.
 PRESETS: dict[str, dict] = {
-    "avx2": {"weight_type": "QUInt8", "reduce_range": False},
-    "avx512": {"weight_type": "QInt8", "reduce_range": False},
-    "avx512_vnni": {"weight_type": "QInt8", "reduce_range": False},
-    "arm64": {"weight_type": "QInt8", "reduce_range": False},
+    "avx2": {"weight_type": "QUInt8", "reduce_range": False,
+             "static_activation_type": "QUInt8", "static_weight_type": "QInt8", "static_reduce_range": True},
+    "avx512": {"weight_type": "QInt8", "reduce_range": False,
+               "static_activation_type": "QUInt8", "static_weight_type": "QInt8", "static_reduce_range": True},
+    "avx512_vnni": {"weight_type": "QInt8", "reduce_range": False,
+                    "static_activation_type": "QUInt8", "static_weight_type": "QInt8", "static_reduce_range": False},
+    "arm64": {"weight_type": "QInt8", "reduce_range": False,
+              "static_activation_type": "QInt8", "static_weight_type": "QInt8", "static_reduce_range": False},
 }
 
 
@@ -28,12 +41,14 @@ class ExportSettings:
     """ONNX (parity-gated), fused at an optimum O-level, quantised (accuracy-gated)."""
 
     optimize: str | None = "O2"  # O1..O4, or none
-    quantize: str | None = "int8"  # int8 (dynamic), int8-static (calibrated), or none
+    quantize: str | None = "int8"  # int8 (= int8-static: calibrated, batch-invariant), int8-dynamic, or none
     fp16: bool = False  # also model.fp16.onnx, for the CUDA execution provider
     openvino: bool = False  # also model.ov.xml: OpenVINO IR (fp16 weights, bf16 compute on AMX), accuracy-gated
     isa: str = "auto"  # int8 preset: auto (detected), avx2, avx512, avx512_vnni, arm64
     per_channel: bool = False
-    calibration_samples: int = 256
+    calibration_samples: int = 256  # training texts, a seeded sample (calibration_seed)
+    calibration_seed: int = 0
+    int8_format: str = "auto"  # calibrated int8: auto (the faster here), integer (onnxruntime), qdq (portable)
     calibration_method: str = "minmax"
     opset: int = 18
     atol: float = 1e-4  # parity: max |logit difference| vs PyTorch
@@ -51,9 +66,11 @@ class ExportSettings:
             if self.optimize not in OPTIMIZE_LEVELS:
                 raise KdeployError(f"--optimize must be one of {', '.join(OPTIMIZE_LEVELS)} or none, got {self.optimize!r}")
         if self.quantize is not None and self.quantize not in QUANTIZE_MODES:
-            raise KdeployError(f"--quantize must be int8, int8-static or none, got {self.quantize!r}")
+            raise KdeployError(f"--quantize must be int8, int8-static, int8-dynamic or none, got {self.quantize!r}")
         if self.calibration_method not in CALIBRATION_METHODS:
             raise KdeployError(f"--calibration-method must be one of {', '.join(CALIBRATION_METHODS)}")
+        if self.int8_format not in INT8_FORMATS:
+            raise KdeployError(f"--int8-format must be one of {', '.join(INT8_FORMATS)}, got {self.int8_format!r}")
         if self.isa != "auto" and self.isa not in PRESETS:
             raise KdeployError(f"--isa must be auto or one of {', '.join(PRESETS)}, got {self.isa!r}")
         if not 7 <= self.opset <= 21:
@@ -66,6 +83,11 @@ class ExportSettings:
             raise KdeployError("eval_split must be test or validation")
         if self.max_length is not None and self.max_length < 2:
             raise KdeployError(f"--max-length must be at least 2 tokens, got {self.max_length}")
+
+    @property
+    def static(self) -> bool:
+        """Calibrated int8: the file must pass the batch-invariance gate."""
+        return self.quantize in ("int8", "int8-static")
 
     @property
     def gated(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..metrics import Scores
+from ..modelio.invariance import Invariance
 from ..results import Result, pct
 
 REPORT = "export_report.json"
@@ -49,6 +50,11 @@ class ExportFile:
     size_ratio_to_fp32: float | None = None
     advice: str | None = None
     runtime: str | None = None  # openvino for an IR; onnxruntime otherwise
+    invariance: Invariance | None = None  # alone vs batched vs beside long texts (export's evaluation texts)
+
+    @property
+    def batch_invariant(self) -> bool | None:
+        return None if self.invariance is None else self.invariance.passed
 
 
 @dataclass
@@ -77,9 +83,13 @@ class ExportResult(Result):
         for name, info in self.files.items():
             parity, acc = self.parity.get(name) or Parity(), self.scores(name)
             gate = parity.passed if acc is None or acc.gate_passed is None else acc.gate_passed
+            inv = info.invariance
             rows.append([name, f"{info.mib:.1f}",
                          f"{parity.max_abs_diff:.1e}" if parity.max_abs_diff is not None else "-",
                          pct(parity.argmax_agreement), pct(acc.accuracy if acc else None),
                          f"{acc.drop_points:+.2f}" if acc and acc.drop_points is not None else "-",
+                         "-" if inv is None else f"{'yes' if inv.passed else 'NO'} ({inv.max_abs_diff:.0e}, "
+                                                 f"{inv.flips} flips)",
                          {True: "pass", False: "FAIL", None: "-"}[gate]])
-        return ["file", "MiB", "max |Δlogit|", "argmax agree", "accuracy", "drop (pts)", "gate"], rows
+        return ["file", "MiB", "max |Δlogit|", "argmax agree", "accuracy", "drop (pts)", "batch-invariant",
+                "gate"], rows

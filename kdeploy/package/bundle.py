@@ -201,12 +201,40 @@ def _write_bundle(tmp: Path, export_dir: Path, manifest: BundleManifest, setting
         if settings.ort_format:
             names += convert_to_ort(tmp / "model.onnx", tmp)
             manifest.ort_model, manifest.ort_operators = ORT_MODEL, OPERATORS
-    write_text(tmp / "README.md", model_card(manifest))
-    for n in names + ["README.md"]:
+    for n in names:
         manifest.files[n] = FileEntry(sha256=sha256_of(tmp / n), bytes=(tmp / n).stat().st_size)
     write_text(tmp / MANIFEST, manifest.to_json())
     verify_bundle(tmp)
+    _gate_invariance(tmp, manifest, export, data)
+    write_text(tmp / "README.md", model_card(manifest))
+    manifest.files["README.md"] = FileEntry(sha256=sha256_of(tmp / "README.md"), bytes=(tmp / "README.md").stat().st_size)
+    write_text(tmp / MANIFEST, manifest.to_json())
+    verify_bundle(tmp)
     return parity
+
+
+INVARIANCE_TEXTS = 1000
+
+
+def _gate_invariance(tmp: Path, manifest: BundleManifest, export, data) -> None:
+    """The bundle as the device will run it, each text alone vs in batches vs beside long
+    texts; recorded in the manifest. A file the export found batch-invariant must stay so in
+    every format (a format that re-fuses or re-rounds it is refused, not shipped)."""
+    from ..edge import Predictor
+    from ..modelio.invariance import check_invariance, longest_first
+    from .hostile_texts import HOSTILE_TEXTS, hostile_pairs
+
+    texts, _ = gate_texts(export, data)
+    hostile = hostile_pairs() if manifest.pairs else list(HOSTILE_TEXTS)
+    examples = longest_first([tuple(t) if manifest.pairs else t for t in texts], INVARIANCE_TEXTS) + hostile
+    predictor = Predictor(tmp)
+    result = check_invariance(predictor.outputs, examples, manifest.task == "regression")
+    manifest.batch_invariant, manifest.invariance = result.passed, to_dict(result)
+    source = export.files.get(manifest.source_file)
+    if source is not None and source.batch_invariant and not result.passed:
+        raise KdeployError(f"the {manifest.kind} bundle of {manifest.source_file} is not batch-invariant "
+                           f"({result.summary()}; worst {result.worst!r}) although the export's file is; "
+                           "not writing a bundle whose answers move with the batch")
 
 
 def _write_e2e(tmp: Path, source: Path, manifest: BundleManifest, export, data) -> dict:
@@ -285,7 +313,9 @@ def _write_archive(folder: Path, target: Path) -> Path:
     written beside the folder under a temporary name and renamed into place."""
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=folder.parent)
     os.close(fd)
-    members = sorted(folder.iterdir(), key=lambda p: (p.name != MANIFEST, p.name))
+    from ..fsutil import LEDGER
+
+    members = sorted((p for p in folder.iterdir() if p.name != LEDGER), key=lambda p: (p.name != MANIFEST, p.name))
     try:
         if target.name.endswith(".tar.gz"):
             with tarfile.open(tmp, "w:gz") as tf:

@@ -132,7 +132,7 @@ def run_recipe(recipe: Recipe, out: str | Path | None = None, dry_run: bool = Fa
     callbacks) and `after`, a function called with the stage's result (it may raise to stop).
     """
     run_dir = Path(out) if out else Path("runs") / recipe.name
-    check_output(run_dir, recipe.data.files(), overwrite or _earlier_run_folder(run_dir))
+    check_output(run_dir, recipe.data.files(), overwrite or _earlier_run_folder(run_dir), published=False)
     started = time.perf_counter()
     if dry_run:
         return _plan(recipe, run_dir, started)

@@ -200,12 +200,26 @@ def _score(settings: BenchSettings, task: TaskData, candidates: list[Candidate],
     logits = {c.name: batched_logits(c.run_texts, texts) for c in candidates}
     for c in candidates:
         results[c.name].accuracy = BenchScores(**to_dict(score(logits[c.name], labels, logits[reference])))
+    _invariances(candidates, results, texts, regression=logits[reference].shape[-1] == 1)
     ref_acc = results[reference].accuracy.accuracy
     for c in candidates:
         a = results[c.name].accuracy
         a.drop_points_vs_reference = round(100 * (ref_acc - a.accuracy), 3)
         a.retention = a.accuracy / ref_acc if ref_acc else None
     return split
+
+
+INVARIANCE_TEXTS = 1000
+
+
+def _invariances(candidates: list[Candidate], results: dict, texts: list, regression: bool) -> None:
+    """Whether each model gives a text one answer alone and among others (dynamic int8 does not)."""
+    from ..modelio.invariance import as_outputs, check_invariance, longest_first
+
+    sample = longest_first(texts, INVARIANCE_TEXTS)
+    for c in candidates:
+        results[c.name].invariance = check_invariance(lambda b, c=c: as_outputs(c.run_texts(list(b)), regression),
+                                                      sample, regression)
 
 
 def _compare(models: list[ModelBench], ref: ModelBench) -> None:

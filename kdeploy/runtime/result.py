@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..metrics import Scores
+from ..modelio.invariance import Invariance
 from ..results import Result, markdown_table, pct, print_table
 from .latency import LatencySummary
 
@@ -55,6 +56,7 @@ class ModelBench:
     origin: str = ""  # the model it was made from: runtime variants of one model share it
     efficiency: dict[int, Efficiency] = field(default_factory=dict)
     macs_per_sequence: dict | None = None  # a + b*S + c*S^2, and what counted it
+    invariance: Invariance | None = None  # each scored text alone vs batched vs beside the longest
 
 
 @dataclass
@@ -84,7 +86,7 @@ class BenchReport(Result):
         headers = ["model", "provider"]
         for bs in self.batch_sizes:
             headers += [f"p50 ms bs{bs}", f"sent/s bs{bs}"]
-        headers += ["MiB", "accuracy", "drop pts"]
+        headers += ["MiB", "accuracy", "drop pts", "batch-invariant"]
         rows = []
         for m in self.models:
             row = [m.name, m.provider]
@@ -92,7 +94,8 @@ class BenchReport(Result):
                 row += [f"{m.latency[bs].p50_ms:.2f}", f"{m.latency[bs].throughput_per_s:.0f}"]
             a = m.accuracy
             row += [f"{m.size_mib:.1f}", pct(a.accuracy if a else None),
-                    f"{a.drop_points_vs_reference:+.2f}" if a and a.drop_points_vs_reference is not None else "-"]
+                    f"{a.drop_points_vs_reference:+.2f}" if a and a.drop_points_vs_reference is not None else "-",
+                    _invariance_cell(m.invariance)]
             rows.append(row)
         return headers, rows
 
@@ -138,7 +141,8 @@ class BenchReport(Result):
             sizes.append([m.name, f"{m.size_mib:.1f}", f"{ratio:.3f}" if ratio is not None else "-", m.memory_mib,
                          pct(a.accuracy if a else None), pct(a.macro_f1 if a else None),
                          pct(a.agreement if a else None),
-                         a.drop_points_vs_reference if a and a.drop_points_vs_reference is not None else "-"])
+                         a.drop_points_vs_reference if a and a.drop_points_vs_reference is not None else "-",
+                         _invariance_cell(m.invariance)])
         if self.peaks:
             rows = []  # the latency rows are done with; these are the efficiency rows
             for m in self.models:
@@ -153,7 +157,7 @@ class BenchReport(Result):
                       markdown_table(["model", "batch", "precision", "GMAC/s", "% of peak", "% padding"], rows), ""]
         lines += ["## Size, memory and accuracy", "", markdown_table(
             ["model", "size MiB", "size ratio", "RSS growth on load MiB", "accuracy", "macro-F1",
-             "agreement with reference", "drop (points)"], sizes)]
+             "agreement with reference", "drop (points)", "batch-invariant (max |Δp|, flips)"], sizes)]
         notes = [f"- {m.name}: {n}" for m in self.models for n in m.notes] + [f"- {n}" for n in self.skipped]
         if self.machine_load:
             load = self.machine_load
@@ -166,3 +170,9 @@ class BenchReport(Result):
             lines = lines[:4] + ["## Headline", "", *[f"- {h}" for h in self.headline], ""] + lines[4:]
         lines += ["", f"Reference model: {self.reference}. Process peak RSS: {self.process_peak_rss_mib} MiB.", ""]
         return "\n".join(lines)
+
+
+def _invariance_cell(inv: Invariance | None) -> str:
+    if inv is None:
+        return "-"
+    return f"{'yes' if inv.passed else 'NO'} ({inv.max_abs_diff:.0e}, {inv.flips})"

@@ -29,7 +29,7 @@ STATE = "search.json"
 def search(settings: SearchSettings, teacher: str, data: DataConfig, out: str | Path,
            overwrite: bool = False) -> SearchResult:
     out = Path(out)
-    check_output(out, [teacher, *data.files()], overwrite)
+    check_output(out, [teacher, *data.files()], overwrite, published=False)
     with output_lock(out, "kdeploy search"):
         out.mkdir(parents=True, exist_ok=True)
         _check_settings(out, settings, teacher, data)

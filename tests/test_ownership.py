@@ -1,0 +1,90 @@
+"""Nothing lost: "kdeploy wrote it" is proven by a folder's ledger (kdeploy's marker and every
+file it wrote), never by a file name (issue: bench, package and distill replaced user folders
+that merely held a report.json / bundle.json / kdeploy.json; Predictor(extract_to=) overwrote
+a user's files)."""
+from __future__ import annotations
+
+import tarfile
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kdeploy.errors import KdeployError
+from kdeploy.fsutil import LEDGER, RECORD_FILES, atomic_dir, check_output, written_by_kdeploy
+from test_hostile_inputs import assert_one_error_line, cli, tree
+
+
+def _user_folder(root, record: str):
+    d = root / "userdir"
+    (d / "sub").mkdir(parents=True)
+    (d / record).write_text('{"mine": true}\n')
+    (d / "notes.txt").write_text("my notes\n")
+    (d / "sub" / "thesis.tex").write_text("\\documentclass{article}\n")
+    return d
+
+
+@pytest.mark.parametrize("command,record", [
+    (["bench", "{X}/model.int8.onnx", "--data", "{test}", "--batch-sizes", "1", "--iterations", "2"], "report.json"),
+    (["package", "{X}"], "bundle.json"),
+    (["distill", "--teacher", "{M}", "--train", "{train}", "--epochs", "1"], "kdeploy.json"),
+])
+def test_a_user_folder_with_a_record_named_file_is_refused(command, record, tmp_path, exported_tiny, tiny_bert,
+                                                            toy_files):
+    d = _user_folder(tmp_path, record)
+    before = tree(d)
+    args = [a.format(X=exported_tiny, M=tiny_bert, test=toy_files["test"], train=toy_files["train"]) for a in command]
+    code, _, err = cli(*args, "--out", d)
+    assert_one_error_line(code, err, "exists and was not written by kdeploy")
+    assert tree(d) == before  # byte-identical, nothing added or removed
+
+
+def test_a_kdeploy_output_with_a_user_file_added_is_refused(tmp_path):
+    out = tmp_path / "out"
+    with atomic_dir(out) as tmp:
+        (tmp / "report.json").write_text("{}\n")
+    assert (out / LEDGER).is_file() and written_by_kdeploy(out)
+    with atomic_dir(out) as tmp:  # kdeploy's own output is replaced freely
+        (tmp / "report.json").write_text('{"again": 1}\n')
+    (out / "mine.txt").write_text("added by the user\n")
+    assert not written_by_kdeploy(out)
+    with pytest.raises(KdeployError, match="was not written by kdeploy"):
+        check_output(out)
+    assert check_output(out, overwrite=True) == out  # unless asked
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(st.text(alphabet="abcdefghij_.", min_size=1, max_size=8).filter(lambda n: n not in (".", "..")),
+                      min_size=1, max_size=5, unique=True),
+       record=st.sampled_from(RECORD_FILES + (LEDGER,)), content=st.binary(max_size=64))
+def test_property_any_user_folder_plus_a_record_named_file_is_refused(tmp_path_factory, names, record, content):
+    d = tmp_path_factory.mktemp("prop")
+    for n in names:
+        if n != record:
+            (d / n).write_bytes(b"user data")
+    (d / record).write_bytes(content)
+    if not [n for n in names if n != record] and record in ("kdeploy-run.json", "search.json"):
+        return  # a lone state file is a (possibly empty) run folder: covered by the run tests
+    with pytest.raises(KdeployError, match="was not written by kdeploy"):
+        check_output(d)
+
+
+def test_extract_to_never_overwrites_a_users_files(tmp_path, exported_tiny):
+    from kdeploy.edge import BundleError, Predictor
+    from kdeploy.package.bundle import package
+    from kdeploy.package.config import PackageSettings
+
+    result = package(PackageSettings(archive="tar.gz"), export_dir=exported_tiny, out=tmp_path / "B")
+    target = tmp_path / "target"
+    (target / "B").mkdir(parents=True)
+    (target / "B" / "README.md").write_text("the user's own readme\n")
+    before = tree(target)
+    with pytest.raises(BundleError, match="already holds files kdeploy did not extract"):
+        Predictor(result.archive, extract_to=target)
+    assert tree(target) == before
+    fresh = tmp_path / "fresh"
+    first = Predictor(result.archive, extract_to=fresh)
+    again = Predictor(result.archive, extract_to=fresh)  # the same bundle, already there: checked, reused
+    assert again.predict(["good film"]) == first.predict(["good film"])
+    with tarfile.open(result.archive) as tf:
+        assert LEDGER not in {m.name.split("/")[-1] for m in tf.getmembers()}  # the ledger stays out of archives
