@@ -219,7 +219,9 @@ def _ways(job: _Job) -> list[tuple[str | None, str | None]]:
         return [(p, None) for p in plans]
     if not s.static:
         return [(p, "dynamic") for p in plans]
-    ways = [(p, "frozen") for p in plans] if s.int8_format in ("auto", "integer") else []
+    # the integer form freezes MinMax ranges; percentile/entropy calibration is onnxruntime's, on QDQ
+    integer = s.int8_format == "integer" or (s.int8_format == "auto" and s.calibration_method == "minmax")
+    ways = [(p, "frozen") for p in plans] if integer else []
     return ways + ([(None, "qdq")] if s.int8_format in ("auto", "qdq") else [])
 
 

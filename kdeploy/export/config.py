@@ -71,6 +71,9 @@ class ExportSettings:
             raise KdeployError(f"--calibration-method must be one of {', '.join(CALIBRATION_METHODS)}")
         if self.int8_format not in INT8_FORMATS:
             raise KdeployError(f"--int8-format must be one of {', '.join(INT8_FORMATS)}, got {self.int8_format!r}")
+        if self.int8_format == "integer" and self.calibration_method != "minmax":
+            raise KdeployError(f"--int8-format integer freezes minmax ranges; --calibration-method "
+                               f"{self.calibration_method} needs --int8-format qdq (or auto)")
         if self.isa != "auto" and self.isa not in PRESETS:
             raise KdeployError(f"--isa must be auto or one of {', '.join(PRESETS)}, got {self.isa!r}")
         if not 7 <= self.opset <= 21:

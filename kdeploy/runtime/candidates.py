@@ -269,7 +269,8 @@ def _has_int8_ops(path: Path) -> bool:
 
     model = onnx.load(str(path), load_external_data=False)
     return any(n.op_type in ("MatMulInteger", "DynamicQuantizeLinear", "QLinearMatMul", "QAttention",
-                             "DynamicQuantizeMatMul") for n in model.graph.node)
+                             "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QuantizeLinear", "DequantizeLinear",
+                             "ConvInteger", "QLinearConv") for n in model.graph.node)
 
 
 # --- OpenVINO -------------------------------------------------------------------------------------
