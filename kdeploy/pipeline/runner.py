@@ -160,6 +160,14 @@ def _plan(recipe: Recipe, run_dir: Path, started: float) -> RunResult:
     return result
 
 
+def _ours(state: dict, name: str, folder: Path, contents: Contents) -> bool:
+    """The run state proves this run wrote `folder` exactly as it is now (its content digest was
+    recorded when the stage finished): a stale stage may replace it, ledger or not (folders
+    written before kdeploy kept ledgers)."""
+    done = state["stages"].get(name) or {}
+    return folder.is_dir() and done.get("output") is not None and done["output"] == contents.of(folder)
+
+
 def _inside(value, folder: str) -> bool:
     values = value if isinstance(value, (list, tuple)) else [value]
     return any(isinstance(v, (str, Path)) and str(v) and (Path(v) == Path(folder) or Path(folder) in Path(v).parents)
@@ -181,7 +189,8 @@ def _run(recipe: Recipe, run_dir: Path, overwrite: bool, hooks: dict, started: f
             outcome = load_result(name, folder)
         else:
             say(f"{name} → {folder} ({reason})")
-            outcome = stage.function()(step.settings, out=folder, overwrite=overwrite, **kwargs, **extra)
+            outcome = stage.function()(step.settings, out=folder, overwrite=overwrite or _ours(state, name, folder, contents),
+                                       **kwargs, **extra)
             contents.forget(folder)
             state["stages"][name] = {"digest": digest, "output": contents.of(folder),
                                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
