@@ -87,14 +87,14 @@ class _Calibration:
         pass
 
 
-# QDQ leaves every Gemm in fp32: the pooler and the classifier are a sliver of the work, and
-# quantising a Gemm's bias needs a scale for an input (the pooler's Gather of [CLS]) that
-# calibration does not see, which made onnxruntime's quantiser raise.
 # The integer operators whose activation quantisation onnxruntime writes as DynamicQuantizeLinear
 # nodes (which kdeploy freezes); Gather and EmbedLayerNormalization quantise weights only.
 FROZEN_OPS = ("MatMul", "Attention", "Gather", "EmbedLayerNormalization", "Conv")
 
 
+# QDQ leaves every Gemm in fp32: the pooler and the classifier are a sliver of the work, and
+# quantising a Gemm's bias needs a scale for an input (the pooler's Gather of [CLS]) that
+# calibration does not see, which made onnxruntime's quantiser raise.
 def _qdq_nodes(src: Path, exclude: list[str] | None) -> list[str]:
     """Which nodes QDQ quantises: MatMuls with a constant weight (not attention's two-activation
     MatMuls: QDQ ignores MatMulConstBOnly, and quantised softmax probabilities cost a point of
