@@ -54,10 +54,11 @@ def test_static_is_the_default_and_invariant_dynamic_is_caught(tiny_bert, toy_fi
 
 def test_calibration_is_seeded_and_recorded(tiny_bert, toy_files, tmp_path):
     """Same settings, same bytes; the report says which texts calibrated it."""
-    a = export(ExportSettings(calibration_samples=50, **OPEN), model=tiny_bert, out=tmp_path / "a",
-               data=data_of(toy_files))
-    export(ExportSettings(calibration_samples=50, **OPEN), model=tiny_bert, out=tmp_path / "b", data=data_of(toy_files))
-    assert (tmp_path / "a/model.int8.onnx").read_bytes() == (tmp_path / "b/model.int8.onnx").read_bytes()
+    for form in ("integer", "qdq"):  # pinned: with auto, timing picks the form
+        for run in ("a", "b"):
+            a = export(ExportSettings(calibration_samples=50, int8_format=form, **OPEN), model=tiny_bert,
+                       out=tmp_path / f"{form}-{run}", data=data_of(toy_files))
+        assert (tmp_path / f"{form}-a/model.int8.onnx").read_bytes() == (tmp_path / f"{form}-b/model.int8.onnx").read_bytes()
     q = a.files["model.int8.onnx"].quantization
     assert q["calibration_split"] == "train" and q["calibration_samples"] == 50 and q["calibration_seed"] == 0
     assert len(q["calibration_texts_sha256"]) == 64 and q["calibration_batches"] == 4
