@@ -104,9 +104,9 @@ def _ledger_files(folder: Path) -> set[str] | None:
 
 
 def _state_folder(folder: Path) -> bool:
-    """A run or search folder: its state file parses as kdeploy's, and beside it there are only
-    kdeploy's own entries (hidden work and lock files, and folders that are themselves kdeploy's,
-    or files it lists)."""
+    """A run or search folder: its state file parses as kdeploy's (or it holds only kdeploy's own
+    hidden work, lock and temporary entries: a run stopped in its first stage). Such a folder is
+    only ever written into, never replaced: each stage output inside it is checked by its ledger."""
     for name in STATE_FILES:
         try:
             state = json.loads((folder / name).read_text(encoding="utf-8"))

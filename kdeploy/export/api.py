@@ -205,6 +205,8 @@ def _fastest(job: _Job, result: ExportResult) -> tuple[str, list[str]]:
     gated = []
     if s.quantize:
         _record_int8(job, result, base, winner.info["quantization"])
+        if s.static:  # measured on the whole evaluation split already (_fully_invariant_first)
+            result.files["model.int8.onnx"].invariance = winner.info["invariance"]
         gated.append("model.int8.onnx")
     return base, gated
 
@@ -357,7 +359,7 @@ def _fully_invariant_first(job: _Job, ranked: list) -> list:
     from ..modelio.invariance import longest_first
     from ..modelio.onnx_session import create_session
 
-    texts = longest_first(_eval_split(job)[1] if job.data is not None else job.texts, 2000)
+    texts = longest_first(_eval_split(job)[1] if job.data is not None else job.texts, INVARIANCE_TEXTS)
     for i, c in enumerate(ranked):
         session = create_session(c.files["model.int8.onnx"], disabled_optimizers=c.session.get("disabled_optimizers"))
         c.info["invariance"] = inv = _invariance_of(job, session, texts)
@@ -534,15 +536,19 @@ def _gate_or_fall_back(job: _Job, result: ExportResult, gated: list[str], base: 
             f"more than --max-accuracy-drop {s.max_accuracy_drop:g}{certainty}; {advice}")
 
 
+INVARIANCE_TEXTS = 2000  # evaluation texts the invariance gate runs on (the longest always among them)
+
+
 def _invariances(job: _Job, result: ExportResult) -> None:
     """Each ONNX file's answers alone vs in batches of 32 vs beside the longest texts, on the
     evaluation split (up to 2,000 texts, the longest kept) or the parity texts."""
     from ..modelio.invariance import longest_first
 
     texts = _eval_split(job)[1] if job.data is not None else job.texts
-    job.invariance_texts = longest_first(texts, 2000)
+    job.invariance_texts = longest_first(texts, INVARIANCE_TEXTS)
     for name, info in result.files.items():
-        if name.endswith(".onnx") and not (result.parity.get(name) and result.parity[name].skipped):
+        if info.invariance is None and name.endswith(".onnx") and not (result.parity.get(name)
+                                                                       and result.parity[name].skipped):
             info.invariance = _invariance_of(job, job.session(name), job.invariance_texts)
 
 
