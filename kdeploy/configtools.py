@@ -111,8 +111,11 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
         return value if isinstance(value, hint) else from_dict(hint, value, where)
     if origin in (list, tuple):
         item = args[0] if args else Any
-        if isinstance(value, str) and item in (int, float, str):
+        if isinstance(value, str) and item in (int, float):  # "1,3": numbers hold no commas
             value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, str):  # a text may hold commas: splitting one would make two
+            raise KdeployError(f"{where}: expected a list of {_name(item)}, got the single text {_show(value)}; "
+                               f"write a list (- item per line, or [\"...\"]), even for one item")
         if not isinstance(value, (list, tuple)):
             raise KdeployError(f"{where}: expected a list of {_name(item)}, got {_show(value)}")
         return [coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]

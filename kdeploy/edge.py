@@ -22,9 +22,22 @@ import numpy as np
 
 from .errors import KdeployError
 from .manifest import (LEGACY_FORMAT, LEGACY_MANIFEST, MANIFEST, METADATA_KEY, BundleError, BundleManifest,
-                       bundle_digest, verify_bundle)
+                       bundle_digest, normal_digest, verify_bundle)
 
 __all__ = ["Predictor", "BundleError", "verify_bundle"]
+
+
+def _text(value, i: int) -> str:
+    """A text as a model may read it: a string, of valid Unicode (a lone surrogate from Python
+    cannot be tokenised or encoded as UTF-8)."""
+    if not isinstance(value, str):
+        raise KdeployError(f"input {i + 1}: not a text (got {type(value).__name__} {value!r:.40}); give strings")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise KdeployError(f"input {i + 1}: holds a lone surrogate (U+{ord(value[exc.start]):04X} at character "
+                           f"{exc.start}), which is not valid Unicode; decode the text with errors='replace'") from None
+    return value
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -38,8 +51,9 @@ def _extract(archive: Path, target: Path, expected_digest: str | None) -> Path:
     from .safety import extract_listed, read_member
 
     name, raw = read_member(archive, {MANIFEST, LEGACY_MANIFEST})
-    if expected_digest is not None and bundle_digest(raw) != expected_digest.strip():
-        raise BundleError(f"{archive}: the bundle digest is {bundle_digest(raw)}, not the pinned {expected_digest}; "
+    if expected_digest is not None and bundle_digest(raw) != normal_digest(expected_digest):
+        raise BundleError(f"{archive}: the bundle digest is {bundle_digest(raw)}, not the pinned "
+                          f"{normal_digest(expected_digest)}; "
                           "refusing it")
     manifest = BundleManifest.parse(raw, f"{archive}:{name}")
     folder = target / (name.parent.name or "bundle")
@@ -69,6 +83,8 @@ class Predictor:
 
         if model_format not in ("onnx", "ort"):
             raise BundleError(f"model_format must be onnx or ort, got {model_format!r}")
+        if expected_digest is not None:
+            expected_digest = normal_digest(expected_digest)  # a malformed pin is refused before anything is read
         bundle = Path(bundle)
         if not bundle.exists():
             raise BundleError(f"{bundle}: no such bundle")
@@ -165,21 +181,24 @@ class Predictor:
         return self.tokenizer.encode_batch(texts)
 
     def _examples(self, texts) -> list:
-        """Strings for a one-text model; (first, second) tuples for a pair model, checked."""
+        """Strings for a one-text model; (first, second) tuples for a pair model, checked: a
+        value that is not a string is refused, never classified as its repr."""
         if isinstance(texts, str) or (self.manifest.pairs and isinstance(texts, tuple) and len(texts) == 2
                                       and all(isinstance(t, str) for t in texts)):
             texts = [texts]
+        if isinstance(texts, (bytes, dict)) or not hasattr(texts, "__iter__"):
+            raise KdeployError(f"give a list of texts, got {type(texts).__name__}")
         out = []
         for i, t in enumerate(texts):
             if self.manifest.pairs:
                 if not isinstance(t, (tuple, list)) or len(t) != 2:
                     raise KdeployError(f"input {i + 1}: this model reads sentence pairs; give (first, second), "
                                        f"got {t!r:.80}")
-                out.append((str(t[0]), str(t[1])))
+                out.append((_text(t[0], i), _text(t[1], i)))
             elif isinstance(t, (tuple, list)):
                 raise KdeployError(f"input {i + 1}: this model reads one text, not a pair")
             else:
-                out.append(t if isinstance(t, str) else str(t))
+                out.append(_text(t, i))
         return out
 
     def _result(self, p: np.ndarray) -> dict:
@@ -256,6 +275,13 @@ class Predictor:
             raise KdeployError("rank() needs a sentence-pair model (query, passage); this bundle reads one text")
         if label is not None and label not in self.labels:
             raise KdeployError(f"label {label!r} is not one of the model's labels {self.labels}")
+        if not isinstance(query, str):
+            raise KdeployError(f"the query must be a text, got {type(query).__name__}")
+        if isinstance(passages, (str, bytes)) or not isinstance(passages, (list, tuple)):
+            raise KdeployError(f"passages must be a list of texts, got {type(passages).__name__}"
+                               + (" (a single text: wrap it in a list)" if isinstance(passages, str) else ""))
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise KdeployError(f"top_k must be a whole number of at least 1 (or None for all), got {top_k!r}")
         results = self.predict([(query, p) for p in passages], batch_size=batch_size)
         key = label or self.labels[-1]
         scores = [r["score"] if self.manifest.task == "regression" else r["probabilities"][key] for r in results]

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import os
+import re
 import shutil
 import socket
 import sys
@@ -147,7 +147,10 @@ def check_output(target: str | os.PathLike, inputs: Iterable[str | os.PathLike |
         if source == resolved or resolved in source.parents:
             raise OutputError(f"{flag} {target} would overwrite the input {item}; choose another output folder")
     if target.exists() or target.is_symlink():
-        if not target.is_dir() or target.is_symlink():
+        if target.is_symlink():  # outputs are renamed into place: that would replace the link, not fill its folder
+            raise OutputError(f"{flag} {target} is a symbolic link (to {os.readlink(target)}); kdeploy does not write "
+                              "through links: give the folder it points to, or another path")
+        if not target.is_dir():
             raise OutputError(f"{flag} {target} is a file, not a folder; refusing to replace it (choose another path)")
         if any(target.iterdir()) and not written_by_kdeploy(target, published) and not overwrite:
             raise OutputError(f"{flag} {target} exists and was not written by kdeploy (it holds files kdeploy did "

@@ -172,6 +172,18 @@ def bundle_digest(manifest_bytes: bytes) -> str:
     return "sha256:" + hashlib.sha256(manifest_bytes).hexdigest()
 
 
+def normal_digest(value: str) -> str:
+    """A pinned digest as kdeploy prints it ("sha256:" + 64 lower-case hex digits), from that
+    form, the bare hex `sha256sum` prints, or either in upper case; anything else is refused
+    as malformed (a pin that cannot match is a mistake, not a mismatch)."""
+    text = str(value).strip()
+    hexpart = text[7:] if text.lower().startswith("sha256:") else text
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", hexpart):
+        raise BundleError(f"--digest {text[:80]!r} is not a sha256 digest; give sha256: and 64 hex digits, as "
+                          "kdeploy package prints it")
+    return "sha256:" + hexpart.lower()
+
+
 def verify_bundle(folder: str | os.PathLike, expected_digest: str | None = None) -> BundleManifest:
     """Read the manifest and check every file it lists; raise BundleError on any mismatch."""
     from .safety import sha256_of
@@ -179,8 +191,9 @@ def verify_bundle(folder: str | os.PathLike, expected_digest: str | None = None)
     folder = Path(folder)
     path = manifest_path(folder)
     raw = path.read_bytes()[:MAX_MANIFEST_BYTES + 1]
-    if expected_digest is not None and bundle_digest(raw) != expected_digest.strip():
-        raise BundleError(f"{folder}: the bundle digest is {bundle_digest(raw)}, not the pinned {expected_digest}; "
+    if expected_digest is not None and bundle_digest(raw) != normal_digest(expected_digest):
+        raise BundleError(f"{folder}: the bundle digest is {bundle_digest(raw)}, not the pinned "
+                          f"{normal_digest(expected_digest)}; "
                           "refusing it")
     manifest = BundleManifest.parse(raw, str(path))
     for name, info in manifest.files.items():

@@ -100,6 +100,20 @@ def pct(x: float | None) -> str:
     return f"{100 * x:.2f}" if isinstance(x, (int, float)) else "-"
 
 
+def metric_cells(scores, metric: str) -> list[str]:
+    """A Scores' two figures as a table shows them: percentages for accuracy and macro-F1,
+    three decimals for Pearson r and Spearman ρ (a score task's), "-" when absent."""
+    if scores is None:
+        return ["-", "-"]
+    if metric == "pearson":
+        return [f"{v:.3f}" if isinstance(v, (int, float)) else "-" for v in (scores.accuracy, scores.macro_f1)]
+    return [pct(scores.accuracy), pct(scores.macro_f1)]
+
+
+def metric_names(metric: str) -> tuple[str, str]:
+    return ("Pearson r", "Spearman ρ") if metric == "pearson" else ("acc", "macro F1")
+
+
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]

@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -221,8 +222,7 @@ def test_archives_extract_only_listed_files_within_their_sizes(tmp_path):
     assert lying.stat().st_size < 1 << 20
     with pytest.raises(KdeployError, match="is 209,715,200 bytes but the manifest says 10"):
         Predictor(lying, extract_to=tmp_path / "x1")
-    assert sum(p.stat().st_size for p in (tmp_path / "x1").rglob("*") if p.is_file()) < 1 << 20 \
-        if (tmp_path / "x1").exists() else True
+    assert not [p for p in (tmp_path / "x1").rglob("*") if p.is_file()]  # refused: nothing left in the target
     unlisted = _bomb(tmp_path / "unlisted.tar.gz", size, listed=False)
     with pytest.raises(KdeployError, match="lacks"):
         Predictor(unlisted, extract_to=tmp_path / "x2")
@@ -348,6 +348,11 @@ def test_ctrl_c_during_run_says_so(tiny_base_bert, toy_files, tmp_path):
     assert "error: interrupted" in err.decode() and b"Traceback" not in err
     assert not (tmp_path / "run" / "teacher").exists()  # nothing that looks complete
     assert (tmp_path / "run" / ".teacher.work" / "checkpoints").is_dir()  # but resumable
+    assert "--resume" not in err.decode() and "run the same command again to continue" in err.decode()
+    # issue 22 #10: the same command again resumes (the folder holds only kdeploy's own work)
+    code, out, err = cli("run", recipe, "--out", tmp_path / "run")
+    assert code == 0, err
+    assert "not written by kdeploy" not in err and (tmp_path / "run" / "teacher" / "kdeploy.json").is_file()
 
 
 def test_stale_temporary_folders_are_swept_by_the_next_run(tiny_bert, toy_files, tmp_path):
@@ -413,3 +418,297 @@ def test_training_that_diverges_stops_and_saves_nothing(tiny_bert, toy_files, tm
     with pytest.raises(DivergedError, match="the loss became nan"):
         distill(distill_settings(), teacher=str(tiny_bert), data=data_of(toy_files), out=tmp_path / "s")
     assert not (tmp_path / "s").exists()
+
+
+# --- round 3 (issue 22): the hostile tour of the newer surfaces -------------------------------
+# Placeholders beside the ones above: {MR}/{MRP} the tiny teacher with a kdeploy record saying it
+# reads one text / pairs, {pairs} pair data labelled like the one-text task, {BP} a pair bundle,
+# {empty} a training file whose texts are all blank, {fifo} a named pipe, {badjsonl} a JSON Lines
+# file with one bad line (line 58), {nohead} a TSV with no header line, {ids} labels as ids 0..1.
+
+def _record(folder: Path, pairs: bool) -> Path:
+    data = {"label_names": ["negative", "positive"], **({"pairs": True} if pairs else {})}
+    (folder / "kdeploy.json").write_text(json.dumps({"stage": "finetune", "data": data}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def round3(tmp_path_factory, tiny_bert, toy_files):
+    from kdeploy.data import DataConfig
+    from kdeploy.export.api import export
+    from kdeploy.export.config import ExportSettings
+    from kdeploy.package.bundle import package
+    from kdeploy.package.config import PackageSettings
+
+    d = tmp_path_factory.mktemp("round3")
+    world = {"MR": _record(Path(shutil.copytree(tiny_bert, d / "MR")), pairs=False),
+             "MRP": _record(Path(shutil.copytree(tiny_bert, d / "MRP")), pairs=True)}
+    rows = make_sentences(80, 7)
+    world["pairs"] = d / "pairs.tsv"
+    world["pairs"].write_text("sentence1\tsentence2\tlabel\n" + "".join(
+        f"{rows[i][0]}\t{rows[i + 40][0]}\t{rows[i][1]}\n" for i in range(40)))
+    export(ExportSettings(optimize=None, quantize="int8", max_accuracy_drop=100), model=world["MRP"],
+           out=d / "XP", data=DataConfig(test=str(world["pairs"])))
+    world["BP"] = d / "BP"
+    package(PackageSettings(), export_dir=d / "XP", out=world["BP"])
+    world["empty"] = write_tsv(d / "empty.tsv", [(" ", "positive" if i % 2 else "negative") for i in range(60)])
+    world["fifo"] = d / "fifo.tsv"
+    os.mkfifo(world["fifo"])
+    lines = [json.dumps({"text": t, "label": label}) for t, label in make_sentences(100, 8)]
+    lines[57] = '{"text": "oops, "label": 1}'
+    world["badjsonl"] = d / "bad.jsonl"
+    world["badjsonl"].write_text("\n".join(lines) + "\n")
+    world["nohead"] = d / "nohead.tsv"
+    world["nohead"].write_text("".join(f"{i}\t{t}\t{label}\n" for i, (t, label) in enumerate(make_sentences(60, 9))))
+    world["ids"] = write_tsv(d / "ids.tsv", [(t, str(int(label == "positive"))) for t, label in make_sentences(60, 10)])
+    return world
+
+
+ROUND3 = [
+    # 3: the model's kind (one text or pairs) is the model's, not the data's
+    ("3-export-one-text-model-pair-data", ["export", "{MR}", "--out", "{tmp}/o", "--data", "{pairs}"],
+     "the model reads single texts, but the data holds text pairs"),
+    ("3-export-pair-model-one-text-data", ["export", "{MRP}", "--out", "{tmp}/o", "--data", "{test}"],
+     "the model reads text pairs, but the data holds single texts"),
+    ("3-bench-one-text-onnx-pair-data", ["bench", "{X}/model.int8.onnx", "--out", "{tmp}/o", "--data", "{pairs}"],
+     "the model reads single texts, but the data holds text pairs"),
+    ("3-bench-one-text-bundle-pair-data", ["bench", "{B}", "--out", "{tmp}/o", "--data", "{pairs}"],
+     "the model reads single texts"),
+    ("3-bench-pair-bundle-one-text-data", ["bench", "{BP}", "--out", "{tmp}/o", "--data", "{test}"],
+     "the model reads text pairs, but the data holds single texts"),
+    ("4-all-texts-empty", ["distill", "--teacher", "{M}", "--train", "{empty}", "--out", "{tmp}/o"],
+     "every text in column 'sentence' of the train split is empty"),
+    ("9-fifo-as-training-data", ["distill", "--teacher", "{M}", "--train", "{fifo}", "--out", "{tmp}/o"],
+     "is not a regular file"),
+    ("9-fifo-as-predict-file", ["predict", "{B}", "--file", "{fifo}"], "is not a regular file"),
+    ("13-export-max-length-past-positions", ["export", "{M}", "--out", "{tmp}/o", "--max-length", "152",
+                                             "--data", "{test}"], "its position embeddings hold 128 tokens"),
+    ("13-distill-max-length-past-positions", ["distill", "--teacher", "{M}", "--train", "{train}", "--max-length",
+                                              "152", "--out", "{tmp}/o"], "its position embeddings hold 128 tokens"),
+    ("13-bench-onnx-max-length-past-positions", ["bench", "{X}/model.int8.onnx", "--out", "{tmp}/o",
+                                                 "--max-length", "152"], "its position embeddings hold 128 tokens"),
+    ("13-bench-pytorch-max-length-past-positions", ["bench", "{M}", "--out", "{tmp}/o", "--max-length", "152"],
+     "its position embeddings hold 128 tokens"),
+    ("16-cache-dir-is-a-file", ["distill", "--teacher", "{M}", "--train", "{train}", "--cache-dir", "{train}",
+                                "--out", "{tmp}/o"], "is a file, not a folder; give a folder for the teacher-logit"),
+    ("18-jsonl-bad-line-named", ["distill", "--teacher", "{M}", "--train", "{badjsonl}", "--out", "{tmp}/o"],
+     "line 58 is not valid JSON"),
+    ("19-digest-garbage", ["predict", "{B}", "--digest", "garbage", "x"], "is not a sha256 digest"),
+    ("19-digest-wrong-length", ["predict", "{B}", "--digest", "sha256:abc", "x"], "is not a sha256 digest"),
+    ("21-headerless-tsv", ["distill", "--teacher", "{M}", "--train", "{nohead}", "--out", "{tmp}/o"],
+     "reads like data, not a header; add a header line"),
+    ("21-headerless-tsv-with-text-column", ["distill", "--teacher", "{M}", "--train", "{nohead}", "--text-column",
+                                            "sentence", "--out", "{tmp}/o"], "reads like data, not a header"),
+    ("24-predict-file-is-a-folder", ["predict", "{B}", "--file", "{tmp}"], "give a text file with one text per line"),
+    ("usage-missing-out", ["export", "{M}"], "Missing option '--out'"),
+    ("usage-unknown-command", ["frobnicate"], "No such command 'frobnicate'"),
+]
+
+
+@pytest.mark.parametrize("case,args,message", ROUND3, ids=[c[0] for c in ROUND3])
+def test_round3_cli_case(case, args, message, round3, tiny_bert, toy_files, exported_tiny, bundle, tmp_path):
+    fill = {"M": tiny_bert, "X": exported_tiny, "B": bundle, "train": toy_files["train"], "test": toy_files["test"],
+            "tmp": tmp_path, **round3}
+    watched = {k: tree(v) for k, v in (("M", tiny_bert), ("X", exported_tiny), ("B", bundle), ("BP", round3["BP"]),
+                                       ("D", toy_files["train"].parent))}
+    code, out, err = cli(*[a.format(**fill) for a in args], cwd=tmp_path)
+    assert_one_error_line(code, err, message)
+    assert not (tmp_path / "o").exists()
+    assert_no_leftovers(tmp_path / "o")
+    assert watched == {k: tree(v) for k, v in (("M", tiny_bert), ("X", exported_tiny), ("B", bundle),
+                                               ("BP", round3["BP"]), ("D", toy_files["train"].parent))}
+
+
+def test_round3_openvino_absent_is_one_line_before_any_work(tiny_bert, toy_files, exported_tiny, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is not None:
+        pytest.skip("openvino is installed: the refusal is for machines without it")
+    started = time.perf_counter()
+    code, _, err = cli("export", tiny_bert, "--out", tmp_path / "o", "--data", toy_files["test"], "--openvino")
+    assert_one_error_line(code, err, "--openvino needs OpenVINO, which is not installed")
+    assert time.perf_counter() - started < 60 and not (tmp_path / "o").exists()
+    code, _, err = cli("bench", f"{exported_tiny}/model.onnx@openvino", "--out", tmp_path / "o")
+    assert_one_error_line(code, err, "skipped, openvino is not installed")
+    code, out, err = cli("bench", f"{exported_tiny}/model.int8.onnx", f"{exported_tiny}/model.onnx@openvino",
+                         "--out", tmp_path / "o2")
+    assert code == 0 and "skipped, openvino is not installed" in err + out  # a peer is skipped with a note
+
+
+def test_round3_pair_bundle_benches_on_pair_data(round3, tmp_path):  # 15: was a TypeError
+    code, _, err = cli("bench", round3["BP"], "--data", round3["pairs"], "--out", tmp_path / "o")
+    assert code == 0, err
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["models"][0]["accuracy"]["examples"] == 40
+
+
+def test_round3_pair_lines_with_a_third_field_are_refused(round3):  # 8: the label must not join the passage
+    code, _, err = cli("predict", round3["BP"], stdin=b"great film\tlovely\tpositive\n")
+    assert_one_error_line(code, err, "this line has 3 tab-separated fields")
+    code, out, err = cli("predict", round3["BP"], stdin=b"great film\tlovely movie\n")
+    assert code == 0 and json.loads(out)["text_pair"] == "lovely movie"
+
+
+def test_round3_predictor_refuses_what_is_not_text(bundle, round3):  # 5 and 17
+    from kdeploy.edge import Predictor
+    from kdeploy.errors import KdeployError
+
+    one, pairs = Predictor(bundle), Predictor(round3["BP"])
+    refusals = [
+        (lambda: one.predict([None, 5]), "input 1: not a text (got NoneType None)"),
+        (lambda: one.predict(["fine", 5]), "input 2: not a text (got int 5)"),
+        (lambda: one.predict(5), "give a list of texts, got int"),
+        (lambda: one.predict(["great \ud800 film"]), "input 1: holds a lone surrogate (U+D800"),
+        (lambda: pairs.predict([("a", "b \udfff")]), "lone surrogate (U+DFFF"),
+        (lambda: pairs.rank("q", "abc"), "passages must be a list of texts, got str (a single text: wrap it"),
+        (lambda: pairs.rank("q", ["a", "b", "c"], top_k=-1), "top_k must be a whole number of at least 1"),
+        (lambda: pairs.rank("q", ["a", "b", "c"], top_k=0), "top_k must be a whole number of at least 1"),
+        (lambda: pairs.rank("q", ["a", "b", "c"], top_k=1.5), "top_k must be a whole number of at least 1"),
+        (lambda: pairs.rank("q", ["a", "b", "c"], top_k=True), "top_k must be a whole number of at least 1"),
+        (lambda: pairs.rank(3, ["a"]), "the query must be a text, got int"),
+        (lambda: pairs.rank("q", ["a", None]), "input 2: not a text"),
+    ]
+    for call, message in refusals:
+        with pytest.raises(KdeployError, match=re.escape(message)):
+            call()
+    ranked = pairs.rank("q", ["a", "b", "c"], top_k=2)
+    assert len(ranked) == 2 and sorted(r["index"] for r in pairs.rank("q", ["a", "b", "c"])) == [0, 1, 2]
+
+
+def test_round3_recipe_list_of_texts_is_never_split_on_commas(tmp_path):  # 6
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "r", "data": {"train": "t.tsv"}, "distill": {"teacher": "t"},
+                                      "package": {"sample_texts": "A gripping, beautiful film"}}))
+    code, _, err = cli("run", recipe, "--out", tmp_path / "run")
+    assert_one_error_line(code, err, "package.sample_texts: expected a list of text, got the single text")
+    from kdeploy.configtools import coerce
+
+    assert coerce("1,3", list[int], "layers") == [1, 3]  # numbers hold no commas: a CLI-style list is fine
+    assert coerce(["A gripping, beautiful film"], list[str], "s") == ["A gripping, beautiful film"]
+
+
+def test_round3_fp16_on_a_cpu_is_recorded_as_what_ran(tiny_bert, toy_files, tmp_path, cache_dir):  # 7
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU fp16 does run")
+    code, out, err = cli("distill", "--teacher", tiny_bert, "--train", toy_files["train"], "--epochs", "1",
+                         "--mixed-precision", "fp16", "--out", tmp_path / "s")
+    assert code == 0, err
+    assert "--mixed-precision fp16 needs a CUDA GPU; training in fp32" in out + err
+    assert json.loads((tmp_path / "s" / "kdeploy.json").read_text())["precision"] == "fp32"
+
+
+def test_round3_static_student_wider_than_its_teacher_is_capped(tiny_bert, toy_files, tmp_path, cache_dir):  # 12
+    code, out, err = cli("distill", "--teacher", tiny_bert, "--train", toy_files["train"], "--epochs", "1",
+                         "--student", "static", "--out", tmp_path / "s")
+    assert code == 0, err
+    assert "embedding width 256 is wider than the teacher's static vectors can fill (32" in out + err
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["embedding_dim"] == 32
+
+
+@pytest.mark.parametrize("flags", [["--families", "static"], ["--layers", "1,3"], ["--heads", "0.25,0.5"]],
+                         ids=["families-static", "layers-1-3", "heads"])
+def test_round3_search_spaces_without_the_default_point(flags, tiny_bert, toy_files, tmp_path, cache_dir):  # 11
+    code, out, err = cli("search", "--teacher", tiny_bert, "--train", toy_files["train"], "--trials", "1",
+                         "--epochs", "1", *flags, "--out", tmp_path / "s")
+    assert code == 0, err
+    front = json.loads((tmp_path / "s" / "front.json").read_text())
+    assert front["trials"]["complete"] == 1 and front["trials"]["fail"] == 0
+
+
+def test_round3_killed_search_retries_the_trial_and_sweeps_it(tiny_bert, toy_files, tmp_path, cache_dir):  # 23
+    out = tmp_path / "s"
+    args = [sys.executable, "-m", "kdeploy", "search", "--teacher", str(tiny_bert), "--train",
+            str(toy_files["train"]), "--trials", "2", "--epochs", "3", "--out", str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "trials" / "001" / ".student.work").exists():
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert (out / "trials" / "001").exists(), "the search ended before its second trial could be killed"
+    code, _, err = cli("search", "--teacher", tiny_bert, "--train", toy_files["train"], "--trials", "2",
+                       "--epochs", "3", "--out", out)
+    assert code == 0, err
+    front = json.loads((out / "front.json").read_text())
+    assert front["trials"] == {"complete": 2, "pruned": 0, "fail": 0, "interrupted": 1}
+    debris = [str(p.relative_to(out)) for p in out.rglob("*")
+              if p.name.startswith(".") and p.name != ".kdeploy-output.json"]
+    assert not debris and not (out / "trials" / "001").exists()
+
+
+def test_round3_dry_run_refuses_a_recipe_whose_data_is_missing(tmp_path):  # 22
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "r", "data": {"train": str(tmp_path / "missing.tsv")},
+                                      "distill": {"teacher": "t"}}))
+    code, out, err = cli("run", recipe, "--dry-run")
+    assert_one_error_line(code, err, "missing.tsv: file not found")
+    assert "would run" not in out
+
+
+def test_round3_run_summary_names_its_split_and_metric(tiny_bert, toy_files, tmp_path, cache_dir):  # 20 and 26
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "name": "r", "data": {"train": str(toy_files["train"]), "validation": str(toy_files["validation"])},
+        "distill": {"teacher": str(tiny_bert), "student": {"kind": "layers", "layers": 1}, "train": {"epochs": 1}},
+        "export": {"quantize": "int8", "max_accuracy_drop": 100},
+        "package": {"sample_texts": ["a lovely film", "dull and boring"]}}))
+    code, out, err = cli("run", recipe, "--out", tmp_path / "run")
+    assert code == 0, err
+    assert "r: validation split" in out and "validation acc" in out and "test acc" not in out
+    samples = out[out.index("student (bundle)"):].splitlines()[:3]
+    assert "teacher" in samples[0] and "lovely film" in samples[1] and samples[1].count("0.") >= 2  # both answers
+
+
+def test_round3_score_task_tables_say_pearson(tmp_path):  # 20: Pearson r was shown under "val acc"
+    from kdeploy.distill.result import TrainingResult
+    from kdeploy.metrics import Scores
+
+    r = TrainingResult(stage="distill", model={"builder": "static"}, parameters=10, config={},
+                       validation=Scores(accuracy=0.81, macro_f1=0.79, metric="pearson"),
+                       test=Scores(accuracy=0.8, macro_f1=0.78, metric="pearson"))
+    headers, rows = r.table()
+    assert headers[1:4] == ["val Pearson r", "test Pearson r", "test Spearman ρ"]
+    assert rows[-1][1:4] == ["0.810", "0.800", "0.780"]
+
+
+def test_round3_digest_in_any_form_sha256sum_prints(bundle):  # 19
+    digest = hashlib.sha256((bundle / "bundle.json").read_bytes()).hexdigest()
+    for form in (digest, digest.upper(), f"sha256:{digest}", f"SHA256:{digest.upper()}", f"  {digest}\n"):
+        code, out, err = cli("predict", bundle, "--digest", form, "good film")
+        assert code == 0, (form, err)
+    wrong = ("1" if digest[0] != "1" else "2") + digest[1:]
+    code, _, err = cli("predict", bundle, "--digest", wrong, "good film")
+    assert_one_error_line(code, err, f"not the pinned sha256:{wrong}")  # still fails closed
+
+
+def test_round3_out_symlink_is_named_a_link(bundle, exported_tiny, tmp_path):  # 24
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    code, _, err = cli("bench", f"{exported_tiny}/model.int8.onnx", "--out", tmp_path / "link")
+    assert_one_error_line(code, err, "is a symbolic link")
+    assert list((tmp_path / "real").iterdir()) == []
+
+
+def test_round3_label_names_beyond_the_ids_are_noted(round3, capsys):  # 21
+    from kdeploy.data.labels import label_space
+
+    names, mapping, ids_only = label_space(["0", "1", "0"], None, ["a", "b", "c"], "ids.tsv")
+    assert names == ["a", "b", "c"] and "'c' will have no examples" in capsys.readouterr().err
+
+
+def test_resume_skips_a_checkpoint_interrupted_while_it_was_saved(tmp_path):
+    """Ctrl-C during a save leaves checkpoint-N without trainer_state.json (written last);
+    resuming from it crashed. The newest complete one is taken."""
+    from kdeploy.distill.trainer import last_checkpoint
+
+    folder = tmp_path / "checkpoints"
+    for step, complete in ((9, True), (10, True), (20, False)):
+        (folder / f"checkpoint-{step}").mkdir(parents=True)
+        if complete:
+            (folder / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path) == str(folder / "checkpoint-10")
+    (folder / "checkpoint-9" / "trainer_state.json").unlink()
+    (folder / "checkpoint-10" / "trainer_state.json").unlink()
+    assert last_checkpoint(tmp_path) is None

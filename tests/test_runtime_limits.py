@@ -117,7 +117,8 @@ def test_gemm_peaks_are_measured():
 
     int8 = gemm_peak("int8", threads=1, seconds=0.2, shape=(256, 256, 256))
     fp32 = gemm_peak("fp32", threads=1, seconds=0.2, shape=(256, 256, 256))
-    assert int8 > 0 and fp32 > 0
+    for peak in (int8, fp32):  # GMAC/s of one core: far above a slow loop, far below any chip
+        assert 0.05 < peak < 20_000, peak
 
 
 def test_a_busy_machine_is_flagged(monkeypatch):

@@ -50,7 +50,7 @@ def main() -> None:
                + (f": {exc.__cause__}" if exc.__cause__ and str(exc.__cause__) else ""))
         code = 2
     except KeyboardInterrupt:
-        _error("interrupted; run the same command again (with --resume for training) to continue")
+        _error(_interrupted_hint(next((a for a in sys.argv[1:] if not a.startswith("-")), "")))
         code = 130
     except TyperException as exc:  # usage errors: unknown option, bad value, missing argument
         _usage_error(exc)
@@ -58,13 +58,23 @@ def main() -> None:
     sys.exit(code)
 
 
-def _usage_error(exc) -> None:
-    try:
-        from typer import rich_utils
+def _interrupted_hint(command: str) -> str:
+    """What the same command does when run again: only training takes --resume; a recipe or a
+    search keeps its finished stages or trials and continues by itself."""
+    if command in ("distill", "finetune"):
+        return "interrupted; run the same command again with --resume to continue from the last checkpoint"
+    if command in ("run", "search"):
+        return ("interrupted; run the same command again to continue (finished " +
+                ("stages are kept, training resumes from its checkpoint)" if command == "run" else "trials are kept)"))
+    return "interrupted; nothing was finished or left half-written: run the same command again"
 
-        rich_utils.rich_format_error(exc)
-    except Exception:  # pragma: no cover - plain output when rich formatting is unavailable
-        _error(exc.format_message())
+
+def _usage_error(exc) -> None:
+    """One `error:` line (as every other refusal), and where to read the usage."""
+    message = " ".join(exc.format_message().split()) if hasattr(exc, "format_message") else str(exc)
+    ctx = getattr(exc, "ctx", None)
+    where = f"; see {ctx.command_path} --help" if ctx is not None else "; see kdeploy --help"
+    _error(message.rstrip(".") + where)
 
 
 def _error(message: str) -> None:

@@ -50,7 +50,8 @@ def data_config(train=None, validation=None, test=None, dataset=None, dataset_co
 
     return settings_from(DataConfig, dict(
         train=train, validation=validation, test=test, dataset=dataset, dataset_config=dataset_config,
-        text_column=text_column, label_column=label_column, label_names=label_names, encoding=encoding,
+        text_column=text_column, label_column=label_column, encoding=encoding,
+        label_names=names(label_names),
         encoding_errors=encoding_errors, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
         text_pair_column=text_pair_column, task=task, pair_truncation=pair_truncation))
 
@@ -62,6 +63,14 @@ def eval_data(data_file=None, train=None, validation=None, test=None, **kwargs):
     if not (data_file or train or validation or test or kwargs.get("dataset")):
         return None
     return data_config(train=train, validation=validation, test=test or data_file, **kwargs)
+
+
+def names(text: str | None) -> list[str] | None:
+    """A flag's comma-separated names (label names, formats, families): the CLI splits them, so
+    that a config's list of texts is never split (a recipe's sample text may hold commas)."""
+    if not isinstance(text, str):
+        return text
+    return [x.strip() for x in text.split(",") if x.strip()]
 
 
 def floats(text: str | None, flag: str) -> list[float] | None:

@@ -10,7 +10,7 @@ from ..errors import KdeployError
 from ..search.config import SearchSettings
 from .app import app
 from .options import (PairTruncation, TaskKind, TextPairColumn, Dataset, DatasetConfig, Encoding, EncodingErrors, LabelColumn, LabelNames, MaxEval, MaxTrain,
-                      Out, Overwrite, Test, TextColumn, Train, Validation, data_config, floats, ints, shown)
+                      Out, Overwrite, Test, TextColumn, Train, Validation, data_config, floats, ints, names, shown)
 
 
 @app.command(epilog="Examples:\n\n  kdeploy run models/rotten_tomatoes_minilm.yaml --out runs/demo\n\n"
@@ -77,7 +77,7 @@ def search(
         raise KdeployError(f"--vocab must be both, on or off, got {vocab!r}")
     flags = {"layers": ints(layers, "--layers"), "heads": floats(heads, "--heads"),
              "vocab": choices[vocab] if vocab else None,
-             "families": [f.strip() for f in families.split(",") if f.strip()] if families else None}
+             "families": names(families) or None}
     settings = settings_from(SearchSettings, {
         "space": {**space, **{k: v for k, v in flags.items() if v is not None}}, "trials": trials,
         "minutes": minutes, "epochs": epochs, "threads": threads, "latency_iterations": latency_iterations,

@@ -13,7 +13,7 @@ from ..package.config import PackageSettings
 from ..runtime.config import BenchSettings
 from .app import app
 from .options import (PairTruncation, TaskKind, TextPairColumn, Dataset, DatasetConfig, Encoding, EncodingErrors, LabelColumn, LabelNames, MaxEval, Out,
-                      Overwrite, TextColumn, eval_data, ints, shown)
+                      Overwrite, TextColumn, eval_data, ints, names, shown)
 
 
 @app.command(epilog="Examples:\n\n  kdeploy bench runs/teacher runs/onnx --data test.tsv --out runs/report\n\n"
@@ -87,7 +87,7 @@ def package(
     from ..package.bundle import package as run
 
     settings = settings_from(PackageSettings, {"model_file": model_file, "archive": archive,
-                                               "ort_format": ort_format or None, "formats": formats})
+                                               "ort_format": ort_format or None, "formats": names(formats)})
     data = eval_data(data_file, dataset=dataset, dataset_config=dataset_config, text_column=text_column,
                      text_pair_column=text_pair_column, task=task, pair_truncation=pair_truncation,
                      label_column=label_column, label_names=label_names, encoding=encoding,
@@ -179,10 +179,13 @@ def _pairs(items: list[str], from_arguments: bool) -> list[tuple[str, str]]:
         return list(zip(items[0::2], items[1::2]))
     out = []
     for i, line in enumerate(items, 1):
-        first, tab, second = line.partition("\t")
-        if not tab or not second.strip():
+        fields = line.split("\t")
+        if len(fields) > 2:  # a third column (a label?) must not join the second text
+            raise KdeployError(f"line {i}: a pair model reads FIRST<TAB>SECOND per line; this line has {len(fields)} "
+                               "tab-separated fields (cut the file to its two text columns, e.g. cut -f1,2)")
+        if len(fields) < 2 or not fields[1].strip():
             raise KdeployError(f"line {i}: a pair model reads FIRST<TAB>SECOND per line; this line has no second text")
-        out.append((first, second))
+        out.append((fields[0], fields[1]))
     return out
 
 

@@ -27,12 +27,24 @@ def file_kind(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def _raw_bytes(path: Path) -> bytes:
+TABLE_HINT = "give a CSV/TSV/JSONL/Parquet file (or --dataset for a save_to_disk folder)"
+LINES_HINT = "give a text file with one text per line (or - for standard input)"
+
+
+def regular_file(path: Path, hint: str = TABLE_HINT) -> None:
+    """Refuse what is not a plain file before opening it: a FIFO would block (and a second read
+    would see other bytes), a device never ends; kdeploy reads a data file more than once."""
     if not path.exists():
         raise KdeployError(f"{path}: file not found")
     if path.is_dir():
-        raise KdeployError(f"{path}: is a folder; give a CSV/TSV/JSONL/Parquet file "
-                           "(or --dataset for a save_to_disk folder)")
+        raise KdeployError(f"{path}: is a folder; {hint}")
+    if not path.is_file():
+        raise KdeployError(f"{path}: is not a regular file (a pipe, socket or device); save it to a file first"
+                           + (" or pipe it in (--file -)" if hint is LINES_HINT else ""))
+
+
+def _raw_bytes(path: Path, hint: str = TABLE_HINT) -> bytes:
+    regular_file(path, hint)
     opener = _COMPRESSED.get(path.suffix.lower(), open)
     try:
         with opener(path, "rb") as fh:
@@ -80,19 +92,36 @@ def _count_and_replace(exc: UnicodeDecodeError):
 codecs.register_error("kdeploy-count", _count_and_replace)
 
 
-def read_text(path: Path, encoding: str = "utf-8", errors: str = "strict") -> str:
-    return decode(_raw_bytes(path), path, encoding, errors)
+def read_text(path: Path, encoding: str = "utf-8", errors: str = "strict", hint: str = TABLE_HINT) -> str:
+    return decode(_raw_bytes(path, hint), path, encoding, errors)
 
 
 def read_text_lines(path: Path | str, encoding: str = "utf-8", errors: str = "strict", text: str | None = None) -> list[str]:
     """One item per line, split on "\\n" only (a form feed or U+2028 inside a text is part of
     it); a trailing "\\r" is dropped, and so is the empty string after a final newline."""
     if text is None:
-        text = read_text(Path(path), encoding, errors)
+        text = read_text(Path(path), encoding, errors, LINES_HINT)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _bad_json_line(text: str) -> str | None:
+    """The first line of a JSON Lines text that is not one JSON object, as a reader would say it
+    (pandas names only a character offset)."""
+    import json
+
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as exc:
+            return f"line {number} is not valid JSON ({exc.msg} at column {exc.colno}): {line.strip()[:60]!r}"
+        if not isinstance(value, dict):
+            return f"line {number} is a JSON {type(value).__name__}, not an object with fields: {line.strip()[:60]!r}"
+    return None
 
 
 def read_table(path: Path, encoding: str = "utf-8", errors: str = "strict") -> tuple[dict[str, list], str]:
@@ -104,8 +133,7 @@ def read_table(path: Path, encoding: str = "utf-8", errors: str = "strict") -> t
     if path.exists() and not path.is_dir() and kind not in READERS:
         raise KdeployError(f"{path}: unknown file type {kind or '(none)'!r}; use .csv, .tsv, .jsonl or .parquet")
     if kind == ".parquet":
-        if not path.exists():
-            raise KdeployError(f"{path}: file not found")
+        regular_file(path)
         try:
             df = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises its own error types
@@ -127,5 +155,7 @@ def read_table(path: Path, encoding: str = "utf-8", errors: str = "strict") -> t
     except pd.errors.EmptyDataError:
         raise KdeployError(f"{path}: the file is empty") from None
     except ValueError as exc:  # includes pandas' ParserError
-        raise KdeployError(f"{path}: cannot parse as {kind[1:]}: {str(exc).strip().splitlines()[0]}") from None
+        where = _bad_json_line(text) if kind in (".jsonl", ".json") and not text.lstrip().startswith("[") else None
+        raise KdeployError(where and f"{path}: {where}" or
+                           f"{path}: cannot parse as {kind[1:]}: {str(exc).strip().splitlines()[0]}") from None
     return {str(c): df[c].tolist() for c in df.columns}, str(path)

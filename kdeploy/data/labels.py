@@ -47,6 +47,11 @@ def label_space(labels: list, class_names: list[str] | None, given: list[str] | 
             if names and len(names) < n:
                 raise KdeployError(f"{where}: {n} label ids but only {len(names)} label names given")
             label_names = list(names) if names else [str(i) for i in range(n)]
+            if given and len(given) > max(ints) + 1:
+                from ..console import note
+
+                note(f"{where}: --label-names gives {len(given)} names but the labels are ids 0..{max(ints)}; "
+                     f"{', '.join(map(repr, given[max(ints) + 1:]))} will have no examples")
             return label_names, {str(i): i for i in range(n)}, not names
         return [str(i) for i in ints], {k: i for i, k in enumerate(keys)}, False
     if given:

@@ -187,14 +187,23 @@ def load_unlabeled_texts(path: str | Path, text_column: str | None = None, encod
     return texts
 
 
+def _headerless(columns: dict) -> bool:
+    """Whether a file's "column names" read like a row of data (a file with no header line):
+    none is a known column name, and one is a number or holds a space."""
+    names = [str(c) for c in columns]
+    known = set(TEXT_COLUMNS) | set(LABEL_COLUMNS) | {n for pair in PAIR_COLUMNS for n in pair}
+    return not known & set(names) and any(" " in n.strip() or n.strip().lstrip("-").replace(".", "", 1).isdigit()
+                                          for n in names)
+
+
 def _pick(columns: dict, wanted: str | None, candidates: tuple[str, ...], what: str, where: str, flag: str) -> str:
+    if wanted in columns or (not wanted and any(c in columns for c in candidates)):
+        return wanted or next(c for c in candidates if c in columns)
+    if _headerless(columns):  # a flag cannot name a column the file has no header for
+        raise KdeployError(f"{where}: the first line ({', '.join(map(str, columns))[:80]!r}) reads like data, not a "
+                           "header; add a header line naming the columns (e.g. sentence<TAB>label)")
     if wanted:
-        if wanted not in columns:
-            raise KdeployError(f"{where}: no column {wanted!r} (columns: {', '.join(map(str, columns))}); set {flag}")
-        return wanted
-    for c in candidates:
-        if c in columns:
-            return c
+        raise KdeployError(f"{where}: no column {wanted!r} (columns: {', '.join(map(str, columns))}); set {flag}")
     raise KdeployError(f"{where}: no {what} column among {', '.join(map(str, columns))}; name it with {flag}")
 
 
@@ -232,6 +241,9 @@ def _parse_split(split: str, entry, cfg: DataConfig) -> tuple[list[str], list[st
     if len(texts) == 0:
         raise KdeployError(f"{where}: the {split} split is empty")
     _check_texts(texts, tcol, where, cfg, second=False)
+    if not any(t.strip() for t in texts):
+        raise KdeployError(f"{where}: every text in column {tcol!r} of the {split} split is empty; is the text in "
+                           "another column? (name it with --text-column)")
     pairs = None
     if pcol is not None:
         pairs = columns[pcol]

@@ -16,6 +16,7 @@ from ..console import main_process
 from ..data import DataConfig, TaskData, load_task_data
 from ..errors import KdeployError
 from ..fsutil import check_output, claimed_output
+from ..modelio.record import check_max_length
 from .config import DistillSettings, FinetuneSettings, StudentConfig, TrainConfig
 from .methods import STUDENTS
 from .result import TrainingResult
@@ -64,6 +65,7 @@ def finetune(settings: FinetuneSettings, model: str, data: DataConfig, out: str 
         task.require_train("finetune")
         check_student_reads(model, task)
         built, tok, described = _base_model(settings, model, tokenizer, task)
+        check_max_length(settings.train.max_length, built.config.to_dict(), f"model {model}")
         if task.task == "regression":
             built.config.problem_type = "regression"
         config = _record_config(settings, {"model": model, "tokenizer": tokenizer}, data)
@@ -132,6 +134,13 @@ def distill(settings: DistillSettings, teacher: str | list[str], data: DataConfi
     computed once per text and cached, so the teacher costs nothing on a second run."""
     names = [teacher] if isinstance(teacher, str) else list(teacher)
     settings.check_inputs(names, unlabeled)
+    from .logits_cache import cache_root
+
+    cache = Path(cache_dir) if cache_dir else cache_root()
+    existing = next((p for p in (cache, *cache.parents) if p.exists()), None)  # the part that is there already
+    if existing is not None and not existing.is_dir():
+        raise KdeployError(f"{'--cache-dir' if cache_dir else '$KDEPLOY_CACHE'} {cache}: {existing} is a file, not a "
+                           "folder; give a folder for the teacher-logit cache")
     out = Path(out)
     with claimed(out, [*names, *data.files(), unlabeled], overwrite, "kdeploy distill"):
         return _distill(settings, names, data, out, unlabeled, Path(cache_dir) if cache_dir else None, resume,
@@ -159,6 +168,7 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
     check_student_reads(settings.student.kind, task)
     teachers, task = load_teachers(names, task, settings.trust_remote_code)
     for name, model in zip(names, teachers.models):
+        check_max_length(settings.train.max_length, model.config.to_dict(), f"teacher {name}")
         if model.config.num_labels != task.num_labels:
             raise KdeployError(f"teacher {name} has {model.config.num_labels} outputs, but the data "
                                + ("is a score task (one output)" if task.task == "regression"
@@ -181,6 +191,7 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
         set_seed(settings.train.seed)  # the student is built (and checked against the teacher) before the teacher runs
         student, tokenizer, described = build_student(settings.student, teachers.models[0], teachers.tokenizers[0],
                                                       task.label_names, settings.trust_remote_code)
+        check_max_length(settings.train.max_length, student.config.to_dict(), "the student")
         student.config.id2label = dict(enumerate(task.label_names))
         student.config.label2id = {n: i for i, n in enumerate(task.label_names)}
         if task.task == "regression":

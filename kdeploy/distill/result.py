@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..metrics import Scores
-from ..results import Result, pct
+from ..results import Result, metric_cells, metric_names
 
 
 @dataclass
@@ -33,6 +33,7 @@ class TrainingResult(Result):
     resumed_from: str | None = None
     best_checkpoint: str | None = None
     data_parallel: dict | None = None
+    precision: str | None = None  # the arithmetic training ran in (fp16 asked on a CPU runs fp32)
     teacher: TeacherSummary | None = None
     teachers: list[TeacherSummary] | None = None  # an ensemble's members
     alpha: float | None = None
@@ -61,13 +62,13 @@ class TrainingResult(Result):
         return m.get("builder", "?")
 
     def table(self) -> tuple[list[str], list[list[str]]]:
+        metric = next((sc.metric for sc in (self.validation, self.test) if sc is not None), "accuracy")
+        main, second = metric_names(metric)
+        one = lambda sc: metric_cells(sc, metric)[0]  # noqa: E731
         rows = []
         teacher = self.teacher
         if teacher and teacher.test:
-            rows.append(["teacher", pct(teacher.validation.accuracy if teacher.validation else None),
-                         pct(teacher.test.accuracy), pct(teacher.test.macro_f1), "", ""])
-        rows.append(["student" if self.stage == "distill" else "model",
-                     pct(self.validation.accuracy if self.validation else None),
-                     pct(self.test.accuracy if self.test else None), pct(self.test.macro_f1 if self.test else None),
-                     f"{self.parameters / 1e6:.1f}M", f"{self.train_seconds or 0:.0f}"])
-        return ["model", "val acc", "test acc", "test F1", "params", "train s"], rows
+            rows.append(["teacher", one(teacher.validation), *metric_cells(teacher.test, metric), "", ""])
+        rows.append(["student" if self.stage == "distill" else "model", one(self.validation),
+                     *metric_cells(self.test, metric), f"{self.parameters / 1e6:.1f}M", f"{self.train_seconds or 0:.0f}"])
+        return ["model", f"val {main}", f"test {main}", f"test {second}", "params", "train s"], rows

@@ -78,6 +78,16 @@ def _small(model_cls, config_cls, cfg, teacher, tokenizer, label_names, default_
         raise KdeployError("a bilstm/cnn/static student needs a tokenizer: a teacher, or --tokenizer PATH")
     teacher_emb = teacher.get_input_embeddings() if teacher is not None else None
     dim = cfg.embedding_dim or default_dim or (teacher_emb.weight.shape[1] if teacher_emb is not None else 128)
+    from_pca = (teacher is not None and hasattr(teacher.config, "num_attention_heads")
+                and len(tokenizer) == teacher_emb.weight.shape[0])
+    if from_pca and not (teacher_emb.weight.shape[1] == dim and default_dim is None):
+        limit = min(teacher_emb.weight.shape)  # PCA gives at most the teacher's width (and vocabulary) of components
+        if dim > limit:
+            from ..console import note
+
+            note(f"embedding width {dim} is wider than the teacher's static vectors can fill ({limit}, the teacher's "
+                 f"width); using {limit}")
+            dim = limit
     config = config_cls(
         vocab_size=len(tokenizer), embedding_dim=dim, dropout=cfg.dropout,
         pad_token_id=tokenizer.pad_token_id or 0, num_labels=len(label_names),
@@ -88,7 +98,7 @@ def _small(model_cls, config_cls, cfg, teacher, tokenizer, label_names, default_
     if teacher_emb is not None and teacher_emb.weight.shape == model.embed.weight.shape and default_dim is None:
         model.embed.weight.data.copy_(teacher_emb.weight.data)
         init = "teacher embeddings"
-    elif teacher is not None and hasattr(teacher.config, "num_attention_heads") and len(tokenizer) == teacher_emb.weight.shape[0]:
+    elif from_pca:
         import torch
 
         from .static_vectors import static_vectors

@@ -13,7 +13,7 @@ import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from ..console import say
+from ..console import note, say
 from ..errors import KdeployError
 from ..metrics import Scores, classification_metrics
 from ..modelio.record import MODEL_RECORD
@@ -190,6 +190,9 @@ def training_arguments(cfg: TrainConfig, work_dir: Path) -> TrainingArguments:
     mp = cfg.mixed_precision
     fp16 = cuda and mp in ("auto", "fp16")
     bf16 = cuda and mp == "bf16"
+    if not cuda and mp in ("fp16", "bf16"):
+        note(f"--mixed-precision {mp} needs a CUDA GPU; training in fp32 on the CPU (kdeploy.json records "
+             "precision: fp32)")
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     return TrainingArguments(
         output_dir=str(work_dir / "checkpoints"),
@@ -227,10 +230,19 @@ def training_arguments(cfg: TrainConfig, work_dir: Path) -> TrainingArguments:
 
 
 def last_checkpoint(work_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest *complete* checkpoint: one whose trainer_state.json (the Trainer writes it last)
+    is there. A run interrupted while saving leaves a newer, partial folder, which resuming from
+    would crash on; the one before it is taken instead (transformers' get_last_checkpoint
+    looks at folder names only)."""
+    import re
 
     folder = work_dir / "checkpoints"
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if not folder.is_dir():
+        return None
+    steps = [(int(m.group(1)), p) for p in folder.iterdir()
+             if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
+    complete = [(n, p) for n, p in steps if (p / "trainer_state.json").is_file()]
+    return str(max(complete)[1]) if complete else None
 
 
 def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_dir: Path, resume: bool = False,
@@ -273,6 +285,7 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
         "epochs": _epoch_history(trainer.state.log_history),
         "best_checkpoint": Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None,
         "data_parallel": _shard_record(trainer),
+        "precision": "fp16" if trainer.args.fp16 else "bf16" if trainer.args.bf16 else "fp32",  # what ran, not what was asked
     }
     if trainer.layer_loss_calls:
         result["layer_loss_means"] = {k: round(v / trainer.layer_loss_calls, 6) for k, v in trainer.layer_loss_sums.items()}

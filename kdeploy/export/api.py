@@ -17,7 +17,7 @@ from ..data import FALLBACK_TEXTS, DataConfig, TaskData, load_task_data, recorde
 from ..errors import KdeployError
 from ..fsutil import atomic_dir, claimed_output
 from ..modelio.inputs import tokenize
-from ..modelio.record import read_record, resolve_max_length
+from ..modelio.record import check_data_kind, pairs_of_model, read_record, resolve_max_length
 from ..modelio.sizes import onnx_mib
 from .config import ExportSettings
 from .result import REPORT, ExportAccuracy, ExportFile, ExportResult, GatedScores
@@ -90,6 +90,12 @@ def export(settings: ExportSettings, model: str | Path, out: str | Path, data: D
     if not model_dir.is_dir():
         raise KdeployError(f"{model_dir}: not a model folder (give a kdeploy distill/finetune output or a "
                            "save_pretrained folder)")
+    if settings.openvino:
+        import importlib.util
+
+        if importlib.util.find_spec("openvino") is None:  # before any work, not after the export
+            raise KdeployError("--openvino needs OpenVINO, which is not installed: pip install openvino "
+                               "(or drop --openvino)")
     record = read_record(model_dir)
     data = data or recorded_data(record)
     if settings.gated and data is None:
@@ -110,7 +116,11 @@ def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: Data
                                      getattr(model.config, "max_position_embeddings", None),
                                      getattr(tokenizer, "model_max_length", None))
     label_names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
-    data = load_task_data(data_cfg).aligned_to(label_names_of(model), "model") if data_cfg else None
+    data = load_task_data(data_cfg) if data_cfg else None
+    if data is not None:
+        check_data_kind(model_dir, data.pairs, "data")
+        data = data.aligned_to(label_names_of(model), "model")
+    pairs = bool(data.pairs) if data is not None else bool(pairs_of_model(model_dir))
     texts = _parity_texts(data)
     result = ExportResult(model=str(model_dir), config={"settings": to_dict(settings)}, max_length=max_length,
                           label_names=label_names)
@@ -133,7 +143,7 @@ def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: Data
         model.config.kdeploy = {"max_length": max_length, "label_names": label_names,
                                 "inputs": sorted(i.name for i in job.session("model.onnx").get_inputs()),
                                 "outputs": ["logits"], "opset": settings.opset,
-                                "pairs": bool(data.pairs) if data is not None else bool(record.get("data", {}).get("pairs")),
+                                "pairs": pairs,
                                 "task": "regression" if model.config.num_labels == 1 else "classification",
                                 "pair_truncation": data.pair_truncation if data is not None else "longest_first",
                                 "session": {n: s for n, s in job.session_settings.items() if n in result.files}}

@@ -39,13 +39,41 @@ def trained_max_length(record: dict) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
+#: Models whose position ids start after the padding index: two of their positions are never read.
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet", "longformer", "bart", "mbart")
+
+
+def position_limit(config: dict) -> int | None:
+    """How many tokens a model's position embeddings can read (None: no position table, as
+    kdeploy's BiLSTM, CNN and static students)."""
+    positions = config.get("max_position_embeddings")
+    if not isinstance(positions, int) or positions <= 0:
+        return None
+    return positions - 2 if config.get("model_type") in _OFFSET_POSITIONS else positions
+
+
+def check_max_length(given: int | None, config: dict, where: str) -> None:
+    """Refuse a --max-length the model cannot read, before any work (past its position table
+    the model would fail deep inside, or silently wrap)."""
+    limit = position_limit(config)
+    if given and limit and int(given) > limit:
+        raise KdeployError(f"--max-length {given} is more than {where} can read: its position embeddings hold "
+                           f"{limit} tokens; give --max-length {limit} or less (longer documents: split them, "
+                           "or use a long-context model)")
+
+
 def resolve_max_length(given: int | None, model_dir: str | Path, positions: int | None = None,
                        tokenizer_limit: int | None = None) -> int:
-    """The one rule for how many tokens a model reads: what was asked; else what it was
-    trained with (its record, or an export's config); else its position limit, capped at 512."""
-    if given:
-        return int(given)
+    """The one rule for how many tokens a model reads: what was asked (within its position
+    table); else what it was trained with (its record, or an export's config); else its
+    position limit, capped at 512."""
     model_dir = Path(model_dir)
+    if given:
+        config = read_config(model_dir)
+        if positions and "max_position_embeddings" not in config:
+            config = {**config, "max_position_embeddings": positions}
+        check_max_length(given, config, f"the model in {model_dir}")
+        return int(given)
     recorded = trained_max_length(read_record(model_dir))
     if recorded:
         return recorded
@@ -70,3 +98,38 @@ def label_names_in(model_dir: str | Path) -> list[str] | None:
     if not names or all(re.fullmatch(r"LABEL_\d+", n) for n in names):
         return None
     return list(names)
+
+
+def pairs_of_model(path: str | Path) -> bool | None:
+    """Whether a model reads text pairs, as the model itself says (an export's config, a
+    bundle's manifest, the record of the data it was trained on); None for a model from
+    elsewhere, which says nothing. The data given to export or bench must be of this kind."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    manifest = folder / "bundle.json"
+    if manifest.is_file():
+        try:
+            value = json.loads(manifest.read_text(encoding="utf-8")).get("pairs")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            value = None
+        if isinstance(value, bool):
+            return value
+    exported = (read_config(folder).get("kdeploy") or {}).get("pairs")
+    if isinstance(exported, bool):
+        return exported
+    data = read_record(folder).get("data")
+    if isinstance(data, dict) and data.get("label_names") is not None:
+        return bool(data.get("pairs", False))
+    return None
+
+
+def check_data_kind(model: str | Path, pairs: bool, where: str) -> None:
+    """Refuse data of the other kind: a one-text model scored on pairs (or the reverse) gives
+    an accuracy that means nothing, and an export would record the data's kind as the model's."""
+    known = pairs_of_model(model)
+    if known is None or known == bool(pairs):
+        return
+    model_kind, data_kind = ("text pairs", "single texts") if known else ("single texts", "text pairs")
+    raise KdeployError(f"{model}: the model reads {model_kind}, but the {where} holds {data_kind}; give data of the "
+                       f"model's kind" + (" (two text columns, e.g. sentence1/sentence2)" if known else
+                                          " (one text column)"))

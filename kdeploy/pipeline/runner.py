@@ -16,10 +16,10 @@ from typing import Any
 
 from ..console import say
 from ..fsutil import check_output, output_lock, write_json
-from ..results import Result, pct
+from ..results import Result, metric_cells, metric_names
 from .digest import Contents, stage_digest
 from .recipe import Recipe
-from .stages import BY_NAME, Stage
+from .stages import BY_NAME, Stage, teachers_of
 
 RUN_STATE = "kdeploy-run.json"
 
@@ -42,42 +42,52 @@ class RunResult(Result):
     dry_run: bool = False
     title = "run"
 
+    def split_and_metric(self) -> tuple[str, str]:
+        """The split the run's scores come from (test where the recipe has one, else validation)
+        and the task's metric (accuracy, or Pearson r for a score task)."""
+        scored = [x for x in (self.results.get("finetune"), self.results.get("distill")) if x is not None]
+        has_test = any(x.test is not None for x in scored) or (
+            "export" in self.results and self.results["export"].accuracy is not None
+            and self.results["export"].accuracy.split == "test")
+        split = "test" if has_test else "validation"
+        metric = next((getattr(x, split).metric for x in scored if getattr(x, split) is not None), "accuracy")
+        return split, metric
+
     def table(self):
         from ..modelio.sizes import weights_mib
 
+        split, metric = self.split_and_metric()
+        cells = lambda sc: metric_cells(sc, metric)  # noqa: E731
         rows, r, folder = [], self.results, Path(self.folder)
         if "finetune" in r:
             t = r["finetune"]
-            rows.append(["teacher (fine-tuned)", pct(t.test.accuracy if t.test else None),
-                         pct(t.test.macro_f1 if t.test else None), f"{t.parameters / 1e6:.1f}M",
+            rows.append(["teacher (fine-tuned)", *cells(getattr(t, split)), f"{t.parameters / 1e6:.1f}M",
                          f"{weights_mib(folder / 'teacher'):.1f}", f"{t.train_seconds or 0:.0f}"])
-        elif "distill" in r and r["distill"].teacher and r["distill"].teacher.test:
+        elif "distill" in r and r["distill"].teacher and getattr(r["distill"].teacher, split, None):
             t = r["distill"].teacher
-            rows.append([f"teacher {t.model}", pct(t.test.accuracy), pct(t.test.macro_f1), "-", "-", "-"])
+            rows.append([f"teacher {t.model}", *cells(getattr(t, split)), "-", "-", "-"])
         if "distill" in r:
             s = r["distill"]
-            rows.append([f"student ({s.description})", pct(s.test.accuracy if s.test else None),
-                         pct(s.test.macro_f1 if s.test else None), f"{s.parameters / 1e6:.1f}M",
+            rows.append([f"student ({s.description})", *cells(getattr(s, split)), f"{s.parameters / 1e6:.1f}M",
                          f"{weights_mib(folder / 'student'):.1f}", f"{s.train_seconds or 0:.0f}"])
         if "prune" in r:
             p = r["prune"]
             what = p.summary_line() or "pruned"
-            rows.append([f"student, {what}", pct(p.after.accuracy), pct(p.after.macro_f1), f"{p.parameters / 1e6:.1f}M",
+            rows.append([f"student, {what}", *cells(p.after), f"{p.parameters / 1e6:.1f}M",
                          f"{weights_mib(folder / 'pruned'):.1f}", "-"])
         if "export" in r:
             e = r["export"]
             for name in ("model.onnx", "model.int8.onnx"):
                 if name in e.files:
-                    acc = e.scores(name)
-                    rows.append([f"student ONNX {'fp32' if name == 'model.onnx' else 'int8'}",
-                                 pct(acc.accuracy if acc else None), pct(acc.macro_f1 if acc else None), "-",
-                                 f"{e.files[name].mib:.1f}", "-"])
-        return ["model", "test acc", "macro F1", "params", "size MiB", "train s"], rows
+                    rows.append([f"student ONNX {'fp32' if name == 'model.onnx' else 'int8'}", *cells(e.scores(name)),
+                                 "-", f"{e.files[name].mib:.1f}", "-"])
+        main, second = metric_names(metric)
+        return ["model", f"{split} {main}", second, "params", "size MiB", "train s"], rows
 
     def render(self, title: str | None = None) -> None:
         if self.dry_run:
             return  # the plan was printed as it was made
-        super().render(title or f"{self.recipe}: test split")
+        super().render(title or f"{self.recipe}: {self.split_and_metric()[0]} split")
         say(f"run folder: {self.folder}  ({self.seconds:.0f} s)")
         if "bench" in self.results:
             say(f"report: {Path(self.folder) / 'report' / 'report.html'} (and report.md, report.json)")
@@ -135,6 +145,10 @@ def run_recipe(recipe: Recipe, out: str | Path | None = None, dry_run: bool = Fa
     check_output(run_dir, recipe.data.files(), overwrite or _earlier_run_folder(run_dir), published=False)
     started = time.perf_counter()
     if dry_run:
+        from ..data.files import regular_file
+
+        for path in recipe.data.files():  # a plan that cannot start is not a plan: say so now
+            regular_file(Path(path))
         return _plan(recipe, run_dir, started)
     with output_lock(run_dir, f"kdeploy run {recipe.name}"):
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +212,7 @@ def _run(recipe: Recipe, run_dir: Path, overwrite: bool, hooks: dict, started: f
         outputs[name] = folder
         result.results[name] = outcome
         result.plan.append(PlannedStage(name, str(folder), fresh, reason))
-        _after(name, step, outcome)
+        _after(name, step, outcome, (teachers_of(recipe, outputs) if "distill" in recipe.steps else [None])[0])
         if "after" in hooks.get(name, {}):
             hooks[name]["after"](outcome)
     result.seconds = round(time.perf_counter() - started, 2)
@@ -228,8 +242,10 @@ def load_result(name: str, folder: Path):
     return existing_bundle(folder)
 
 
-def _after(name: str, step, outcome) -> None:
-    """What a recipe shows after a stage: the benchmark table, the bundle's sample predictions."""
+def _after(name: str, step, outcome, teacher: str | None = None) -> None:
+    """What a recipe shows after a stage: the benchmark table; the bundle's sample predictions,
+    each beside the teacher's, so a reader sees whether the student follows its teacher (its
+    job) and where the teacher itself errs."""
     if name == "bench":
         outcome.render()
     elif name == "package":
@@ -242,9 +258,45 @@ def _after(name: str, step, outcome) -> None:
         if texts:
             from ..edge import Predictor
 
-            predictor = Predictor(outcome.archive or outcome.bundle)
-            for text, pred in zip(texts, predictor.predict([tuple(t) for t in texts] if outcome.manifest.pairs
-                                                           else texts)):
+            examples = [tuple(t) for t in texts] if outcome.manifest.pairs else list(texts)
+            student = Predictor(outcome.archive or outcome.bundle).predict(examples)
+            taught = _teacher_answers(teacher, examples) if teacher else None
+            say(f"  {'student (bundle)':>22}  {'teacher':>22}  text" if taught else "  student (bundle)  text")
+            for i, (text, pred) in enumerate(zip(texts, student)):
                 shown = " | ".join(text) if outcome.manifest.pairs else text
-                say(f"  {pred['label']:>13} {pred['score']:.3f}  {shown}" if "label" in pred
-                    else f"  score {pred['score']:.3f}  {shown}")
+                cells = [_answer(pred)] + ([_answer(taught[i])] if taught else [])
+                mark = " *" if taught and pred.get("label") != taught[i].get("label") else ""
+                say("  " + "  ".join(f"{c:>22}" for c in cells) + f"  {shown}{mark}")
+            if taught and any(p.get("label") != t.get("label") for p, t in zip(student, taught)):
+                say("  * the student's label differs from its teacher's")
+
+
+def _answer(pred: dict) -> str:
+    return f"{pred['label']} {pred['score']:.3f}" if "label" in pred else f"score {pred['score']:.3f}"
+
+
+def _teacher_answers(teacher: str, examples: list) -> list[dict] | None:
+    """The teacher's own answers (PyTorch, fp32) for the sample texts; None where the teacher
+    cannot be loaded here (it is shown as missing, not guessed)."""
+    import numpy as np
+    import torch
+
+    from ..errors import KdeployError
+    from ..modelio.loading import load_classifier, load_tokenizer
+    from ..modelio.record import resolve_max_length
+    from ..modelio.torch_infer import torch_logits
+
+    try:
+        model, tokenizer = load_classifier(teacher).eval(), load_tokenizer(teacher)
+    except KdeployError:
+        return None
+    length = resolve_max_length(None, teacher, getattr(model.config, "max_position_embeddings", None),
+                                getattr(tokenizer, "model_max_length", None))
+    with torch.inference_mode():
+        logits = torch_logits(model, tokenizer, examples, length).astype(np.float64)
+    if logits.shape[-1] == 1:
+        return [{"score": float(v[0])} for v in logits]
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    names = [str(model.config.id2label[i]) for i in range(logits.shape[-1])]
+    return [{"label": names[int(p.argmax())], "score": float(p.max())} for p in probs]

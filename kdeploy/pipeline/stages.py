@@ -72,7 +72,7 @@ class Stage:
         return getattr(importlib.import_module(module), attr)
 
 
-def _teachers(recipe, outputs: dict) -> list[str]:
+def teachers_of(recipe, outputs: dict) -> list[str]:
     step = recipe.steps["distill"]
     teacher = step.inputs.teacher or (str(outputs["finetune"]) if "finetune" in outputs else None)
     return [teacher] if isinstance(teacher, str) else list(teacher or [])
@@ -84,7 +84,7 @@ def _wire_finetune(recipe, outputs):
 
 
 def _wire_distill(recipe, outputs):
-    teachers = _teachers(recipe, outputs)
+    teachers = teachers_of(recipe, outputs)
     return {"teacher": teachers[0] if len(teachers) == 1 else teachers,
             "unlabeled": recipe.steps["distill"].inputs.unlabeled, "data": recipe.data, "resume": True}
 
@@ -110,7 +110,7 @@ def _wire_bench(recipe, outputs):
     i = recipe.steps["bench"].inputs
     wanted = i.models or ["teacher", *(["student"] if i.include_student_pytorch else []), "onnx", "int8"]
     onnx_dir = outputs["export"]
-    paths = {"teacher": (_teachers(recipe, outputs) or [None])[0], "student": str(_student(outputs)),
+    paths = {"teacher": (teachers_of(recipe, outputs) or [None])[0], "student": str(_student(outputs)),
              "onnx": str(onnx_dir / "model.onnx"), "int8": str(onnx_dir / "model.int8.onnx")}
     models = []
     for name in wanted:

@@ -16,6 +16,7 @@ from ..configtools import to_dict
 from ..data import FALLBACK_TEXTS, DataConfig, TaskData, load_task_data
 from ..errors import KdeployError
 from ..modelio.inputs import tokenize
+from ..modelio.record import check_data_kind
 from .candidates import Candidate
 from .config import BenchSettings
 from .latency import Latency
@@ -64,6 +65,12 @@ def benchmark(settings: BenchSettings, models: list[str], data: DataConfig | Non
         for n, p, k in entries:
             loaded = load_candidate(n, p, k, context)
             (skipped if isinstance(loaded, str) else candidates).append(loaded)
+            if isinstance(loaded, str) and n == reference:  # nothing to compare the others with
+                raise KdeployError(loaded + ("; it is the reference (--teacher, or the first model), so nothing can be "
+                                             "compared" if len(entries) > 1 else ""))
+        if task is not None:
+            for c in candidates:  # before any timing: the wrong kind of data is refused at once
+                check_data_kind(c.path, task.pairs, "data")
         results = {c.name: ModelBench(name=c.name, kind=c.kind, path=str(c.path), size_mib=c.size_mib,
                                       provider=c.provider, provider_requested=settings.provider, threads=c.threads,
                                       memory_mib=c.memory_mib, notes=c.notes, precision=c.precision, origin=c.origin,

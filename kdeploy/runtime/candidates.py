@@ -399,8 +399,9 @@ class _BundleTokens:
     def __init__(self, predictor):
         self.predictor = predictor
 
-    def __call__(self, texts, truncation=True, max_length=None, padding=True, return_tensors="np"):
-        rows = [e.ids[:max_length] if max_length else e.ids for e in self.predictor.tokenizer.encode_batch(list(texts))]
+    def __call__(self, texts, text_pair=None, truncation=True, max_length=None, padding=True, return_tensors="np"):
+        items = list(zip(texts, text_pair)) if text_pair is not None else list(texts)
+        rows = [e.ids[:max_length] if max_length else e.ids for e in self.predictor.tokenizer.encode_batch(items)]
         longest = max(map(len, rows), default=1) or 1
         ids = np.full((len(rows), longest), self.predictor.manifest.pad_token_id, dtype=np.int64)
         mask = np.zeros((len(rows), longest), dtype=np.int64)

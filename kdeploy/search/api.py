@@ -18,7 +18,7 @@ from ..configtools import to_dict
 from ..data import DataConfig
 from ..errors import KdeployError
 from ..fsutil import check_output, output_lock, write_json, write_text
-from .config import DEFAULT_POINT, FAMILY_STARTS, SearchSettings, family_start
+from .config import FAMILY_STARTS, SearchSettings, default_start, family_start
 from .result import SearchResult, TrialRow
 from .trial import RECIPE, first_epoch_peers, run_trial, suggest, trial_recipe
 
@@ -46,9 +46,11 @@ def _search(settings: SearchSettings, teacher: str, data: DataConfig, out: Path)
     study = optuna.create_study(study_name=STUDY, storage=storage, directions=["maximize", "minimize"],
                                 sampler=sampler, load_if_exists=True)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study.tell(t.number, state=TrialState.FAIL)  # interrupted: its settings are tried afresh
+        _retry_interrupted(study, t, out)
     if not study.trials:
-        study.enqueue_trial(DEFAULT_POINT, user_attrs={"baseline": True})
+        default = default_start(settings.space)
+        if default is not None:
+            study.enqueue_trial(default, user_attrs={"baseline": True})
         for family in settings.space.families:
             if family in FAMILY_STARTS:
                 study.enqueue_trial(family_start(family, settings.space))
@@ -67,8 +69,9 @@ def _search(settings: SearchSettings, teacher: str, data: DataConfig, out: Path)
     while len(finished()) < settings.trials:
         if settings.minutes is not None and time.perf_counter() - started > 60 * settings.minutes:
             break
-        study.optimize(objective, n_trials=1, catch=(KdeployError,))
-        failed = [t for t in study.trials if t.state == TrialState.FAIL]
+        # a trial that fails (a student that cannot be built, a run out of memory) fails alone
+        study.optimize(objective, n_trials=1, catch=(KdeployError, RuntimeError, MemoryError))
+        failed = [t for t in study.trials if t.state == TrialState.FAIL and not t.user_attrs.get(INTERRUPTED)]
         if len(failed) > max(3, settings.trials // 2):
             raise KdeployError(f"{len(failed)} trials failed; see {out / 'trials'} (last: "
                                f"{failed[-1].system_attrs.get('fail_reason', '?').splitlines()[-1]})")
@@ -76,6 +79,28 @@ def _search(settings: SearchSettings, teacher: str, data: DataConfig, out: Path)
     result.resumed_with_trials, result.seconds = resumed_with, round(time.perf_counter() - started, 1)
     write_outputs(result, out, settings, teacher, data)
     return result
+
+
+INTERRUPTED = "interrupted"
+
+
+def _retry_interrupted(study, trial, out: Path) -> None:
+    """A trial left RUNNING by a killed search: closed (Optuna has no way back), marked as
+    interrupted so it is not counted as a failure, its settings queued to run again, and its
+    half-written folder (temporary folders, locks, a partial run) removed. The search's own
+    lock is held, so no process is still writing it."""
+    from optuna.trial import TrialState
+
+    study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
+    study.tell(trial.number, state=TrialState.FAIL)
+    if trial.params:
+        study.enqueue_trial(dict(trial.params), user_attrs={k: v for k, v in trial.user_attrs.items()
+                                                           if k == "baseline"})
+    folder = out / "trials" / f"{trial.number:03d}"
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    for debris in (out / "trials").glob(f".{folder.name}.*"):  # the run's lock and temporary siblings
+        shutil.rmtree(debris) if debris.is_dir() else debris.unlink()
 
 
 def _check_settings(out: Path, settings: SearchSettings, teacher: str, data: DataConfig) -> None:
@@ -109,7 +134,8 @@ def summarise(study) -> SearchResult:
     better = [r for r in front if baseline and not r.baseline and r.latency_ms < baseline.latency_ms
               and r.accuracy >= baseline.accuracy]
     if baseline is None:
-        verdict = "the hand-picked default was not measured (its trial failed or is pending)"
+        verdict = ("the hand-picked default was not measured (its family, layers, is not searched; or its trial failed "
+                   "or is pending)")
     elif better:
         best = min(better, key=lambda r: r.latency_ms)
         verdict = (f"trial {best.trial} is {baseline.latency_ms / best.latency_ms:.2f}x faster than the "
@@ -117,8 +143,9 @@ def summarise(study) -> SearchResult:
                    f"{100 * best.accuracy:.2f}% vs {100 * baseline.accuracy:.2f}% validation accuracy")
     else:
         verdict = "no point on the front is faster than the hand-picked default at no lower accuracy"
-    counts = {s.name.lower(): sum(t.state == s for t in study.trials)
+    counts = {s.name.lower(): sum(t.state == s and not t.user_attrs.get(INTERRUPTED) for t in study.trials)
               for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    counts["interrupted"] = sum(bool(t.user_attrs.get(INTERRUPTED)) for t in study.trials)
     return SearchResult(front=front, baseline=baseline, faster_at_no_lower_accuracy=better, verdict=verdict,
                         trials=counts, all=[_row(t) for t in complete])
 

@@ -100,10 +100,23 @@ class SearchSettings:
 def family_start(family: str, space: "SearchSpace") -> dict:
     """FAMILY_STARTS[family] moved into the user's space (Optuna refuses a fixed categorical value
     outside its choices): the nearest allowed choice, a rate clipped to its range."""
+    return _within(family, FAMILY_STARTS[family], space)
+
+
+def default_start(space: "SearchSpace") -> dict | None:
+    """The hand-picked default (the baseline every front is compared with), moved into the
+    user's space like a family start; None when the space has no layer students at all."""
+    if "layers" not in space.families:
+        return None
+    return _within("layers", {k: v for k, v in DEFAULT_POINT.items() if k not in ("family", "temperature", "alpha")},
+                   space)
+
+
+def _within(family: str, start: dict, space: "SearchSpace") -> dict:
     point = {"family": family, "temperature": min(max(DEFAULT_POINT["temperature"], space.temperature[0]),
                                                   space.temperature[1]),
              "alpha": min(max(DEFAULT_POINT["alpha"], space.alpha[0]), space.alpha[1])}
-    for knob, value in FAMILY_STARTS[family].items():
+    for knob, value in start.items():
         allowed = getattr(space, knob)
         if knob.endswith("learning_rate"):
             point[knob] = min(max(value, allowed[0]), allowed[1])
