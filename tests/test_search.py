@@ -153,3 +153,15 @@ def test_family_starts_fit_the_users_space():
     point = family_start("static", space)
     assert point == {"family": "static", "temperature": 2.0, "alpha": 0.5, "embedding_dim": 64, "hidden_size": 32,
                      "vocab": True, "small_learning_rate": 5e-4}
+
+
+def test_default_point_is_distills_own_defaults():
+    """The baseline every front is compared with is `kdeploy distill` as shipped (issue 21: it was
+    retyped by hand and could drift)."""
+    from kdeploy.distill.config import DistillSettings
+    from kdeploy.search.config import DEFAULT_POINT
+
+    d = DistillSettings()
+    assert (d.temperature, d.alpha, d.train.learning_rate, d.student.layers) == (2.0, 0.5, 1e-4, 2)  # golden
+    assert DEFAULT_POINT == {"family": "layers", "temperature": 2.0, "alpha": 0.5, "learning_rate": 1e-4,
+                             "layers": 2, "heads": 0.0, "vocab": False}
