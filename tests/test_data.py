@@ -142,3 +142,70 @@ def test_builtin_rotten_tomatoes():
     assert sizes["test"] > 500 and sizes["validation"] > 500 and sizes["train"] > 5000
     again = load_task_data(DataConfig(dataset="builtin:rotten_tomatoes"))
     assert again.fingerprint == data.fingerprint
+
+
+# --- TSV quoting: GLUE's none, or standard CSV quoting (../shared/data/bbc is written that way) ---
+
+def _read_texts(path):
+    from kdeploy.data.files import read_table
+
+    return read_table(path)[0]["text"]
+
+
+def test_tsv_written_with_csv_quoting_reads_back_exactly(tmp_path):
+    import csv
+
+    texts = ['He said "no" twice', '"Quoted" at the start', "plain", 'a lone " quote', '""', "it's fine"]
+    path = tmp_path / "quoted.tsv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        writer.writerow(["text", "label"])
+        writer.writerows([t, "a" if i % 2 else "b"] for i, t in enumerate(texts))
+    assert '"He said ""no"" twice"' in path.read_text()  # the file really is quoted
+    assert _read_texts(path) == texts
+
+
+def test_glue_style_tsv_keeps_its_quotes(tmp_path):
+    texts = ['"hi" she said', '"great"', 'a "b', 'ends with a quote"', '" spaced "']
+    path = tmp_path / "glue.tsv"
+    path.write_text("text\tlabel\n" + "".join(f"{t}\t{i % 2}\n" for i, t in enumerate(texts)), encoding="utf-8")
+    assert _read_texts(path) == texts
+
+
+def test_quoting_round_trips_any_text(tmp_path_factory):
+    """Property: whatever the texts (quotes anywhere), a TSV written by Python's csv module reads
+    back as written."""
+    import csv
+
+    from hypothesis import given, settings, strategies as st
+
+    folder = tmp_path_factory.mktemp("quoting")
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(st.text(alphabet='ab "\'', min_size=0, max_size=12), min_size=1, max_size=6))
+    def check(texts):
+        path = folder / "q.tsv"
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
+            writer.writerow(["text", "label"])
+            writer.writerows([t, "x"] for t in texts)
+        assert _read_texts(path) == texts
+
+    check()
+
+
+@pytest.mark.real
+def test_bbc_documents_are_read_as_written():
+    """../shared/data/bbc: 1,333 of the 1,557 training articles hold a quote and are CSV-quoted;
+    read with GLUE's no-quoting they kept the wrapping quotes and doubled inner ones."""
+    from pathlib import Path
+
+    from conftest import SHARED_DATA
+
+    path = Path(SHARED_DATA) / "bbc" / "train.tsv"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    expected = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    texts = _read_texts(path)
+    assert len(texts) == 1557 and texts == list(expected["text"])
+    assert not any(t.startswith('"') and t.endswith('"') for t in texts)

@@ -107,6 +107,24 @@ def read_text_lines(path: Path | str, encoding: str = "utf-8", errors: str = "st
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
+def csv_quoted(text: str) -> bool:
+    """Whether a TSV uses standard CSV quoting (a field holding a quote is wrapped in quotes, its
+    quotes doubled: what Python's csv module and pandas write) rather than GLUE's none, where a
+    quote is just a character. Quoted only if every field that starts with a quote is wrapped
+    and holds a doubled quote, and at least one does: a GLUE sentence that merely starts with a
+    quote (`"hi" she said`) or is one quoted word keeps its quotes."""
+    wrapped = False
+    for line in text.split("\n"):
+        for field in line.rstrip("\r").split("\t"):
+            if not field.startswith('"'):
+                continue
+            inner = field[1:-1] if len(field) >= 2 and field.endswith('"') else None
+            if inner is None or '""' not in inner or '"' in inner.replace('""', ""):
+                return False
+            wrapped = True
+    return wrapped
+
+
 def _bad_json_line(text: str) -> str | None:
     """The first line of a JSON Lines text that is not one JSON object, as a reader would say it
     (pandas names only a character offset)."""
@@ -145,8 +163,10 @@ def read_table(path: Path, encoding: str = "utf-8", errors: str = "strict") -> t
     buffer = io.StringIO(text)
     try:
         if kind in (".tsv", ".txt"):
-            # GLUE-style TSV: no quoting, so a stray quote inside a sentence is just a character.
-            df = pd.read_csv(buffer, sep="\t", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False)
+            # GLUE-style TSV: no quoting, so a stray quote inside a sentence is just a character;
+            # unless the file is written with CSV quoting (as Python's csv module writes a TSV).
+            quoting = csv.QUOTE_MINIMAL if csv_quoted(text) else csv.QUOTE_NONE
+            df = pd.read_csv(buffer, sep="\t", quoting=quoting, dtype=str, keep_default_na=False)
         elif kind == ".csv":
             df = pd.read_csv(buffer, dtype=str, keep_default_na=False)
         else:
