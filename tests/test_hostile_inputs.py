@@ -478,6 +478,8 @@ ROUND3 = [
      "the model reads single texts, but the data holds text pairs"),
     ("3-bench-one-text-bundle-pair-data", ["bench", "{B}", "--out", "{tmp}/o", "--data", "{pairs}"],
      "the model reads single texts"),
+    ("3-bench-one-text-archive-pair-data", ["bench", "{B}.tar.gz", "--out", "{tmp}/o", "--data", "{pairs}"],
+     "the model reads single texts"),
     ("3-bench-pair-bundle-one-text-data", ["bench", "{BP}", "--out", "{tmp}/o", "--data", "{test}"],
      "the model reads text pairs, but the data holds single texts"),
     ("4-all-texts-empty", ["distill", "--teacher", "{M}", "--train", "{empty}", "--out", "{tmp}/o"],

@@ -123,10 +123,10 @@ def pairs_of_model(path: str | Path) -> bool | None:
     return None
 
 
-def check_data_kind(model: str | Path, pairs: bool, where: str) -> None:
+def check_data_kind(model: str | Path, pairs: bool, where: str, known: bool | None = None) -> None:
     """Refuse data of the other kind: a one-text model scored on pairs (or the reverse) gives
     an accuracy that means nothing, and an export would record the data's kind as the model's."""
-    known = pairs_of_model(model)
+    known = pairs_of_model(model) if known is None else known  # `known`: what a loaded bundle's manifest said
     if known is None or known == bool(pairs):
         return
     model_kind, data_kind = ("text pairs", "single texts") if known else ("single texts", "text pairs")

@@ -70,7 +70,8 @@ def benchmark(settings: BenchSettings, models: list[str], data: DataConfig | Non
                                              "compared" if len(entries) > 1 else ""))
         if task is not None:
             for c in candidates:  # before any timing: the wrong kind of data is refused at once
-                check_data_kind(c.path, task.pairs, "data")
+                check_data_kind(c.path, task.pairs, "data",
+                                known=c.keep.manifest.pairs if c.kind == "bundle" else None)  # archives too
         results = {c.name: ModelBench(name=c.name, kind=c.kind, path=str(c.path), size_mib=c.size_mib,
                                       provider=c.provider, provider_requested=settings.provider, threads=c.threads,
                                       memory_mib=c.memory_mib, notes=c.notes, precision=c.precision, origin=c.origin,
