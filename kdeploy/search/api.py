@@ -17,7 +17,7 @@ from pathlib import Path
 from ..configtools import to_dict
 from ..data import DataConfig
 from ..errors import KdeployError
-from ..fsutil import check_output, output_lock, write_json, write_text
+from ..fsutil import check_output, output_lock, write_json, write_text, written_by_kdeploy
 from .config import FAMILY_STARTS, SearchSettings, default_start, family_start
 from .result import SearchResult, TrialRow
 from .trial import RECIPE, first_epoch_peers, run_trial, suggest, trial_recipe
@@ -97,10 +97,13 @@ def _retry_interrupted(study, trial, out: Path) -> None:
         study.enqueue_trial(dict(trial.params), user_attrs={k: v for k, v in trial.user_attrs.items()
                                                            if k == "baseline"})
     folder = out / "trials" / f"{trial.number:03d}"
-    if folder.is_dir():
+    if folder.is_dir() and not folder.is_symlink() and written_by_kdeploy(folder):  # proven by content, never a link
         shutil.rmtree(folder)
     for debris in (out / "trials").glob(f".{folder.name}.*"):  # the run's lock and temporary siblings
-        shutil.rmtree(debris) if debris.is_dir() else debris.unlink()
+        if debris.is_symlink() or not debris.is_dir():
+            debris.unlink()  # a link itself, never what it points to
+        else:
+            shutil.rmtree(debris)
 
 
 def _check_settings(out: Path, settings: SearchSettings, teacher: str, data: DataConfig) -> None:
