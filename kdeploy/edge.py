@@ -72,11 +72,13 @@ def _extract(archive: Path, target: Path, expected_digest: str | None) -> Path:
 
 
 class Predictor:
-    """Loads a verified bundle (folder or .tar.gz/.zip) and classifies text."""
+    """Loads a verified bundle (folder or .tar.gz/.zip) and classifies text. `spin_wait=False`
+    where the process shares its cores with others (a server): onnxruntime's idle threads then
+    sleep instead of spinning."""
 
     def __init__(self, bundle: str | os.PathLike, threads: int | None = None, provider: str = "cpu",
                  extract_to: str | os.PathLike | None = None, model_format: str = "onnx",
-                 allow_fallback: bool = False, expected_digest: str | None = None):
+                 allow_fallback: bool = False, expected_digest: str | None = None, spin_wait: bool = True):
         from tokenizers import Tokenizer
 
         from .modelio.onnx_session import create_session
@@ -127,7 +129,7 @@ class Predictor:
             self.session = OpenVINOSession(bundle / model, threads, m.runtime.get("precision", "bf16"))
         else:
             self.session = create_session(bundle / model, provider, threads, allow_fallback,
-                                          (m.session or {}).get("disabled_optimizers"))
+                                          (m.session or {}).get("disabled_optimizers"), spin_wait=spin_wait)
         self._check_labels(bundle / model)
         self._inputs = [i.name for i in self.session.get_inputs()]
 

@@ -24,8 +24,8 @@ FAST = ["--epochs", "3", "--lr", "3e-3", "--batch-size", "16", "--max-length", "
 def test_help_lists_commands_and_examples():
     result = _run("--help")
     assert result.returncode == 0
-    for command in ("finetune", "distill", "prune", "export", "bench", "package", "predict", "search", "list", "run",
-                    "demo"):
+    for command in ("finetune", "distill", "prune", "export", "bench", "package", "predict", "serve", "search", "list",
+                    "run", "demo"):
         assert command in result.stdout
     distill_help = _run("distill", "--help").stdout
     assert "Examples" in distill_help and "--student-layers" in distill_help and "torchrun" in distill_help
@@ -53,6 +53,12 @@ def test_finetune_then_distill(tiny_base_bert, toy_files, tmp_path):
     (["distill", "--teacher", "{teacher}", "--train", "{train}", "--alpha", "2", "--out", "{tmp}/o"], "alpha must be in [0, 1]"),
     (["distill", "--teacher", "{teacher}", "--train", "{train}", "--text-column", "body", "--out", "{tmp}/o"], "no column 'body'"),
     (["finetune", "--model", "bilstm", "--train", "{train}", "--out", "{tmp}/o"], "needs --tokenizer"),
+    (["serve", "{tmp}/no-bundle"], "no such bundle"),
+    (["serve", "{tmp}/no-bundle", "--port", "0"], "--port must be a port number"),
+    (["serve", "{tmp}/no-bundle", "--autoscale", "3,1"], "--autoscale takes MIN,MAX"),
+    (["serve", "a={tmp}/x", "a={tmp}/y"], "both named 'a'"),
+    (["search", "--teacher", "{teacher}", "--train", "{train}", "--storage", "redis://h", "--out", "{tmp}/o"],
+     "--storage takes an Optuna storage URL"),
 ])
 def test_errors_are_one_line_without_traceback(args, message, tiny_bert, toy_files, tmp_path):
     fill = {"train": toy_files["train"], "teacher": tiny_bert, "tmp": tmp_path}

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "kdeploy"
 
 # component -> level; an import must go to a lower level, or stay inside its own component
 LEVELS = {"base": 0, "data": 1, "modelio": 1, "edge": 2, "distill": 3, "prune": 3, "export": 3, "runtime": 3,
-          "package": 3, "pipeline": 4, "search": 5, "cli": 6}
+          "package": 3, "serve": 3, "pipeline": 4, "search": 5, "cli": 6}
 BASE = {"kdeploy", "kdeploy.errors", "kdeploy.registry", "kdeploy.configtools", "kdeploy.fsutil", "kdeploy.safety",
         "kdeploy.environment", "kdeploy.metrics", "kdeploy.console", "kdeploy.progress", "kdeploy.results",
         "kdeploy.assets", "kdeploy.manifest"}

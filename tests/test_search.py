@@ -165,3 +165,53 @@ def test_default_point_is_distills_own_defaults():
     assert (d.temperature, d.alpha, d.train.learning_rate, d.student.layers) == (2.0, 0.5, 1e-4, 2)  # golden
     assert DEFAULT_POINT == {"family": "layers", "temperature": 2.0, "alpha": 0.5, "learning_rate": 1e-4,
                              "layers": 2, "heads": 0.0, "vocab": False}
+
+
+WORKER = """
+import sys
+from conftest import data_of
+from kdeploy.data import DataConfig
+from kdeploy.search.api import search
+from test_search import _settings
+import json, pathlib
+files = {k: pathlib.Path(v) for k, v in json.loads(sys.argv[1]).items()}
+settings = _settings(4)
+settings.storage = sys.argv[3]
+result = search(settings, teacher=sys.argv[2], data=data_of(files), out=sys.argv[4])
+print("RESULT", json.dumps({"trials": result.trials, "all": [r.trial for r in result.all], "machine": result.machine}))
+"""
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_study_through_a_journal_file(teacher, toy_files, tmp_path):
+    """`--storage journal:PATH`: two worker processes (as on two machines, each with its own
+    --out) run the trials of one study; each trial records its worker and machine; the budget is
+    the study's; a worker with another search space is refused."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = tmp_path / "study.journal"
+    tests = os.path.dirname(__file__)
+    env = {**os.environ, "PYTHONPATH": tests + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "KDEPLOY_CACHE": str(tmp_path / "cache")}
+    files = json.dumps({k: str(v) for k, v in toy_files.items()})
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, files, str(teacher), f"journal:{journal}",
+                                 str(tmp_path / f"worker{i}")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env, cwd=tests) for i in (1, 2)]
+    outs = [w.communicate(timeout=600) for w in workers]
+    for w, (out, err) in zip(workers, outs):
+        assert w.returncode == 0, err[-3000:]
+    study = optuna.load_study(study_name="kdeploy-search", storage=JournalStorage(JournalFileBackend(str(journal))))
+    finished = [t for t in study.trials if t.state.is_finished() and t.state.name != "FAIL"]
+    assert len(finished) >= 4  # the study's budget, shared (a worker stops when the study has its trials)
+    by_worker = {t.user_attrs["worker"] for t in finished}
+    assert by_worker == {f"{os.uname().nodename}:{tmp_path / 'worker1'}", f"{os.uname().nodename}:{tmp_path / 'worker2'}"}
+    assert all(t.user_attrs["machine"] for t in finished)
+    for out, _ in outs:  # each worker's front holds the trials timed on its machine (here: the same one)
+        result = json.loads(out.split("RESULT", 1)[1])
+        assert len(result["all"]) >= 1 and result["machine"]
+    other = _settings(4, epochs=2.0)
+    other.storage = f"journal:{journal}"
+    with pytest.raises(KdeployError, match="holds a search with other settings \\(epochs\\)"):
+        search(other, teacher=str(teacher), data=data_of(toy_files), out=tmp_path / "worker3")

@@ -11,6 +11,7 @@ from ..errors import KdeployError
 from . import stages  # noqa: F401, I001  (each module registers its commands, in this order, on the app)
 from . import runtime  # noqa: F401
 from . import pipeline  # noqa: F401
+from . import serve  # noqa: F401
 from .app import app
 
 # What the slim install lacks; a command that needs it says how to get it.

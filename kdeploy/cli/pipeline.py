@@ -40,6 +40,8 @@ def demo(out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/demo"), 
              "  kdeploy search --teacher runs/teacher --train train.tsv --families static,bilstm,width --trials 30 "
              "--out runs/ladder\n\n"
              "  kdeploy search ... --out runs/search   (again: resumes the study in runs/search/study.db)\n\n"
+             "  kdeploy search ... --storage postgresql://kd@db/search --out runs/search   (on each machine: one "
+             "study, each worker timing its own trials)\n\n"
              "  kdeploy run runs/search/recipes/trial-007.yaml   (a front point, as a full pipeline)")
 def search(
     out: Out,
@@ -56,6 +58,7 @@ def search(
     latency_iterations: Annotated[Optional[int], typer.Option("--latency-iterations", show_default=shown(SearchSettings, "latency_iterations"))] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", show_default=shown(SearchSettings, "seed"))] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", show_default=shown(SearchSettings, "max_length"))] = None,
+    storage: Annotated[Optional[str], typer.Option("--storage", help="Share one study between workers on several machines: an Optuna storage URL (postgresql://USER@HOST/DB, mysql://...) or journal:PATH on a shared disk; each worker keeps its own --out and times on its own hardware. [default: OUT/study.db]")] = None,
     train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
     dataset_config: DatasetConfig = None, text_column: TextColumn = None,
     text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
@@ -81,7 +84,7 @@ def search(
     settings = settings_from(SearchSettings, {
         "space": {**space, **{k: v for k, v in flags.items() if v is not None}}, "trials": trials,
         "minutes": minutes, "epochs": epochs, "threads": threads, "latency_iterations": latency_iterations,
-        "seed": seed, "max_length": max_length})
+        "seed": seed, "max_length": max_length, "storage": storage})
     data = data_config(train, validation, test, dataset, dataset_config, text_column, label_column, label_names,
                        encoding, encoding_errors, max_train_samples, max_eval_samples,
                        text_pair_column=text_pair_column, task=task, pair_truncation=pair_truncation)

@@ -34,10 +34,12 @@ def extensions_library() -> str:
 
 def create_session(path: str | Path, provider: str = "cpu", threads: int | None = None,
                    allow_fallback: bool = False, disabled_optimizers: list[str] | None = None,
-                   custom_ops_library: str | None = None):
+                   custom_ops_library: str | None = None, spin_wait: bool = True):
     """A session on `provider`; `disabled_optimizers` are load-time fusions the file's export
     found slower here (its session settings: see kdeploy.export.optimize); `custom_ops_library`
-    is registered first (onnxruntime-extensions, for a model with its tokenizer inside)."""
+    is registered first (onnxruntime-extensions, for a model with its tokenizer inside);
+    `spin_wait=False` stops idle worker threads spinning, for a process that shares its cores
+    with others (a server's proxy): the spinning starves them."""
     import onnxruntime as ort
 
     if provider not in PROVIDERS:
@@ -54,6 +56,8 @@ def create_session(path: str | Path, provider: str = "cpu", threads: int | None 
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if not spin_wait:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if custom_ops_library:
         options.register_custom_ops_library(custom_ops_library)
     providers = [wanted] if wanted in available else []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import time
 import warnings
 from pathlib import Path
@@ -41,12 +42,13 @@ def _search(settings: SearchSettings, teacher: str, data: DataConfig, out: Path)
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = f"sqlite:///{(out / 'study.db').resolve()}"
     sampler = optuna.samplers.NSGAIISampler(seed=settings.seed, population_size=max(4, min(10, settings.trials // 2)))
-    study = optuna.create_study(study_name=STUDY, storage=storage, directions=["maximize", "minimize"],
-                                sampler=sampler, load_if_exists=True)
+    study = _open_study(settings, out, sampler)
+    worker, here = f"{socket.gethostname()}:{out.resolve()}", machine_key()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        _retry_interrupted(study, t, out)
+        # a shared study: only this worker's own trials (another worker may be running its own now)
+        if t.user_attrs.get(WORKER, worker if settings.storage is None else None) == worker:
+            _retry_interrupted(study, t, out)
     if not study.trials:
         default = default_start(settings.space)
         if default is not None:
@@ -60,6 +62,8 @@ def _search(settings: SearchSettings, teacher: str, data: DataConfig, out: Path)
     started = time.perf_counter()
 
     def objective(trial):
+        trial.set_user_attr(WORKER, worker)
+        trial.set_user_attr(MACHINE, here)
         params = suggest(trial, settings)
         return run_trial(trial, settings, teacher, data, out, params,
                          first_epoch_peers(finished(), params.get("layers"), params["family"]))
@@ -75,13 +79,57 @@ def _search(settings: SearchSettings, teacher: str, data: DataConfig, out: Path)
         if len(failed) > max(3, settings.trials // 2):
             raise KdeployError(f"{len(failed)} trials failed; see {out / 'trials'} (last: "
                                f"{failed[-1].system_attrs.get('fail_reason', '?').splitlines()[-1]})")
-    result = summarise(study)
+    result = summarise(study, here)
     result.resumed_with_trials, result.seconds = resumed_with, round(time.perf_counter() - started, 1)
     write_outputs(result, out, settings, teacher, data)
     return result
 
 
 INTERRUPTED = "interrupted"
+WORKER, MACHINE = "worker", "machine"  # who ran a trial (host:out) and where it was timed
+
+
+def machine_key() -> str:
+    """Latencies compare only on like hardware: the CPU model and its core count."""
+    from ..environment import machine
+
+    m = machine()
+    return f"{m['cpu']} x{m['cores']}"
+
+
+def _open_study(settings: SearchSettings, out: Path, sampler):
+    """The study in OUT/study.db, or in the shared storage every worker names with --storage;
+    a shared study must be the same search on every worker."""
+    import optuna
+
+    url = settings.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    try:
+        if url.startswith("journal:"):
+            from optuna.storages import JournalStorage
+            from optuna.storages.journal import JournalFileBackend
+
+            storage = JournalStorage(JournalFileBackend(url[len("journal:"):]))
+        else:
+            storage = optuna.storages.RDBStorage(url, heartbeat_interval=None)
+        study = optuna.create_study(study_name=STUDY, storage=storage, directions=["maximize", "minimize"],
+                                    sampler=sampler, load_if_exists=True)
+    except (ImportError, OSError) as exc:
+        raise KdeployError(f"--storage {url}: cannot open the study ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # sqlalchemy's errors: a server that is down, a wrong password, a missing driver
+        if type(exc).__module__.split(".")[0] != "sqlalchemy":
+            raise
+        raise KdeployError(f"--storage {url}: cannot open the study ({str(exc).splitlines()[0]})") from None
+    if settings.storage is not None:
+        mine = json.loads(json.dumps({k: v for k, v in to_dict(settings).items()
+                                      if k not in ("trials", "minutes", "threads", "storage")}))
+        theirs = study.user_attrs.get("settings")
+        if theirs is None:
+            study.set_user_attr("settings", mine)
+        elif theirs != mine:
+            changed = sorted(k for k in mine if theirs.get(k) != mine[k])
+            raise KdeployError(f"--storage {url} holds a search with other settings ({', '.join(changed)}); "
+                               "every worker of a shared study must search the same space")
+    return study
 
 
 def _retry_interrupted(study, trial, out: Path) -> None:
@@ -125,18 +173,33 @@ def _row(t) -> TrialRow:
     p = dict(t.params)
     return TrialRow(trial=t.number, family=p.pop("family", "layers"), accuracy=t.values[0], latency_ms=t.values[1],
                     throughput_bs32=t.user_attrs.get("throughput_bs32"), size_mib=t.user_attrs.get("size_mib"),
-                    baseline=bool(t.user_attrs.get("baseline")), params=p)
+                    baseline=bool(t.user_attrs.get("baseline")), params=p, machine=t.user_attrs.get(MACHINE))
 
 
-def summarise(study) -> SearchResult:
+def pareto(rows: list[TrialRow]) -> list[TrialRow]:
+    """The rows no other row beats on both accuracy (higher) and latency (lower), fastest first."""
+    return sorted((r for r in rows if not any(o.accuracy >= r.accuracy and o.latency_ms <= r.latency_ms
+                                              and (o.accuracy, -o.latency_ms) != (r.accuracy, -r.latency_ms)
+                                              for o in rows)), key=lambda r: r.latency_ms)
+
+
+def summarise(study, here: str | None = None) -> SearchResult:
+    """The front of the trials timed on `here` (all of them when trials carry no machine): a
+    shared study's other machines have their own fronts, never mixed into this one."""
+    from collections import Counter
+
     from optuna.trial import TrialState
 
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    front = sorted((_row(t) for t in study.best_trials), key=lambda r: r.latency_ms)
-    baseline = next((_row(t) for t in complete if t.user_attrs.get("baseline")), None)
+    complete = [_row(t) for t in study.trials if t.state == TrialState.COMPLETE]
+    local = [r for r in complete if here is None or r.machine in (None, here)]
+    elsewhere = dict(Counter(r.machine for r in complete if here is not None and r.machine not in (None, here)))
+    front = pareto(local)
+    baseline = next((r for r in local if r.baseline), None)
     better = [r for r in front if baseline and not r.baseline and r.latency_ms < baseline.latency_ms
               and r.accuracy >= baseline.accuracy]
-    if baseline is None:
+    if baseline is None and any(r.baseline for r in complete):
+        verdict = "the hand-picked default was timed on another machine of this shared study, not on this one"
+    elif baseline is None:
         verdict = ("the hand-picked default was not measured (its family, layers, is not searched; or its trial failed "
                    "or is pending)")
     elif better:
@@ -150,7 +213,7 @@ def summarise(study) -> SearchResult:
               for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     counts["interrupted"] = sum(bool(t.user_attrs.get(INTERRUPTED)) for t in study.trials)
     return SearchResult(front=front, baseline=baseline, faster_at_no_lower_accuracy=better, verdict=verdict,
-                        trials=counts, all=[_row(t) for t in complete])
+                        trials=counts, all=local, machine=here, other_machines=elsewhere)
 
 
 def write_outputs(result: SearchResult, out: Path, settings: SearchSettings, teacher: str, data: DataConfig) -> None:

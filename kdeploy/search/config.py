@@ -79,6 +79,9 @@ class SearchSpace:
             raise KdeployError("search space vocab: give [false], [true] or [false, true]")
 
 
+STORAGES = ("postgresql://", "postgresql+", "mysql://", "mysql+", "sqlite:///", "journal:")
+
+
 @dataclass
 class SearchSettings:
     """Multi-objective search: maximise validation accuracy of the int8 ONNX student,
@@ -95,6 +98,9 @@ class SearchSettings:
     augment: int | None = 0  # augmented copies per example in every trial (None: by data size, slower)
     early_stop_points: float = 3.0  # stop a trial whose first-epoch accuracy trails the median by this much
     seed: int = 0
+    # where the study lives: OUT/study.db by default; an Optuna RDB URL (postgresql://, mysql://,
+    # sqlite:///) or journal:PATH shares one study between workers on several machines
+    storage: str | None = None
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -104,6 +110,9 @@ class SearchSettings:
             raise KdeployError("minutes must be positive")
         if self.epochs <= 0:
             raise KdeployError("epochs must be positive")
+        if self.storage is not None and not self.storage.startswith(STORAGES):
+            raise KdeployError(f"--storage takes an Optuna storage URL ({', '.join(STORAGES[:3])}...) or journal:PATH, "
+                               f"got {self.storage!r}")
 
 
 def family_start(family: str, space: "SearchSpace") -> dict:

@@ -19,6 +19,7 @@ class TrialRow:
     baseline: bool = False
     params: dict = field(default_factory=dict)  # the family's knobs, alpha, temperature, learning rate
     recipe: str | None = None
+    machine: str | None = None  # where its latency was measured (a shared study has several)
 
     def knobs(self) -> str:
         shown = {k: v for k, v in self.params.items() if k not in ("alpha", "temperature")}
@@ -36,6 +37,8 @@ class SearchResult(Result):
     resumed_with_trials: int = 0
     seconds: float = 0.0
     environment: dict = field(default_factory=dict)
+    machine: str | None = None  # the front's trials were all timed here
+    other_machines: dict[str, int] = field(default_factory=dict)  # trials timed elsewhere (a shared study)
     title = "search front"
 
     def best_per_family(self) -> dict[str, TrialRow]:
@@ -65,6 +68,9 @@ class SearchResult(Result):
         return "\n".join(["# kdeploy search: accuracy/latency front", "",
                           "Objectives: int8 ONNX validation accuracy (max), batch-1 p50 latency on this machine "
                           f"(min). Trials: {self.trials}. {self.verdict}.", "",
+                          *([f"Timed on {self.machine}; trials timed on other machines are on their own fronts: "
+                             + ", ".join(f"{m} ({n})" for m, n in self.other_machines.items()), ""]
+                            if self.other_machines else []),
                           markdown_table(headers, rows), "", "## Each family's best point", "",
                           markdown_table(["family", "trial", "accuracy", "p50 ms (bs 1)", "texts/s (bs 32)", "MiB",
                                           "knobs"], family), "", "![front](front.png)", ""])

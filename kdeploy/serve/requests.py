@@ -1,0 +1,164 @@
+"""What a request may hold, checked before the model sees it (pure Python: tested without Ray).
+
+The shapes are text-embeddings-inference's, so its clients work unchanged:
+    POST /predict {"inputs": "text"}            -> [{"label", "score"}, ...] (best first)
+    POST /predict {"inputs": ["t1", "t2"]}      -> one such list per text
+    POST /predict {"inputs": [["a", "b"], ...]} -> one list per pair (a pair bundle)
+    POST /rerank  {"query": "q", "texts": [...]} -> [{"index", "score"}] best first (a pair bundle)
+Every refusal is an `HttpError` with a status (413 too large, 422 malformed) and one line
+saying what is wrong; nothing a client sends becomes a 500.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass
+class HttpError(Exception):
+    status: int
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def parse_json(raw: bytes) -> dict:
+    """The body as a JSON object: UTF-8 only, no NaN/Infinity, no duplicate keys."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HttpError(422, f"the body is not UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})") from None
+    if not text.strip():
+        raise HttpError(422, "the body is empty; send a JSON object such as {\"inputs\": \"a text\"}")
+
+    def no_constants(name):
+        raise HttpError(422, f"the body holds {name}, which is not JSON")
+
+    def unique(pairs):
+        keys = [k for k, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise HttpError(422, f"the body repeats the key {next(k for k in keys if keys.count(k) > 1)!r}")
+        return dict(pairs)
+
+    try:
+        body = json.loads(text, parse_constant=no_constants, object_pairs_hook=unique)
+    except json.JSONDecodeError as exc:
+        raise HttpError(422, f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise HttpError(422, "the body nests too deeply") from None
+    if not isinstance(body, dict):
+        raise HttpError(422, f"the body must be a JSON object, got {_kind(body)}")
+    return body
+
+
+def _kind(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _text(value, where: str) -> str:
+    if not isinstance(value, str):
+        raise HttpError(422, f"{where} must be a string, got {_kind(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # "\ud800" is valid JSON but not a text
+        raise HttpError(422, f"{where} holds a lone surrogate (U+{ord(value[exc.start]):04X}), not valid Unicode") \
+            from None
+    return value
+
+
+def _keys(body: dict, allowed: tuple[str, ...], required: tuple[str, ...]) -> None:
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise HttpError(422, f"unknown key {unknown[0]!r}; this route takes {', '.join(allowed)}")
+    missing = [k for k in required if k not in body]
+    if missing:
+        raise HttpError(422, f"missing key {missing[0]!r}")
+
+
+def _count(n: int, max_texts: int, what: str) -> None:
+    if n == 0:
+        raise HttpError(422, f"{what} is empty; send at least one text")
+    if n > max_texts:
+        raise HttpError(413, f"{what} holds {n} texts; this server takes at most {max_texts} per request "
+                             "(split the request)")
+
+
+@dataclass
+class PredictRequest:
+    examples: list  # str, or (first, second) for a pair bundle
+    single: bool  # the client sent one example, not a list: answer with one list, not a list of lists
+    raw_scores: bool = False  # logits are not exposed; accepted for TEI clients and refused when true
+
+
+def predict_request(body: dict, pairs: bool, max_texts: int) -> PredictRequest:
+    _keys(body, ("inputs", "truncate", "raw_scores"), ("inputs",))
+    if body.get("truncate", True) is not True:
+        raise HttpError(422, "truncate must be true: a bundle always truncates texts to its max_length")
+    if body.get("raw_scores", False) is not False:
+        raise HttpError(422, "raw_scores is not offered: the server answers probabilities")
+    inputs = body["inputs"]
+    if isinstance(inputs, str):
+        if pairs:
+            raise HttpError(422, "this model reads sentence pairs; send inputs as [\"first\", \"second\"] or a list "
+                                 "of such pairs")
+        return PredictRequest([_text(inputs, "inputs")], single=True)
+    if not isinstance(inputs, list):
+        raise HttpError(422, f"inputs must be a string or a list of strings, got {_kind(inputs)}")
+    if pairs and len(inputs) == 2 and all(isinstance(t, str) for t in inputs):
+        return PredictRequest([(_text(inputs[0], "inputs[0]"), _text(inputs[1], "inputs[1]"))], single=True)
+    _count(len(inputs), max_texts, "inputs")
+    examples: list = []
+    for i, item in enumerate(inputs):
+        if pairs:
+            if not isinstance(item, list) or len(item) != 2:
+                raise HttpError(422, f"inputs[{i}]: this model reads sentence pairs; give [\"first\", \"second\"], "
+                                     f"got {_kind(item)}" + (f" of {len(item)}" if isinstance(item, list) else ""))
+            examples.append((_text(item[0], f"inputs[{i}][0]"), _text(item[1], f"inputs[{i}][1]")))
+        else:
+            if isinstance(item, list):
+                raise HttpError(422, f"inputs[{i}]: this model reads one text per example, not a pair")
+            examples.append(_text(item, f"inputs[{i}]"))
+    return PredictRequest(examples, single=False)
+
+
+@dataclass
+class RerankRequest:
+    query: str
+    texts: list[str]
+    return_text: bool = False
+
+
+def rerank_request(body: dict, pairs: bool, max_texts: int) -> RerankRequest:
+    if not pairs:
+        raise HttpError(422, "this model reads one text per example; /rerank needs a sentence-pair bundle "
+                             "(query, passage)")
+    _keys(body, ("query", "texts", "return_text", "truncate", "raw_scores"), ("query", "texts"))
+    for flag, allowed in (("truncate", True), ("raw_scores", False)):
+        if body.get(flag, allowed) is not allowed:
+            raise HttpError(422, f"{flag} must be {str(allowed).lower()} here")
+    if not isinstance(body.get("return_text", False), bool):
+        raise HttpError(422, f"return_text must be true or false, got {_kind(body['return_text'])}")
+    query = _text(body["query"], "query")
+    texts = body["texts"]
+    if not isinstance(texts, list):
+        raise HttpError(422, f"texts must be a list of strings, got {_kind(texts)}")
+    _count(len(texts), max_texts, "texts")
+    return RerankRequest(query, [_text(t, f"texts[{i}]") for i, t in enumerate(texts)],
+                         return_text=body.get("return_text", False))
+
+
+def label_scores(result: dict) -> list[dict]:
+    """A predictor result in TEI's shape: every label with its probability, best first."""
+    if "probabilities" not in result:  # a score (regression) model
+        return [{"score": result["score"]}]
+    return [{"label": label, "score": p}
+            for label, p in sorted(result["probabilities"].items(), key=lambda kv: -kv[1])]
+
+
+def rerank_scores(results: list[dict], labels: list[str], regression: bool) -> list[float]:
+    """A pair bundle's relevance per passage: its score, or the probability of its last label
+    (as `Predictor.rank`)."""
+    return [r["score"] if regression else r["probabilities"][labels[-1]] for r in results]
