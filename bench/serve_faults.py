@@ -247,8 +247,8 @@ def markdown(report: dict, name: str) -> str:
               f"- **A replica killed (SIGKILL) under load**, 8 clients, {k['requests']} requests, 2 replicas: codes "
               f"{k['codes']}; {k['answered_wrongly']} of {k['answers_checked']} checked answers differ from a single "
               f"`Predictor.predict` call; p99 {k['p99_ms']} ms; /health 5 s later: {k.get('health_after_5s')}. "
-              "The failed requests were in flight on the killed replica (Ray's proxy answers those with 500); "
-              "Ray restarted the replica from the verified bytes.",
+              "Any that failed were in flight on the killed replica (the connection dropped, or the ingress answered "
+              "for it); Ray restarted the replica from the verified bytes.",
               f"- **{sg['slow_clients']} slow clients** (a 200-byte body trickled a byte a second) and "
               f"**{sg['hung_up_clients']} clients that hung up** after sending 100 texts, beside "
               f"{sg['normal_requests']} normal requests (4 clients): normal codes {sg['normal_codes']}, p50 "

@@ -88,9 +88,9 @@ def start(kind: str, bundle: str, port: int, replicas: int = 1, threads: int = 2
     if kind.startswith("baseline"):
         cmd = [sys.executable, __file__, "--baseline-server", bundle, "--port", str(port), "--threads", str(threads)] \
             + (["--threaded"] if kind == "baseline-threadpool" else [])
-    else:
+    else:  # "kdeploy serve" (HAProxy ingress when installed) or "kdeploy serve (python ingress)"
         cmd = [sys.executable, "-m", "kdeploy", "serve", bundle, "--port", str(port), "--replicas", str(replicas),
-               "--threads", str(threads), *extra.split()]
+               "--threads", str(threads), *(["--ingress", "python"] if "python" in kind else []), *extra.split()]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
 
@@ -169,7 +169,8 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,8,32,128")
     ap.add_argument("--requests", type=int, default=2000, help="requests per concurrency level")
     ap.add_argument("--check", type=int, default=1000, help="test sentences checked against single calls")
-    ap.add_argument("--servers", default="baseline-event-loop:1:2,baseline-threadpool:1:2,kdeploy:1:2,kdeploy:2:1",
+    ap.add_argument("--servers", default="baseline-event-loop:1:2,baseline-threadpool:1:2,kdeploy:1:2,kdeploy:2:1,"
+                                         "kdeploy-python:1:2",
                     help="KIND:REPLICAS:THREADS, comma-separated")
     ap.add_argument("--serve-flags", default="", help="more flags for kdeploy serve")
     ap.add_argument("--baseline-server", help=argparse.SUPPRESS)
@@ -197,7 +198,7 @@ def main() -> None:
         expected[i] = [[k, v] for k, v in sorted(r["probabilities"].items(), key=lambda kv: -kv[1])]
     del predictor
     levels = [int(c) for c in args.concurrency.split(",")]
-    servers = [(k.replace("kdeploy", "kdeploy serve"), int(r), int(t))
+    servers = [({"kdeploy": "kdeploy serve", "kdeploy-python": "kdeploy serve (python ingress)"}.get(k, k), int(r), int(t))
                for k, r, t in (s.split(":") for s in args.servers.split(","))]
     rows, checks = [], {}
     for kind, replicas, threads in servers:
@@ -211,7 +212,7 @@ def main() -> None:
             asyncio.run(load(url, texts, 8, 200, seed=99))  # warm-up
             for c in levels:
                 n = args.requests if c > 1 else max(200, args.requests // 4)
-                r = asyncio.run(load(url, texts, c, n, seed=c, metrics_at=1.0 if kind == "kdeploy serve" else None))
+                r = asyncio.run(load(url, texts, c, n, seed=c, metrics_at=1.0 if kind.startswith("kdeploy") else None))
                 r.pop("answers")
                 r["batch_histogram_mid_run"] = batch_histogram(r.pop("metrics"))
                 rows.append({"server": kind, "replicas": replicas, "threads": threads, "start_s": round(started, 1),

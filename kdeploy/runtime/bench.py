@@ -72,6 +72,8 @@ def benchmark(settings: BenchSettings, models: list[str], data: DataConfig | Non
             for c in candidates:  # before any timing: the wrong kind of data is refused at once
                 check_data_kind(c.path, task.pairs, "data",
                                 known=c.keep.manifest.pairs if c.kind == "bundle" else None)  # archives too
+        if settings.baselines:
+            candidates += _baselines(settings, task, candidates, reference, threads, Path(work), skipped)
         results = {c.name: ModelBench(name=c.name, kind=c.kind, path=str(c.path), size_mib=c.size_mib,
                                       provider=c.provider, provider_requested=settings.provider, threads=c.threads,
                                       memory_mib=c.memory_mib, notes=c.notes, precision=c.precision, origin=c.origin,
@@ -98,6 +100,51 @@ def benchmark(settings: BenchSettings, models: list[str], data: DataConfig | Non
         machine_load=load.stop().to_dict())
     report.headline = headline(report)
     return values, report
+
+
+PIP = {"sklearn": "scikit-learn", "fasttext": "fasttext-numpy2", "model2vec": "'model2vec[distill]'", "torch": "torch"}
+
+
+def _baselines(settings: BenchSettings, task: TaskData | None, candidates: list[Candidate], reference: str,
+               threads: int, work: Path, skipped: list[str]) -> list[Candidate]:
+    """The cheap baselines, trained on the task's own train split (labels in the reference's order)."""
+    from ..modelio.record import label_names_in
+    from .baselines import FitContext, baseline_candidate, missing
+
+    if task is None or "train" not in task.splits:
+        raise KdeployError("--baselines are trained on the students' own train split: give --train (and "
+                           "--validation) beside --data")
+    ref = next(c for c in candidates if c.name == reference)
+    aligned = task.aligned_to(label_names_in(ref.path if ref.path.is_dir() else ref.path.parent), "model")
+    choice = "validation" if "validation" in aligned.splits else "train"
+    out = []
+    for name in settings.baselines:
+        absent = missing(name)
+        encoder = settings.baseline_encoder or _base_encoder(ref.path)
+        if absent:
+            skipped.append(f"{name} (baseline): skipped, {absent} is not installed (pip install {PIP[absent]})")
+        elif name == "model2vec" and encoder is None:
+            skipped.append(f"{name} (baseline): skipped, no encoder to distil from ({ref.name} names no base "
+                           "model); give --baseline-encoder")
+        else:
+            out.append(baseline_candidate(name, aligned, choice, FitContext(work / f"baseline-{name}", settings.seed,
+                                                                            threads, encoder)))
+    return out
+
+
+def _base_encoder(path: Path) -> str | None:
+    """The encoder a fine-tuned model started from (its training record), or the model itself."""
+    from ..assets import resolve_model
+    from ..modelio.record import read_record
+
+    folder = path if path.is_dir() else path.parent
+    record = read_record(folder) or {}
+    base = (record.get("model") or {}).get("model") if isinstance(record.get("model"), dict) else None
+    if base:
+        resolved = resolve_model(base)
+        if Path(resolved).is_dir():
+            return resolved
+    return str(folder) if (folder / "config.json").is_file() else None
 
 
 def _latency_texts(settings: BenchSettings, task: TaskData | None) -> list[str]:
@@ -267,4 +314,27 @@ def headline(report: BenchReport) -> list[str]:
                              + (f", {m.vs_reference.throughput_ratio_vs_fastest_reference[bs]:.1f}x its fastest "
                                 f"variant's ({best.name})" if len(variants) > 1 else ""))
         lines.append(f"{m.name}: " + "; ".join(parts))
+    return lines + _baseline_verdicts(report, ref)
+
+
+def _baseline_verdicts(report: BenchReport, ref: ModelBench) -> list[str]:
+    """Said plainly: a baseline as accurate as a student at its speed means the student does not
+    earn its keep on this task."""
+    baselines = [m for m in report.models if m.kind.startswith("baseline-") and m.accuracy is not None]
+    students = [m for m in report.models if m.origin != ref.origin and not m.kind.startswith("baseline-")
+                and m.accuracy is not None]
+    lines = []
+    for b in baselines:
+        for s in students:
+            ba, sa = 100 * b.accuracy.accuracy, 100 * s.accuracy.accuracy
+            bs1 = 1 in b.latency and 1 in s.latency
+            speed = (f" (batch-1 p50 {b.latency[1].p50_ms:.3g} ms for the baseline, {s.latency[1].p50_ms:.3g} ms for the "
+                     "student)" if bs1 else "")
+            if ba >= sa and (not bs1 or b.latency[1].p50_ms <= s.latency[1].p50_ms):
+                lines.append(f"{b.name} is as accurate as {s.name} ({ba:.2f}% vs {sa:.2f}%) and as fast or faster"
+                             f"{speed}: the student does not earn its keep here")
+            elif ba >= sa:
+                lines.append(f"{b.name} is as accurate as {s.name} ({ba:.2f}% vs {sa:.2f}%) but slower{speed}")
+            else:
+                lines.append(f"{s.name} beats {b.name} by {sa - ba:.2f} points ({sa:.2f}% vs {ba:.2f}%){speed}")
     return lines

@@ -25,6 +25,8 @@ class BenchSettings:
     batching: str = "sorted"  # sorted: each batch's texts have similar lengths (as a bucketing server runs); random
     peers: bool = False  # also the teacher in bf16/compile/optimum int8/OpenVINO and OpenVINO on the students
     peaks: bool = True  # measure the machine's int8/fp32 GEMM peaks and each model's share of them
+    baselines: list[str] = field(default_factory=list)  # tfidf-lr, fasttext, model2vec: trained on the train split
+    baseline_encoder: str | None = None  # model2vec distils this encoder (default: the reference's base model)
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -51,5 +53,11 @@ class BenchSettings:
             raise KdeployError(f"--seq-length must be in 2..{self.max_length or 512}, got {self.seq_length}")
         if self.batching not in ("sorted", "random"):
             raise KdeployError(f"batching must be sorted or random, got {self.batching!r}")
+        from .baselines import BASELINES
+
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown or len(set(self.baselines)) != len(self.baselines):
+            raise KdeployError(f"--baselines takes distinct names from {', '.join(BASELINES)}, got "
+                               f"{','.join(self.baselines)}")
         if self.split not in ("test", "validation"):
             raise KdeployError(f"split must be test or validation, got {self.split!r}")

