@@ -100,6 +100,8 @@ def list_registered() -> None:
     from ..distill.augment import AUGMENTERS
     from ..distill.methods import LAYER_LOSSES, LOSSES, STUDENTS
     from ..export.config import PRESETS
+    from ..runtime.baselines import BASELINES
+    from ..runtime.baselines import missing as baseline_missing
     from ..runtime.candidates import KINDS, missing_package
 
     from ..search.config import FAMILIES
@@ -118,6 +120,9 @@ def list_registered() -> None:
         "runtime kinds (kdeploy bench MODEL@KIND)": {n: KINDS.doc(n) + ("" if not missing_package(n) else
                                                                           f" [not installed: {missing_package(n)}]")
                                                      for n in KINDS},
+        "baselines (kdeploy bench --baselines)": {n: BASELINES[n].doc + ("" if not baseline_missing(n) else
+                                                                          f" [not installed: {baseline_missing(n)}]")
+                                                  for n in BASELINES},
     }
     for title, items in sections.items():
         say(title)
