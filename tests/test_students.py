@@ -85,7 +85,27 @@ def test_small_student_trains_on_gradients(tiny_bert):
     assert model.embed.weight.grad is not None and model.embed.weight.grad[0].abs().sum() == 0  # pad row frozen
 
 
-@pytest.mark.parametrize("kind", ["static", "cnn", "bilstm"])
+def test_a_normalised_static_student_ignores_the_scale_of_its_vectors():
+    """normalize (model2vec's classifier): the pooled vector is L2-normalised before the head, so
+    scaling every token vector leaves the logits as they were; without it they change."""
+    import torch
+
+    from kdeploy.modelio.small_models import StaticConfig, StaticEmbeddingForSequenceClassification
+
+    ids = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0]])
+    mask = (ids != 0).long()
+    for normalize in (True, False):
+        torch.manual_seed(0)
+        model = StaticEmbeddingForSequenceClassification(StaticConfig(vocab_size=16, embedding_dim=8, hidden_size=4,
+                                                                      dropout=0.0, normalize=normalize)).eval()
+        before = model(input_ids=ids, attention_mask=mask).logits
+        with torch.no_grad():
+            model.embed.weight.mul_(3.0)
+        after = model(input_ids=ids, attention_mask=mask).logits
+        assert torch.allclose(before, after, atol=1e-6) == normalize
+
+
+@pytest.mark.parametrize("kind", ["static", "static-normalized", "cnn", "bilstm"])
 def test_small_student_end_to_end(kind, tiny_bert, toy_files, tmp_path, cache_dir):
     """distil -> export (parity at every shape) -> int8 -> bundle -> predict, for each small student kind."""
     import numpy as np
@@ -99,9 +119,11 @@ def test_small_student_end_to_end(kind, tiny_bert, toy_files, tmp_path, cache_di
     from kdeploy.package.config import PackageSettings
 
     student = {"kind": kind, "embedding_dim": 16, "hidden_size": 16, "num_filters": 8}
+    if kind == "static-normalized":
+        student.update(kind="static", normalize=True)
     record = distill(distill_settings(student=student, train={"epochs": 2, "learning_rate": 5e-3}),
                      teacher=str(tiny_bert), data=data_of(toy_files), out=tmp_path / "s")
-    assert record.model["builder"] == f"kdeploy-{kind}"
+    assert record.model["builder"] == f"kdeploy-{student['kind']}"
     assert record.model["embedding_init"].startswith("teacher static vectors")  # 16 != the teacher's 32
     report = export(ExportSettings(max_accuracy_drop=100), model=tmp_path / "s", out=tmp_path / "onnx",
                     data=data_of(toy_files))

@@ -59,6 +59,7 @@ class StudentConfig:
     num_layers: int = 1  # bilstm
     num_filters: int = 128  # cnn
     dropout: float = 0.1
+    normalize: bool = False  # static: L2-normalise the pooled token vectors before the head (model2vec's classifier does)
 
     def __post_init__(self) -> None:
         check_finite(self)

@@ -139,4 +139,4 @@ def static(cfg, teacher, tokenizer, label_names):
     from ..modelio.small_models import StaticConfig, StaticEmbeddingForSequenceClassification
 
     return _small(StaticEmbeddingForSequenceClassification, StaticConfig, cfg, teacher, tokenizer, label_names,
-                  default_dim=256, hidden_size=cfg.hidden_size)
+                  default_dim=256, hidden_size=cfg.hidden_size, normalize=cfg.normalize)

@@ -30,11 +30,13 @@ class BiLSTMConfig(PretrainedConfig):
 class StaticConfig(PretrainedConfig):
     model_type = "kdeploy-static"
 
-    def __init__(self, vocab_size=30522, embedding_dim=256, hidden_size=256, dropout=0.1, pad_token_id=0, **kwargs):
+    def __init__(self, vocab_size=30522, embedding_dim=256, hidden_size=256, dropout=0.1, pad_token_id=0,
+                 normalize=False, **kwargs):
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.vocab_size = vocab_size
         self.embedding_dim = embedding_dim
         self.hidden_size = hidden_size  # the head's hidden layer; 0: a linear head
+        self.normalize = normalize  # the pooled vector L2-normalised before the head (model2vec's classifier)
         self.dropout = dropout
 
 
@@ -173,6 +175,8 @@ class StaticEmbeddingForSequenceClassification(_SmallClassifier):
             attention_mask = torch.ones_like(input_ids)
         mask = attention_mask.unsqueeze(-1).to(self.embed.weight.dtype)
         pooled = (self.embed(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        if getattr(self.config, "normalize", False):
+            pooled = nn.functional.normalize(pooled, dim=-1)
         x = self.dropout(pooled)
         if self.pre_classifier is not None:
             x = self.dropout(torch.relu(self.pre_classifier(x)))
