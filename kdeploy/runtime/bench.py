@@ -118,9 +118,9 @@ def _baselines(settings: BenchSettings, task: TaskData | None, candidates: list[
     aligned = task.aligned_to(label_names_in(ref.path if ref.path.is_dir() else ref.path.parent), "model")
     choice = "validation" if "validation" in aligned.splits else "train"
     out = []
+    encoder = settings.baseline_encoder or _base_encoder(ref.path)
     for name in settings.baselines:
         absent = missing(name)
-        encoder = settings.baseline_encoder or _base_encoder(ref.path)
         if absent:
             skipped.append(f"{name} (baseline): skipped, {absent} is not installed (pip install {PIP[absent]})")
         elif name == "model2vec" and encoder is None:

@@ -178,9 +178,9 @@ def _row(t) -> TrialRow:
 
 def pareto(rows: list[TrialRow]) -> list[TrialRow]:
     """The rows no other row beats on both accuracy (higher) and latency (lower), fastest first."""
-    return sorted((r for r in rows if not any(o.accuracy >= r.accuracy and o.latency_ms <= r.latency_ms
-                                              and (o.accuracy, -o.latency_ms) != (r.accuracy, -r.latency_ms)
-                                              for o in rows)), key=lambda r: r.latency_ms)
+    from ..runtime.report import pareto_front
+
+    return [rows[i] for i in pareto_front([(r.latency_ms, r.accuracy) for r in rows])]
 
 
 def summarise(study, here: str | None = None) -> SearchResult:

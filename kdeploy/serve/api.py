@@ -112,6 +112,7 @@ class Server:
         self.settings, self.bundles, self.owns_ray = settings, bundles, owns_ray
         self.url = f"http://{settings.host}:{settings.port}"
         self.ingress = "python"  # or haproxy (Ray Serve's HAProxy ingress), or the cluster's
+        self.threads = settings.threads_per_replica(os.cpu_count() or 1)  # onnxruntime threads per replica
         self._stopped = False
 
     def route(self, name: str) -> str:
@@ -186,6 +187,7 @@ def serve_bundles(specs: list[str], settings: ServeSettings | None = None) -> Se
     hub = ray.remote(MetricsHub).options(num_cpus=0).remote()
     key_sha256 = hashlib.sha256(settings.api_key.encode()).hexdigest() if settings.api_key else None
     server = Server(settings, bundles, owns_ray)
+    server.threads = threads
     server.ingress = ("haproxy" if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "python") if owns_ray \
         else "the cluster's"
     try:
@@ -224,7 +226,7 @@ def announce(server: Server) -> None:
         say(f"serving {b.name} ({'pairs' if b.pairs else 'texts'}, labels {', '.join(b.labels)}, "
             f"digest {b.digest[:19]}) at {server.route(b.name)}/predict")
     say(f"routes: /predict{', /rerank' if any(b.pairs for b in server.bundles) else ''}, /info, /health, "
-        f"/metrics, /docs; {server.ingress} ingress; {s.max_replicas} replica(s) of {s.threads_per_replica(os.cpu_count() or 1)} thread(s); "
+        f"/metrics, /docs; {server.ingress} ingress; {s.max_replicas} replica(s) of {server.threads} thread(s); "
         f"batches of up to {s.max_batch_size} texts / {s.max_batch_tokens} tokens, {s.batch_wait_ms:g} ms wait")
     if s.exposed and not s.api_key:
         note(f"listening on {s.host} without an API key: anyone who can reach this machine can use it "
