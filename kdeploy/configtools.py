@@ -93,16 +93,7 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
         return value
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        exact = [a for a in options if _is_exactly(value, a)]
-        for option in exact + [a for a in options if a not in exact]:
-            try:
-                return coerce(value, option, where)
-            except KdeployError:
-                continue
-        raise KdeployError(f"{where}: expected {_name(hint)}, got {_show(value)}")
+        return _to_union(value, hint, args, where)
     if origin is typing.Literal:
         if value not in args:
             raise KdeployError(f"{where}: expected one of {', '.join(map(repr, args))}, got {_show(value)}")
@@ -110,55 +101,84 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return value if isinstance(value, hint) else from_dict(hint, value, where)
     if origin in (list, tuple):
-        item = args[0] if args else Any
-        if isinstance(value, str) and item in (int, float):  # "1,3": numbers hold no commas
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if isinstance(value, str):  # a text may hold commas: splitting one would make two
-            raise KdeployError(f"{where}: expected a list of {_name(item)}, got the single text {_show(value)}; "
-                               f"write a list (- item per line, or [\"...\"]), even for one item")
-        if not isinstance(value, (list, tuple)):
-            raise KdeployError(f"{where}: expected a list of {_name(item)}, got {_show(value)}")
-        return [coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return _to_list(value, args[0] if args else Any, where)
     if origin is dict:
         key_t, value_t = args if args else (Any, Any)
         if not isinstance(value, dict):
             raise KdeployError(f"{where}: expected a mapping, got {_show(value)}")
         return {coerce(k, key_t, where): coerce(v, value_t, f"{where}.{k}") for k, v in value.items()}
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise KdeployError(f"{where}: expected true or false, got {_show(value)}")
-    if hint is int:
-        if isinstance(value, bool):
-            raise KdeployError(f"{where}: expected a whole number, got {_show(value)}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-            return int(value)
+    scalar = _SCALARS.get(hint)
+    return scalar(value, where) if scalar else value
+
+
+def _to_union(value: Any, hint: Any, args: tuple, where: str) -> Any:
+    """The first option `value` fits, options of its own type first (1 stays an int in int | str)."""
+    if value is None and type(None) in args:
+        return None
+    options = [a for a in args if a is not type(None)]
+    exact = [a for a in options if _is_exactly(value, a)]
+    for option in exact + [a for a in options if a not in exact]:
+        try:
+            return coerce(value, option, where)
+        except KdeployError:
+            continue
+    raise KdeployError(f"{where}: expected {_name(hint)}, got {_show(value)}")
+
+
+def _to_list(value: Any, item: Any, where: str) -> list:
+    if isinstance(value, str) and item in (int, float):  # "1,3": numbers hold no commas
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, str):  # a text may hold commas: splitting one would make two
+        raise KdeployError(f"{where}: expected a list of {_name(item)}, got the single text {_show(value)}; "
+                           f"write a list (- item per line, or [\"...\"]), even for one item")
+    if not isinstance(value, (list, tuple)):
+        raise KdeployError(f"{where}: expected a list of {_name(item)}, got {_show(value)}")
+    return [coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+
+
+def _to_bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise KdeployError(f"{where}: expected true or false, got {_show(value)}")
+
+
+def _to_int(value: Any, where: str) -> int:
+    if isinstance(value, bool):
         raise KdeployError(f"{where}: expected a whole number, got {_show(value)}")
-    if hint is float:
-        number = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    raise KdeployError(f"{where}: expected a whole number, got {_show(value)}")
+
+
+def _to_float(value: Any, where: str) -> float:
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
             number = float(value)
-        elif isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                pass
-        if number is None:
-            raise KdeployError(f"{where}: expected a number, got {_show(value)}")
-        if not math.isfinite(number):
-            raise KdeployError(f"{where} must be a finite number, got {value!r}")
-        return number
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, Path):
-            return str(value)
-        raise KdeployError(f"{where}: expected text, got {_show(value)}")
-    return value
+        except ValueError:
+            pass
+    if number is None:
+        raise KdeployError(f"{where}: expected a number, got {_show(value)}")
+    if not math.isfinite(number):
+        raise KdeployError(f"{where} must be a finite number, got {value!r}")
+    return number
+
+
+def _to_str(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    raise KdeployError(f"{where}: expected text, got {_show(value)}")
+
+
+_SCALARS = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
 
 
 def _is_exactly(value: Any, hint: Any) -> bool:

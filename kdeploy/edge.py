@@ -23,6 +23,7 @@ import numpy as np
 from .errors import KdeployError
 from .manifest import (LEGACY_FORMAT, LEGACY_MANIFEST, MANIFEST, METADATA_KEY, BundleError, BundleManifest,
                        bundle_digest, normal_digest, verify_bundle)
+from .truncation import Reader
 
 __all__ = ["Predictor", "BundleError", "verify_bundle"]
 
@@ -107,7 +108,7 @@ class Predictor:
             self.tokenizer = Tokenizer.from_file(str(bundle / m.tokenizer))
         except Exception as exc:  # the tokenizers library raises its own exception type
             raise BundleError(f"{bundle}: cannot read {m.tokenizer} ({str(exc).splitlines()[0]})") from None
-        self.tokenizer.enable_truncation(max_length=self.max_length, strategy=m.pair_truncation)
+        self.reader = Reader(self.tokenizer, self.max_length, m.truncation, m.pair_truncation)
         self.tokenizer.no_padding()  # batches are padded here, after they are grouped by length
         self.tokenizer.encode_special_tokens = True  # "[SEP]" typed by a user is text, as in every bundle format
         model = m.ort_model if model_format == "ort" else m.model
@@ -180,7 +181,8 @@ class Predictor:
         return {name: columns[name] for name in self._inputs}
 
     def _encode(self, texts: list):
-        return self.tokenizer.encode_batch(texts)
+        """Token ids of each text, cut to max_length the way the model was trained to read."""
+        return self.reader.encode_batch(texts)
 
     def _examples(self, texts) -> list:
         """Strings for a one-text model; (first, second) tuples for a pair model, checked: a

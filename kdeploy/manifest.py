@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .errors import KdeployError
+from .truncation import resolve
 
 MANIFEST = "bundle.json"
 LEGACY_MANIFEST = "kdeploy.json"  # kdeploy-bundle/1 (kdeploy 0.1) named its manifest like the model record
@@ -74,6 +75,7 @@ class BundleManifest:
     pairs: bool = False  # the model reads sentence pairs
     task: str = "classification"  # or regression: one score per example
     pair_truncation: str = "longest_first"
+    truncation: str = "head"  # a long single text: head, tail or head+tail:N (kdeploy.truncation), in every format
     # Measured on this bundle at package time: each text alone vs in batches vs beside long texts.
     # False for dynamic int8 (activations scaled per call): its answers move with the batch.
     batch_invariant: bool | None = None
@@ -120,11 +122,21 @@ class BundleManifest:
         manifest._check(where)
         return manifest
 
+    def _truncation_is_canonical(self) -> bool:
+        """head, tail or head+tail:N that fits max_length, as export writes it; head for pairs."""
+        try:
+            return resolve(self.truncation, int(self.max_length)) == self.truncation and \
+                not (self.pairs and self.truncation != "head")
+        except (KdeployError, TypeError, ValueError):
+            return False
+
     def _check(self, where: str) -> None:
         loaded = [self.model, self.tokenizer] + [x for x in (self.ort_model, self.model_weights) if x]
         if self.task not in ("classification", "regression") or self.pair_truncation not in (
                 "longest_first", "only_first", "only_second") or not isinstance(self.pairs, bool):
             raise BundleError(f"{where}: malformed task settings in the manifest ({self.task!r}, {self.pair_truncation!r})")
+        if not self._truncation_is_canonical():
+            raise BundleError(f"{where}: malformed truncation {self.truncation!r} in the manifest")
         if self.kind not in KINDS:
             raise BundleError(f"{where}: unknown bundle kind {self.kind!r}; expected one of {', '.join(KINDS)}")
         if self.batch_invariant is not None and not isinstance(self.batch_invariant, bool):

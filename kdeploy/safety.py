@@ -83,7 +83,8 @@ def _members(archive: Path) -> Iterator[_Member]:
                     if mode and mode not in (0o100000, 0o040000):
                         raise UnsafeArchiveError(f"{archive}: refusing special file {info.filename!r}")
                     yield _Member(rel, info.is_dir(), info.file_size, lambda info=info: zf.open(info))
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:  # a damaged header
+            # can name a compression method that does not exist
             if isinstance(exc, KdeployError):
                 raise
             raise UnsafeArchiveError(f"{archive}: damaged or truncated archive ({exc}); copy it again") from None
@@ -98,7 +99,7 @@ def _reading(archive: Path) -> Iterator[None]:
 
     try:
         yield
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as exc:
         raise UnsafeArchiveError(f"{archive}: damaged or truncated archive ({str(exc) or type(exc).__name__}); "
                                  "copy it again") from None
 

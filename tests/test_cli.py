@@ -94,3 +94,29 @@ def test_export_command(tiny_bert, toy_files, tmp_path):
     assert report["accuracy"]["files"]["model.int8.onnx"]["examples"] == 40
     bad = _run("export", tiny_bert, "--out", tmp_path / "x", "--quantize", "int4")
     assert bad.returncode == 2 and "--quantize must be int8, int8-static, int8-dynamic or none" in bad.stderr
+
+
+def test_data_options_are_declared_once():
+    """The data options are one declaration (cli/options.py DATA_OPTIONS), given to each command
+    by `data_options`, never retyped in a signature; each command shows the ones it takes."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from kdeploy.cli import app
+    from kdeploy.cli.options import DATA_OPTIONS
+
+    sources = "".join(p.read_text() for p in (Path(__file__).resolve().parents[1] / "kdeploy" / "cli").glob("*.py"))
+    for flag in ("--pair-truncation", "--truncation", "--text-pair-column", "--label-names",
+                 "--max-train-samples", "--dataset-config", "--label-column"):
+        assert sources.count(f'"{flag}"') == 1, flag
+    assert sources.count("text_pair_column: TextPairColumn") == 0  # no signature lists them by hand
+    shown = {"finetune": DATA_OPTIONS, "distill": DATA_OPTIONS, "search": DATA_OPTIONS,
+             "export": set(DATA_OPTIONS) - {"max_train_samples"},
+             "prune": set(DATA_OPTIONS) - {"max_train_samples", "max_eval_samples"}}
+    for command, names in shown.items():
+        out = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
+        for name in names:
+            assert f"--{name.replace('_', '-')} " in out, (command, name)
+    out = CliRunner().invoke(app, ["prune", "--help"], env={"COLUMNS": "200"}).output
+    assert "--max-train-samples" not in out

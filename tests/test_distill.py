@@ -164,3 +164,27 @@ def test_augmentation_is_chosen_by_data_size_and_said(teacher_dir, toy_files, tm
                      data=data_of(toy_files), out=tmp_path / "auto")
     assert record.training_examples["copies"] == AUTO_AUGMENT_MAX and record.training_examples["augmented"] == 160 * 8
     assert "augment: 8 copies per example (160 training examples is small" in capsys.readouterr().out
+
+
+def test_early_stopping_stops_and_a_rising_run_says_so(tiny_base_bert, toy_files, tmp_path, capsys):
+    """--early-stopping N ends training after N epochs without a better validation score (the
+    best epoch is kept); a run whose last epoch was its best says it may be undertrained."""
+    from kdeploy.distill.trainer import _still_improving
+    from kdeploy.distill.config import TrainConfig
+
+    record = finetune(finetune_settings(train={"epochs": 8, "early_stopping": 1}), model=str(tiny_base_bert),
+                      data=data_of(toy_files), out=tmp_path / "t")
+    scores = [e["validation_accuracy"] for e in record.epochs]
+    assert len(scores) < 8 and scores[-1] <= max(scores[:-1])  # stopped on a plateau, before the budget
+    assert record.still_improving is False
+    assert _still_improving([{"validation_accuracy": a} for a in (0.706, 0.728, 0.758)], TrainConfig())
+    assert "still rising at the last epoch (70.6 → 72.8 → 75.8%)" in " ".join(capsys.readouterr().err.split())
+    assert not _still_improving([{"validation_accuracy": a} for a in (0.70, 0.75, 0.74)], TrainConfig())
+    with pytest.raises(KdeployError, match="early_stopping is a patience"):
+        TrainConfig(early_stopping=0)
+
+
+def test_the_loss_is_chosen_by_name(teacher_dir, toy_files, tmp_path, cache_dir):
+    record = distill(distill_settings(student={"kind": "layers", "layers": 1}, loss="logit-mse", train={"epochs": 1}),
+                     teacher=str(teacher_dir), data=data_of(toy_files), out=tmp_path / "s")
+    assert record.config["settings"]["loss"] == "logit-mse" and record.test.examples == 40

@@ -214,3 +214,41 @@ def test_the_gate_says_how_sure_it_is():
     lo, hi = test["drop_ci95_points"]
     assert lo < 4.0 < hi and lo < 0  # a 4-point drop on 100 examples is within noise
     assert mcnemar(ref, ref)["p_value"] == 1.0
+
+
+def test_export_refuses_a_model_that_is_not_the_one_trained(tiny_base_bert, toy_files, tmp_path):
+    """Training records the in-memory model's logits on a few validation texts; export loads
+    the model from disk and checks them (issue 25: a reload that changes the model passed
+    every gate, because parity compared ONNX with the reloaded model)."""
+    from conftest import finetune_settings
+    from safetensors.torch import load_file, save_file
+
+    from kdeploy.distill.api import finetune
+
+    record = finetune(finetune_settings(train={"epochs": 1}), model=str(tiny_base_bert), data=_data(toy_files),
+                      out=tmp_path / "m")
+    assert len(record.reference["texts"]) == 16 and len(record.reference["logits"]) == 16
+    exported = export(ExportSettings(optimize=None, quantize=None), model=tmp_path / "m", out=tmp_path / "ok")
+    assert exported.provenance["reload_max_abs_diff"] <= 1e-5
+    weights = load_file(tmp_path / "m" / "model.safetensors")
+    weights["classifier.bias"] = weights["classifier.bias"] + 0.5  # the file no longer holds the trained model
+    save_file(weights, tmp_path / "m" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(KdeployError, match="not the one training ended with"):
+        export(ExportSettings(optimize=None, quantize=None), model=tmp_path / "m", out=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_kdeploy_model_with_missing_weights_is_refused(tiny_base_bert, toy_files, tmp_path):
+    from conftest import finetune_settings
+    from safetensors.torch import load_file, save_file
+
+    from kdeploy.distill.api import finetune
+    from kdeploy.modelio.loading import load_classifier
+
+    finetune(finetune_settings(train={"epochs": 1}), model=str(tiny_base_bert), data=_data(toy_files),
+             out=tmp_path / "m")
+    weights = load_file(tmp_path / "m" / "model.safetensors")
+    del weights["bert.encoder.layer.0.attention.output.LayerNorm.weight"]
+    save_file(weights, tmp_path / "m" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(KdeployError, match="does not reload as it was trained .1 weights missing"):
+        load_classifier(str(tmp_path / "m"))

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "kdeploy"
 # component -> level; an import must go to a lower level, or stay inside its own component
 LEVELS = {"base": 0, "data": 1, "modelio": 1, "edge": 2, "distill": 3, "prune": 3, "export": 3, "runtime": 3,
           "package": 3, "serve": 3, "pipeline": 4, "search": 5, "cli": 6}
-BASE = {"kdeploy", "kdeploy.errors", "kdeploy.registry", "kdeploy.configtools", "kdeploy.fsutil", "kdeploy.safety",
+BASE = {"kdeploy", "kdeploy.errors", "kdeploy.truncation", "kdeploy.registry", "kdeploy.configtools", "kdeploy.fsutil", "kdeploy.safety",
         "kdeploy.environment", "kdeploy.metrics", "kdeploy.console", "kdeploy.progress", "kdeploy.results",
         "kdeploy.assets", "kdeploy.manifest"}
 # the only places one stage uses another: its public API or its torch-free record types
@@ -164,4 +164,16 @@ def test_the_predictor_imports_only_what_a_device_installs():
     own = set(json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                         timeout=60).stdout))
     assert own <= {"kdeploy", "kdeploy.edge", "kdeploy.errors", "kdeploy.manifest", "kdeploy.safety", "kdeploy.modelio",
-                   "kdeploy.modelio.onnx_session", "kdeploy.modelio.inputs", "kdeploy.modelio.batching"}, own
+                   "kdeploy.modelio.onnx_session", "kdeploy.modelio.inputs", "kdeploy.modelio.batching",
+                   "kdeploy.truncation"}, own
+
+
+def test_no_function_is_longer_than_60_lines():
+    """Orchestrators are named steps: a function past 60 lines is split (issue 21)."""
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
+                long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} "
+                            f"({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, long

@@ -93,3 +93,20 @@ def test_registry():
 
     with pytest.raises(KdeployError, match="registered: kd"):
         get_loss("nope")
+
+
+def test_logit_mse_is_registered_and_selectable():
+    """The second logit loss (Tang et al.'s MSE on raw logits), reached by name from the config."""
+    from kdeploy.distill.config import DistillSettings
+    from kdeploy.distill.losses import logit_mse_loss
+    from kdeploy.errors import KdeployError
+
+    assert get_loss("logit-mse") is logit_mse_loss
+    ce = F.cross_entropy(S, Y)
+    mse = ((S - TCH) ** 2).mean()
+    assert math.isclose(float(logit_mse_loss(S, TCH, Y, 0.5, 7.0)), 0.5 * float(ce) + 0.5 * float(mse), rel_tol=1e-6)
+    assert math.isclose(float(logit_mse_loss(S, TCH, Y, 0.5, 2.0)), 0.7139797, rel_tol=1e-5)  # golden
+    assert float(logit_mse_loss(TCH, TCH, Y, 1.0, 2.0)) == 0.0
+    assert DistillSettings(loss="logit-mse").loss == "logit-mse"
+    with pytest.raises(KdeployError, match="unknown loss 'l2'; registered: kd, logit-mse"):
+        DistillSettings(loss="l2")

@@ -160,3 +160,65 @@ def test_static_vectors_follow_the_model2vec_recipe(tiny_bert):
     assert reduced.shape == (50, 3)
     variances = reduced.var(0)
     assert variances[0] >= variances[1] >= variances[2]
+
+
+def _tiny_modernbert(folder, layers=6, every=3):
+    """A 6-layer ModernBERT (global attention every 3rd layer, as the real one) over the toy vocabulary."""
+    transformers = pytest.importorskip("transformers")
+    if not hasattr(transformers, "ModernBertConfig"):
+        pytest.skip("this transformers has no ModernBERT")
+    import torch
+    from conftest import build_tokenizer
+
+    tok = build_tokenizer(folder)
+    torch.manual_seed(0)
+    config = transformers.ModernBertConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=48, num_hidden_layers=layers, num_attention_heads=2,
+        global_attn_every_n_layers=every, local_attention=4, max_position_embeddings=64, pad_token_id=0,
+        bos_token_id=2, eos_token_id=3, cls_token_id=2, sep_token_id=3, num_labels=2, global_rope_theta=160000.0,
+        local_rope_theta=10000.0, attn_implementation="eager")
+    model = transformers.ModernBertForSequenceClassification(config).eval()
+    for p in model.parameters():  # random norms too, so a dropped or invented norm shows in the logits
+        torch.nn.init.normal_(p, std=0.3)
+    return model, tok
+
+
+def test_modernbert_student_reloads_as_trained(tmp_path):
+    """ModernBERT builds each layer's attention (global/local, RoPE base) and norm from its
+    index: a student must keep layers of each position's kind, or it reloads as another model
+    (issue 25: up to 0.057 away, every gate passing). Golden choice and exact reload."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from kdeploy.distill.students import build_student
+
+    teacher, tok = _tiny_modernbert(tmp_path / "t")
+    for spec, expected in ((2, [0, 5]), (3, [0, 2, 5]), (4, [0, 1, 2, 3]), ("0,4", [0, 4])):
+        student, _, info = build_student(StudentConfig(layers=spec), teacher, tok, ["a", "b"])
+        assert info["teacher_layers"] == expected, spec
+        student.save_pretrained(tmp_path / f"s{spec}")
+        reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / f"s{spec}").eval()
+        x = tok(["good film " * 10, "dull"], padding=True, return_tensors="pt")
+        with torch.no_grad():
+            assert torch.allclose(student.eval()(**x).logits, reloaded(**x).logits, atol=1e-6), spec
+
+
+@pytest.mark.parametrize("spec, message", [("0,3", "layers 0,5 match"), ("1,4", "layers 0,5 match")])
+def test_modernbert_layers_of_the_wrong_kind_are_refused(tmp_path, spec, message):
+    from kdeploy.distill.students import build_student
+
+    teacher, tok = _tiny_modernbert(tmp_path / "t")
+    with pytest.raises(KdeployError, match=message):
+        build_student(StudentConfig(layers=spec), teacher, tok, ["a", "b"])
+
+
+def test_a_student_that_would_not_reload_is_refused(tiny_bert):
+    """The generic guard, for any architecture that derives settings from position: here a
+    copied layer that a rebuild would not keep."""
+    from kdeploy.distill.students import check_rebuilds
+    from kdeploy.modelio.loading import load_classifier
+
+    student = load_classifier(str(tiny_bert))
+    student.bert.encoder.layer[0].attention.output.extra = torch.nn.Linear(2, 2)  # not in any rebuilt model
+    with pytest.raises(KdeployError, match="would not reload as built"):
+        check_rebuilds(student)

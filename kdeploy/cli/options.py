@@ -30,6 +30,7 @@ TextColumn = Annotated[Optional[str], typer.Option("--text-column", help="Defaul
 TextPairColumn = Annotated[Optional[str], typer.Option("--text-pair-column", help="The second text of a sentence pair (default: found: sentence1/sentence2, premise/hypothesis, question1/question2, query/passage, ...).", rich_help_panel=DATA)]
 TaskKind = Annotated[Optional[str], typer.Option("--task", help="classification, or regression (one score per example: float labels, MSE, Pearson/Spearman). [default: classification]", rich_help_panel=DATA)]
 PairTruncation = Annotated[Optional[str], typer.Option("--pair-truncation", help="Which text of a pair gives up tokens: longest_first, only_first, only_second. [default: longest_first]", rich_help_panel=DATA)]
+Truncation = Annotated[Optional[str], typer.Option("--truncation", help="Which tokens of a text longer than --max-length are read: head, tail, or head+tail[:N] (N from the start, the rest from the end; default N: a quarter). Recorded in the model and honoured by every bundle format. [default: the model's own, else head]", rich_help_panel=DATA)]
 LabelColumn = Annotated[Optional[str], typer.Option("--label-column", help="Default: label, labels, category, ...", rich_help_panel=DATA)]
 LabelNames = Annotated[Optional[str], typer.Option("--label-names", help="Names for integer labels, in id order: negative,positive.", rich_help_panel=DATA)]
 Encoding = Annotated[Optional[str], typer.Option("--encoding", help="Text encoding of the files: any Python codec (utf-8, latin-1, cp1252, ...). [default: utf-8]", rich_help_panel=DATA)]
@@ -42,18 +43,51 @@ TrustRemote = Annotated[bool, typer.Option("--trust-remote-code", help="Allow mo
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.", rich_help_panel="Training")]
 
 
-def data_config(train=None, validation=None, test=None, dataset=None, dataset_config=None, text_column=None,
-                label_column=None, label_names=None, encoding=None, encoding_errors=None, max_train_samples=None,
-                max_eval_samples=None, text_pair_column=None, task=None, pair_truncation=None):
+def data_config(**flags):
+    """The data flags (`data_options`) as a DataConfig; a flag left out takes DataConfig's default."""
     from ..configtools import settings_from
     from ..data import DataConfig
 
-    return settings_from(DataConfig, dict(
-        train=train, validation=validation, test=test, dataset=dataset, dataset_config=dataset_config,
-        text_column=text_column, label_column=label_column, encoding=encoding,
-        label_names=names(label_names),
-        encoding_errors=encoding_errors, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
-        text_pair_column=text_pair_column, task=task, pair_truncation=pair_truncation))
+    if "label_names" in flags:
+        flags["label_names"] = names(flags["label_names"])
+    return settings_from(DataConfig, flags)
+
+
+#: The data options, declared once; `data_options` adds them to a command.
+DATA_OPTIONS = {"train": Train, "validation": Validation, "test": Test, "dataset": Dataset,
+                "dataset_config": DatasetConfig, "text_column": TextColumn, "text_pair_column": TextPairColumn,
+                "task": TaskKind, "pair_truncation": PairTruncation, "truncation": Truncation,
+                "label_column": LabelColumn, "label_names": LabelNames, "encoding": Encoding,
+                "encoding_errors": EncodingErrors, "max_train_samples": MaxTrain, "max_eval_samples": MaxEval}
+
+
+def data_options(omit: tuple[str, ...] = ()):
+    """Give a command the data options (all of DATA_OPTIONS but `omit`) without listing them:
+    Typer sees them in the command's signature, and the command receives their values as one
+    `data_flags` dict (for `data_config` / `eval_data`)."""
+    import functools
+    import inspect
+
+    unknown = set(omit) - set(DATA_OPTIONS)
+    if unknown:
+        raise ValueError(f"not data options: {sorted(unknown)}")
+    added = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=a)
+             for n, a in DATA_OPTIONS.items() if n not in omit]
+
+    def decorate(command):
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "data_flags"]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs):
+            flags = {p.name: kwargs.pop(p.name) for p in added if p.name in kwargs}
+            return command(**kwargs, data_flags=flags)
+
+        wrapper.__signature__ = signature.replace(parameters=own + added)
+        wrapper.__annotations__ = {p.name: p.annotation for p in own + added}
+        return wrapper
+
+    return decorate
 
 
 def eval_data(data_file=None, train=None, validation=None, test=None, **kwargs):

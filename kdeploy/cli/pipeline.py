@@ -9,8 +9,7 @@ import typer
 from ..errors import KdeployError
 from ..search.config import SearchSettings
 from .app import app
-from .options import (PairTruncation, TaskKind, TextPairColumn, Dataset, DatasetConfig, Encoding, EncodingErrors, LabelColumn, LabelNames, MaxEval, MaxTrain,
-                      Out, Overwrite, Test, TextColumn, Train, Validation, data_config, floats, ints, names, shown)
+from .options import Out, Overwrite, data_config, data_options, floats, ints, names, shown
 
 
 @app.command(epilog="Examples:\n\n  kdeploy run models/rotten_tomatoes_minilm.yaml --out runs/demo\n\n"
@@ -43,6 +42,7 @@ def demo(out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/demo"), 
              "  kdeploy search ... --storage postgresql://kd@db/search --out runs/search   (on each machine: one "
              "study, each worker timing its own trials)\n\n"
              "  kdeploy run runs/search/recipes/trial-007.yaml   (a front point, as a full pipeline)")
+@data_options()
 def search(
     out: Out,
     teacher: Annotated[str, typer.Option("--teacher", help="Task teacher: a model folder or hub id.")],
@@ -59,11 +59,7 @@ def search(
     seed: Annotated[Optional[int], typer.Option("--seed", show_default=shown(SearchSettings, "seed"))] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", show_default=shown(SearchSettings, "max_length"))] = None,
     storage: Annotated[Optional[str], typer.Option("--storage", help="Share one study between workers on several machines: an Optuna storage URL (postgresql://USER@HOST/DB, mysql://...) or journal:PATH on a shared disk; each worker keeps its own --out and times on its own hardware. [default: OUT/study.db]")] = None,
-    train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
-    dataset_config: DatasetConfig = None, text_column: TextColumn = None,
-    text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
-    label_names: LabelNames = None, encoding: Encoding = None, encoding_errors: EncodingErrors = None,
-    max_train_samples: MaxTrain = None, max_eval_samples: MaxEval = None, overwrite: Overwrite = False,
+    overwrite: Overwrite = False, data_flags: dict | None = None,
 ) -> None:
     """Search distillation and pruning settings for the accuracy/latency front (Optuna, multi-objective)."""
     from ..configtools import load_yaml, settings_from
@@ -85,9 +81,7 @@ def search(
         "space": {**space, **{k: v for k, v in flags.items() if v is not None}}, "trials": trials,
         "minutes": minutes, "epochs": epochs, "threads": threads, "latency_iterations": latency_iterations,
         "seed": seed, "max_length": max_length, "storage": storage})
-    data = data_config(train, validation, test, dataset, dataset_config, text_column, label_column, label_names,
-                       encoding, encoding_errors, max_train_samples, max_eval_samples,
-                       text_pair_column=text_pair_column, task=task, pair_truncation=pair_truncation)
+    data = data_config(**data_flags)
     result = run(settings, teacher=teacher, data=data, out=out, overwrite=overwrite)
     say(f"{result.trials}; {result.verdict}")
     say(f"front: {out / 'front.md'} (plot front.png); a recipe per point in {out / 'recipes'}")
@@ -95,7 +89,8 @@ def search(
 
 @app.command(name="list")
 def list_registered() -> None:
-    """What is registered: students, losses, layer losses, augmentations, int8 presets."""
+    """What is registered: builtin models and data, students, losses, layer losses, augmentations, int8 presets."""
+    from ..assets import BUILTIN_DATASETS, BUILTIN_MODELS
     from ..console import say
     from ..distill.augment import AUGMENTERS
     from ..distill.methods import LAYER_LOSSES, LOSSES, STUDENTS
@@ -110,10 +105,12 @@ def list_registered() -> None:
                 "width": "layers, then feed-forward neurons pruned by importance (kdeploy prune --ffn)",
                 "bilstm": STUDENTS.doc("bilstm"), "cnn": STUDENTS.doc("cnn"), "static": STUDENTS.doc("static")}
     sections = {
+        "builtin models (--model, --teacher; offline, verified by sha256)": BUILTIN_MODELS,
+        "builtin datasets (--dataset)": BUILTIN_DATASETS,
         "student families, largest to smallest (kdeploy search --families; recipes in models/)": {
             f: f"{families[f]} [knobs: {', '.join(k for k in FAMILIES[f] if 'learning' not in k)}]" for f in FAMILIES},
         "students (--student)": {n: STUDENTS.doc(n) for n in STUDENTS} | {"PATH or hub id": "any pretrained model"},
-        "logit losses": {n: LOSSES.doc(n) for n in LOSSES},
+        "logit losses (--loss)": {n: LOSSES.doc(n) for n in LOSSES},
         "layer losses (--layer-loss)": {n: LAYER_LOSSES.doc(n) for n in LAYER_LOSSES},
         "augmentations (--augment)": {n: AUGMENTERS.doc(n) for n in AUGMENTERS},
         "int8 presets (--isa)": {n: f"{p['weight_type']} weights" for n, p in PRESETS.items()},

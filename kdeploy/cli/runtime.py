@@ -12,8 +12,7 @@ from ..errors import KdeployError
 from ..package.config import PackageSettings
 from ..runtime.config import BenchSettings
 from .app import app
-from .options import (PairTruncation, TaskKind, TextPairColumn, Dataset, DatasetConfig, Encoding, EncodingErrors, LabelColumn, LabelNames, MaxEval, Out,
-                      Overwrite, TextColumn, eval_data, ints, names, shown)
+from .options import Out, Overwrite, data_options, eval_data, ints, names, shown
 
 
 @app.command(epilog="Examples:\n\n  kdeploy bench runs/teacher runs/onnx --data test.tsv --out runs/report\n\n"
@@ -23,6 +22,7 @@ from .options import (PairTruncation, TaskKind, TextPairColumn, Dataset, Dataset
              "the teacher's faster runtimes)\n\n"
              "  kdeploy bench runs/teacher@bf16 runs/onnx/model.onnx@openvino-int8 --data test.tsv --out runs/report\n\n"
              "  kdeploy bench runs/onnx-gpu/model.fp16.onnx --provider cuda --out runs/report-gpu")
+@data_options(omit=("train", "validation", "test", "max_train_samples"))  # --train/--validation: the baselines'
 def bench(
     models: Annotated[list[str], typer.Argument(help="Model folders (PyTorch; FOLDER@int8 for torch.ao dynamic int8), ONNX files, or export folders (every .onnx in them).")],
     out: Out,
@@ -44,10 +44,7 @@ def bench(
     baseline_encoder: Annotated[Optional[str], typer.Option("--baseline-encoder", help="The encoder model2vec distils. [default: the reference's base model]", rich_help_panel="Baselines")] = None,
     train: Annotated[Optional[str], typer.Option("--train", help="Training file for --baselines.", rich_help_panel="Baselines")] = None,
     validation: Annotated[Optional[str], typer.Option("--validation", help="Validation file for --baselines' choices.", rich_help_panel="Baselines")] = None,
-    dataset: Dataset = None, dataset_config: DatasetConfig = None, text_column: TextColumn = None,
-    text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None,
-    label_column: LabelColumn = None, label_names: LabelNames = None, encoding: Encoding = None,
-    encoding_errors: EncodingErrors = None, max_eval_samples: MaxEval = None, overwrite: Overwrite = False,
+    overwrite: Overwrite = False, data_flags: dict | None = None,
 ) -> None:
     """Benchmark models side by side: latency percentiles, throughput, memory, size and accuracy."""
     from ..configtools import settings_from
@@ -62,10 +59,7 @@ def bench(
     if (train or validation) and not baselines:
         raise KdeployError("--train and --validation are for --baselines (the models are already trained)")
     data = eval_data(None if train or validation else data_file, train=train, validation=validation,
-                     test=data_file if train or validation else None, dataset=dataset, dataset_config=dataset_config, text_column=text_column,
-                     text_pair_column=text_pair_column, task=task, pair_truncation=pair_truncation,
-                     label_column=label_column, label_names=label_names, encoding=encoding,
-                     encoding_errors=encoding_errors, max_eval_samples=max_eval_samples)
+                     test=data_file if train or validation else None, **data_flags)
     run(settings, models=models, out=out, data=data, teacher=teacher, overwrite=overwrite).render()
     say(f"reports: {out}/report.html, report.md, report.json")
 
@@ -74,6 +68,7 @@ def bench(
              "  kdeploy package runs/onnx --out runs/bundle --format python,onnx-e2e,web   (runs/bundle, "
              "runs/bundle-onnx-e2e, runs/bundle-web)\n\n"
              "  kdeploy package runs/onnx --out runs/bundle --model-file model.onnx --archive zip --report runs/report/report.json")
+@data_options(omit=("train", "validation", "test", "max_train_samples"))
 def package(
     export_dir: Annotated[Path, typer.Argument(help="A folder written by kdeploy export.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder (the first format); the archive is written beside it.")],
@@ -83,11 +78,7 @@ def package(
     report: Annotated[Optional[Path], typer.Option("--report", help="A kdeploy bench report.json to record in the manifest.")] = None,
     ort_format: Annotated[bool, typer.Option("--ort-format", help="Also the ORT format (model.ort) for ONNX Runtime Mobile.")] = False,
     data_file: Annotated[Optional[str], typer.Option("--data", help="Labelled file whose texts the e2e gate compares (default: the student's validation split).", rich_help_panel="Data")] = None,
-    dataset: Dataset = None, dataset_config: DatasetConfig = None, text_column: TextColumn = None,
-    text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None,
-    label_column: LabelColumn = None, label_names: LabelNames = None, encoding: Encoding = None,
-    encoding_errors: EncodingErrors = None, max_eval_samples: MaxEval = None,
-    overwrite: Overwrite = False,
+    overwrite: Overwrite = False, data_flags: dict | None = None,
 ) -> None:
     """Make self-contained, checksummed bundles (model, tokenizer, manifest, README with the code to run them)."""
     from ..configtools import settings_from
@@ -96,10 +87,7 @@ def package(
 
     settings = settings_from(PackageSettings, {"model_file": model_file, "archive": archive,
                                                "ort_format": ort_format or None, "formats": names(formats)})
-    data = eval_data(data_file, dataset=dataset, dataset_config=dataset_config, text_column=text_column,
-                     text_pair_column=text_pair_column, task=task, pair_truncation=pair_truncation,
-                     label_column=label_column, label_names=label_names, encoding=encoding,
-                     encoding_errors=encoding_errors, max_eval_samples=max_eval_samples)
+    data = eval_data(data_file, **data_flags)
     result = run(settings, export_dir=export_dir, out=out, report=report, data=data, overwrite=overwrite)
     for r in [result, *result.others]:
         say(f"{r.kind} bundle: {r.bundle} ({r.bundle_mib:.1f} MiB)"

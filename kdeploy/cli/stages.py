@@ -10,17 +10,16 @@ from ..distill.config import DistillSettings, FinetuneSettings
 from ..export.config import ExportSettings
 from ..prune.config import PruneSettings
 from .app import app
-from .options import (Dataset, DatasetConfig, Encoding, EncodingErrors, LabelColumn, LabelNames, MaxEval, MaxTrain, Out,
-                      Overwrite, PairTruncation, Resume, TaskKind, Test, TextColumn, TextPairColumn, Train, TrustRemote,
-                      Validation, data_config, eval_data, floats, shown)
+from .options import Out, Overwrite, Resume, TrustRemote, data_config, data_options, eval_data, floats, shown
 
 T = "Training"
 
 
-def _train(epochs, learning_rate, batch_size, gradient_accumulation, max_length, seed, mixed_precision) -> dict:
+def _train(epochs, learning_rate, batch_size, gradient_accumulation, max_length, seed, mixed_precision,
+           early_stopping=None) -> dict:
     return dict(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                 gradient_accumulation=gradient_accumulation, max_length=max_length, seed=seed,
-                mixed_precision=mixed_precision)
+                mixed_precision=mixed_precision, early_stopping=early_stopping)
 
 
 def _training_options(cls):
@@ -34,26 +33,23 @@ def _training_options(cls):
 FT, DS = _training_options(FinetuneSettings), _training_options(DistillSettings)
 BatchSize = Annotated[Optional[int], typer.Option("--batch-size", rich_help_panel=T, show_default=shown(DistillSettings, "train.batch_size"))]
 GradAccum = Annotated[Optional[int], typer.Option("--gradient-accumulation", rich_help_panel=T, show_default=shown(DistillSettings, "train.gradient_accumulation"))]
-MaxLength = Annotated[Optional[int], typer.Option("--max-length", help="Tokens per text; longer texts are truncated.", rich_help_panel=T, show_default=shown(DistillSettings, "train.max_length"))]
+MaxLength = Annotated[Optional[int], typer.Option("--max-length", help="Tokens per text; longer texts are cut (--truncation). Auto: 128, or a longer window when 1 in 10 training texts is longer (512 for a transformer, the texts' length for BiLSTM/CNN/static students).", rich_help_panel=T, show_default="auto")]
 Seed = Annotated[Optional[int], typer.Option("--seed", rich_help_panel=T, show_default=shown(DistillSettings, "train.seed"))]
+EarlyStopping = Annotated[Optional[int], typer.Option("--early-stopping", help="Stop after this many epochs without a better validation score; --epochs is then the budget. [default: off; a run still improving at its last epoch says so]", rich_help_panel=T)]
 Precision = Annotated[Optional[str], typer.Option("--mixed-precision", help="auto (fp16 on CUDA), no, fp16, bf16.", rich_help_panel=T, show_default=shown(DistillSettings, "train.mixed_precision"))]
 
 
 @app.command(epilog="Examples:\n\n  kdeploy finetune --model builtin:all-MiniLM-L6-v2 --train train.tsv --test test.tsv --epochs 2 --out runs/teacher\n\n"
              "  kdeploy finetune --model bilstm --tokenizer bert-base-uncased --dataset imdb --out runs/lstm-teacher")
+@data_options()
 def finetune(
     out: Out,
     model: Annotated[str, typer.Option("--model", help="Pretrained encoder (folder, hub id, builtin:all-MiniLM-L6-v2) or bilstm/cnn.")],
     tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="For bilstm/cnn: whose tokenizer and embeddings.")] = None,
-    train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
-    dataset_config: DatasetConfig = None, text_column: TextColumn = None,
-    text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
-    label_names: LabelNames = None, encoding: Encoding = None, encoding_errors: EncodingErrors = None,
-    max_train_samples: MaxTrain = None, max_eval_samples: MaxEval = None,
     epochs: FT["Epochs"] = None, learning_rate: FT["LR"] = None, batch_size: BatchSize = None,
     gradient_accumulation: GradAccum = None, max_length: MaxLength = None, seed: Seed = None,
-    mixed_precision: Precision = None, resume: Resume = False, trust_remote_code: TrustRemote = False,
-    overwrite: Overwrite = False,
+    mixed_precision: Precision = None, early_stopping: EarlyStopping = None, resume: Resume = False,
+    trust_remote_code: TrustRemote = False, overwrite: Overwrite = False, data_flags: dict | None = None,
 ) -> None:
     """Fine-tune a pretrained encoder into a task teacher (for users without one)."""
     from ..configtools import settings_from
@@ -61,10 +57,9 @@ def finetune(
 
     settings = settings_from(FinetuneSettings, {
         "trust_remote_code": trust_remote_code or None,
-        "train": _train(epochs, learning_rate, batch_size, gradient_accumulation, max_length, seed, mixed_precision)})
-    data = data_config(train, validation, test, dataset, dataset_config, text_column, label_column, label_names,
-                       encoding, encoding_errors, max_train_samples, max_eval_samples,
-                       text_pair_column=text_pair_column, task=task, pair_truncation=pair_truncation)
+        "train": _train(epochs, learning_rate, batch_size, gradient_accumulation, max_length, seed, mixed_precision,
+                        early_stopping)})
+    data = data_config(**data_flags)
     run(settings, model=model, data=data, out=out, tokenizer=tokenizer, resume=resume,
         overwrite=overwrite).render(f"finetune → {out}")
 
@@ -81,6 +76,7 @@ def finetune(
              "  kdeploy distill --teacher runs/teacher --train train.tsv --student cnn --embedding-dim 128 --lr 2e-3 "
              "--out runs/cnn\n\n"
              "  torchrun --nproc_per_node 2 -m kdeploy distill --teacher runs/teacher --train train.tsv --out runs/student")
+@data_options()
 def distill(
     out: Out,
     teacher: Annotated[list[str], typer.Option("--teacher", help="Task teacher: a model folder or hub id. Repeat for an ensemble.")],
@@ -91,6 +87,7 @@ def distill(
     num_filters: Annotated[Optional[int], typer.Option("--num-filters", help="cnn filters per width.", rich_help_panel="Student", show_default=shown(DistillSettings, "student.num_filters"))] = None,
     alpha: Annotated[Optional[float], typer.Option("--alpha", help="Weight of the KD term; 0 = hard labels only.", rich_help_panel="Distillation", show_default=shown(DistillSettings, "alpha"))] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", "-T", help="Softmax temperature for the KD term.", rich_help_panel="Distillation", show_default=shown(DistillSettings, "temperature"))] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help="The logit loss: kd (Hinton, softened KL) or logit-mse (MSE on raw logits, Tang et al.); kdeploy list shows the registered ones.", rich_help_panel="Distillation", show_default=shown(DistillSettings, "loss"))] = None,
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Where teacher logits are cached (default ~/.cache/kdeploy, or $KDEPLOY_CACHE).", rich_help_panel="Distillation")] = None,
     teacher_weights: Annotated[Optional[str], typer.Option("--teacher-weights", help="Ensemble weights, one per --teacher: 0.6,0.4 (default equal).", rich_help_panel="Distillation")] = None,
     layer_loss: Annotated[Optional[list[str]], typer.Option("--layer-loss", help="Intermediate-layer loss NAME[=WEIGHT]: hidden, attention, embedding (kdeploy list). Repeatable.", rich_help_panel="Distillation")] = None,
@@ -98,30 +95,24 @@ def distill(
     unlabeled: Annotated[Optional[str], typer.Option("--unlabeled", help="Unlabelled transfer text (.txt one per line, or a table); the teacher labels it.", rich_help_panel="Transfer data")] = None,
     augment: Annotated[Optional[int], typer.Option("--augment", help="Augmented copies per training sentence (mask/delete/swap), labelled by the teacher. [default: by data size, up to 8: a small training set gets copies]", rich_help_panel="Transfer data")] = None,
     augment_seed: Annotated[Optional[int], typer.Option("--augment-seed", rich_help_panel="Transfer data", show_default=shown(DistillSettings, "augment_seed"))] = None,
-    train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
-    dataset_config: DatasetConfig = None, text_column: TextColumn = None,
-    text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
-    label_names: LabelNames = None, encoding: Encoding = None, encoding_errors: EncodingErrors = None,
-    max_train_samples: MaxTrain = None, max_eval_samples: MaxEval = None,
     epochs: DS["Epochs"] = None, learning_rate: DS["LR"] = None, batch_size: BatchSize = None,
     gradient_accumulation: GradAccum = None, max_length: MaxLength = None, seed: Seed = None,
-    mixed_precision: Precision = None, resume: Resume = False, trust_remote_code: TrustRemote = False,
-    overwrite: Overwrite = False,
+    mixed_precision: Precision = None, early_stopping: EarlyStopping = None, resume: Resume = False,
+    trust_remote_code: TrustRemote = False, overwrite: Overwrite = False, data_flags: dict | None = None,
 ) -> None:
     """Distil a teacher into a small student: (1-α)·CE + α·T²·KL(teacher ‖ student) at temperature T."""
     from ..configtools import settings_from
     from ..distill.api import distill as run
 
     settings = settings_from(DistillSettings, {
-        "alpha": alpha, "temperature": temperature, "teacher_weights": floats(teacher_weights, "--teacher-weights"),
+        "alpha": alpha, "temperature": temperature, "loss": loss, "teacher_weights": floats(teacher_weights, "--teacher-weights"),
         "layer_losses": layer_loss, "layer_map": layer_map, "augment": augment, "augment_seed": augment_seed,
         "trust_remote_code": trust_remote_code or None,
         "student": {"kind": student, "layers": student_layers, "hidden_size": hidden_size, "embedding_dim": embedding_dim,
                     "num_filters": num_filters},
-        "train": _train(epochs, learning_rate, batch_size, gradient_accumulation, max_length, seed, mixed_precision)})
-    data = data_config(train, validation, test, dataset, dataset_config, text_column, label_column, label_names,
-                       encoding, encoding_errors, max_train_samples, max_eval_samples,
-                       text_pair_column=text_pair_column, task=task, pair_truncation=pair_truncation)
+        "train": _train(epochs, learning_rate, batch_size, gradient_accumulation, max_length, seed, mixed_precision,
+                        early_stopping)})
+    data = data_config(**data_flags)
     run(settings, teacher=teacher if len(teacher) > 1 else teacher[0], data=data, out=out, unlabeled=unlabeled,
         cache_dir=cache_dir, resume=resume, overwrite=overwrite).render(f"distill → {out}")
 
@@ -130,6 +121,7 @@ def distill(
              "  kdeploy prune runs/student --train train.tsv --extra-corpus more.txt --out runs/student-small\n\n"
              "  kdeploy prune runs/student --heads 0.25 --recover-epochs 1 --out runs/student-small\n\n"
              "  kdeploy prune runs/student --ffn 0.5 --recover-layer-loss hidden --out runs/student-narrow")
+@data_options(omit=("max_train_samples", "max_eval_samples"))
 def prune(
     model: Annotated[Path, typer.Argument(help="A student (or any BERT-family classifier) folder.")],
     out: Out,
@@ -141,11 +133,7 @@ def prune(
     recover_epochs: Annotated[Optional[float], typer.Option("--recover-epochs", help="Distillation after head pruning.", show_default=shown(PruneSettings, "recover_epochs"))] = None,
     teacher: Annotated[Optional[str], typer.Option("--teacher", help="Teacher for the recovery (default: the unpruned model).")] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", help="Default: the model's training max length.")] = None,
-    train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
-    dataset_config: DatasetConfig = None, text_column: TextColumn = None,
-    text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
-    label_names: LabelNames = None, encoding: Encoding = None, encoding_errors: EncodingErrors = None,
-    overwrite: Overwrite = False,
+    overwrite: Overwrite = False, data_flags: dict | None = None,
 ) -> None:
     """Make a student smaller: trim its vocabulary to the tokens the data uses (same logits on that text) and/or
     prune its least important attention heads, then recover by a short distillation."""
@@ -155,9 +143,7 @@ def prune(
 
     settings = settings_from(PruneSettings, {"vocab": vocab, "heads": heads, "ffn": ffn, "recover_epochs": recover_epochs,
                                              "recover_layer_loss": recover_layer_loss, "max_length": max_length})
-    data = data_config(train, validation, test, dataset, dataset_config, text_column, label_column, label_names,
-                       encoding, encoding_errors, text_pair_column=text_pair_column, task=task,
-                       pair_truncation=pair_truncation) if (train or dataset) else None
+    data = data_config(**data_flags) if (data_flags.get("train") or data_flags.get("dataset")) else None
     result = run(settings, model=model, out=out, data=data, extra_corpus=extra_corpus, teacher=teacher,
                  overwrite=overwrite)
     result.render(f"prune → {out}")
@@ -170,6 +156,7 @@ def prune(
              "--train train.tsv --test test.tsv\n\n"
              "  kdeploy export runs/student --out runs/onnx-fp32 --optimize none --quantize none\n\n"
              "  kdeploy export runs/student --out runs/onnx-gpu --optimize O2 --fp16 --data test.tsv")
+@data_options(omit=("max_train_samples",))
 def export(
     model: Annotated[Path, typer.Argument(help="Model folder: a kdeploy distill/finetune output or any HF sequence classifier.")],
     out: Out,
@@ -187,11 +174,7 @@ def export(
     max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", help="Accuracy points a quantised model may lose.", rich_help_panel="Gates", show_default=shown(ExportSettings, "max_accuracy_drop"))] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", help="Default: the model's training max length.")] = None,
     data_file: Annotated[Optional[str], typer.Option("--data", help="A labelled evaluation file: parity inputs, calibration and the accuracy gate (never split).", rich_help_panel="Data")] = None,
-    train: Train = None, validation: Validation = None, test: Test = None, dataset: Dataset = None,
-    dataset_config: DatasetConfig = None, text_column: TextColumn = None,
-    text_pair_column: TextPairColumn = None, task: TaskKind = None, pair_truncation: PairTruncation = None, label_column: LabelColumn = None,
-    label_names: LabelNames = None, encoding: Encoding = None, encoding_errors: EncodingErrors = None,
-    max_eval_samples: MaxEval = None, trust_remote_code: TrustRemote = False, overwrite: Overwrite = False,
+    trust_remote_code: TrustRemote = False, overwrite: Overwrite = False, data_flags: dict | None = None,
 ) -> None:
     """Export a model to ONNX, check it against PyTorch, optimise and quantise it (accuracy-gated)."""
     from ..configtools import settings_from
@@ -203,8 +186,5 @@ def export(
         "int8_format": int8_format,
         "atol": atol, "max_accuracy_drop": max_accuracy_drop, "max_length": max_length,
         "trust_remote_code": trust_remote_code or None})
-    data = eval_data(data_file, train, validation, test, dataset=dataset, dataset_config=dataset_config,
-                     text_pair_column=text_pair_column, task=task, pair_truncation=pair_truncation,
-                     text_column=text_column, label_column=label_column, label_names=label_names, encoding=encoding,
-                     encoding_errors=encoding_errors, max_eval_samples=max_eval_samples)
+    data = eval_data(data_file, **data_flags)
     run(settings, model=model, out=out, data=data, overwrite=overwrite).render(f"export → {out}")

@@ -26,6 +26,7 @@ class DataConfig:
     label_column: str | None = None
     task: str = "classification"  # or regression: float labels, one output, MSE, Pearson/Spearman
     pair_truncation: str = "longest_first"  # which text of a pair gives up tokens past max_length
+    truncation: str | None = None  # which tokens of a long single text are read: head, tail, head+tail[:N] (None: the model's own, else head)
     label_names: list[str] | None = None  # names for integer labels, in id order
     encoding: str = "utf-8"  # of text files; any Python codec (latin-1, cp1252, utf-16, ...)
     encoding_errors: str = "strict"  # strict: stop at the first bad byte; replace: use U+FFFD and count them
@@ -59,6 +60,10 @@ class DataConfig:
             raise KdeployError(f"--task must be classification or regression, got {self.task!r}")
         if self.pair_truncation not in PAIR_TRUNCATION:
             raise KdeployError(f"pair_truncation must be one of {', '.join(PAIR_TRUNCATION)}, got {self.pair_truncation!r}")
+        if self.truncation is not None:
+            from ..truncation import check
+
+            self.truncation = check(self.truncation)
         if self.task == "regression" and self.label_names:
             raise KdeployError("--label-names names classes; a regression task has one score (drop --label-names)")
         if self.encoding_errors not in ENCODING_ERRORS:

@@ -33,6 +33,7 @@ class TaskData:
     pairs: bool = False  # examples are (text, text_pair)
     task: str = "classification"
     pair_truncation: str = "longest_first"
+    truncation: str | None = None  # single texts past max_length: head, tail, head+tail[:N]; None: the model's own
 
     @property
     def num_labels(self) -> int:
@@ -83,6 +84,7 @@ class TaskData:
             "label_names": self.label_names,
             "sizes": {name: len(ds) for name, ds in self.splits.items()},
             **({"pairs": True} if self.pairs else {}), **({"task": self.task} if self.task != "classification" else {}),
+            **({"truncation": self.truncation} if self.truncation and not self.pairs else {}),
         }
 
 
@@ -340,7 +342,8 @@ def _normalise(raw: dict, cfg: DataConfig, sources: dict) -> TaskData:
                 splits[name] = splits[name].shuffle(seed=cfg.split_seed).select(range(cfg.max_eval_samples))
     splits = datasets.DatasetDict({k: splits[k] for k in ("train", "validation", "test") if k in splits})
     return TaskData(splits=splits, label_names=label_names, fingerprint=_fingerprint(splits, label_names, pairs),
-                    sources=sources, ids_only=ids_only, pairs=pairs, task=cfg.task, pair_truncation=cfg.pair_truncation)
+                    sources=sources, ids_only=ids_only, pairs=pairs, task=cfg.task, pair_truncation=cfg.pair_truncation,
+                    truncation=cfg.truncation)
 
 
 def _carve_validation(splits, cfg: DataConfig, sources: dict, where: str) -> None:

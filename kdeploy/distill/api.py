@@ -65,9 +65,11 @@ def finetune(settings: FinetuneSettings, model: str, data: DataConfig, out: str 
         task.require_train("finetune")
         check_student_reads(model, task)
         built, tok, described = _base_model(settings, model, tokenizer, task)
+        settings, task = _window(settings, task, tok, None if from_scratch else built.config.to_dict())
         check_max_length(settings.train.max_length, built.config.to_dict(), f"model {model}")
         if task.task == "regression":
             built.config.problem_type = "regression"
+        task = read_as(task, tok, model, settings.train.max_length)
         config = _record_config(settings, {"model": model, "tokenizer": tokenizer}, data)
         args, work = _arguments(out, config, settings.train, resume)
         with kept_until_done(work, args.process_index == 0):
@@ -118,6 +120,50 @@ def check_student_reads(kind: str, task: TaskData) -> None:
                            "student (--student layers, or a pretrained model)")
 
 
+def _window(settings, task: TaskData, tokenizer, model_config: dict | None):
+    """The settings with `max_length: auto` resolved from the training texts' token lengths
+    (said in one line), and the data with head+tail when a long text meets a transformer."""
+    from dataclasses import replace
+
+    from ..console import say
+    from ..modelio.record import position_limit
+    from .config import auto_max_length
+
+    if settings.train.max_length is not None:
+        return settings, task
+    texts = task.texts("train")
+    sample = texts[::max(1, len(texts) // 2000)]
+    if task.pairs:
+        enc = tokenizer([a for a, _ in sample], [b for _, b in sample], truncation=False, verbose=False)
+    else:
+        enc = tokenizer(sample, truncation=False, verbose=False)
+    limit = position_limit(model_config) if model_config is not None else None
+    window, cut, why = auto_max_length([len(ids) for ids in enc["input_ids"]], limit,
+                                       task.truncation is not None or task.pairs)
+    if cut:
+        task = replace(task, truncation=cut)
+    say(f"max_length: {window} tokens{', ' + cut if cut else ''}: {why}")
+    return replace(settings, train=replace(settings.train, max_length=window)), task
+
+
+def read_as(task: TaskData, tokenizer, source: str, max_length: int) -> TaskData:
+    """The data with the single-text truncation the trained model will record, set on its
+    tokenizer: the data's (--truncation), else the one `source` (a teacher, a base model)
+    was trained with (its head count re-chosen when it does not fit this window), else head."""
+    from dataclasses import replace
+
+    from ..modelio.inputs import set_truncation
+    from ..modelio.record import truncation_of
+    from ..truncation import refit, resolve
+
+    if task.pairs:
+        return task
+    inherited = truncation_of(source) if Path(source).is_dir() else None
+    spec = resolve(task.truncation, max_length) if task.truncation else refit(inherited or "head", max_length)
+    set_truncation(tokenizer, spec)
+    return replace(task, truncation=spec)
+
+
 def _inputs_of(train_set) -> list:
     texts = list(train_set["text"])
     return list(zip(texts, train_set["text_pair"])) if "text_pair" in train_set.column_names else texts
@@ -149,22 +195,60 @@ def distill(settings: DistillSettings, teacher: str | list[str], data: DataConfi
 
 def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out: Path, unlabeled, cache_dir,
              resume: bool, overwrite: bool, callbacks) -> TrainingResult:
-    from ..modelio.record import label_names_in
+    """The steps in their order: data and teachers, the window, the transfer set, the student,
+    the teacher's outputs (cached), training, the record."""
+    from transformers import set_seed
 
-    task = load_task_data(data)  # data problems surface before torch is even imported
+    from .ensemble import normalise_weights
+    from .teachers import summaries, teacher_outputs
+    from .trainer import fit, save_model
+
+    task, teachers = _task_and_teachers(settings, names, data)
+    settings, task = _window(settings, task, teachers.tokenizers[0],
+                             None if settings.student.kind in ONE_TEXT_KINDS else teachers.models[0].config.to_dict())
+    weights = normalise_weights(settings.teacher_weights, len(names))
+    train_set, counts, transfer = _transfer_set(settings, task, teachers, unlabeled, data)
+    config = _record_config(settings, {"teacher": names if len(names) > 1 else names[0], "unlabeled": unlabeled}, data)
+    args, work = _arguments(out, config, settings.train, resume)
+    with kept_until_done(work, args.process_index == 0):
+        set_seed(settings.train.seed)  # the student is built (and checked against the teacher) before the teacher runs
+        student, tokenizer, described, task = _student(settings, teachers, task, names[0])
+        objective = None
+        if settings.layer_losses:
+            from .layers import layer_objective
+
+            objective = layer_objective(settings.layer_losses, settings.layer_map, teachers.models[0],
+                                        teachers.tokenizers[0], student, tokenizer)
+        logits, hits, seconds = teacher_outputs(teachers, task, transfer, weights, settings.temperature,
+                                                settings.train.max_length, cache_dir, args.device)  # sharded
+        timings = {"teacher_logits_seconds": seconds}
+        mixed, members = summaries(teachers, logits, task, weights)
+        store, layer_record = _teacher_features(objective, teachers, names[0], student, train_set, settings, cache_dir,
+                                                args, timings)
+        teachers.models.clear()  # free the teachers before training
+        trainer, fitted = fit(student, tokenizer, task.with_train(train_set), settings.train, args, work, resume,
+                              teacher_logits=logits["train"] if settings.alpha > 0 else None, alpha=settings.alpha,
+                              temperature=settings.temperature, layer_objective=objective, feature_store=store,
+                              callbacks=callbacks, loss=settings.loss)
+        record = TrainingResult(
+            stage="distill", model={**described, "parameters": _parameters(student)}, parameters=_parameters(student),
+            config=config, data=task.summary(), teacher=mixed, teachers=members, alpha=settings.alpha,
+            temperature=settings.temperature, teacher_logits_cached=hits, training_examples=counts, timings=timings,
+            layer_objective=layer_record, **fitted)
+        save_model(trainer, tokenizer, out, record, overwrite)
+    return record
+
+
+def _task_and_teachers(settings: DistillSettings, names: list[str], data: DataConfig):
+    """The data (problems surface before torch is imported), then the teachers, checked against it."""
+    from ..modelio.record import label_names_in
+    from .teachers import load_teachers
+
+    task = load_task_data(data)
     task.require_train("distill")
     for name in names:  # so do label mismatches with a local teacher
         if Path(name).is_dir():
             task = task.aligned_to(label_names_in(name), f"teacher {name}")
-
-    from transformers import set_seed
-
-    from .ensemble import normalise_weights
-    from .students import build_student
-    from .teachers import load_teachers, summaries, teacher_outputs
-    from .trainer import fit, save_model
-    from .transfer import training_set
-
     check_student_reads(settings.student.kind, task)
     teachers, task = load_teachers(names, task, settings.trust_remote_code)
     for name, model in zip(names, teachers.models):
@@ -174,7 +258,14 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
                                + ("is a score task (one output)" if task.task == "regression"
                                   else f"has {task.num_labels} classes")
                                + "; distil from a teacher fine-tuned on this task")
-    weights = normalise_weights(settings.teacher_weights, len(names))
+    return task, teachers
+
+
+def _transfer_set(settings: DistillSettings, task: TaskData, teachers, unlabeled, data: DataConfig):
+    """The training texts plus transfer text: augmented copies (chosen by data size unless
+    given, and said) and unlabelled text."""
+    from .transfer import training_set
+
     copies = settings.augment
     if copies is None:
         from ..console import say
@@ -182,52 +273,37 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
 
         copies, why = auto_augment(len(task.splits["train"]), settings.alpha)
         say(f"augment: {copies} copies per example ({why})")
-    train_set, counts, transfer = training_set(task, unlabeled, copies, settings.augment_seed,
-                                               teachers.tokenizers[0], data.text_column, data.encoding,
-                                               data.encoding_errors)
-    config = _record_config(settings, {"teacher": names if len(names) > 1 else names[0], "unlabeled": unlabeled}, data)
-    args, work = _arguments(out, config, settings.train, resume)
-    with kept_until_done(work, args.process_index == 0):
-        set_seed(settings.train.seed)  # the student is built (and checked against the teacher) before the teacher runs
-        student, tokenizer, described = build_student(settings.student, teachers.models[0], teachers.tokenizers[0],
-                                                      task.label_names, settings.trust_remote_code)
-        check_max_length(settings.train.max_length, student.config.to_dict(), "the student")
-        student.config.id2label = dict(enumerate(task.label_names))
-        student.config.label2id = {n: i for i, n in enumerate(task.label_names)}
-        if task.task == "regression":
-            student.config.problem_type = "regression"
-        objective = None
-        if settings.layer_losses:
-            from .layers import layer_objective
+    return training_set(task, unlabeled, copies, settings.augment_seed, teachers.tokenizers[0], data.text_column,
+                        data.encoding, data.encoding_errors)
 
-            objective = layer_objective(settings.layer_losses, settings.layer_map, teachers.models[0],
-                                        teachers.tokenizers[0], student, tokenizer)
-        max_length = settings.train.max_length
-        logits, hits, seconds = teacher_outputs(teachers, task, transfer, weights, settings.temperature,
-                                                max_length, cache_dir, args.device)  # sharded across ranks
-        timings = {"teacher_logits_seconds": seconds}
-        mixed, members = summaries(teachers, logits, task, weights)
-        store, layer_record = None, None
-        if objective is not None:
-            import time
 
-            from .layers import teacher_features
+def _student(settings: DistillSettings, teachers, task: TaskData, first_teacher: str):
+    """The student, labelled like the data, reading texts as the data (or its teacher) says."""
+    from .students import build_student
 
-            t0 = time.perf_counter()
-            with args.main_process_first(local=False, desc="teacher features"):
-                store, layer_record = teacher_features(objective, teachers.models[0], teachers.tokenizers[0],
-                                                       teachers.fingerprints[0], names[0], student,
-                                                       _inputs_of(train_set), max_length, cache_dir)
-            timings["teacher_features_seconds"] = round(time.perf_counter() - t0, 2)
-        teachers.models.clear()  # free the teachers before training
-        trainer, fitted = fit(student, tokenizer, task.with_train(train_set), settings.train, args, work, resume,
-                              teacher_logits=logits["train"] if settings.alpha > 0 else None, alpha=settings.alpha,
-                              temperature=settings.temperature, layer_objective=objective, feature_store=store,
-                              callbacks=callbacks)
-        record = TrainingResult(
-            stage="distill", model={**described, "parameters": _parameters(student)}, parameters=_parameters(student),
-            config=config, data=task.summary(), teacher=mixed, teachers=members, alpha=settings.alpha,
-            temperature=settings.temperature, teacher_logits_cached=hits, training_examples=counts, timings=timings,
-            layer_objective=layer_record, **fitted)
-        save_model(trainer, tokenizer, out, record, overwrite)
-    return record
+    student, tokenizer, described = build_student(settings.student, teachers.models[0], teachers.tokenizers[0],
+                                                  task.label_names, settings.trust_remote_code)
+    check_max_length(settings.train.max_length, student.config.to_dict(), "the student")
+    task = read_as(task, tokenizer, first_teacher, settings.train.max_length)
+    student.config.id2label = dict(enumerate(task.label_names))
+    student.config.label2id = {n: i for i, n in enumerate(task.label_names)}
+    if task.task == "regression":
+        student.config.problem_type = "regression"
+    return student, tokenizer, described, task
+
+
+def _teacher_features(objective, teachers, name: str, student, train_set, settings: DistillSettings, cache_dir, args,
+                      timings: dict):
+    """The first teacher's layer features for the layer losses (cached), or (None, None)."""
+    if objective is None:
+        return None, None
+    import time
+
+    from .layers import teacher_features
+
+    t0 = time.perf_counter()
+    with args.main_process_first(local=False, desc="teacher features"):
+        found = teacher_features(objective, teachers.models[0], teachers.tokenizers[0], teachers.fingerprints[0], name,
+                                 student, _inputs_of(train_set), settings.train.max_length, cache_dir)
+    timings["teacher_features_seconds"] = round(time.perf_counter() - t0, 2)
+    return found

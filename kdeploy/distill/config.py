@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from ..configtools import check_finite
 from ..errors import KdeployError
-from .methods import LAYER_LOSSES, STUDENTS
+from .methods import LAYER_LOSSES, LOSSES, STUDENTS
 
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 
@@ -24,10 +24,11 @@ class TrainConfig:
     gradient_accumulation: int = 1
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
-    max_length: int = 128
+    max_length: int | None = None  # None: auto — SHORT_WINDOW, or a longer window when the training texts are long
     seed: int = 42
     mixed_precision: str = "auto"  # auto (fp16 on CUDA), no, fp16, bf16
     group_by_length: bool = True  # bucket batches by length: padding wastes most of a batch on CPU
+    early_stopping: int | None = None  # stop after this many epochs without a better validation score (epochs: the budget)
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -35,15 +36,17 @@ class TrainConfig:
             raise KdeployError(f"epochs must be positive, got {self.epochs}")
         if not 0 < self.learning_rate < 1:
             raise KdeployError(f"learning rate {self.learning_rate} is out of range (0, 1)")
-        for name in ("batch_size", "eval_batch_size", "gradient_accumulation", "max_length"):
+        for name in ("batch_size", "eval_batch_size", "gradient_accumulation"):
             if int(getattr(self, name)) < 1:
                 raise KdeployError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_length < 2:
+        if self.max_length is not None and self.max_length < 2:
             raise KdeployError(f"max_length must be at least 2 tokens, got {self.max_length}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise KdeployError(f"mixed_precision must be auto, no, fp16 or bf16, got {self.mixed_precision!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise KdeployError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.early_stopping is not None and self.early_stopping < 1:
+            raise KdeployError(f"early_stopping is a patience in epochs (at least 1), got {self.early_stopping}")
         if self.weight_decay < 0:
             raise KdeployError(f"weight_decay must be zero or more, got {self.weight_decay}")
 
@@ -101,6 +104,7 @@ class DistillSettings:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, learning_rate=1e-4))
     alpha: float = 0.5
     temperature: float = 2.0
+    loss: str = "kd"  # the logit loss, by registered name (kdeploy list): kd, logit-mse
     teacher_weights: list[float] | None = None
     layer_losses: dict[str, float] | list[str] | str = field(default_factory=dict)  # {"hidden": 1.0, "attention": 1.0}
     layer_map: str | None = None  # "0:2,1:5" (student:teacher, from 0); default uniform
@@ -114,6 +118,7 @@ class DistillSettings:
             raise KdeployError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.temperature <= 0:
             raise KdeployError(f"temperature must be positive, got {self.temperature}")
+        LOSSES.check(self.loss)
         if self.augment is not None and int(self.augment) < 0:
             raise KdeployError(f"augment must be zero or more copies per example, got {self.augment}")
         if self.augment and self.alpha == 0:
@@ -140,6 +145,32 @@ class DistillSettings:
 #: without copies, 97.9% with 8). Below this many training sentences, copies are added.
 AUTO_AUGMENT_TARGET = 60_000
 AUTO_AUGMENT_MAX = 8
+
+
+SHORT_WINDOW = 128  # tokens per text when nine in ten training texts fit (sentences, reviews' summaries)
+LONG_WINDOW = 512  # a transformer's usual position limit: what long documents get
+SEQUENCE_CAP = 2048  # a BiLSTM/CNN/static student reads long texts at linear cost, up to this
+
+
+def auto_max_length(lengths: list[int], limit: int | None, truncation_given: bool) -> tuple[int, str | None, str]:
+    """(max_length, truncation (None: leave it), why) for `max_length: auto`, from the token
+    lengths of a sample of the training texts and the model's position limit (None: the
+    student has no position table and reads the whole text at linear cost)."""
+    if not lengths:
+        return SHORT_WINDOW, None, "no training texts to measure"
+    ordered = sorted(lengths)
+    p90 = ordered[int(0.9 * (len(ordered) - 1))]
+    if p90 <= SHORT_WINDOW:
+        return SHORT_WINDOW, None, f"9 in 10 training texts fit {SHORT_WINDOW} tokens"
+    if limit is None:
+        window = min(SEQUENCE_CAP, -(-p90 // 64) * 64)
+        return window, None, (f"9 in 10 training texts are under {p90} tokens, and this student reads them whole at "
+                              f"linear cost; --max-length {SHORT_WINDOW} for speed")
+    window = min(limit, LONG_WINDOW)
+    cut = "head+tail" if p90 > window and not truncation_given else None
+    return window, cut, (f"9 in 10 training texts are under {p90} tokens"
+                         + ("; the start and the end of each are read, as Sun et al. 2019 found best" if cut else "")
+                         + f"; --max-length {SHORT_WINDOW} for speed")
 
 
 def auto_augment(train_size: int, alpha: float) -> tuple[int, str]:

@@ -26,8 +26,10 @@ def cache_root() -> Path:
     return Path(os.environ.get("KDEPLOY_CACHE", Path.home() / ".cache" / "kdeploy"))
 
 
-def cache_key(teacher_fingerprint: str, data_fingerprint: str, max_length: int) -> str:
-    return hashlib.sha256(f"v1|{teacher_fingerprint}|{data_fingerprint}|{max_length}".encode()).hexdigest()[:24]
+def cache_key(teacher_fingerprint: str, data_fingerprint: str, max_length: int, truncation: str = "head") -> str:
+    """Logits depend on the teacher, the texts and which of their tokens it reads."""
+    reading = f"{max_length}" if truncation == "head" else f"{max_length}|{truncation}"  # head keeps older keys
+    return hashlib.sha256(f"v1|{teacher_fingerprint}|{data_fingerprint}|{reading}".encode()).hexdigest()[:24]
 
 
 @dataclass(frozen=True)

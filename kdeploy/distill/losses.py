@@ -31,6 +31,38 @@ def kd_loss(
     """
     if student_logits.shape[-1] == 1:
         return score_kd_loss(student_logits, teacher_logits, labels, alpha)
+    loss = _hard_part(student_logits, labels, alpha)
+    if alpha > 0.0:
+        _check_teacher(student_logits, teacher_logits)
+        t = temperature
+        log_p_student = F.log_softmax(student_logits / t, dim=-1)
+        log_p_teacher = F.log_softmax(teacher_logits.detach().float() / t, dim=-1)
+        kl = F.kl_div(log_p_student.float(), log_p_teacher, reduction="batchmean", log_target=True)
+        loss = loss + alpha * (t * t) * kl
+    return loss
+
+
+def logit_mse_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    labels: torch.Tensor | None,
+    alpha: float,
+    temperature: float,
+) -> torch.Tensor:
+    """Ba & Caruana 2014; Tang et al. 2019 (BERT into a BiLSTM): (1-α)·CE(y, s) + α·MSE(s, t)
+    on the raw logits, which keeps what a softmax discards (how far apart the classes are).
+    No temperature (`temperature` is ignored)."""
+    if student_logits.shape[-1] == 1:
+        return score_kd_loss(student_logits, teacher_logits, labels, alpha)
+    loss = _hard_part(student_logits, labels, alpha)
+    if alpha > 0.0:
+        _check_teacher(student_logits, teacher_logits)
+        loss = loss + alpha * F.mse_loss(student_logits.float(), teacher_logits.detach().float())
+    return loss
+
+
+def _hard_part(student_logits: torch.Tensor, labels: torch.Tensor | None, alpha: float) -> torch.Tensor:
+    """(1-α)·CE over the labelled examples (label -100 marks transfer text)."""
     loss = student_logits.new_zeros(())
     if alpha < 1.0:
         if labels is None:
@@ -38,18 +70,15 @@ def kd_loss(
         labelled = labels != IGNORE_INDEX  # unlabelled and augmented text: the teacher's output is its only label
         if labelled.any():
             loss = loss + (1.0 - alpha) * F.cross_entropy(student_logits[labelled], labels[labelled])
-    if alpha > 0.0:
-        if teacher_logits is None:
-            raise ValueError("alpha > 0 needs teacher logits")
-        if teacher_logits.shape != student_logits.shape:
-            raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} and student logits "
-                             f"{tuple(student_logits.shape)} differ: the two models must share the label set")
-        t = temperature
-        log_p_student = F.log_softmax(student_logits / t, dim=-1)
-        log_p_teacher = F.log_softmax(teacher_logits.detach().float() / t, dim=-1)
-        kl = F.kl_div(log_p_student.float(), log_p_teacher, reduction="batchmean", log_target=True)
-        loss = loss + alpha * (t * t) * kl
     return loss
+
+
+def _check_teacher(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None) -> None:
+    if teacher_logits is None:
+        raise ValueError("alpha > 0 needs teacher logits")
+    if teacher_logits.shape != student_logits.shape:
+        raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} and student logits "
+                         f"{tuple(student_logits.shape)} differ: the two models must share the label set")
 
 
 def score_kd_loss(student: torch.Tensor, teacher: torch.Tensor | None, labels: torch.Tensor | None,

@@ -21,6 +21,8 @@ STUDENTS.declare("static", "kdeploy.distill.students:static",
 LOSSES = Registry("loss")
 LOSSES.declare("kd", "kdeploy.distill.losses:kd_loss",
                "Hinton et al.: (1-α)·CE(y, s) + α·T²·KL(softmax(t/T) ‖ softmax(s/T)).")
+LOSSES.declare("logit-mse", "kdeploy.distill.losses:logit_mse_loss",
+               "Ba & Caruana; Tang et al. 2019 (BERT to BiLSTM): (1-α)·CE(y, s) + α·MSE(s, t) on raw logits.")
 
 LAYER_LOSSES = Registry("layer loss")
 LAYER_LOSSES.declare("hidden", "kdeploy.distill.layer_losses:HIDDEN",

@@ -33,6 +33,7 @@ class TrainingResult(Result):
     resumed_from: str | None = None
     best_checkpoint: str | None = None
     data_parallel: dict | None = None
+    still_improving: bool | None = None  # the last epoch was the best: more epochs may help
     precision: str | None = None  # the arithmetic training ran in (fp16 asked on a CPU runs fp32)
     teacher: TeacherSummary | None = None
     teachers: list[TeacherSummary] | None = None  # an ensemble's members
@@ -44,6 +45,7 @@ class TrainingResult(Result):
     layer_objective: dict | None = None
     layer_loss_means: dict[str, float] | None = None
     pruning: dict | None = None
+    reference: dict | None = None  # logits of the model as training left it, on a few texts (checked on reload)
     versions: dict = field(default_factory=dict)
     machine: dict = field(default_factory=dict)
 

@@ -51,12 +51,78 @@ def _find_layer_stack(model) -> tuple[str, nn.ModuleList]:
     )
 
 
+def layer_kinds(config, depth: int) -> list | None:
+    """What an architecture derives from a layer's *index* when it builds the model (None:
+    nothing; the layers are interchangeable). A student reloaded from disk is rebuilt from its
+    config, so its layer i must be a teacher layer of kind i. ModernBERT: every n-th layer
+    attends globally (with the global RoPE base), the others locally; layer 0 has no
+    attention norm."""
+    if getattr(config, "model_type", None) == "modernbert":
+        n = int(getattr(config, "global_attn_every_n_layers", 1) or 1)
+        return [(i == 0, i % n == 0) for i in range(depth)]
+    return None
+
+
+def matched_layers(spec, depth: int, teacher_kinds: list, student_kinds_of) -> list[int]:
+    """Teacher layers for a student whose layer kinds are fixed by position: a count picks,
+    for each position, the unused teacher layer of its kind nearest the evenly spaced one; given
+    indices must already match, or the error names a set that does."""
+    count = spec if isinstance(spec, int) else len(parse_layer_indices(spec, depth))
+    wanted = student_kinds_of(count)
+    targets = [round(i * (depth - 1) / (count - 1)) if count > 1 else depth - 1 for i in range(count)]
+    best: dict[int, tuple[int, list[int]]] = {-1: (0, [])}  # last layer used -> (distance so far, layers)
+    for kind, target in zip(wanted, targets):  # increasing layers, each of its position's kind, nearest the even spread
+        step: dict[int, tuple[int, list[int]]] = {}
+        for last, (cost, layers) in best.items():
+            for layer in range(last + 1, depth):
+                if teacher_kinds[layer] == kind and (layer not in step or cost + abs(layer - target) < step[layer][0]):
+                    step[layer] = (cost + abs(layer - target), layers + [layer])
+        best = step
+    if not best:
+        raise KdeployError(f"this teacher's layers cannot make a {count}-layer student of its architecture: each "
+                           "student layer must be a teacher layer of the same kind (global/local attention, the "
+                           "first layer's missing norm); keep fewer layers")
+    chosen = min(best.values())[1]
+    if isinstance(spec, int):
+        return chosen
+    given = parse_layer_indices(spec, depth)
+    if any(teacher_kinds[layer] != kind for layer, kind in zip(given, wanted)):
+        raise KdeployError(f"student layers {spec!r}: this architecture builds each layer from its position "
+                           "(global/local attention, the first layer's norm), so a student reloaded from disk would "
+                           f"not be the one trained; layers {','.join(map(str, chosen))} match")
+    return given
+
+
+def check_rebuilds(student) -> None:
+    """The student as built in memory must be the model its config and weights rebuild (what
+    every later stage loads): same keys, same outputs. Refused here, before any training."""
+    import torch
+
+    rebuilt = type(student)(student.config)
+    missing, unexpected = rebuilt.load_state_dict(student.state_dict(), strict=False)
+    if missing or unexpected:
+        raise KdeployError(f"the student would not reload as built: {len(missing)} weights missing "
+                           f"({', '.join(missing[:3])}) and {len(unexpected)} unexpected ({', '.join(unexpected[:3])}); "
+                           "choose other --student-layers")
+    ids = torch.arange(1, 9).remainder(max(int(getattr(student.config, "vocab_size", 2)) - 1, 1)).add(1)[None]
+    was = student.training
+    with torch.no_grad():
+        a, b = student.eval()(input_ids=ids).logits, rebuilt.eval()(input_ids=ids).logits
+    student.train(was)
+    if not torch.allclose(a, b, atol=1e-5):
+        raise KdeployError(f"the student would not reload as built (its logits move by {(a - b).abs().max():.2e} "
+                           "when rebuilt from its config): its architecture derives layer settings from their "
+                           "position; choose other --student-layers")
+
+
 def layers_from_teacher(cfg, teacher, teacher_tokenizer, label_names):
     """DistilBERT-style initialisation: the teacher's embeddings, head and a subset of its layers."""
     if teacher is None:
         raise KdeployError("--student layers needs a transformer teacher")
     name, stack = _find_layer_stack(teacher)
-    keep = parse_layer_indices(cfg.layers, len(stack))
+    kinds = layer_kinds(teacher.config, len(stack))
+    keep = parse_layer_indices(cfg.layers, len(stack)) if kinds is None else \
+        matched_layers(cfg.layers, len(stack), kinds, lambda k: layer_kinds(teacher.config, k))
     student = copy.deepcopy(teacher)
     parent_name, _, attr = name.rpartition(".")
     parent = student.get_submodule(parent_name) if parent_name else student
@@ -67,6 +133,9 @@ def layers_from_teacher(cfg, teacher, teacher_tokenizer, label_names):
         for m in layer.modules():
             if hasattr(m, "layer_idx"):
                 m.layer_idx = i
+            if hasattr(m, "layer_id"):  # ModernBERT's name for it
+                m.layer_id = i
+    check_rebuilds(student)
     return student, teacher_tokenizer, {"builder": "layers", "teacher_layers": keep}
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from ..console import say
 from ..data import TaskData, text_fingerprint
 from ..errors import KdeployError
 from ..metrics import score
@@ -38,11 +40,31 @@ def load_teachers(names: list[str], data: TaskData, trust_remote_code: bool) -> 
     return Teachers(list(names), models, tokenizers), data
 
 
+def teacher_reading(name: str, model, tokenizer, max_length: int, truncation: str | None) -> int:
+    """How many tokens a teacher reads, and which: as it was trained (its kdeploy record:
+    a long-context teacher gives soft labels from its whole window), else as the student,
+    within its position table (a BiLSTM student may read more than the teacher can)."""
+    from ..modelio.inputs import set_truncation, truncation_of_tokenizer
+    from ..modelio.record import position_limit, read_record, trained_max_length, truncation_of
+    from ..truncation import refit
+
+    own = trained_max_length(read_record(name)) if Path(name).is_dir() else None
+    length = min(x for x in (own or max_length, position_limit(model.config.to_dict())) if x)
+    if truncation_of(name) is None and truncation:
+        set_truncation(tokenizer, refit(truncation, length))
+    if length != max_length:
+        why = "as it was trained" if length == own else "its position limit"
+        say(f"teacher {name}: reads {length} tokens ({truncation_of_tokenizer(tokenizer)}), {why}; the student "
+            f"reads {max_length}")
+    return length
+
+
 def teacher_outputs(teachers: Teachers, data: TaskData, transfer_texts: list[str], weights: np.ndarray,
                     temperature: float, max_length: int, cache_dir, device) -> tuple[dict, dict, float]:
     """({split: logits, with "train" extended by the transfer text}, cache hits, seconds).
     An ensemble's logits are mixed as T·log Σ w·softmax(t/T). Under a data-parallel launch
     every rank computes a share of each pass (all ranks must call this)."""
+    from ..modelio.inputs import truncation_of_tokenizer
     from .ensemble import ensemble_logits
     from .logits_cache import Shard, cache_key, cached_teacher_logits
 
@@ -55,13 +77,15 @@ def teacher_outputs(teachers: Teachers, data: TaskData, transfer_texts: list[str
     started = time.perf_counter()
     for k, (model, tok, fp) in enumerate(zip(teachers.models, teachers.tokenizers, teachers.fingerprints)):
         tag = (lambda split: split) if len(teachers.models) == 1 else (lambda split, k=k: f"{k}:{split}")
+        length = teacher_reading(teachers.names[k], model, tok, max_length, None if data.pairs else data.truncation)
+        cut = truncation_of_tokenizer(tok)
         for split in data.splits:
-            key = cache_key(fp, data.split_fingerprint(split), max_length)
+            key = cache_key(fp, data.split_fingerprint(split), length, cut)
             per_teacher[k][split], hits[tag(split)] = cached_teacher_logits(
-                model, tok, data.texts(split), key, max_length, cache_dir, shard)
+                model, tok, data.texts(split), key, length, cache_dir, shard)
         if transfer_texts:
-            key = cache_key(fp, text_fingerprint(transfer_texts), max_length)
-            extra, hits[tag("transfer")] = cached_teacher_logits(model, tok, transfer_texts, key, max_length,
+            key = cache_key(fp, text_fingerprint(transfer_texts), length, cut)
+            extra, hits[tag("transfer")] = cached_teacher_logits(model, tok, transfer_texts, key, length,
                                                                  cache_dir, shard)
             per_teacher[k]["train"] = np.concatenate([per_teacher[k]["train"], extra])
     mixed = {split: ensemble_logits([p[split] for p in per_teacher], weights, temperature) for split in per_teacher[0]}

@@ -17,6 +17,7 @@ from ..console import note, say
 from ..errors import KdeployError
 from ..metrics import Scores, classification_metrics
 from ..modelio.record import MODEL_RECORD
+from ..modelio.torch_infer import reference_logits
 from .config import TrainConfig
 from .losses import get_loss
 
@@ -247,7 +248,7 @@ def last_checkpoint(work_dir: Path) -> str | None:
 
 def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_dir: Path, resume: bool = False,
         teacher_logits: np.ndarray | None = None, alpha: float = 0.0, temperature: float = 1.0,
-        layer_objective=None, feature_store=None, callbacks: list | None = None):
+        layer_objective=None, feature_store=None, callbacks: list | None = None, loss: str = "kd"):
     """Train, keep the best epoch by validation accuracy, score validation and test.
 
     Returns (trainer, metrics and timings); the caller saves the model (main process only).
@@ -265,9 +266,10 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
         processing_class=tokenizer,
         data_collator=_Collator(tokenizer, feature_store if layer_objective is not None else None),
         compute_metrics=_compute_metrics,
-        callbacks=[timer, _EpochPrinter(), *(callbacks or [])],
+        callbacks=[timer, _EpochPrinter(), *_stopping(cfg), *(callbacks or [])],
         alpha=alpha if teacher_logits is not None else 0.0,
         temperature=temperature,
+        loss=loss,
         layer_objective=layer_objective,
     )
     trainer.remove_callback(PrinterCallback)
@@ -287,6 +289,9 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
         "data_parallel": _shard_record(trainer),
         "precision": "fp16" if trainer.args.fp16 else "bf16" if trainer.args.bf16 else "fp32",  # what ran, not what was asked
     }
+    result["still_improving"] = _still_improving(result["epochs"], cfg)
+    split = "validation" if "validation" in data.splits else "train"
+    result["reference"] = reference_logits(trainer.model, tokenizer, data.texts(split), cfg.max_length)
     if trainer.layer_loss_calls:
         result["layer_loss_means"] = {k: round(v / trainer.layer_loss_calls, 6) for k, v in trainer.layer_loss_sums.items()}
     for split in ("validation", "test"):
@@ -299,6 +304,27 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
                                    metric="pearson" if f"{split}_pearson" in metrics else "accuracy",
                                    mse=metrics.get(f"{split}_mse"))
     return trainer, result
+
+
+def _stopping(cfg: TrainConfig) -> list:
+    """Early stopping on the validation score (the Trainer keeps the best epoch either way)."""
+    if cfg.early_stopping is None:
+        return []
+    from transformers import EarlyStoppingCallback
+
+    return [EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping)]
+
+
+def _still_improving(epochs: list[dict], cfg: TrainConfig) -> bool:
+    """Whether the last epoch was the best so far: the model may be undertrained; said plainly."""
+    scores = [e["validation_accuracy"] for e in epochs if e.get("validation_accuracy") is not None]
+    rising = len(scores) >= 2 and scores[-1] > max(scores[:-1])
+    if rising:
+        path = " → ".join(f"{100 * v:.1f}" for v in scores)
+        note(f"validation accuracy was still rising at the last epoch ({path}%): the model may be undertrained; "
+             f"give more --epochs{'' if cfg.early_stopping else ' with --early-stopping 2'} to train until it stops "
+             "improving")
+    return rising
 
 
 def _epoch_history(log_history: list[dict]) -> list[dict]:

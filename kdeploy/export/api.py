@@ -16,9 +16,10 @@ from ..configtools import to_dict
 from ..data import FALLBACK_TEXTS, DataConfig, TaskData, load_task_data, recorded_data
 from ..errors import KdeployError
 from ..fsutil import atomic_dir, claimed_output
-from ..modelio.inputs import tokenize
+from ..modelio.inputs import set_truncation, tokenize, truncation_of_tokenizer
 from ..modelio.record import check_data_kind, pairs_of_model, read_record, resolve_max_length
 from ..modelio.sizes import onnx_mib
+from ..truncation import refit
 from .config import ExportSettings
 from .result import REPORT, ExportAccuracy, ExportFile, ExportResult, GatedScores
 
@@ -115,6 +116,11 @@ def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: Data
     max_length = resolve_max_length(settings.max_length, model_dir,
                                      getattr(model.config, "max_position_embeddings", None),
                                      getattr(tokenizer, "model_max_length", None))
+    from ..modelio.torch_infer import check_reloaded
+
+    reloaded = check_reloaded(record.get("reference"), model, tokenizer, str(model_dir))  # the model as trained?
+    asked = data_cfg.truncation if data_cfg is not None else None  # --truncation here overrides the record's
+    set_truncation(tokenizer, refit(asked or truncation_of_tokenizer(tokenizer), max_length))
     label_names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
     data = load_task_data(data_cfg) if data_cfg else None
     if data is not None:
@@ -146,11 +152,14 @@ def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: Data
                                 "pairs": pairs,
                                 "task": "regression" if model.config.num_labels == 1 else "classification",
                                 "pair_truncation": data.pair_truncation if data is not None else "longest_first",
+                                **({} if pairs else {"truncation": truncation_of_tokenizer(tokenizer)}),
                                 "session": {n: s for n, s in job.session_settings.items() if n in result.files}}
         model.config.save_pretrained(tmp)
         result.timings["total_seconds"] = round(time.perf_counter() - started, 2)
         result.provenance = {k: record.get(k) for k in ("stage", "teacher", "model", "alpha", "temperature")
                              if record.get(k) is not None}
+        if reloaded is not None:
+            result.provenance["reload_max_abs_diff"] = reloaded  # the model on disk vs as training left it
         if (record.get("config") or {}).get("data"):  # for later gates (the e2e bundle's texts)
             result.provenance["data"] = record["config"]["data"]
         result.data_fingerprint = data.fingerprint if data is not None else None

@@ -39,7 +39,9 @@ class Candidate:
 def feeds(tokenizer, texts: list[str], max_length: int, n1: int = 48) -> tuple[list[dict], list[dict]]:
     """Tokenised inputs: single texts, and length-sorted batches of 32."""
     texts = [t for t in texts if t] or ["a short text"]
-    enc = lambda b: dict(tokenizer(b, truncation=True, max_length=max_length, padding=True, return_tensors="np"))  # noqa: E731
+    from ..modelio.inputs import tokenize
+
+    enc = lambda b: dict(tokenize(tokenizer, b, max_length, return_tensors="np"))  # noqa: E731
     ordered = sorted(texts, key=len)
     return [enc([t]) for t in texts[:n1]], [enc(ordered[i:i + 32]) for i in range(0, len(ordered), 32)]
 

@@ -34,11 +34,16 @@ _LOAD_ERRORS = Exception
 
 
 def load_tokenizer(name: str, trust_remote_code: bool = False):
+    """The model's tokenizer, cutting long texts the way the model was trained to read them."""
     from transformers import AutoTokenizer
+
+    from .inputs import set_truncation
+    from .record import truncation_of
 
     path = resolve_model(name)
     try:
-        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        return set_truncation(AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code),
+                              truncation_of(path))
     except KdeployError:
         raise
     except _LOAD_ERRORS as exc:
@@ -66,12 +71,27 @@ def load_classifier(name: str, label_names: list[str] | None = None, trust_remot
         if config.num_labels != len(label_names):
             kwargs["ignore_mismatched_sizes"] = True
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            path, trust_remote_code=trust_remote_code, output_loading_info=True, **kwargs)
     except KdeployError:
         raise
     except _LOAD_ERRORS as exc:
         raise _explain_load_error(name, exc) from None
+    _check_complete(name, path, info, label_names is not None)
     return model
+
+
+def _check_complete(name: str, path: str, info: dict, new_head: bool) -> None:
+    """A model kdeploy trained must reload whole: a missing or unexpected weight means the
+    model rebuilt from its config is not the one trained (transformers only warns)."""
+    from .record import read_record
+
+    missing, unexpected = info.get("missing_keys") or [], info.get("unexpected_keys") or []
+    if not (missing or unexpected) or new_head or not read_record(path):
+        return
+    raise KdeployError(f"cannot load model {name!r}: it does not reload as it was trained ({len(missing)} weights "
+                       f"missing: {', '.join(sorted(missing)[:3])}; {len(unexpected)} unexpected: "
+                       f"{', '.join(sorted(unexpected)[:3])}); train it again with this transformers version")
 
 
 def label_names_of(model) -> list[str] | None:

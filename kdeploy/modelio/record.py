@@ -39,6 +39,19 @@ def trained_max_length(record: dict) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
+def truncation_of(model_dir: str | Path) -> str | None:
+    """How a model reads a long text (kdeploy.truncation), as recorded: an export's config,
+    else the data record of its training; None for a model from elsewhere (read: head)."""
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        return None
+    exported = (read_config(folder).get("kdeploy") or {}).get("truncation")
+    if isinstance(exported, str):
+        return exported
+    trained = (read_record(folder).get("data") or {}).get("truncation")
+    return trained if isinstance(trained, str) else None
+
+
 #: Models whose position ids start after the padding index: two of their positions are never read.
 _OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet", "longformer", "bart", "mbart")
 

@@ -26,3 +26,35 @@ def compute_logits(model, tokenizer, texts: list[str], max_length: int, batch_si
         return batched_logits(lambda t: torch_logits(model, tokenizer, t, max_length), texts, batch_size)
     with progress_bar(description, total=len(texts)) as advance:
         return batched_logits(lambda t: torch_logits(model, tokenizer, t, max_length), texts, batch_size, advance)
+
+
+REFERENCE_TEXTS = 16  # validation texts whose logits a trained model records
+RELOAD_TOLERANCE = 1e-4
+
+
+def reference_logits(model, tokenizer, texts: list, max_length: int) -> dict:
+    """The logits of the model as training left it (in memory) on a few texts: recorded with
+    the model, so a stage that loads it from disk can prove it is the same model."""
+    texts = list(texts)[:REFERENCE_TEXTS]
+    logits = compute_logits(model, tokenizer, texts, max_length) if texts else np.zeros((0, 0))
+    return {"texts": [list(t) if isinstance(t, tuple) else t for t in texts], "max_length": int(max_length),
+            "logits": logits.astype(float).tolist()}
+
+
+def check_reloaded(reference: dict | None, model, tokenizer, where: str) -> float | None:
+    """Max |Δlogit| between the model loaded from `where` and its recorded reference (None when
+    nothing was recorded); past RELOAD_TOLERANCE the model on disk is not the one trained."""
+    if not reference or not reference.get("texts"):
+        return None
+    texts = [tuple(t) if isinstance(t, list) else t for t in reference["texts"]]
+    got = compute_logits(model, tokenizer, texts, int(reference["max_length"]))
+    want = np.asarray(reference["logits"], dtype=np.float64)
+    diff = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
+    if diff > RELOAD_TOLERANCE:
+        from ..errors import KdeployError
+
+        raise KdeployError(f"{where}: the model loaded from disk is not the one training ended with (its logits "
+                           f"move by {diff:.2e} on the {len(texts)} texts recorded in kdeploy.json, tolerance "
+                           f"{RELOAD_TOLERANCE:.0e}); its architecture rebuilds differently on load, or the files "
+                           "were changed: train it again")
+    return diff

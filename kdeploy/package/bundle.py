@@ -144,7 +144,7 @@ def _manifest(settings: PackageSettings, export_dir: Path, export, report: Path 
         label_names=kd.get("label_names") or export.label_names, max_length=kd.get("max_length") or export.max_length,
         pad_token=pad_token, pad_token_id=pad_id, inputs=kd.get("inputs"), outputs=kd.get("outputs", ["logits"]),
         pairs=bool(kd.get("pairs", False)), task=kd.get("task", "classification"),
-        pair_truncation=kd.get("pair_truncation", "longest_first"),
+        pair_truncation=kd.get("pair_truncation", "longest_first"), truncation=kd.get("truncation", "head"),
         opset=kd.get("opset"), files={}, session=(kd.get("session") or {}).get(name) or None,
         provider_advice=("OpenVINO on an Intel CPU (pip install openvino)" if name.endswith(".xml")
                          else "CPUExecutionProvider (int8 has no CUDA kernels)" if dtype == "int8"
@@ -172,7 +172,7 @@ def _write_bundle(tmp: Path, export_dir: Path, manifest: BundleManifest, setting
 
         check_web_task(manifest.pairs, manifest.task)
         names = write_web(tmp, export_dir, source, manifest.dtype, manifest.label_names, manifest.max_length,
-                          manifest.pairs, export_dir / "tokenizer.json")
+                          manifest.pairs, export_dir / "tokenizer.json", manifest.truncation)
         manifest.model, manifest.tokenizer = names[3], names[2]
         # transformers.js cannot disable onnxruntime optimizers: the export's fusion plan (e.g. lean's
         # SkipLayerNorm off) does not reach the browser, and int8 amplifies that kernel difference
@@ -247,7 +247,9 @@ def _write_e2e(tmp: Path, source: Path, manifest: BundleManifest, export, data) 
     from .parity import check_e2e, gate
     from .tokenizer_graph import bert_tokenizer_attributes, normaliser_table, tokenizer_model
 
-    attributes = bert_tokenizer_attributes(tmp / "tokenizer.json", manifest.max_length)
+    named = source.parent / "tokenizer.json"  # the export's own copy: errors name the folder the user gave
+    attributes = bert_tokenizer_attributes(named if named.is_file() else tmp / "tokenizer.json", manifest.max_length,
+                                           manifest.pairs)
     table = normaliser_table(tmp / "tokenizer.json")
     texts, where = gate_texts(export, data)
     disabled = (manifest.session or {}).get("disabled_optimizers")
@@ -255,14 +257,15 @@ def _write_e2e(tmp: Path, source: Path, manifest: BundleManifest, export, data) 
         plain, fused = Path(scratch) / "model.onnx", Path(scratch) / "fused.onnx"
         bind_labels(source, plain, manifest.label_names)
         with_load_time_fusions(plain, fused, disabled)
-        onnx.save(build_e2e(fused, attributes, table, manifest.label_names, manifest.pairs, manifest.pair_truncation),
-                  str(tmp / E2E_MODEL))
+        onnx.save(build_e2e(fused, attributes, table, manifest.label_names, manifest.pairs, manifest.pair_truncation,
+                            manifest.truncation), str(tmp / E2E_MODEL))
         hostile = hostile_pairs() if manifest.pairs else list(HOSTILE_TEXTS)
         parity = check_e2e(tmp / E2E_MODEL, tokenizer_model(attributes, table, manifest.pairs,
-                                                            pair_truncation=manifest.pair_truncation), plain,
+                                                            pair_truncation=manifest.pair_truncation,
+                                                            truncation=manifest.truncation), plain,
                            tmp / "tokenizer.json", texts + hostile, f"{where} + {len(hostile)} hostile "
                            + ("pairs" if manifest.pairs else "texts"), manifest.max_length, manifest.pairs,
-                           disabled, manifest.pair_truncation)
+                           disabled, manifest.pair_truncation, truncation=manifest.truncation)
     gate(parity)
     manifest.model = E2E_MODEL
     manifest.parity = {**(manifest.parity or {}), "e2e": to_dict(parity)}

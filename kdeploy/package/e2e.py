@@ -23,7 +23,7 @@ E2E_METADATA_KEY = "kdeploy.e2e"
 
 
 def build_e2e(model_path: Path, attributes: dict, table: tuple[str, str, str], label_names: list[str],
-              pairs: bool = False, pair_truncation: str = "longest_first"):
+              pairs: bool = False, pair_truncation: str = "longest_first", truncation: str = "head"):
     """The end-to-end ModelProto around the ONNX model at `model_path`."""
     import onnx
     from onnx import TensorProto, helper
@@ -46,23 +46,10 @@ def build_e2e(model_path: Path, attributes: dict, table: tuple[str, str, str], l
     # The loop body: row i -> tokens -> [1, L] inputs -> model -> probabilities [1, C].
     nodes = [helper.make_node("Constant", [], [p + "axis0"], value=helper.make_tensor(p + "a0", TensorProto.INT64,
                                                                                       [1], [0]))]
-    if pairs:  # row i of [N, 2], read from the flattened input: onnxruntime's Gather on a 2-D string
-        # tensor returned ["plot", ""] for the row ["plot", "story"] (1.32), so each text is gathered 1-D
-        nodes += [helper.make_node("Constant", [], [p + "two"], value=helper.make_tensor(p + "2", TensorProto.INT64,
-                                                                                         [], [2])),
-                  helper.make_node("Mul", [p + "i", p + "two"], [p + "at0"]),
-                  helper.make_node("Unsqueeze", [p + "at0", p + "axis0"], [p + "at0_1"]),
-                  helper.make_node("Constant", [], [p + "one1"], value=helper.make_tensor(p + "1", TensorProto.INT64,
-                                                                                          [1], [1])),
-                  helper.make_node("Add", [p + "at0_1", p + "one1"], [p + "at1_1"]),
-                  helper.make_node("Concat", [p + "at0_1", p + "at1_1"], [p + "at"], axis=0),
-                  helper.make_node("Gather", [p + "flat_text", p + "at"], [p + "row"], axis=0)]
-    else:
-        nodes.append(helper.make_node("Unsqueeze", [p + "i", p + "axis0"], [p + "index"]))
-        nodes.append(helper.make_node("Gather", [INPUT, p + "index"], [p + "row"], axis=0))
+    nodes += _row_nodes(p, pairs)
     tokens = (p + "ids", p + "types", p + "mask")
     nodes.extend(tokenizer_nodes(attributes, table, p + "row", tokens, pairs, prefix=p + "tok_",
-                                 pair_truncation=pair_truncation))
+                                 pair_truncation=pair_truncation, truncation=truncation))
     for name, value in zip(("input_ids", "token_type_ids", "attention_mask"), tokens):
         if name in feeds:
             nodes.append(helper.make_node("Unsqueeze", [value, p + "axis0"], [name]))
@@ -77,6 +64,41 @@ def build_e2e(model_path: Path, attributes: dict, table: tuple[str, str, str], l
         [helper.make_tensor_value_info(p + "cond_out", TensorProto.BOOL, []),
          helper.make_tensor_value_info(p + "row_probabilities", TensorProto.FLOAT, [1, len(label_names)])],
         initializer=list(graph.initializer))  # inside the body, so onnxruntime pre-packs them (4x faster)
+
+    n = len(label_names)
+    outer = _outer_nodes(p, body, label_names, pairs)
+    shape = [None, 2] if pairs else [None]
+    e2e = helper.make_graph(outer, "kdeploy_e2e", [helper.make_tensor_value_info(INPUT, TensorProto.STRING, shape)],
+                            [helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT, [None, n]),
+                             helper.make_tensor_value_info(LABEL, TensorProto.STRING, [None])])
+    return _as_model(e2e, model, pairs, attributes["max_length"], truncation)
+
+
+def _row_nodes(p: str, pairs: bool) -> list:
+    """Row i of the input as `p + "row"`: a string [1], or a pair [2]."""
+    from onnx import TensorProto, helper
+
+    nodes = []
+    if pairs:  # row i of [N, 2], read from the flattened input: onnxruntime's Gather on a 2-D string
+        # tensor returned ["plot", ""] for the row ["plot", "story"] (1.32), so each text is gathered 1-D
+        nodes += [helper.make_node("Constant", [], [p + "two"], value=helper.make_tensor(p + "2", TensorProto.INT64,
+                                                                                         [], [2])),
+                  helper.make_node("Mul", [p + "i", p + "two"], [p + "at0"]),
+                  helper.make_node("Unsqueeze", [p + "at0", p + "axis0"], [p + "at0_1"]),
+                  helper.make_node("Constant", [], [p + "one1"], value=helper.make_tensor(p + "1", TensorProto.INT64,
+                                                                                          [1], [1])),
+                  helper.make_node("Add", [p + "at0_1", p + "one1"], [p + "at1_1"]),
+                  helper.make_node("Concat", [p + "at0_1", p + "at1_1"], [p + "at"], axis=0),
+                  helper.make_node("Gather", [p + "flat_text", p + "at"], [p + "row"], axis=0)]
+    else:
+        nodes.append(helper.make_node("Unsqueeze", [p + "i", p + "axis0"], [p + "index"]))
+        nodes.append(helper.make_node("Gather", [INPUT, p + "index"], [p + "row"], axis=0))
+    return nodes
+
+
+def _outer_nodes(p: str, body, label_names: list[str], pairs: bool) -> list:
+    """The loop over rows (each at its own length), then the label of each row's best probability."""
+    from onnx import TensorProto, helper
 
     n = len(label_names)
     flatten = [helper.make_node("Constant", [], [p + "minus1"], value=helper.make_tensor(p + "m1", TensorProto.INT64,
@@ -95,18 +117,21 @@ def build_e2e(model_path: Path, attributes: dict, table: tuple[str, str, str], l
             p + "n", TensorProto.STRING, [n], [s.encode("utf-8") for s in label_names])),
         helper.make_node("Gather", [p + "names", p + "best"], [LABEL], axis=0),
     ]
-    shape = [None, 2] if pairs else [None]
-    e2e = helper.make_graph(outer, "kdeploy_e2e", [helper.make_tensor_value_info(INPUT, TensorProto.STRING, shape)],
-                            [helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT, [None, n]),
-                             helper.make_tensor_value_info(LABEL, TensorProto.STRING, [None])])
+    return outer
+
+
+def _as_model(e2e, model, pairs: bool, max_length: int, truncation: str):
+    """The graph as a model with the source's opsets and metadata, plus the e2e interface."""
+    from onnx import helper
+
     imports = [o for o in model.opset_import if o.domain != DOMAIN] + [helper.make_opsetid(DOMAIN, 1)]
     out = helper.make_model(e2e, opset_imports=imports, ir_version=model.ir_version,
                             producer_name="kdeploy", doc_string="text in, label out: tokenizer + model + softmax")
     out.metadata_props.extend(model.metadata_props)
     entry = out.metadata_props.add()
     entry.key, entry.value = E2E_METADATA_KEY, json.dumps(
-        {"input": INPUT, "pairs": pairs, "outputs": [PROBABILITIES, LABEL], "max_length": attributes["max_length"],
-         "custom_ops": "onnxruntime-extensions"})
+        {"input": INPUT, "pairs": pairs, "outputs": [PROBABILITIES, LABEL], "max_length": max_length,
+         "truncation": truncation, "custom_ops": "onnxruntime-extensions"})
     return out
 
 

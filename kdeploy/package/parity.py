@@ -33,15 +33,19 @@ class E2EParity:
         return self.identical == self.texts and self.max_abs_diff <= PROBABILITY_TOLERANCE
 
 
-def reference_tokenizer(tokenizer_json: Path, max_length: int, pair_truncation: str = "longest_first"):
-    """What the Python predictor tokenises with (special-token strings in user text are text)."""
+def reference_tokenizer(tokenizer_json: Path, max_length: int, pair_truncation: str = "longest_first",
+                        truncation: str = "head"):
+    """What the Python predictor tokenises with (special-token strings in user text are text),
+    cutting long texts as the bundle's model reads them."""
     from tokenizers import Tokenizer
 
+    from ..truncation import Reader
+
     tok = Tokenizer.from_file(str(tokenizer_json))
-    tok.enable_truncation(max_length=max_length, strategy=pair_truncation)
+    reader = Reader(tok, max_length, truncation, pair_truncation)
     tok.no_padding()
     tok.encode_special_tokens = True
-    return tok
+    return reader
 
 
 def _as_input(text, pairs: bool) -> np.ndarray:
@@ -54,7 +58,8 @@ def _before_nul(text, pairs: bool):
 
 def check_e2e(e2e_model: Path, tokenizer_only, model_file: Path, tokenizer_json: Path, texts: list, source: str,
               max_length: int, pairs: bool = False, disabled_optimizers: list[str] | None = None,
-              pair_truncation: str = "longest_first", threads: int | None = 2) -> E2EParity:
+              pair_truncation: str = "longest_first", threads: int | None = 2,
+              truncation: str = "head") -> E2EParity:
     """Compare token ids (tokenizer-only graph vs `tokenizers`) and probabilities (e2e graph vs
     the plain ONNX model fed by `tokenizers`, one text at a time)."""
     import onnxruntime as ort
@@ -68,7 +73,7 @@ def check_e2e(e2e_model: Path, tokenizer_only, model_file: Path, tokenizer_json:
     options.log_severity_level = 3
     options.register_custom_ops_library(extensions_library())
     tok_session = ort.InferenceSession(tokenizer_only.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    reference = reference_tokenizer(tokenizer_json, max_length, pair_truncation)
+    reference = reference_tokenizer(tokenizer_json, max_length, pair_truncation, truncation)
     e2e = e2e_session(e2e_model, threads, disabled_optimizers)
     plain = create_session(model_file, "cpu", threads, disabled_optimizers=disabled_optimizers)
     feeds = [i.name for i in plain.get_inputs()]
@@ -93,7 +98,10 @@ def _compare(k: int, text, pairs: bool, reference, tok_session, e2e, plain, feed
     if got == enc.ids:
         result.identical += 1
     elif len(result.differences) < 5:
-        result.differences.append({"text": repr(text)[:120], "graph": got[:24], "tokenizers": enc.ids[:24]})
+        at = next((i for i, (a, b) in enumerate(zip(got, enc.ids)) if a != b), min(len(got), len(enc.ids)))
+        start = max(0, at - 4)  # where they part, not a prefix that may be the same
+        result.differences.append({"text": repr(text)[:120], "position": at, "graph": got[start:start + 12],
+                                   "tokenizers": enc.ids[start:start + 12]})
     if k >= MAX_PROBABILITY_TEXTS or got != enc.ids:  # a token difference already fails the gate
         return
     columns = {"input_ids": enc.ids, "attention_mask": enc.attention_mask, "token_type_ids": enc.type_ids}
@@ -112,8 +120,8 @@ def gate(parity: E2EParity) -> None:
     if parity.identical != parity.texts:
         first = parity.differences[0]
         raise KdeployError(f"the e2e model's tokens differ from the tokenizers library's on "
-                           f"{parity.texts - parity.identical} of {parity.texts} texts (first: {first['text']}: "
-                           f"graph {first['graph']} vs {first['tokenizers']}); not writing a bundle that answers "
+                           f"{parity.texts - parity.identical} of {parity.texts} texts (first: {first['text']}, from "
+                           f"token {first.get('position', 0)}: graph {first['graph']} vs {first['tokenizers']}); not writing a bundle that answers "
                            "differently — package the python or web format")
     raise KdeployError(f"the e2e model's probabilities differ from the Python predictor's by up to "
                        f"{parity.max_abs_diff:.2e} (tolerance {PROBABILITY_TOLERANCE:.0e}); not writing it")

@@ -27,12 +27,13 @@ import json
 from pathlib import Path
 
 from ..errors import KdeployError
+from ..truncation import keep_first
 
 DOMAIN = "ai.onnx.contrib"
 OUTPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
 
-def bert_tokenizer_attributes(tokenizer_json: Path, max_length: int) -> dict:
+def bert_tokenizer_attributes(tokenizer_json: Path, max_length: int, pairs: bool = False) -> dict:
     """The op's attributes, or KdeployError naming what the op cannot reproduce."""
     spec = json.loads(Path(tokenizer_json).read_text(encoding="utf-8"))
     model, norm, pre = spec.get("model") or {}, spec.get("normalizer") or {}, spec.get("pre_tokenizer") or {}
@@ -51,7 +52,7 @@ def bert_tokenizer_attributes(tokenizer_json: Path, max_length: int) -> dict:
         raise KdeployError(f"{tokenizer_json}: the vocabulary's ids are not 0..{len(ordered) - 1}; {why}")
     if any("\n" in token for token, _ in ordered):
         raise KdeployError(f"{tokenizer_json}: a vocabulary entry contains a newline; the op reads one token per line")
-    specials = _special_tokens(spec, tokenizer_json)
+    specials = _special_tokens(spec, tokenizer_json, pairs)
     return {"vocab_file": "\n".join(t for t, _ in ordered), "do_lower_case": 0, "strip_accents": 0,
             "tokenize_chinese_chars": int(bool(norm.get("handle_chinese_chars", True))),
             "suffix_indicator": model.get("continuing_subword_prefix", "##"),
@@ -59,11 +60,16 @@ def bert_tokenizer_attributes(tokenizer_json: Path, max_length: int) -> dict:
             "truncation_strategy_name": "longest_first"}
 
 
-def _special_tokens(spec: dict, where: Path) -> dict:
-    """[CLS] text [SEP] (and [CLS] a [SEP] b [SEP]) is all the op can add around the words."""
+def _special_tokens(spec: dict, where: Path, pairs: bool = False) -> dict:
+    """[CLS] text [SEP] (and [CLS] a [SEP] b [SEP]) is all the op can add around the words.
+    RoBERTa's post-processor (MPNet's tokenizer: WordPiece with <s> … </s>) is the same shape
+    for one text; its pairs (<s> a </s></s> b </s>) are not."""
     post = spec.get("post_processor") or {}
-    if post.get("type") == "BertProcessing":
+    if post.get("type") == "BertProcessing" or (post.get("type") == "RobertaProcessing" and not pairs):
         return {"cls_token": post["cls"][0], "sep_token": post["sep"][0]}
+    if post.get("type") == "RobertaProcessing":
+        raise KdeployError(f"{where}: RoBERTa's pair template (<s> a </s></s> b </s>) is not the in-graph tokenizer's "
+                           "[CLS] a [SEP] b [SEP]; package a pair model of this tokenizer as python")
     if post.get("type") == "TemplateProcessing":
         single = [next(iter(piece.values()))["id"] for piece in post.get("single", [])]
         if len(single) == 3 and single[1] == "A":
@@ -146,8 +152,10 @@ def _class(codepoints) -> str:
 
 
 def tokenizer_nodes(attributes: dict, table: tuple[str, str, str], text: str, outputs: tuple[str, str, str],
-                    pairs: bool = False, prefix: str = "kdeploy_tok_", pair_truncation: str = "longest_first") -> list:
-    """Nodes taking `text` (string [1], or [2] for a pair) to the three [L] id tensors."""
+                    pairs: bool = False, prefix: str = "kdeploy_tok_", pair_truncation: str = "longest_first",
+                    truncation: str = "head") -> list:
+    """Nodes taking `text` (string [1], or [2] for a pair) to the three [L] id tensors; a long
+    single text cut by `truncation` (kdeploy.truncation), a pair by `pair_truncation`."""
     from onnx import TensorProto, helper
 
     mapping, unknown, rewrite = table
@@ -192,9 +200,59 @@ def tokenizer_nodes(attributes: dict, table: tuple[str, str, str], text: str, ou
         nodes.extend(pair_truncation_nodes(whole, outputs, attributes["max_length"], pair_truncation, p + "cut_"))
         return nodes
     source = normalise(text, "")
-    nodes.append(helper.make_node("BertTokenizer", [source], list(outputs), name=p + "wordpiece", domain=DOMAIN,
-                                  **attributes))
+    nodes.extend(_single_text_nodes(attributes, source, outputs, truncation, p))
     return nodes
+
+
+def _single_text_nodes(attributes: dict, source: str, outputs: tuple[str, str, str], truncation: str, p: str) -> list:
+    """WordPiece over one normalised text, cut by `truncation`: the op's own cut for head
+    (first max_length-1 tokens, then [SEP]); the whole text then kdeploy.truncation's rule
+    for tail and head+tail."""
+    from onnx import helper
+
+    if truncation == "head":
+        return [helper.make_node("BertTokenizer", [source], list(outputs), name=p + "wordpiece", domain=DOMAIN,
+                                 **attributes)]
+    whole = tuple(p + "whole_" + o for o in ("ids", "types", "mask"))
+    max_length = attributes["max_length"]
+    first = keep_first(truncation, max_length)  # the op adds [CLS] before and [SEP] after: 1 and 1
+    nodes = [helper.make_node("BertTokenizer", [source], list(whole), name=p + "wordpiece", domain=DOMAIN,
+                              **{**attributes, "max_length": -1}),
+             helper.make_node("Shape", [whole[0]], [p + "cut_length"])]
+    index_nodes, index = cut_index_nodes(p + "cut_length", p + "cut_length", max_length, first, p + "cut_", rows=False)
+    nodes += index_nodes
+    return nodes + [helper.make_node("Gather", [src, index], [dst], axis=0) for src, dst in zip(whole, outputs)]
+
+
+def cut_index_nodes(lengths: str, padded: str, max_length: int, first: int, p: str, rows: bool) -> tuple[list, str]:
+    """Nodes computing which positions each text keeps (kdeploy.truncation's rule as a graph):
+    position j of the output reads j, or j + length - max_length from `first` on when the
+    text is longer than max_length. `lengths`: each text's real length ([1], or [B, 1] with
+    `rows`); `padded`: the input's length ([1]). Returns (nodes, the index tensor's name):
+    [m] or [B, m] with m = min(padded, max_length), for Gather / GatherElements."""
+    from onnx import TensorProto, helper
+
+    i64 = TensorProto.INT64
+
+    def const(name, value):
+        return helper.make_node("Constant", [], [p + name], value=helper.make_tensor(p + name + "_v", i64, [1], [value]))
+
+    nodes = [const("max", max_length), const("first", first), const("zero", 0), const("step", 1),
+             helper.make_node("Min", [padded, p + "max"], [p + "m"]),
+             helper.make_node("Squeeze", [p + "m"], [p + "m0"]), helper.make_node("Squeeze", [p + "zero"], [p + "z0"]),
+             helper.make_node("Squeeze", [p + "step"], [p + "s0"]),
+             helper.make_node("Range", [p + "z0", p + "m0", p + "s0"], [p + "j1"]),
+             helper.make_node("Unsqueeze", [p + "j1", p + "zero"], [p + "j"]) if rows else
+             helper.make_node("Identity", [p + "j1"], [p + "j"]),
+             helper.make_node("Greater", [lengths, p + "max"], [p + "over"]),
+             helper.make_node("Cast", [p + "over"], [p + "over64"], to=i64),
+             helper.make_node("Sub", [lengths, p + "max"], [p + "excess"]),
+             helper.make_node("Mul", [p + "over64", p + "excess"], [p + "shift"]),
+             helper.make_node("GreaterOrEqual", [p + "j", p + "first"], [p + "late"]),
+             helper.make_node("Cast", [p + "late"], [p + "late64"], to=i64),
+             helper.make_node("Mul", [p + "late64", p + "shift"], [p + "moved"]),
+             helper.make_node("Add", [p + "j", p + "moved"], [p + "index"])]
+    return nodes, p + "index"
 
 
 def pair_truncation_nodes(whole: tuple[str, str, str], outputs: tuple[str, str, str], max_length: int,
@@ -251,11 +309,12 @@ def pair_truncation_nodes(whole: tuple[str, str, str], outputs: tuple[str, str, 
 
 
 def tokenizer_model(attributes: dict, table: tuple[str, str, str], pairs: bool = False, opset: int = 17,
-                    pair_truncation: str = "longest_first"):
+                    pair_truncation: str = "longest_first", truncation: str = "head"):
     """The tokenizer alone (one text, or one pair, in; ids out): what the parity gate compares."""
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph(tokenizer_nodes(attributes, table, "text", OUTPUTS, pairs, pair_truncation=pair_truncation),
+    graph = helper.make_graph(tokenizer_nodes(attributes, table, "text", OUTPUTS, pairs, pair_truncation=pair_truncation,
+                                              truncation=truncation),
                               "kdeploy_tokenizer",
                               [helper.make_tensor_value_info("text", TensorProto.STRING, [None])],
                               [helper.make_tensor_value_info(n, TensorProto.INT64, [None]) for n in OUTPUTS])

@@ -33,7 +33,7 @@ TRANSFORMERS_JS = "4.3.2"  # the version the bundle was tested with (bench/web_p
 MODEL_DIR = "model"
 DTYPE_FILE = {"int8": ("q8", "model_quantized.onnx"), "fp32": ("fp32", "model.onnx"), "fp16": ("fp16", "model_fp16.onnx")}
 KNOWN_TYPES = {"bert", "distilbert", "roberta", "xlm-roberta", "mpnet", "electra", "albert", "deberta", "deberta-v2",
-               "camembert", "mobilebert", "squeezebert"}
+               "camembert", "mobilebert", "squeezebert", "modernbert"}
 
 
 def web_model_name(dtype: str) -> str:
@@ -69,8 +69,20 @@ def check_web_model(model_path: Path) -> None:
         raise KdeployError(f"--format web: {model_path.name} outputs {outputs}; transformers.js reads 'logits'")
 
 
+def web_keep_first(tokenizer_json: Path, max_length: int, truncation: str) -> int:
+    """How many leading positions a long text keeps, for this tokenizer's special tokens."""
+    from tokenizers import Tokenizer
+
+    from ..truncation import keep_first, special_counts
+
+    probe = Tokenizer.from_file(str(tokenizer_json))
+    probe.no_truncation()
+    mask = probe.encode("a").special_tokens_mask
+    return keep_first(truncation, max_length, *(special_counts(mask) if 0 in mask else (1, 1)))
+
+
 def write_web(tmp: Path, export_dir: Path, model_file: Path, dtype: str, labels: list[str], max_length: int,
-              pairs: bool, tokenizer_json: Path) -> list[str]:
+              pairs: bool, tokenizer_json: Path, truncation: str = "head") -> list[str]:
     """Write the transformers.js layout into tmp; return the names the manifest lists."""
     from .binding import bind_labels
 
@@ -84,7 +96,8 @@ def write_web(tmp: Path, export_dir: Path, model_file: Path, dtype: str, labels:
     config.update({"id2label": {str(i): n for i, n in enumerate(labels)}, "label2id": {n: i for i, n in enumerate(labels)},
                    "problem_type": "single_label_classification",
                    "transformers.js_config": {"dtype": DTYPE_FILE[dtype][0]}})
-    config["kdeploy"] = {"label_names": labels, "max_length": max_length, "pairs": pairs, "inputs": kd.get("inputs")}
+    config["kdeploy"] = {"label_names": labels, "max_length": max_length, "pairs": pairs, "inputs": kd.get("inputs"),
+                         "truncation": truncation}
     folder = tmp / MODEL_DIR
     (folder / "onnx").mkdir(parents=True)
     write_json(folder / "config.json", config)
@@ -98,18 +111,22 @@ def write_web(tmp: Path, export_dir: Path, model_file: Path, dtype: str, labels:
     write_json(folder / "tokenizer.json", spec)
     model_name = web_model_name(dtype)
     bind_labels(model_file, tmp / model_name, labels)
-    add_truncation(tmp / model_name, max_length)
+    add_truncation(tmp / model_name, max_length, web_keep_first(tokenizer_json, max_length, truncation))
     write_text(tmp / "index.html", index_html(labels, pairs))
     return [f"{MODEL_DIR}/config.json", f"{MODEL_DIR}/tokenizer_config.json", f"{MODEL_DIR}/tokenizer.json",
             model_name, "index.html"]
 
 
-def add_truncation(path: Path, max_length: int) -> None:
-    """Prepend to the graph: keep the first max_length-1 positions and, as the last one, each
-    row's last real token ([SEP]) when the row is longer: what `tokenizers` truncation gives."""
+def add_truncation(path: Path, max_length: int, first: int | None = None) -> None:
+    """Prepend to the graph the cut `tokenizers` makes (kdeploy.truncation's rule): a row longer
+    than max_length keeps its first `first` positions and its last max_length - first, so
+    its final [SEP] stays (head: first = max_length - 1; tail: 1; head+tail:N: 1 + N)."""
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import helper
 
+    from .tokenizer_graph import cut_index_nodes
+
+    first = max_length - 1 if first is None else first
     model = onnx.load(str(path))
     graph = model.graph
     inits = {i.name for i in graph.initializer}
@@ -120,32 +137,20 @@ def add_truncation(path: Path, max_length: int) -> None:
         for k, x in enumerate(node.input):
             if x in inner:
                 node.input[k] = inner[x]
-    i64 = TensorProto.INT64
-
-    def const(name, values):
-        return helper.make_node("Constant", [], [p + name], value=helper.make_tensor(p + name + "_v", i64, [len(values)],
-                                                                                    values))
-
-    nodes = [const("max", [max_length]), const("one", [1]), const("zero", [0]), const("axis1", [1]),
-             helper.make_node("Shape", ["input_ids"], [p + "shape"]),
-             helper.make_node("Slice", [p + "shape", p + "one", p + "max_end"], [p + "length"]),
-             helper.make_node("Min", [p + "length", p + "max"], [p + "m"]),
-             helper.make_node("Sub", [p + "m", p + "one"], [p + "m1"])]
-    nodes.insert(0, const("max_end", [2]))
-    if "attention_mask" in feeds:
+    axis0, axis1 = (helper.make_tensor(p + f"axis{k}_v", onnx.TensorProto.INT64, [1], [k]) for k in (0, 1))
+    nodes = [helper.make_node("Constant", [], [p + "axis0"], value=axis0),
+             helper.make_node("Constant", [], [p + "axis1"], value=axis1),
+             helper.make_node("Shape", ["input_ids"], [p + "dims"]),
+             helper.make_node("Gather", [p + "dims", p + "axis1"], [p + "shape"], axis=0)]  # [L]
+    if "attention_mask" in feeds:  # each row's real length, [B, 1]
         nodes.append(helper.make_node("ReduceSum", ["attention_mask", p + "axis1"], [p + "lens"], keepdims=1))
-    else:
-        nodes.append(helper.make_node("Expand", [p + "length", p + "rows"], [p + "lens"]))
-        nodes[-1:-1] = [helper.make_node("Slice", [p + "shape", p + "zero", p + "one"], [p + "batch"]),
-                        helper.make_node("Concat", [p + "batch", p + "one"], [p + "rows"], axis=0)]
-    nodes += [helper.make_node("Sub", [p + "lens", p + "one"], [p + "last"]),
-              helper.make_node("Greater", [p + "lens", p + "max"], [p + "over"])]
-    for name in feeds:
-        nodes += [helper.make_node("Slice", [name, p + "zero", p + "m1", p + "axis1"], [p + name + "_head"]),
-                  helper.make_node("Slice", [name, p + "m1", p + "m", p + "axis1"], [p + name + "_at"]),
-                  helper.make_node("GatherElements", [name, p + "last"], [p + name + "_final"], axis=1),
-                  helper.make_node("Where", [p + "over", p + name + "_final", p + name + "_at"], [p + name + "_tail"]),
-                  helper.make_node("Concat", [p + name + "_head", p + name + "_tail"], [inner[name]], axis=1)]
+    else:  # no mask: every row is as long as the batch
+        nodes += [helper.make_node("Gather", [p + "dims", p + "axis0"], [p + "batch"], axis=0),
+                  helper.make_node("Expand", [p + "shape", p + "batch"], [p + "lens_flat"]),
+                  helper.make_node("Unsqueeze", [p + "lens_flat", p + "axis1"], [p + "lens"])]
+    index_nodes, index = cut_index_nodes(p + "lens", p + "shape", max_length, first, p + "cut_", rows=True)
+    nodes += index_nodes
+    nodes += [helper.make_node("GatherElements", [name, index], [inner[name]], axis=1) for name in feeds]
     body = list(graph.node)
     del graph.node[:]
     graph.node.extend(nodes + body)

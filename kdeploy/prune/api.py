@@ -38,11 +38,7 @@ def prune(settings: PruneSettings, model: str | Path, out: str | Path, data: Dat
 
 def _prune(settings: PruneSettings, model_dir: Path, out: Path, data_cfg: DataConfig, extra_corpus, teacher,
            record: dict, overwrite: bool) -> PruneResult:
-    from ..environment import library_versions, machine
-    from ..fsutil import atomic_dir, write_json
     from ..modelio.loading import label_names_of, load_classifier, load_tokenizer
-    from .ffn import prune_ffn
-    from .heads import prune_heads
     from .vocab import trim_vocabulary, vocabulary_coverage
 
     model = load_classifier(str(model_dir))
@@ -54,15 +50,7 @@ def _prune(settings: PruneSettings, model_dir: Path, out: Path, data_cfg: DataCo
     before, before_logits, params_before = _score(model, tokenizer, data, split, max_length)
     extra: dict = {}
     started = time.perf_counter()
-    order = np.random.default_rng(settings.seed).permutation(len(data.splits["train"]))[:settings.importance_samples]
-    every, labels = data.texts("train"), data.splits["train"]["label"]
-    train_texts, train_labels = [every[i] for i in order], [labels[i] for i in order]
-    if settings.heads:
-        extra["heads"] = prune_heads(model, tokenizer, train_texts, train_labels, settings.heads, max_length)
-        extra["after_head_pruning"] = _score(model, tokenizer, data, split, max_length)[0]
-    if settings.ffn:
-        extra["ffn"] = prune_ffn(model, tokenizer, train_texts, train_labels, settings.ffn, max_length)
-        extra["after_width_pruning"] = _score(model, tokenizer, data, split, max_length)[0]
+    _structural(settings, model, tokenizer, data, split, max_length, extra)
     seconds = round(time.perf_counter() - started, 2)
 
     if (settings.heads or settings.ffn) and settings.recover_epochs:
@@ -89,12 +77,38 @@ def _prune(settings: PruneSettings, model_dir: Path, out: Path, data_cfg: DataCo
         before=before, after=after, parameters_before=params_before, parameters=params,
         agreement=float((before_logits.argmax(-1) == after_logits.argmax(-1)).mean()),
         accuracy_change_points=round(100 * (after.accuracy - before.accuracy), 3), seconds=seconds, **extra)
+    _save(out, model, tokenizer, {**record, "pruning": result.to_dict()}, data.texts(split), max_length, overwrite)
+    return result
+
+
+def _structural(settings: PruneSettings, model, tokenizer, data: TaskData, split: str, max_length: int,
+                extra: dict) -> None:
+    """Heads, then feed-forward neurons, by importance on a seeded sample of the training text."""
+    from .ffn import prune_ffn
+    from .heads import prune_heads
+
+    order = np.random.default_rng(settings.seed).permutation(len(data.splits["train"]))[:settings.importance_samples]
+    every, labels = data.texts("train"), data.splits["train"]["label"]
+    train_texts, train_labels = [every[i] for i in order], [labels[i] for i in order]
+    if settings.heads:
+        extra["heads"] = prune_heads(model, tokenizer, train_texts, train_labels, settings.heads, max_length)
+        extra["after_head_pruning"] = _score(model, tokenizer, data, split, max_length)[0]
+    if settings.ffn:
+        extra["ffn"] = prune_ffn(model, tokenizer, train_texts, train_labels, settings.ffn, max_length)
+        extra["after_width_pruning"] = _score(model, tokenizer, data, split, max_length)[0]
+
+
+def _save(out: Path, model, tokenizer, record: dict, texts: list, max_length: int, overwrite: bool) -> None:
+    """The pruned model, its tokenizer and its record, with the logits it now gives (checked on reload)."""
+    from ..environment import library_versions, machine
+    from ..fsutil import atomic_dir, write_json
+    from ..modelio.torch_infer import reference_logits
+
     with atomic_dir(out, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        write_json(tmp / MODEL_RECORD, {**record, "pruning": result.to_dict(), "versions": library_versions(),
-                                        "machine": machine()})
-    return result
+        write_json(tmp / MODEL_RECORD, {**record, "reference": reference_logits(model, tokenizer, texts, max_length),
+                                        "versions": library_versions(), "machine": machine()})
 
 
 def _score(model, tokenizer, data: TaskData, split: str, max_length: int) -> tuple[Scores, np.ndarray, int]:

@@ -42,32 +42,18 @@ def benchmark(settings: BenchSettings, models: list[str], data: DataConfig | Non
               teacher: str | None = None) -> tuple[dict, BenchReport]:
     """Returns (per-call latencies in ms by model and batch size, the report)."""
     from ..environment import library_versions, machine
-    from .candidates import Context, expand, load_candidate, peers_of, unique_names, work_dir
+    from .candidates import Context, work_dir
     from .contention import MachineLoad
     from .memory import peak_rss_mib
 
     load = MachineLoad.start()
-    entries = unique_names([e for spec in models for e in expand(spec)])
-    names = [n for n, _, _ in entries]
-    if teacher and teacher not in names:
-        raise KdeployError(f"--teacher {teacher!r} is not among the models: {', '.join(names)}")
-    reference = teacher or names[0]
-    if settings.peers:
-        known = {(p.resolve(), k) for _, p, k in entries}
-        extra = [e for spec in peers_of(entries, reference) for e in expand(spec) if (e[1].resolve(), e[2]) not in known]
-        entries = unique_names(entries + extra)
+    entries, reference = _entries(settings, models, teacher)
     task = load_task_data(data) if data is not None else None
     threads = settings.threads or os.cpu_count()
     texts = _latency_texts(settings, task)
     with work_dir() as work:
         context = Context(settings.provider, threads, settings.allow_fallback, settings.max_length, texts, Path(work))
-        candidates, skipped = [], []
-        for n, p, k in entries:
-            loaded = load_candidate(n, p, k, context)
-            (skipped if isinstance(loaded, str) else candidates).append(loaded)
-            if isinstance(loaded, str) and n == reference:  # nothing to compare the others with
-                raise KdeployError(loaded + ("; it is the reference (--teacher, or the first model), so nothing can be "
-                                             "compared" if len(entries) > 1 else ""))
+        candidates, skipped = _load_all(entries, reference, context)
         if task is not None:
             for c in candidates:  # before any timing: the wrong kind of data is refused at once
                 check_data_kind(c.path, task.pairs, "data",
@@ -100,6 +86,36 @@ def benchmark(settings: BenchSettings, models: list[str], data: DataConfig | Non
         machine_load=load.stop().to_dict())
     report.headline = headline(report)
     return values, report
+
+
+def _entries(settings: BenchSettings, models: list[str], teacher: str | None) -> tuple[list, str]:
+    """(name, path, kind) per model to time, the peers added with --peers; and the reference's name."""
+    from .candidates import expand, peers_of, unique_names
+
+    entries = unique_names([e for spec in models for e in expand(spec)])
+    names = [n for n, _, _ in entries]
+    if teacher and teacher not in names:
+        raise KdeployError(f"--teacher {teacher!r} is not among the models: {', '.join(names)}")
+    reference = teacher or names[0]
+    if settings.peers:
+        known = {(p.resolve(), k) for _, p, k in entries}
+        extra = [e for spec in peers_of(entries, reference) for e in expand(spec) if (e[1].resolve(), e[2]) not in known]
+        entries = unique_names(entries + extra)
+    return entries, reference
+
+
+def _load_all(entries: list, reference: str, context) -> tuple[list, list[str]]:
+    """(loaded candidates, a line per one skipped); the reference failing to load is an error."""
+    from .candidates import load_candidate
+
+    candidates, skipped = [], []
+    for n, p, k in entries:
+        loaded = load_candidate(n, p, k, context)
+        (skipped if isinstance(loaded, str) else candidates).append(loaded)
+        if isinstance(loaded, str) and n == reference:  # nothing to compare the others with
+            raise KdeployError(loaded + ("; it is the reference (--teacher, or the first model), so nothing can be "
+                                         "compared" if len(entries) > 1 else ""))
+    return candidates, skipped
 
 
 PIP = {"sklearn": "scikit-learn", "fasttext": "fasttext-numpy2", "model2vec": "'model2vec[distill]'", "torch": "torch"}

@@ -194,8 +194,13 @@ def load_candidate(name: str, path: Path, kind: str, context: Context) -> Candid
 def _tokenizer(folder: Path, max_length: int | None):
     from transformers import AutoTokenizer
 
+    from ..modelio.inputs import set_truncation
+    from ..modelio.record import truncation_of
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = set_truncation(AutoTokenizer.from_pretrained(folder), truncation_of(folder))
+    except KdeployError:
+        raise
     except Exception as exc:  # transformers and tokenizers raise several types for a folder without one
         raise KdeployError(f"{folder}: no tokenizer to go with the model ({str(exc).splitlines()[0]})") from None
     return tokenizer, resolve_max_length(max_length, folder, tokenizer_limit=getattr(tokenizer, "model_max_length", None))
@@ -401,7 +406,7 @@ class _BundleTokens:
 
     def __call__(self, texts, text_pair=None, truncation=True, max_length=None, padding=True, return_tensors="np"):
         items = list(zip(texts, text_pair)) if text_pair is not None else list(texts)
-        rows = [e.ids[:max_length] if max_length else e.ids for e in self.predictor.tokenizer.encode_batch(items)]
+        rows = [e.ids[:max_length] if max_length else e.ids for e in self.predictor._encode(items)]
         longest = max(map(len, rows), default=1) or 1
         ids = np.full((len(rows), longest), self.predictor.manifest.pad_token_id, dtype=np.int64)
         mask = np.zeros((len(rows), longest), dtype=np.int64)

@@ -161,11 +161,37 @@ def serve_bundles(specs: list[str], settings: ServeSettings | None = None) -> Se
                            "in order")
     bundles = [verify(name, path, pins[i] if pins else None, settings) for i, (name, path) in enumerate(named)]
     ray, serve = _ray()
-    from ray.serve.config import AutoscalingConfig, BackpressureConfig, HTTPOptions
+    from ray.serve.config import HTTPOptions
 
     from .metrics import MetricsHub
-    from .replica import BundleDeployment
 
+    owns_ray = _start_ray(ray, settings)
+    cores = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
+    threads = settings.threads_per_replica(min(cores, os.cpu_count() or cores))
+    serve.start(http_options=HTTPOptions(host=settings.host, port=settings.port,
+                                         request_timeout_s=settings.request_timeout_s), logging_config=QUIET)
+    hub = ray.remote(MetricsHub).options(num_cpus=0).remote()
+    key_sha256 = hashlib.sha256(settings.api_key.encode()).hexdigest() if settings.api_key else None
+    server = Server(settings, bundles, owns_ray)
+    server.threads = threads
+    server.ingress = ("haproxy" if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "python") if owns_ray \
+        else "the cluster's"
+    try:
+        for b in bundles:
+            serve.run(_application(b, settings, threads, hub, key_sha256), name=b.name,
+                      route_prefix="/" if len(bundles) == 1 else f"/{b.name}", logging_config=QUIET)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+QUIET = {"enable_access_log": False, "log_level": "WARNING"}  # a log line per request costs more than the model
+
+
+def _start_ray(ray, settings: ServeSettings) -> bool:
+    """A local Ray instance (HAProxy ingress where installed), or the cluster at --address;
+    True when this process started it (and stops it)."""
     owns_ray = not ray.is_initialized() and settings.address is None
     if owns_ray:
         _port_free(settings.host, settings.port)
@@ -175,49 +201,39 @@ def serve_bundles(specs: list[str], settings: ServeSettings | None = None) -> Se
         env = {**LOCAL_ENV, "RAY_SERVE_ENABLE_HA_PROXY": "1" if haproxy else "0"}
         os.environ.update(env)  # the controller and proxies read these at start-up, from the raylet's environment
         ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                 namespace="kdeploy", logging_level="WARNING",
-                 runtime_env={"env_vars": env})
+                 namespace="kdeploy", logging_level="WARNING", runtime_env={"env_vars": env})
     elif not ray.is_initialized():
         ray.init(address=settings.address, namespace="kdeploy", logging_level="WARNING", log_to_driver=False)
-    cores = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
-    threads = settings.threads_per_replica(min(cores, os.cpu_count() or cores))
-    quiet = {"enable_access_log": False, "log_level": "WARNING"}  # a log line per request costs more than the model
-    serve.start(http_options=HTTPOptions(host=settings.host, port=settings.port,
-                                         request_timeout_s=settings.request_timeout_s), logging_config=quiet)
-    hub = ray.remote(MetricsHub).options(num_cpus=0).remote()
-    key_sha256 = hashlib.sha256(settings.api_key.encode()).hexdigest() if settings.api_key else None
-    server = Server(settings, bundles, owns_ray)
-    server.threads = threads
-    server.ingress = ("haproxy" if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "python") if owns_ray \
-        else "the cluster's"
-    try:
-        for b in bundles:
-            batching = b.batch_invariant is not False or settings.allow_batch_variance
-            if not batching:
-                note(f"{b.name} holds dynamic int8 (its answers depend on batchmates): serving it a text at a time "
-                     "so no client's answer depends on another's; re-export with --quantize int8 to micro-batch")
-            options = {"threads": threads, "batching": batching, "max_batch_size": settings.max_batch_size,
-                       "max_batch_tokens": settings.max_batch_tokens, "batch_wait_ms": settings.batch_wait_ms,
-                       "max_texts": settings.max_texts, "max_request_bytes": settings.max_request_bytes,
-                       "max_pending_texts": settings.max_pending_texts}
-            scale = {"autoscaling_config": AutoscalingConfig(
-                min_replicas=settings.autoscale[0], max_replicas=settings.autoscale[1],
-                initial_replicas=max(1, settings.autoscale[0]), target_ongoing_requests=settings.max_batch_size)} \
-                if settings.autoscale else {"num_replicas": settings.replicas}
-            app = BundleDeployment.options(
-                # a replica takes every request it is sent and bounds them itself (429 past --max-pending-texts):
-                # at capacity, Ray's router backs off exponentially (measured: p99 14.8 s at 128 clients)
-                name=b.name, max_ongoing_requests=settings.max_pending_texts,
-                max_queued_requests=settings.max_queued_requests,
-                backpressure_config=BackpressureConfig(status_code=503, retry_after_s=1),
-                graceful_shutdown_timeout_s=settings.drain_s, health_check_period_s=5,
-                ray_actor_options={"num_cpus": threads}, **scale,
-            ).bind(b.name, b.files, b.digest, options, hub, key_sha256)
-            serve.run(app, name=b.name, route_prefix="/" if len(bundles) == 1 else f"/{b.name}", logging_config=quiet)
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return owns_ray
+
+
+def _application(b, settings: ServeSettings, threads: int, hub, key_sha256: str | None):
+    """One bundle's Serve application: its replicas, their limits and its batching."""
+    from ray.serve.config import AutoscalingConfig, BackpressureConfig
+
+    from .replica import BundleDeployment
+
+    batching = b.batch_invariant is not False or settings.allow_batch_variance
+    if not batching:
+        note(f"{b.name} holds dynamic int8 (its answers depend on batchmates): serving it a text at a time "
+             "so no client's answer depends on another's; re-export with --quantize int8 to micro-batch")
+    options = {"threads": threads, "batching": batching, "max_batch_size": settings.max_batch_size,
+               "max_batch_tokens": settings.max_batch_tokens, "batch_wait_ms": settings.batch_wait_ms,
+               "max_texts": settings.max_texts, "max_request_bytes": settings.max_request_bytes,
+               "max_pending_texts": settings.max_pending_texts}
+    scale = {"autoscaling_config": AutoscalingConfig(
+        min_replicas=settings.autoscale[0], max_replicas=settings.autoscale[1],
+        initial_replicas=max(1, settings.autoscale[0]), target_ongoing_requests=settings.max_batch_size)} \
+        if settings.autoscale else {"num_replicas": settings.replicas}
+    return BundleDeployment.options(
+        # a replica takes every request it is sent and bounds them itself (429 past --max-pending-texts):
+        # at capacity, Ray's router backs off exponentially (measured: p99 14.8 s at 128 clients)
+        name=b.name, max_ongoing_requests=settings.max_pending_texts,
+        max_queued_requests=settings.max_queued_requests,
+        backpressure_config=BackpressureConfig(status_code=503, retry_after_s=1),
+        graceful_shutdown_timeout_s=settings.drain_s, health_check_period_s=5,
+        ray_actor_options={"num_cpus": threads}, **scale,
+    ).bind(b.name, b.files, b.digest, options, hub, key_sha256)
 
 
 def announce(server: Server) -> None:

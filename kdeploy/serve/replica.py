@@ -92,7 +92,7 @@ class BundleServer:
                     self.counts.batches.append(1)
                     return await asyncio.to_thread(self.predictor.predict, examples, 1)
             cap = self.predictor.max_length
-            lengths = [min(len(e.ids), cap) for e in self.predictor.tokenizer.encode_batch(examples)]
+            lengths = [min(len(e.ids), cap) for e in self.predictor._encode(examples)]
             return list(await asyncio.gather(*(self._classify((ex, max(n, 1), self.slots_per_token))
                                                for ex, n in zip(examples, lengths))))
         finally:

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# BBC news (long documents) read through a long window: the teacher at 512 tokens with head+tail
+# (the window kdeploy picks by itself on these texts), then the ladder's students distilled from
+# it (3 layers; BiLSTM, CNN and static students reading the whole article at linear cost), each
+# exported as calibrated int8, and one `kdeploy bench` run with the 128-token teacher, TF-IDF+LR,
+# fastText and model2vec on the same front. Run from the repository root with nothing else on the
+# machine; each step is skipped when its output is already there. Results: bench/results/bbc_long.md.
+set -euo pipefail
+D=${D:-../shared/data/bbc}
+K=${K:-.venv/bin/kdeploy}
+O=${O:-/tmp/bbc-long}
+T128=${T128:-$O/teacher128}   # bench/results/bbc_head128.md's teacher (--max-length 128)
+mkdir -p "$O"
+DATA=(--train "$D/train.tsv" --validation "$D/dev.tsv" --test "$D/test.tsv")
+step() {  # step OUTPUT command...: run it timed unless OUTPUT exists
+  local out=$1; shift
+  if [ -e "$out" ]; then echo "skip: $out exists"; return; fi
+  /usr/bin/time -f "took %e s: $*" "$@"
+}
+step "$T128" "$K" finetune --model builtin:all-MiniLM-L6-v2 "${DATA[@]}" --epochs 3 --max-length 128 --out "$T128"
+step "$O/teacher" "$K" finetune --model builtin:all-MiniLM-L6-v2 "${DATA[@]}" --epochs 3 --out "$O/teacher"
+# the 3-layer student reads 256 tokens (it inherits the teacher's head+tail:128: the first 128 and
+# the last 126), a quarter of the teacher's cost per article; its soft labels still come from the
+# teacher's 512-token window
+step "$O/layers3" "$K" distill --teacher "$O/teacher" "${DATA[@]}" --student-layers 3 --max-length 256 \
+    --augment 0 --epochs 3 --out "$O/layers3"
+STUDENTS=(layers3 cnn static)
+if [ "${BILSTM:-0}" = 1 ]; then  # a BiLSTM over ~800-token articles is sequential work: ~15 min per run here
+  step "$O/bilstm" "$K" distill --teacher "$O/teacher" "${DATA[@]}" --student bilstm --embedding-dim 128 \
+      --hidden-size 256 --augment 0 --epochs 3 --lr 2e-3 --out "$O/bilstm"
+  STUDENTS+=(bilstm)
+fi
+step "$O/cnn" "$K" distill --teacher "$O/teacher" "${DATA[@]}" --student cnn --augment 0 --epochs 5 --lr 2e-3 \
+    --out "$O/cnn"
+step "$O/static" "$K" distill --teacher "$O/teacher" "${DATA[@]}" --student static --augment 0 --epochs 5 --lr 1e-3 \
+    --out "$O/static"
+FILES=()
+for s in "${STUDENTS[@]}"; do
+  step "$O/$s-onnx" "$K" export "$O/$s" --out "$O/$s-onnx"
+  FILES+=("$O/$s-onnx/model.int8.onnx")
+done
+step "$O/report" "$K" bench "$T128" "$O/teacher" "${FILES[@]}" --teacher "$O/teacher" \
+    --baselines tfidf-lr,fasttext,model2vec --train "$D/train.tsv" --validation "$D/dev.tsv" --data "$D/test.tsv" \
+    --batch-sizes 1,32 --threads 2 --out "$O/report"
