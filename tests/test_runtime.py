@@ -140,3 +140,18 @@ def test_same_file_names_from_different_runs_are_kept_apart(exported, tmp_path):
     assert unique_names([teacher])[0][0] == "teacher (pytorch)"  # unique names are left alone
     with pytest.raises(KdeployError, match="given twice"):
         unique_names([teacher, teacher])
+
+
+def test_teacher_is_named_or_given_as_its_path(tiny_bert, exported, tmp_path):
+    """--teacher takes the path a user passed among the models, not only the report's name for it."""
+    from kdeploy.runtime.bench import _entries
+    from kdeploy.runtime.config import BenchSettings
+
+    models = [str(tiny_bert), str(exported / "model.onnx")]
+    settings = BenchSettings(batch_sizes=[1])
+    by_name = _entries(settings, models, None)[0][0][0]
+    assert _entries(settings, models, str(tiny_bert))[1] == by_name
+    assert _entries(settings, models, by_name)[1] == by_name
+    assert _entries(settings, models, str(exported / "model.onnx"))[1] != by_name
+    with pytest.raises(KdeployError, match="not among the models"):
+        _entries(settings, models, str(tmp_path))

@@ -95,13 +95,29 @@ def _entries(settings: BenchSettings, models: list[str], teacher: str | None) ->
     entries = unique_names([e for spec in models for e in expand(spec)])
     names = [n for n, _, _ in entries]
     if teacher and teacher not in names:
-        raise KdeployError(f"--teacher {teacher!r} is not among the models: {', '.join(names)}")
+        teacher = _named(teacher, entries)
     reference = teacher or names[0]
     if settings.peers:
         known = {(p.resolve(), k) for _, p, k in entries}
         extra = [e for spec in peers_of(entries, reference) for e in expand(spec) if (e[1].resolve(), e[2]) not in known]
         entries = unique_names(entries + extra)
     return entries, reference
+
+
+def _named(teacher: str, entries: list) -> str:
+    """--teacher given as one of the model specs (a folder, a file, PATH@kind) -> its entry's name."""
+    from .candidates import expand
+
+    names = [n for n, _, _ in entries]
+    try:
+        wanted = {(p.resolve(), k) for _, p, k in expand(teacher)}
+    except KdeployError:
+        wanted = set()
+    hits = [n for n, p, k in entries if (p.resolve(), k) in wanted]
+    if len(hits) != 1:
+        raise KdeployError(f"--teacher {teacher!r} is not among the models: {', '.join(names)}; give one of "
+                           "these names or the path as given among the models")
+    return hits[0]
 
 
 def _load_all(entries: list, reference: str, context) -> tuple[list, list[str]]:
