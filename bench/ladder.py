@@ -1,14 +1,17 @@
 """The ladder of students on one task, over seeds: a transformer pruned in depth and width, a
-BiLSTM and a static-embedding student, each distilled from the same teacher with the same
-recipe on every task (no per-task tuning), exported to int8 ONNX and scored on the test split.
+BiLSTM, a CNN and a static-embedding student, each distilled from the same teacher with its
+family's one recipe (models/, named in kdeploy.distill.families; no per-task tuning), exported
+to int8 ONNX and scored on the test split.
 
-    python bench/ladder.py train --task sst2 --teacher runs/sst2/teacher --seeds 1,2,3
+    python bench/ladder.py train --task sst2 --teacher runs/sst2/teacher --seeds 1,2,3 [--dry-run]
     python bench/ladder.py time --task sst2 --teacher runs/sst2/teacher     # on a quiet machine
     python bench/ladder.py report --task sst2 --teacher runs/sst2/teacher --name sst2_ladder
 
-`train` appends each finished (family, seed) to runs/ladder/TASK/runs.json and skips what is
-done; `time` benchmarks the teacher (PyTorch fp32) and each family's seed-1 int8 file in one
-interleaved run (kdeploy bench); `report` writes bench/results/NAME.{json,md}.
+`train` runs each (family, seed) as a recipe through kdeploy's runner (`kdeploy.pipeline`), so a
+finished or unchanged stage is skipped by its content digest and an interrupted one resumes;
+each finished run's figures go to runs/ladder/TASK/runs.json. `time` benchmarks the teacher
+(PyTorch fp32) and each family's seed-1 int8 file in one interleaved run (kdeploy bench);
+`report` writes bench/results/NAME.{json,md}. What this script adds is only the table.
 """
 from __future__ import annotations
 
@@ -20,87 +23,61 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 LABELS = {"sst2": ["negative", "positive"],
           "sst5": ["very negative", "negative", "neutral", "positive", "very positive"]}
 
-# One recipe per family, the same for every task.
-FAMILIES = {
-    "width": {"student": {"kind": "layers", "layers": 2}, "augment": None, "epochs": 3, "lr": 1e-4,
-              "prune": {"ffn": 0.5, "vocab": True, "recover_epochs": 1, "recover_layer_loss": "hidden"}},
-    "bilstm": {"student": {"kind": "bilstm", "embedding_dim": 128, "hidden_size": 256}, "augment": None, "epochs": 4,
-               "lr": 2e-3, "prune": {"vocab": True}},
-    "static": {"student": {"kind": "static", "embedding_dim": 256, "hidden_size": 256}, "augment": None, "epochs": 3,
-               "lr": 1e-3, "prune": {"vocab": True}},
-}
+from kdeploy.distill.families import FAMILIES  # noqa: E402
+from kdeploy.export.files import INT8  # noqa: E402
 
 
 def data_of(task: str):
     from kdeploy.data import DataConfig
 
     folder = SHARED / task
+    if not (folder / "train.tsv").is_file():
+        raise SystemExit(f"{folder} is absent: nothing to measure")
     return DataConfig(train=str(folder / "train.tsv"), validation=str(folder / "dev.tsv"),
                       test=str(folder / "test.tsv"), label_names=LABELS[task])
 
 
+def recipe_of(family: str, task: str, teacher: str, seed: int):
+    """The family's own recipe on this task and teacher, with this seed; its accuracy gate off
+    (the ladder measures what int8 costs each family rather than refusing it)."""
+    from kdeploy.pipeline.recipe import load_recipe, variant
+
+    recipe = variant(load_recipe(ROOT / FAMILIES[family].recipe), name=f"{family}-s{seed}", data=data_of(task),
+                     teacher=teacher, seed=seed, stages=("distill", "prune", "export"))
+    recipe["export"].settings.max_accuracy_drop = 100.0
+    return recipe
+
+
 def train(args) -> None:
-    from kdeploy.configtools import settings_from
-    from kdeploy.distill.api import distill
-    from kdeploy.distill.config import DistillSettings
-    from kdeploy.distill.result import TrainingResult
-    from kdeploy.export.api import export
-    from kdeploy.export.result import ExportResult
-    from kdeploy.prune.result import PruneResult
-    from kdeploy.export.config import ExportSettings
-    from kdeploy.prune.api import prune
-    from kdeploy.prune.config import PruneSettings
+    from kdeploy.pipeline import run_recipe
 
     root = ROOT / "runs" / "ladder" / args.task
-    root.mkdir(parents=True, exist_ok=True)
     state_path = root / "runs.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {"runs": []}
-    done = {(r["family"], r["seed"]) for r in state["runs"]}
-    data = data_of(args.task)
     for seed in [int(s) for s in args.seeds.split(",")]:
         for family in args.families.split(","):
-            if (family, seed) in done:
+            recipe, folder, started = recipe_of(family, args.task, args.teacher, seed), root / f"{family}-s{seed}", time.perf_counter()
+            run = run_recipe(recipe, folder, dry_run=args.dry_run)
+            if args.dry_run:
                 continue
-            spec = FAMILIES[family]
-            folder = root / f"{family}-s{seed}"
-            started = time.perf_counter()
-            settings = settings_from(DistillSettings, {"student": spec["student"], "augment": spec["augment"],
-                                                       "train": {"epochs": spec["epochs"], "learning_rate": spec["lr"],
-                                                                 "seed": seed}})
-            model = folder / "student"
-            if (model / "kdeploy.json").exists():  # an interrupted run: its finished stages are kept
-                student = TrainingResult.load(model / "kdeploy.json")
-            else:
-                student = distill(settings, teacher=args.teacher, data=data, out=model, overwrite=True)
-            pruned = None
-            if spec.get("prune"):
-                if (folder / "pruned" / "kdeploy.json").exists():
-                    pruned = PruneResult.from_dict(json.loads((folder / "pruned" / "kdeploy.json").read_text())["pruning"])
-                else:
-                    pruned = prune(PruneSettings(seed=seed, **spec["prune"]), model=model, out=folder / "pruned",
-                                   data=data, overwrite=True)
-                model = folder / "pruned"
-            if (folder / "onnx" / "export_report.json").exists():
-                report = ExportResult.load(folder / "onnx" / "export_report.json")
-            else:
-                report = export(ExportSettings(max_accuracy_drop=100), model=model, out=folder / "onnx", data=data,
-                                overwrite=True)
-            int8 = report.scores("model.int8.onnx")
-            run = {"family": family, "seed": seed, "student_test_accuracy": student.test.accuracy,
+            student, pruned, report = run.results["distill"], run.results.get("prune"), run.results["export"]
+            int8 = report.entry(INT8)
+            row = {"family": family, "seed": seed, "student_test_accuracy": student.test.accuracy,
                    "pruned_test_accuracy": pruned.after.accuracy if pruned else None,
-                   "int8_test_accuracy": int8.accuracy, "int8_drop_points": int8.drop_points,
-                   "int8_mib": report.files["model.int8.onnx"].mib,
-                   "teacher_test_accuracy": student.teacher.test.accuracy,
+                   "int8_test_accuracy": int8.scores.accuracy, "int8_drop_points": int8.scores.drop_points,
+                   "int8_mib": int8.info.mib, "teacher_test_accuracy": student.teacher.test.accuracy,
                    "parameters": pruned.parameters if pruned else student.parameters,
                    "train_seconds": student.train_seconds, "wall_seconds": round(time.perf_counter() - started, 1),
-                   "onnx": str(folder / "onnx" / "model.int8.onnx"), "recipe": spec}
-            state["runs"].append(run)
+                   "onnx": str(folder / "onnx" / INT8.file), "recipe": recipe.to_dict()}
+            state["runs"] = [r for r in state["runs"] if (r["family"], r["seed"]) != (family, seed)] + [row]
+            root.mkdir(parents=True, exist_ok=True)
             state_path.write_text(json.dumps(state, indent=1))
-            print(json.dumps({k: v for k, v in run.items() if k != "recipe"}), flush=True)
+            print(json.dumps({k: v for k, v in row.items() if k != "recipe"}), flush=True)
 
 
 def time_models(args) -> None:
@@ -148,7 +125,8 @@ def report(args) -> None:
                     + (f"{entry['bs1_p50_ms']:.3f} ({entry['bs1_speedup']:.1f}x) | {entry['bs32_per_s']:.0f} "
                        f"({entry['bs32_throughput_ratio']:.1f}x) | " if timing else "- | - | ")
                     + f"{entry['int8_mib']:.1f} |")
-    result = {"task": args.task, "teacher": args.teacher, "families": summary, "recipes": FAMILIES,
+    result = {"task": args.task, "teacher": args.teacher, "families": summary,
+              "recipes": {f: FAMILIES[f].recipe for f in summary},
               "runs": state["runs"], "machine": machine(), "versions": library_versions(),
               "teacher_timing": {"bs1_p50_ms": teacher.latency[1].p50_ms,
                                  "bs32_per_s": teacher.latency[32].throughput_per_s} if teacher else None,
@@ -167,8 +145,9 @@ def report(args) -> None:
              "Students: int8 ONNX test accuracy per seed, mean ± std, retention of the teacher's accuracy, and the "
              "seed-1 file's speed against the teacher in the same run.", "",
              "| family | per seed | mean ± std | retention | bs-1 p50 ms (speed-up) | bs-32 texts/s (ratio) | MiB |",
-             "|---|---|---|---|---|---|---|", *rows, "", "Recipes (the same on every task):", ""]
-    lines += [f"- {f}: {json.dumps(spec)}" for f, spec in FAMILIES.items()]
+             "|---|---|---|---|---|---|---|", *rows, "", "Recipes (each family's own, the same on every task; "
+             "data, teacher and seed replaced, the accuracy gate off):", ""]
+    lines += [f"- {f}: `{FAMILIES[f].recipe}`" for f in summary]
     if bench and bench.machine_load:
         lines += ["", f"Machine load while timing: {bench.machine_load.get('other_processes_cores')} cores used by "
                       f"other processes{' (FLAGGED)' if bench.machine_load.get('contended') else ' (quiet: nothing else running)'}. "
@@ -185,6 +164,7 @@ def main() -> None:
     ap.add_argument("--teacher", required=True)
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--families", default=",".join(FAMILIES))
+    ap.add_argument("--dry-run", action="store_true", help="train: plan each run (what would run, and why)")
     ap.add_argument("--name", default=None)
     args = ap.parse_args()
     args.name = args.name or f"{args.task}_ladder"

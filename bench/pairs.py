@@ -20,12 +20,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kdeploy.export.files import INT8  # noqa: E402
 SICK = ROOT.parent / "shared" / "data" / "sick"
 TASKS = {"entailment": {"label_column": "label", "task": "classification"},
          "relatedness": {"label_column": "score", "task": "regression"}}
-TEACHER = {"epochs": 4, "learning_rate": 5e-5, "batch_size": 32}
-# 3 layers, 4 epochs: 2 layers/3 epochs kept 87.8% (entailment) and 89.2% (relatedness r) of the teacher on seed 1.
-STUDENT = {"student": {"kind": "layers", "layers": 3}, "train": {"epochs": 4, "learning_rate": 1e-4}}
+# The student's depth and epochs are the recipe's (3 layers, 4 epochs: 2 layers/3 epochs kept 87.8%
+# (entailment) and 89.2% (relatedness r) of the teacher on seed 1); --layers/--epochs try others.
 LEGACY = "L2-e3"  # runs.json rows written before runs had a variant
 
 
@@ -38,49 +40,44 @@ def data_of(task: str):
                       **TASKS[task])
 
 
+def recipe_path(task: str) -> Path:
+    return ROOT / "models" / f"sick_{task}.yaml"
+
+
 def train(args) -> None:
-    from kdeploy.configtools import settings_from
-    from kdeploy.distill.api import distill, finetune
-    from kdeploy.distill.config import DistillSettings, FinetuneSettings
-    from kdeploy.distill.result import TrainingResult
-    from kdeploy.export.api import export
-    from kdeploy.export.config import ExportSettings
-    from kdeploy.export.result import ExportResult
+    """The task's recipe (models/sick_<task>.yaml) through kdeploy's runner: its finetune stage
+    once into runs/sick/TASK (the teacher), then its distill and export stages per seed from
+    that teacher (a finished or unchanged stage is skipped by its content digest)."""
+    from kdeploy.pipeline import run_recipe
+    from kdeploy.pipeline.recipe import load_recipe
+    from kdeploy.pipeline.recipe import variant as recipe_variant
 
     root = ROOT / "runs" / "sick" / args.task
-    root.mkdir(parents=True, exist_ok=True)
-    data = data_of(args.task)
+    data, base = data_of(args.task), load_recipe(recipe_path(args.task))
+    run_recipe(recipe_variant(base, data=data, stages=("finetune",)), root)
     teacher = root / "teacher"
-    if not (teacher / "kdeploy.json").exists():
-        finetune(settings_from(FinetuneSettings, {"train": TEACHER}), model="builtin:all-MiniLM-L6-v2", data=data,
-                 out=teacher, overwrite=True)
     state_path = root / "runs.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {"runs": []}
-    done = {r["seed"] for r in runs_of(state, args)}
-    recipe = {"student": {"kind": "layers", "layers": args.layers}, "train": {**STUDENT["train"], "epochs": args.epochs}}
     for seed in [int(s) for s in args.seeds.split(",")]:
-        if seed in done:
-            continue
         folder, started = root / f"student{suffix(args)}-s{seed}", time.perf_counter()
-        if (folder / "student" / "kdeploy.json").exists():
-            student = TrainingResult.load(folder / "student" / "kdeploy.json")
-        else:
-            settings = settings_from(DistillSettings, {**recipe, "train": {**recipe["train"], "seed": seed}})
-            student = distill(settings, teacher=str(teacher), data=data, out=folder / "student", overwrite=True)
-        if (folder / "onnx" / "export_report.json").exists():
-            report = ExportResult.load(folder / "onnx" / "export_report.json")
-        else:
-            report = export(ExportSettings(max_accuracy_drop=100), model=folder / "student", out=folder / "onnx",
-                            data=data, overwrite=True)
-        int8 = report.scores("model.int8.onnx")
-        run = {"seed": seed, "variant": variant(args), "recipe": recipe, "metric": int8.metric, "student_test": student.test.accuracy,
-               "int8_test": int8.accuracy, "int8_test_second": int8.macro_f1,
-               "teacher_test": student.teacher.test.accuracy, "teacher_test_second": student.teacher.test.macro_f1,
-               "int8_mib": report.files["model.int8.onnx"].mib, "train_seconds": student.train_seconds,
-               "wall_seconds": round(time.perf_counter() - started, 1), "onnx": str(folder / "onnx" / "model.int8.onnx")}
-        state["runs"].append(run)
+        recipe = recipe_variant(base, name=folder.name, data=data, teacher=str(teacher), seed=seed,
+                                stages=("distill", "export"))
+        recipe["distill"].settings.student.layers = args.layers
+        recipe["distill"].settings.train.epochs = args.epochs
+        recipe["export"].settings.max_accuracy_drop = 100.0  # measured, not gated
+        run = run_recipe(recipe, folder)
+        student, report = run.results["distill"], run.results["export"]
+        int8 = report.entry(INT8)
+        row = {"seed": seed, "variant": variant(args), "recipe": recipe.to_dict(), "metric": int8.scores.metric,
+               "student_test": student.test.accuracy, "int8_test": int8.scores.accuracy,
+               "int8_test_second": int8.scores.macro_f1, "teacher_test": student.teacher.test.accuracy,
+               "teacher_test_second": student.teacher.test.macro_f1, "int8_mib": int8.info.mib,
+               "train_seconds": student.train_seconds, "wall_seconds": round(time.perf_counter() - started, 1),
+               "onnx": str(folder / "onnx" / INT8.file)}
+        state["runs"] = [r for r in state["runs"] if (r.get("variant", LEGACY), r["seed"]) != (variant(args), seed)]
+        state["runs"].append(row)
         state_path.write_text(json.dumps(state, indent=1))
-        print(json.dumps(run), flush=True)
+        print(json.dumps(row), flush=True)
 
 
 def variant(args) -> str:
@@ -209,7 +206,10 @@ def report(args) -> None:
                   f"teacher's tokenizer + forward, {rerank['threads']} threads): {rerank['student_pairs_per_s']:.0f} vs "
                   f"{rerank['teacher_pairs_per_s']:.0f} pairs/s ({rerank['ratio']:.1f}x)"]
     results = ROOT / "bench" / "results"
-    default = f"L{STUDENT['student']['layers']}-e{STUDENT['train']['epochs']:g}"
+    from kdeploy.pipeline.recipe import load_recipe
+
+    own = load_recipe(recipe_path(args.task))["distill"].settings
+    default = f"L{own.student.layers}-e{own.train.epochs:g}"
     name = f"sick_{args.task}" + ("" if variant(args) == default else f"_{variant(args).replace('-', '_')}")
     (results / f"{name}.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (results / f"{name}.md").write_text("\n".join(lines) + "\n")
@@ -221,9 +221,14 @@ def main() -> None:
     ap.add_argument("action", choices=["train", "time", "report"])
     ap.add_argument("--task", choices=list(TASKS), default="entailment")
     ap.add_argument("--seeds", default="1,2,3")
-    ap.add_argument("--layers", type=int, default=STUDENT["student"]["layers"])
-    ap.add_argument("--epochs", type=float, default=STUDENT["train"]["epochs"])
+    ap.add_argument("--layers", type=int, default=None, help="default: the recipe's")
+    ap.add_argument("--epochs", type=float, default=None, help="default: the recipe's")
     args = ap.parse_args()
+    from kdeploy.pipeline.recipe import load_recipe
+
+    recipe = load_recipe(recipe_path(args.task))  # the recipe's own depth and epochs, unless told
+    args.layers = args.layers or recipe["distill"].settings.student.layers
+    args.epochs = args.epochs or recipe["distill"].settings.train.epochs
     {"train": train, "time": time_models, "report": report}[args.action](args)
 
 

@@ -29,6 +29,8 @@ from kdeploy.export.choose import Candidate, feeds, time_candidates  # noqa: E40
 from kdeploy.export.optimize import optimize  # noqa: E402
 from kdeploy.export.quantize import (detect_isa, quantize_dynamic_int8, quantize_frozen_int8,  # noqa: E402
                                      quantize_static_int8)
+from kdeploy.modelio.batching import batched_logits  # noqa: E402
+from kdeploy.modelio.exported import ExportedModel  # noqa: E402
 from kdeploy.modelio.invariance import as_outputs, check_invariance  # noqa: E402
 from kdeploy.modelio.onnx_session import create_session, onnx_runner  # noqa: E402
 
@@ -43,6 +45,8 @@ def main() -> None:
     ap.add_argument("--name", required=True)
     ap.add_argument("--plans", default="plain,optimum,lean")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    ap.add_argument("--no-openvino", action="store_true", help="leave OpenVINO's rows out")
     args = ap.parse_args()
 
     from transformers import AutoConfig, AutoTokenizer
@@ -50,7 +54,7 @@ def main() -> None:
     export = Path(args.export)
     tokenizer = AutoTokenizer.from_pretrained(export)
     config = AutoConfig.from_pretrained(args.student)
-    max_length = json.loads((export / "config.json").read_text())["kdeploy"]["max_length"]
+    max_length = ExportedModel.read(export).max_length
     if args.data_dir:
         d = Path(args.data_dir)
         pick = lambda n: str(next(iter(sorted(d.glob(f"{n}.*"))), "")) or None  # noqa: E731
@@ -82,14 +86,14 @@ def main() -> None:
             src = tmp / f"{plan}.opt.onnx"
             info = optimize(plain, src, "O2", config, plan)
             session_settings = info["session"]
-        modes = ["dynamic", "qdq", "qdq-per-channel"] if plan == "plain" else ["dynamic", "integer"]
+        modes = ["dynamic", "qdq", "qdq-per-channel"] if plan == "plain" else ["dynamic", "integer", "integer-per-channel"]
         for mode in modes:
             dst = tmp / f"{plan}.{mode}.onnx"
             t0 = time.perf_counter()
             if mode == "dynamic":
                 quantize_dynamic_int8(src, dst, isa, False)
-            elif mode == "integer":
-                quantize_frozen_int8(src, dst, isa, False, lambda s=src: batches(s))
+            elif mode.startswith("integer"):
+                quantize_frozen_int8(src, dst, isa, mode.endswith("channel"), lambda s=src: batches(s))
             else:
                 quantize_static_int8(src, dst, isa, mode.endswith("channel"), "minmax", lambda s=src: batches(s))
             build[f"{plan}+{mode}"] = round(time.perf_counter() - t0, 2)
@@ -107,19 +111,27 @@ def main() -> None:
         run = onnx_runner(session, tokenizer, max_length)
         outputs = lambda texts, run=run: as_outputs(run(list(texts)), False)  # noqa: E731
         inv = check_invariance(outputs, test_texts)
-        from kdeploy.modelio.batching import batched_logits
-
         acc = float((batched_logits(run, test_texts).argmax(-1) == labels).mean())
         rows.append({"name": c.name, "accuracy": round(100 * acc, 2), "invariance": inv.summary(),
                      "max_abs_dp": inv.max_abs_diff, "flips": inv.flips, "build_s": build[c.name],
                      "mib": round(c.files["m"].stat().st_size / 2**20, 2)})
     fp32 = Candidate(name="fp32 model.onnx", files={"m": plain})
     peers = [fp32]
-    if ov_ok:
+    if ov_ok and not args.no_openvino:  # the same QDQ files in OpenVINO: int8 where quantised, the hint's precision elsewhere
+        from kdeploy.modelio.openvino_session import OpenVINOSession
+
         for c in [c for c in candidates if "qdq" in c.name]:
-            peers.append(Candidate(name=f"openvino on {c.name}", files={"m": c.files["m"]},
-                                   info={"runtime": "openvino-bf16"}))
-    time_candidates(candidates + peers, "m", singles, batched, rounds=3, threads=args.threads)
+            for precision in ("f32", "bf16"):
+                name = f"openvino-{precision} on {c.name}"
+                peers.append(Candidate(name=name, files={"m": c.files["m"]}, info={"runtime": f"openvino-{precision}"}))
+                run = onnx_runner(OpenVINOSession(c.files["m"], args.threads, precision), tokenizer, max_length)
+                outputs = lambda texts, run=run: as_outputs(run(list(texts)), False)  # noqa: E731
+                inv = check_invariance(outputs, test_texts)
+                acc = float((batched_logits(run, test_texts).argmax(-1) == labels).mean())
+                rows.append({"name": name, "accuracy": round(100 * acc, 2), "invariance": inv.summary(),
+                             "max_abs_dp": inv.max_abs_diff, "flips": inv.flips,
+                             "mib": round(c.files["m"].stat().st_size / 2**20, 2)})
+    time_candidates(candidates + peers, "m", singles, batched, rounds=args.rounds, threads=args.threads)
     fp32_acc = None
     for c in candidates + peers:
         row = next((r for r in rows if r["name"] == c.name), None)
@@ -128,8 +140,6 @@ def main() -> None:
             rows.append(row)
         row["bs1_p50_ms"], row["bs32_per_s"] = c.timing.bs1_p50_ms, c.timing.bs32_per_s
     session = create_session(plain, threads=args.threads)
-    from kdeploy.modelio.batching import batched_logits
-
     fp32_acc = round(100 * float((batched_logits(onnx_runner(session, tokenizer, max_length), test_texts)
                                   .argmax(-1) == labels).mean()), 2)
     out = {"command": " ".join(["python", "bench/static_int8.py", *sys.argv[1:]]), "machine": machine(),
@@ -139,7 +149,7 @@ def main() -> None:
     (results / f"{args.name}.json").write_text(json.dumps(out, indent=2) + "\n")
     lines = [f"# Static vs dynamic int8: {args.name}", "", f"`{out['command']}`", "",
              f"Machine: {out['machine']}; isa preset {isa}; onnxruntime {out['versions'].get('onnxruntime')}; "
-             f"one interleaved timing run (3 rounds), {args.threads} threads, nothing else running.",
+             f"one interleaved timing run ({args.rounds} rounds), {args.threads} threads, nothing else running.",
              f"Test split: {len(test_texts)} texts; fp32 model.onnx accuracy {fp32_acc}%.", "",
              "| candidate | accuracy % | invariance (alone vs batch 32 vs beside the longest) | batch-1 p50 ms | "
              "batch-32 texts/s | MiB |", "|---|---|---|---|---|---|"]

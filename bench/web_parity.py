@@ -43,14 +43,14 @@ REFERENCE = {"node": "python (web bundle)", "chromium": "python (web bundle)"}
 
 def texts_of(export: Path, split: str, limit: int | None, data_file: str | None = None) -> tuple[list[str], str]:
     """The split's texts: of --data FILE, else of the data the student was trained on."""
-    from kdeploy.data import DataConfig, load_task_data, recorded_data
+    from kdeploy.data import DataConfig, data_still_there, load_task_data
     from kdeploy.export.result import REPORT, ExportResult
 
     if data_file:
         data, split = DataConfig(test=data_file), "test"
     else:
         recorded = (ExportResult.load(export / REPORT).provenance or {}).get("data")
-        data = recorded_data({"config": {"data": recorded}}) if recorded else None
+        data = data_still_there(recorded)
     if data is None:
         raise SystemExit(f"{export}: the export records no data whose files are still there; give --data FILE")
     task = load_task_data(data)
@@ -90,10 +90,10 @@ def serve(bundle: Path):
     return server
 
 
-def python_runs(bundle: Path, texts: list[str], threads: int) -> dict:
+def python_runs(bundle: Path, texts: list[str], threads: int, provider: str = "cpu") -> dict:
     from kdeploy.edge import Predictor
 
-    p = Predictor(bundle, threads=threads)
+    p = Predictor(bundle, threads=threads, provider=provider)
     for t in texts[:10]:
         p.predict([t], batch_size=1)
     results = []
@@ -134,6 +134,7 @@ def latency(results: list[dict], n_test: int) -> dict:
 
 def main() -> None:
     from kdeploy.configtools import settings_from
+    from kdeploy.edge import BundleError
     from kdeploy.data import DataConfig
     from kdeploy.environment import library_versions, machine
     from kdeploy.package.bundle import package
@@ -172,6 +173,16 @@ def main() -> None:
         runs["python"] = python["results"]
         runs["onnx-e2e"] = python_runs(folders["onnx-e2e"], everything, args.threads)["results"]
         runs["python (web bundle)"] = python_runs(folders["web"], everything, args.threads)["results"]
+        skipped = {}
+        try:  # the python bundle's own file in OpenVINO (it reads QDQ int8, not onnxruntime's integer form)
+            import openvino  # noqa: F401
+
+            runs["openvino (python bundle)"] = python_runs(folders["python"], everything, args.threads,
+                                                           provider="openvino")["results"]
+        except ImportError:
+            skipped["openvino (python bundle)"] = "openvino is not installed"
+        except BundleError as exc:
+            skipped["openvino (python bundle)"] = str(exc).split(": ", 1)[-1]
         node = node_runs("node_check.mjs", str(folders["web"]), texts_file, work)
         runs["node"] = node["results"]
         server = serve(folders["web"])
@@ -187,7 +198,7 @@ def main() -> None:
         batched = Predictor(folders["python"], threads=args.threads).predict(everything)
         runs_batched = [{"probabilities": r["probabilities"]} for r in batched]
 
-    summary = {"source": source, "hostile_texts": len(HOSTILE_TEXTS), "threads": args.threads,
+    summary = {"source": source, "hostile_texts": len(HOSTILE_TEXTS), "threads": args.threads, "skipped": skipped,
                "machine": machine(), "versions": {**library_versions(), "node": node["versions"].get("node"),
                                                  "onnxruntime-node": node["versions"].get("onnxruntime"),
                                                  "chromium": browser_version},
@@ -210,8 +221,7 @@ def main() -> None:
 def render(s: dict, args) -> list[str]:
     m = s["machine"]
     lines = ["# One answer on every runtime", "",
-             f"Command: `python bench/web_parity.py --export {args.export} --split {args.split}"
-             + (f" --name {args.name}`" if args.name else "`"),
+             "Command: `python bench/web_parity.py " + " ".join(sys.argv[1:]) + "`",
              f"Texts: the {s['source']} + the {s['hostile_texts']}-text hostile list "
              "(kdeploy/package/hostile_texts.py), one text per call in every runtime.",
              f"Machine: {m.get('cpu')}, {m.get('cores')} cores; Python runtimes with {s['threads']} threads; "
@@ -222,6 +232,8 @@ def render(s: dict, args) -> list[str]:
         t, h, lat = r["vs_python"]["test"], r["vs_python"]["hostile"], r["latency"]
         lines.append(f"| {name} | {r.get('reference', 'python')} | {100 * t['agreement']:.2f}% | {t['max_abs_diff']:.1e} | {100 * h['agreement']:.2f}% "
                      f"| {h['max_abs_diff']:.1e} | {lat['p50_ms']:.2f} | {lat['p90_ms']:.2f} |")
+    for name, why in (s.get("skipped") or {}).items():
+        lines.append(f"| {name} | not run: {why} | | | | | | |")
     lines += ["", "The e2e model's one hostile exception is NUL: strings cross the ONNX Runtime API as C strings, "
                   "which end there (its README says so); every other hostile text gives identical tokens.",
               "", "Largest differences:"]

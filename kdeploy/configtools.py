@@ -223,9 +223,15 @@ def to_dict(obj: Any) -> Any:
 
 
 def default_of(cls: type, dotted: str) -> Any:
-    """The default a config class gives a (nested) field: what the CLI shows in --help."""
-    obj: Any = cls()
-    for part in dotted.split("."):
+    """The default a config class gives a (nested) field: what the CLI shows in --help. Read from
+    the field's declaration, so a config that refuses to be built empty (DataConfig wants data)
+    still shows its defaults."""
+    first, _, rest = dotted.partition(".")
+    field = next((f for f in dataclasses.fields(cls) if f.name == first), None)
+    if field is None:
+        raise AttributeError(f"{cls.__name__} has no field {first!r}")
+    obj: Any = field.default_factory() if field.default is dataclasses.MISSING else field.default
+    for part in rest.split(".") if rest else []:
         obj = getattr(obj, part)
     return obj
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import KdeployError
+from .formats import FORMATS
 from .manifest import (LEGACY_FORMAT, LEGACY_MANIFEST, MANIFEST, METADATA_KEY, BundleError, BundleManifest,
                        bundle_digest, normal_digest, verify_bundle)
 from .truncation import Reader
@@ -72,17 +73,61 @@ def _extract(archive: Path, target: Path, expected_digest: str | None) -> Path:
     return folder
 
 
+def read_python(bundle: Path, m: BundleManifest, model: str, provider: str, threads, allow_fallback: bool,
+                spin_wait: bool):
+    """The python (and web) format's reader: its ONNX file in onnxruntime on `provider`, or in
+    OpenVINO (an IR bundle, or provider "openvino")."""
+    from .modelio.onnx_session import create_session
+
+    if (m.runtime or {}).get("name") == "openvino":
+        from .modelio.openvino_session import OpenVINOSession
+
+        if provider not in ("cpu", "openvino"):
+            raise BundleError(f"{bundle}: an OpenVINO bundle runs on the CPU here; provider {provider!r} "
+                              "is for ONNX bundles")
+        return OpenVINOSession(bundle / model, threads, m.runtime.get("precision", "bf16"))
+    if provider == "openvino":  # the bundle's own ONNX file, in OpenVINO (QDQ int8 runs int8 there)
+        return _openvino_on_onnx(bundle, model, threads)
+    return create_session(bundle / model, provider, threads, allow_fallback,
+                          (m.session or {}).get("disabled_optimizers"), spin_wait=spin_wait)
+
+
+def read_e2e(bundle: Path, m: BundleManifest, model: str, provider: str, threads, allow_fallback: bool,
+             spin_wait: bool):
+    """The onnx-e2e format's reader: text in, probabilities out; the tokenizer runs inside the
+    graph as onnxruntime-extensions operators, on the CPU."""
+    from .modelio.onnx_session import create_session, extensions_library
+
+    if provider != "cpu":
+        raise BundleError(f"{bundle}: the e2e model's tokenizer ops run on the CPU; use provider cpu")
+    return create_session(bundle / model, provider, threads, allow_fallback,
+                          (m.session or {}).get("disabled_optimizers"), custom_ops_library=extensions_library())
+
+
+def _openvino_on_onnx(bundle: Path, model: str, threads: int | None):
+    """OpenVINO on an ONNX bundle's own file, its float work in fp32 so that its answers match
+    onnxruntime's. OpenVINO reads standard ONNX, QDQ int8 included (run as int8); onnxruntime's
+    own integer operators (com.microsoft: export's fused `integer` int8 form) it cannot."""
+    from .modelio.openvino_session import OpenVINOSession
+
+    try:
+        return OpenVINOSession(bundle / model, threads, "f32")
+    except KdeployError as exc:
+        hint = ("; this file uses onnxruntime's own integer operators: export with --int8-format qdq for one "
+                "int8 file that onnxruntime and OpenVINO both run") if "com.microsoft." in str(exc) else ""
+        raise BundleError(f"{bundle}: {exc}{hint}") from None
+
+
 class Predictor:
     """Loads a verified bundle (folder or .tar.gz/.zip) and classifies text. `spin_wait=False`
     where the process shares its cores with others (a server): onnxruntime's idle threads then
-    sleep instead of spinning."""
+    sleep instead of spinning. `provider="openvino"` runs a python bundle's ONNX file in OpenVINO
+    (a QDQ int8 file as int8; export's fused `integer` form is onnxruntime's own)."""
 
     def __init__(self, bundle: str | os.PathLike, threads: int | None = None, provider: str = "cpu",
                  extract_to: str | os.PathLike | None = None, model_format: str = "onnx",
                  allow_fallback: bool = False, expected_digest: str | None = None, spin_wait: bool = True):
         from tokenizers import Tokenizer
-
-        from .modelio.onnx_session import create_session
 
         if model_format not in ("onnx", "ort"):
             raise BundleError(f"model_format must be onnx or ort, got {model_format!r}")
@@ -113,24 +158,8 @@ class Predictor:
         self.tokenizer.encode_special_tokens = True  # "[SEP]" typed by a user is text, as in every bundle format
         model = m.ort_model if model_format == "ort" else m.model
         self.e2e = m.kind == "onnx-e2e"
-        if self.e2e:  # text in, probabilities out: the tokenizer runs inside the graph
-            from .modelio.onnx_session import extensions_library
-
-            if provider != "cpu":
-                raise BundleError(f"{bundle}: the e2e model's tokenizer ops run on the CPU; use provider cpu")
-            self.session = create_session(bundle / model, provider, threads, allow_fallback,
-                                          (m.session or {}).get("disabled_optimizers"),
-                                          custom_ops_library=extensions_library())
-        elif (m.runtime or {}).get("name") == "openvino":
-            from .modelio.openvino_session import OpenVINOSession
-
-            if provider != "cpu":
-                raise BundleError(f"{bundle}: an OpenVINO bundle runs on the CPU here; provider {provider!r} "
-                                  "is for ONNX bundles")
-            self.session = OpenVINOSession(bundle / model, threads, m.runtime.get("precision", "bf16"))
-        else:
-            self.session = create_session(bundle / model, provider, threads, allow_fallback,
-                                          (m.session or {}).get("disabled_optimizers"), spin_wait=spin_wait)
+        self.session = FORMATS[m.kind].read()(bundle, m, model, provider, threads, allow_fallback, spin_wait)
+        self._on_openvino = provider == "openvino" and (m.runtime or {}).get("name") != "openvino"
         self._check_labels(bundle / model)
         self._inputs = [i.name for i in self.session.get_inputs()]
 
@@ -223,8 +252,13 @@ class Predictor:
 
     @property
     def batch_invariant(self) -> bool | None:
-        """Whether a text's answer is the same alone and in any batch (measured at package time;
-        False for dynamic int8, whose activations are scaled per call; None for an older bundle)."""
+        """Whether a text's answer is the same alone and in any batch (measured at package time
+        in onnxruntime; False for dynamic int8, whose activations are scaled per call; None for an
+        older bundle). False for an int8 file run in OpenVINO: its kernels change with the batch's
+        shape, and a last-bit change before a fixed quantisation step moves a value by one step
+        (measured: up to 1e-2 in p on the demo's QDQ file); call it a text at a time there."""
+        if self._on_openvino and self.manifest.dtype == "int8":
+            return False
         return self.manifest.batch_invariant
 
     def outputs(self, texts) -> np.ndarray:

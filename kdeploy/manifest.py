@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .errors import KdeployError
+from .formats import FORMATS
 from .truncation import resolve
 
 MANIFEST = "bundle.json"
@@ -30,7 +31,7 @@ BUNDLE_FORMAT = "kdeploy-bundle/2"
 LEGACY_FORMAT = "kdeploy-bundle/1"
 MAX_MANIFEST_BYTES = 1 << 20
 METADATA_KEY = "kdeploy.label_names"  # in the ONNX model's metadata_props: binds labels to the model
-KINDS = ("python", "onnx-e2e", "web")  # what the bundle is laid out for (kdeploy.package.formats)
+KINDS = tuple(FORMATS)  # what the bundle is laid out for (kdeploy.formats: writer and reader)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 

@@ -164,7 +164,7 @@ def test_accuracy_gate_fails_when_threshold_is_impossible(tiny_bert, toy_files, 
 
     monkeypatch.setattr(acc, "score", pessimistic)
     with pytest.raises(AccuracyGateError, match="loses 3.00 accuracy points.*--max-accuracy-drop 0.5; on 40 examples "
-                                                "it gets 0 wrong .*McNemar p=1.0.*the [23] other int8 variants tried \\(per-channel, "):
+                                                "it gets 0 wrong .*McNemar p=1.0.*the [23] other int8 variants tried \\(per-tensor, "):
         export(ExportSettings(optimize=None, quantize="int8", max_accuracy_drop=0.5), model=tiny_bert,
                out=tmp_path / "q", data=_data(toy_files))
     assert not (tmp_path / "q").exists()

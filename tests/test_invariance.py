@@ -137,3 +137,34 @@ def test_bundles_say_whether_they_are_invariant(tiny_bert, toy_files, tmp_path):
             texts = ["good film", "the plot was dull and the acting was flat and boring", "fine"]
             together = predictor.predict(texts)
             assert together == [predictor.predict([t])[0] for t in texts]  # exactly, not approximately
+
+
+def test_one_qdq_file_runs_in_onnxruntime_and_openvino(tiny_bert, toy_files, tmp_path):
+    """The same QDQ int8 file, in onnxruntime and in OpenVINO through the predictor: the same
+    labels, probabilities close (not equal: OpenVINO's float kernels differ, and a fixed
+    quantisation step turns a last-bit difference into one step), one answer per text when a
+    text is run alone; OpenVINO is not batch-invariant and the predictor says so. The fused
+    `integer` form, which OpenVINO cannot read, is refused in one line naming the form it can."""
+    pytest.importorskip("openvino", reason="OpenVINO is optional (pip install openvino)")
+    from kdeploy.edge import BundleError, Predictor
+    from kdeploy.package.bundle import package
+    from kdeploy.package.config import PackageSettings
+
+    texts = [line.split("\t")[0] for line in toy_files["test"].read_text().splitlines()[1:]]
+    for form in ("qdq", "integer"):
+        fused = {"optimize": "O2"} if form == "integer" else {}  # the fused form: QAttention, which OpenVINO lacks
+        export(ExportSettings(int8_format=form, **{**OPEN, **fused}), model=tiny_bert, out=tmp_path / form,
+               data=data_of(toy_files))
+        bundle = package(PackageSettings(archive=None), export_dir=tmp_path / form, out=tmp_path / f"b-{form}").bundle
+        if form == "integer":
+            with pytest.raises(BundleError, match=r"com\.microsoft\..*--int8-format qdq") as caught:
+                Predictor(bundle, provider="openvino")
+            assert "\n" not in str(caught.value)
+            continue
+        native, ov = Predictor(bundle), Predictor(bundle, provider="openvino")
+        assert native.batch_invariant is True and ov.batch_invariant is False
+        a, b = native.predict(texts, batch_size=1), ov.predict(texts, batch_size=1)
+        assert [x["label"] for x in a] == [x["label"] for x in b]
+        assert max(abs(x["probabilities"][k] - y["probabilities"][k]) for x, y in zip(a, b)
+                   for k in x["probabilities"]) <= 2e-2
+        assert b == ov.predict(texts, batch_size=1)  # a text alone: the same answer every time

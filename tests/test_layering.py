@@ -15,12 +15,14 @@ LEVELS = {"base": 0, "data": 1, "modelio": 1, "edge": 2, "distill": 3, "prune": 
           "package": 3, "serve": 3, "pipeline": 4, "search": 5, "cli": 6}
 BASE = {"kdeploy", "kdeploy.errors", "kdeploy.truncation", "kdeploy.registry", "kdeploy.configtools", "kdeploy.fsutil", "kdeploy.safety",
         "kdeploy.environment", "kdeploy.metrics", "kdeploy.console", "kdeploy.progress", "kdeploy.results",
-        "kdeploy.assets", "kdeploy.manifest"}
+        "kdeploy.assets", "kdeploy.manifest", "kdeploy.formats"}
 # the only places one stage uses another: its public API or its torch-free record types
 ALLOWED_ACROSS = {
     ("prune", "kdeploy.distill.api"): "head-pruning recovery is a distillation",
     ("prune", "kdeploy.distill.config"): "the recovery's settings",
     ("package", "kdeploy.export.result"): "a bundle is made from an export folder's record",
+    ("package", "kdeploy.export.files"): "a bundle takes an export file by its role",
+    ("runtime", "kdeploy.export.files"): "an export file's fp32 sibling, by its role",
     ("package", "kdeploy.runtime.result"): "a bench report's figures go into the manifest",
 }
 
@@ -163,7 +165,8 @@ def test_the_predictor_imports_only_what_a_device_installs():
             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('kdeploy'))))")
     own = set(json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                         timeout=60).stdout))
-    assert own <= {"kdeploy", "kdeploy.edge", "kdeploy.errors", "kdeploy.manifest", "kdeploy.safety", "kdeploy.modelio",
+    assert own <= {"kdeploy", "kdeploy.edge", "kdeploy.errors", "kdeploy.manifest", "kdeploy.formats", "kdeploy.safety",
+                   "kdeploy.modelio",
                    "kdeploy.modelio.onnx_session", "kdeploy.modelio.inputs", "kdeploy.modelio.batching",
                    "kdeploy.truncation"}, own
 
@@ -177,3 +180,10 @@ def test_no_function_is_longer_than_60_lines():
                 long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} "
                             f"({node.end_lineno - node.lineno + 1} lines)")
     assert not long, long
+
+
+def test_every_import_names_a_module_that_exists(graph):
+    """Imports inside functions run only when called: a relative import that a move left one
+    level short is caught here, not on a user's machine."""
+    missing = sorted(f"{m} imports {t}" for m, targets in graph.items() for t in targets if not _exists(t))
+    assert not missing, missing

@@ -3,6 +3,7 @@ and a trimmed model that exports and packages like any other."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,3 +142,46 @@ def test_width_importance_prefers_the_neurons_that_matter(tiny_bert, toy_files):
     importance = ffn_importance(model, tok, texts, labels, 32)
     assert importance.shape == (4, 64)
     assert importance[0, 7] == 0 and importance[0].argmin() == 7
+
+
+def _tiny_roberta_bpe(folder: Path) -> Path:
+    """A 2-layer RoBERTa classifier with a byte-level BPE tokenizer trained on the toy words."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaForSequenceClassification
+
+    from conftest import FILLER, NEGATIVE, POSITIVE
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok.train_from_iterator([" ".join(POSITIVE + NEGATIVE + FILLER)] * 4, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>", mask_token="<mask>", cls_token="<s>", sep_token="</s>")
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=len(fast), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=130, pad_token_id=fast.pad_token_id,
+                           bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id, type_vocab_size=1,
+                           num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
+    RobertaForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def test_an_untrimmable_tokenizer_is_said_before_any_work(toy_files, tmp_path, capsys):
+    """Trimming reads the tokenizer's kind first: a BPE model asked only to trim is refused in one
+    line before anything runs; asked to prune its feed-forward layers too, it is pruned, its
+    vocabulary kept, with a note (it used to fail after the importance pass and the recovery)."""
+    from conftest import data_of
+
+    model = _tiny_roberta_bpe(tmp_path / "roberta")
+    with pytest.raises(KdeployError, match=r"supports WordPiece .* is BPE, and trimming is all .* --heads or --ffn"):
+        prune(PruneSettings(), model=model, out=tmp_path / "only-vocab", data=data_of(toy_files))
+    assert not (tmp_path / "only-vocab").exists()
+    result = prune(PruneSettings(ffn=0.5, recover_epochs=0), model=model, out=tmp_path / "ffn", data=data_of(toy_files))
+    assert "its vocabulary is kept" in capsys.readouterr().err
+    assert result.vocab is None and result.ffn["width_after"] < result.ffn["width_before"]
+    assert result.config["settings"]["vocab"] is False  # what ran, not what was asked

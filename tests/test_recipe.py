@@ -9,6 +9,7 @@ from kdeploy.errors import KdeployError
 from kdeploy.pipeline import default_recipe_path, load_recipe, run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
 
 
 def _write(tmp_path, recipe: dict) -> Path:
@@ -157,3 +158,24 @@ def test_interrupted_run_resumes_without_redoing_finished_stages(tmp_path, tiny_
     assert (tmp_path / "run/teacher/kdeploy.json").stat().st_mtime_ns == teacher_mtime
     assert results.results["distill"].resumed_from == "checkpoint-20"
     assert len(results.results["distill"].epoch_seconds) == 1  # only the unfinished epoch was trained
+
+
+def test_a_variant_keeps_the_recipes_settings_and_changes_only_what_it_is_told(tmp_path):
+    """Bench scripts reuse a family's one recipe through `variant`: other data, teacher, seed,
+    fewer stages; every other setting stays as the recipe declares it."""
+    from kdeploy.data import DataConfig
+    from kdeploy.pipeline.recipe import load_recipe, variant
+
+    base = load_recipe(MODELS / "sst2_width.yaml")
+    data = DataConfig(train=str(tmp_path / "t.tsv"), validation=str(tmp_path / "v.tsv"), label_names=["a", "b"])
+    v = variant(base, name="width-s2", data=data, teacher="runs/other/teacher", seed=2, stages=("distill", "prune", "export"))
+    assert v.name == "width-s2" and list(v.steps) == ["distill", "prune", "export"]
+    assert v.data == data and v["distill"].inputs.teacher == "runs/other/teacher"
+    assert v["distill"].settings.train.seed == 2 and v["prune"].settings.seed == 2
+    assert v["distill"].settings.augment == base["distill"].settings.augment
+    assert v["prune"].settings.ffn == base["prune"].settings.ffn == 0.5
+    assert v["distill"].settings.train.epochs == base["distill"].settings.train.epochs
+    same = variant(base)
+    assert same.to_dict() == base.to_dict()
+    demo = load_recipe(MODELS / "rotten_tomatoes_minilm.yaml")
+    assert "finetune" not in variant(demo, teacher="runs/t").steps  # a given teacher replaces fine-tuning

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..configtools import default_of
+from ..data.config import DataConfig
 from ..errors import KdeployError
 
 
@@ -28,13 +29,13 @@ Dataset = Annotated[Optional[str], typer.Option("--dataset", help="Hub dataset (
 DatasetConfig = Annotated[Optional[str], typer.Option("--dataset-config", help="Hub dataset configuration name.", rich_help_panel=DATA)]
 TextColumn = Annotated[Optional[str], typer.Option("--text-column", help="Default: text, sentence, review, ...", rich_help_panel=DATA)]
 TextPairColumn = Annotated[Optional[str], typer.Option("--text-pair-column", help="The second text of a sentence pair (default: found: sentence1/sentence2, premise/hypothesis, question1/question2, query/passage, ...).", rich_help_panel=DATA)]
-TaskKind = Annotated[Optional[str], typer.Option("--task", help="classification, or regression (one score per example: float labels, MSE, Pearson/Spearman). [default: classification]", rich_help_panel=DATA)]
-PairTruncation = Annotated[Optional[str], typer.Option("--pair-truncation", help="Which text of a pair gives up tokens: longest_first, only_first, only_second. [default: longest_first]", rich_help_panel=DATA)]
+TaskKind = Annotated[Optional[str], typer.Option("--task", help="classification, or regression (one score per example: float labels, MSE, Pearson/Spearman).", show_default=shown(DataConfig, "task"), rich_help_panel=DATA)]
+PairTruncation = Annotated[Optional[str], typer.Option("--pair-truncation", help="Which text of a pair gives up tokens: longest_first, only_first, only_second.", show_default=shown(DataConfig, "pair_truncation"), rich_help_panel=DATA)]
 Truncation = Annotated[Optional[str], typer.Option("--truncation", help="Which tokens of a text longer than --max-length are read: head, tail, or head+tail[:N] (N from the start, the rest from the end; default N: a quarter). Recorded in the model and honoured by every bundle format. [default: the model's own, else head]", rich_help_panel=DATA)]
 LabelColumn = Annotated[Optional[str], typer.Option("--label-column", help="Default: label, labels, category, ...", rich_help_panel=DATA)]
 LabelNames = Annotated[Optional[str], typer.Option("--label-names", help="Names for integer labels, in id order: negative,positive.", rich_help_panel=DATA)]
-Encoding = Annotated[Optional[str], typer.Option("--encoding", help="Text encoding of the files: any Python codec (utf-8, latin-1, cp1252, ...). [default: utf-8]", rich_help_panel=DATA)]
-EncodingErrors = Annotated[Optional[str], typer.Option("--encoding-errors", help="strict: stop at an undecodable byte; replace: use U+FFFD and count them. [default: strict]", rich_help_panel=DATA)]
+Encoding = Annotated[Optional[str], typer.Option("--encoding", help="Text encoding of the files: any Python codec (utf-8, latin-1, cp1252, ...).", show_default=shown(DataConfig, "encoding"), rich_help_panel=DATA)]
+EncodingErrors = Annotated[Optional[str], typer.Option("--encoding-errors", help="strict: stop at an undecodable byte; replace: use U+FFFD and count them.", show_default=shown(DataConfig, "encoding_errors"), rich_help_panel=DATA)]
 MaxTrain = Annotated[Optional[int], typer.Option("--max-train-samples", help="Use a seeded sample of the training data.", rich_help_panel=DATA)]
 MaxEval = Annotated[Optional[int], typer.Option("--max-eval-samples", help="Use a seeded sample of validation/test.", rich_help_panel=DATA)]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder (written atomically; an existing one only if kdeploy wrote it).")]

@@ -99,16 +99,13 @@ def list_registered() -> None:
     from ..runtime.baselines import missing as baseline_missing
     from ..runtime.candidates import KINDS, missing_package
 
-    from ..search.config import FAMILIES
-
-    families = {"layers": "the teacher's own layers, fewest first (kdeploy distill --student-layers; prune --heads)",
-                "width": "layers, then feed-forward neurons pruned by importance (kdeploy prune --ffn)",
-                "bilstm": STUDENTS.doc("bilstm"), "cnn": STUDENTS.doc("cnn"), "static": STUDENTS.doc("static")}
+    from ..distill.families import FAMILIES
     sections = {
         "builtin models (--model, --teacher; offline, verified by sha256)": BUILTIN_MODELS,
         "builtin datasets (--dataset)": BUILTIN_DATASETS,
         "student families, largest to smallest (kdeploy search --families; recipes in models/)": {
-            f: f"{families[f]} [knobs: {', '.join(k for k in FAMILIES[f] if 'learning' not in k)}]" for f in FAMILIES},
+            name: f"{f.description} [knobs: {', '.join(k for k in f.knobs if 'learning' not in k)}]"
+            for name, f in FAMILIES.items()},
         "students (--student)": {n: STUDENTS.doc(n) for n in STUDENTS} | {"PATH or hub id": "any pretrained model"},
         "logit losses (--loss)": {n: LOSSES.doc(n) for n in LOSSES},
         "layer losses (--layer-loss)": {n: LAYER_LOSSES.doc(n) for n in LAYER_LOSSES},

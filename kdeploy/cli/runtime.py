@@ -123,7 +123,7 @@ def predict(
     pair: Annotated[bool, typer.Option("--pair", help="The text arguments are pairs, two by two (first, second), for a sentence-pair model.")] = False,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Texts per model call (length-sorted). [default: the predictor's]")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads")] = None,
-    provider: Annotated[str, typer.Option("--provider", help="cpu, cuda or tensorrt.")] = "cpu",
+    provider: Annotated[str, typer.Option("--provider", help="cpu, cuda, tensorrt, or openvino (the bundle's ONNX file in OpenVINO: QDQ int8, see export --int8-format).")] = "cpu",
     allow_fallback: Annotated[bool, typer.Option("--allow-fallback", help="Accept a session that fell back to another provider.")] = False,
     digest: Annotated[Optional[str], typer.Option("--digest", help="Refuse the bundle unless its digest (printed by kdeploy package) is this.")] = None,
     encoding: Annotated[str, typer.Option("--encoding", help="Encoding of the input text (file, stdin, arguments).")] = "utf-8",
@@ -157,8 +157,10 @@ def predict(
     if predictor.batch_invariant is False and len(items) > 1 and batch_size != 1:
         from ..console import note
 
-        note(f"{bundle} holds dynamic int8: its answers depend on which texts share a batch; "
-             "--batch-size 1 gives each text its own answer (or re-export with --quantize int8)")
+        why = ("its int8 file runs in OpenVINO, whose kernels change with the batch's shape"
+               if provider == "openvino" and predictor.manifest.batch_invariant else "it holds dynamic int8")
+        note(f"{bundle}: {why}, so its answers depend on which texts share a batch; --batch-size 1 gives "
+             "each text its own answer" + ("" if provider == "openvino" else " (or re-export with --quantize int8)"))
     results = predictor.predict(items, **({"batch_size": batch_size} if batch_size else {}))
     for item, result in zip(items, results):
         fields = {"text": item[0], "text_pair": item[1]} if predictor.manifest.pairs else {"text": item}

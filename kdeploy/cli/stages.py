@@ -165,7 +165,7 @@ def export(
     fp16: Annotated[bool, typer.Option("--fp16", help="Also write model.fp16.onnx, for the CUDA execution provider.", rich_help_panel="Optimisation")] = False,
     openvino: Annotated[bool, typer.Option("--openvino", help="Also write model.ov.xml, an OpenVINO IR (bf16 on AMX), accuracy-gated; package it with --model-file model.ov.xml.", rich_help_panel="Optimisation")] = False,
     isa: Annotated[Optional[str], typer.Option("--isa", help="int8 preset: auto (detected), avx2, avx512, avx512_vnni, arm64.", rich_help_panel="Optimisation", show_default=shown(ExportSettings, "isa"))] = None,
-    per_channel: Annotated[bool, typer.Option("--per-channel", help="Per-channel weight scales.", rich_help_panel="Optimisation")] = False,
+    per_channel: Annotated[Optional[bool], typer.Option("--per-channel/--per-tensor", help="int8 weight scales per output channel, or one per tensor.", show_default=shown(ExportSettings, "per_channel"), rich_help_panel="Optimisation")] = None,
     calibration_samples: Annotated[Optional[int], typer.Option("--calibration-samples", help="Training texts (a seeded sample) that fix the int8 activation scales.", rich_help_panel="Optimisation", show_default=shown(ExportSettings, "calibration_samples"))] = None,
     int8_format: Annotated[Optional[str], typer.Option("--int8-format", help="Calibrated int8 as auto (the faster here), integer (onnxruntime's integer operators on the fused graph) or qdq (Quantize/DequantizeLinear: OpenVINO, TensorRT and other runtimes read it).", rich_help_panel="Optimisation", show_default=shown(ExportSettings, "int8_format"))] = None,
     calibration_method: Annotated[Optional[str], typer.Option("--calibration-method", help="minmax, percentile, entropy.", rich_help_panel="Optimisation", show_default=shown(ExportSettings, "calibration_method"))] = None,
@@ -181,7 +181,7 @@ def export(
     from ..export.api import export as run
 
     settings = settings_from(ExportSettings, {
-        "optimize": optimize, "quantize": quantize, "fp16": fp16 or None, "openvino": openvino or None, "isa": isa, "per_channel": per_channel or None,
+        "optimize": optimize, "quantize": quantize, "fp16": fp16 or None, "openvino": openvino or None, "isa": isa, "per_channel": per_channel,
         "calibration_samples": calibration_samples, "calibration_method": calibration_method, "opset": opset,
         "int8_format": int8_format,
         "atol": atol, "max_accuracy_drop": max_accuracy_drop, "max_length": max_length,

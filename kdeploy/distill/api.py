@@ -18,6 +18,7 @@ from ..errors import KdeployError
 from ..fsutil import check_output, claimed_output
 from ..modelio.record import check_max_length
 from .config import DistillSettings, FinetuneSettings, StudentConfig, TrainConfig
+from .families import ONE_TEXT_KINDS, TEACHER_LAYER_KINDS
 from .methods import STUDENTS
 from .result import TrainingResult
 from .workdir import kept_until_done, prepare, work_dir_of
@@ -56,7 +57,7 @@ def finetune(settings: FinetuneSettings, model: str, data: DataConfig, out: str 
              resume: bool = False, overwrite: bool = False, callbacks: list | None = None) -> TrainingResult:
     """Fine-tune a teacher; the output folder is a ready `AutoModelForSequenceClassification`.
     `model` is a pretrained encoder (folder, hub id, builtin:...) or bilstm/cnn with `tokenizer`."""
-    from_scratch = model in STUDENTS and model != "layers"
+    from_scratch = model in STUDENTS and model not in TEACHER_LAYER_KINDS
     if from_scratch and not tokenizer:
         raise KdeployError(f"--model {model} needs --tokenizer (a model folder or hub id whose tokenizer it uses)")
     out = Path(out)
@@ -89,7 +90,7 @@ def _base_model(settings: FinetuneSettings, model: str, tokenizer: str | None, t
     from .students import build_student
 
     set_seed(settings.train.seed)
-    if model in STUDENTS and model != "layers":
+    if model in STUDENTS and model not in TEACHER_LAYER_KINDS:
         tok = load_tokenizer(tokenizer, settings.trust_remote_code)
         base = _embeddings_source(tokenizer, task.label_names, settings.trust_remote_code)
         arch = StudentConfig(**{**to_dict(settings.architecture), "kind": model})
@@ -107,9 +108,6 @@ def _embeddings_source(name: str, label_names, trust_remote_code):
         return load_classifier(name, label_names=label_names, trust_remote_code=trust_remote_code)
     except KdeployError:
         return None
-
-
-ONE_TEXT_KINDS = ("bilstm", "cnn", "static")  # read one token sequence; no segment embeddings
 
 
 def check_student_reads(kind: str, task: TaskData) -> None:

@@ -7,16 +7,13 @@ Built-ins are declared here by name and imported on first use, so recipes valida
 from __future__ import annotations
 
 from ..registry import Registry
+from .families import FAMILIES
 
 STUDENTS = Registry("student")
 STUDENTS.declare("layers", "kdeploy.distill.students:layers_from_teacher",
                  "DistilBERT-style initialisation: the teacher's embeddings, head and a subset of its layers.")
-STUDENTS.declare("bilstm", "kdeploy.distill.students:bilstm",
-                 "Bidirectional LSTM over the teacher's tokenizer and embeddings (Tang et al., 2019).")
-STUDENTS.declare("cnn", "kdeploy.distill.students:cnn",
-                 "Kim-style text CNN over the teacher's tokenizer and embeddings, for the tightest devices.")
-STUDENTS.declare("static", "kdeploy.distill.students:static",
-                 "Static token vectors from the teacher's encoder (model2vec-style), mean-pooled, a small head.")
+for _kind in ("bilstm", "cnn", "static"):  # described once, with their family
+    STUDENTS.declare(_kind, f"kdeploy.distill.students:{_kind}", FAMILIES[_kind].description)
 
 LOSSES = Registry("loss")
 LOSSES.declare("kd", "kdeploy.distill.losses:kd_loss",

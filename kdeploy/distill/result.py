@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..metrics import Scores
+from ..modelio.record import MODEL_RECORD
 from ..results import Result, metric_cells, metric_names
 
 
@@ -48,6 +50,11 @@ class TrainingResult(Result):
     reference: dict | None = None  # logits of the model as training left it, on a few texts (checked on reload)
     versions: dict = field(default_factory=dict)
     machine: dict = field(default_factory=dict)
+
+    @classmethod
+    def of_folder(cls, folder) -> "TrainingResult":
+        """The trained model's record (kdeploy.json), typed."""
+        return cls.load(Path(folder) / MODEL_RECORD)
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainingResult":

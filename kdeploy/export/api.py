@@ -16,11 +16,13 @@ from ..configtools import to_dict
 from ..data import FALLBACK_TEXTS, DataConfig, TaskData, load_task_data, recorded_data
 from ..errors import KdeployError
 from ..fsutil import atomic_dir, claimed_output
+from ..modelio.exported import KEY as EXPORTED_KEY, ExportedModel
 from ..modelio.inputs import set_truncation, tokenize, truncation_of_tokenizer
 from ..modelio.record import check_data_kind, pairs_of_model, read_record, resolve_max_length
 from ..modelio.sizes import onnx_mib
 from ..truncation import refit
 from .config import ExportSettings
+from .files import FP16, FP32, INT8, OPENVINO, OPTIMISED
 from .result import REPORT, ExportAccuracy, ExportFile, ExportResult, GatedScores
 
 
@@ -146,14 +148,13 @@ def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: Data
             _gate_or_fall_back(job, result, gated, base)
         _gate_invariance(job, result)
         tokenizer.save_pretrained(tmp)
-        model.config.kdeploy = {"max_length": max_length, "label_names": label_names,
-                                "inputs": sorted(i.name for i in job.session("model.onnx").get_inputs()),
-                                "outputs": ["logits"], "opset": settings.opset,
-                                "pairs": pairs,
-                                "task": "regression" if model.config.num_labels == 1 else "classification",
-                                "pair_truncation": data.pair_truncation if data is not None else "longest_first",
-                                **({} if pairs else {"truncation": truncation_of_tokenizer(tokenizer)}),
-                                "session": {n: s for n, s in job.session_settings.items() if n in result.files}}
+        setattr(model.config, EXPORTED_KEY, ExportedModel(
+            max_length=max_length, label_names=label_names, opset=settings.opset, pairs=pairs,
+            inputs=sorted(i.name for i in job.session(FP32.file).get_inputs()),
+            task="regression" if model.config.num_labels == 1 else "classification",
+            pair_truncation=data.pair_truncation if data is not None else "longest_first",
+            truncation=None if pairs else truncation_of_tokenizer(tokenizer),
+            session={n: s for n, s in job.session_settings.items() if n in result.files}).to_json())
         model.config.save_pretrained(tmp)
         result.timings["total_seconds"] = round(time.perf_counter() - started, 2)
         result.provenance = {k: record.get(k) for k in ("stage", "teacher", "model", "alpha", "temperature")
@@ -180,13 +181,13 @@ def _fp32(job: _Job, result: ExportResult) -> str:
     from .parity import reference_logits
 
     t0 = time.perf_counter()
-    result.exporter = to_onnx(job.model, job.model_dir, job.tmp / "model.onnx", job.settings.opset,
+    result.exporter = to_onnx(job.model, job.model_dir, job.tmp / FP32.file, job.settings.opset,
                               job.settings.trust_remote_code)
     result.timings["export_seconds"] = round(time.perf_counter() - t0, 2)
     job.reference = reference_logits(job.model, job.tokenizer, job.texts, job.max_length)
-    result.parity["model.onnx"] = job.parity("model.onnx", job.settings.atol)
-    result.files["model.onnx"] = ExportFile(mib=onnx_mib(job.tmp / "model.onnx"), dtype="fp32", opset=job.settings.opset)
-    return "model.onnx"
+    result.parity[FP32.file] = job.parity(FP32.file, job.settings.atol)
+    result.files[FP32.file] = ExportFile(mib=onnx_mib(job.tmp / FP32.file), dtype="fp32", opset=job.settings.opset)
+    return FP32.file
 
 
 def _fastest(job: _Job, result: ExportResult) -> tuple[str, list[str]]:
@@ -200,7 +201,7 @@ def _fastest(job: _Job, result: ExportResult) -> tuple[str, list[str]]:
     candidates = [_candidate(job, plan, how) for plan, how in _ways(job)]
     if s.static:  # a candidate whose answers move with the batch is never the calibrated default
         candidates = _invariant_only(job, candidates)
-    main = "model.int8.onnx" if s.quantize else "model.opt.onnx" if s.optimize else "model.onnx"
+    main = INT8.file if s.quantize else OPTIMISED.file if s.optimize else FP32.file
     peers = _runtime_peers(job, main)
     if len(candidates) + len(peers) > 1:
         time_candidates(candidates + peers, main, *feeds(job.tokenizer, job.texts, job.max_length))
@@ -213,8 +214,8 @@ def _fastest(job: _Job, result: ExportResult) -> tuple[str, list[str]]:
         {"name": c.name, "session": c.session, **(to_dict(c.timing) if c.timing else {}),
          **({"invariance": to_dict(c.info["invariance"])} if "invariance" in c.info else {})} for c in ranked],
         "rejected": job.rejected, "why": _why(ranked, main), "other_runtimes": _versus(winner, peers)}
-    base = "model.opt.onnx" if "model.opt.onnx" in winner.files else "model.onnx"
-    if base == "model.opt.onnx":
+    base = OPTIMISED.file if OPTIMISED.file in winner.files else FP32.file
+    if base == OPTIMISED.file:
         from .optimize import TOLERANCE
 
         level = s.optimize
@@ -225,8 +226,8 @@ def _fastest(job: _Job, result: ExportResult) -> tuple[str, list[str]]:
     if s.quantize:
         _record_int8(job, result, base, winner.info["quantization"])
         if s.static:  # measured on the whole evaluation split already (_fully_invariant_first)
-            result.files["model.int8.onnx"].invariance = winner.info["invariance"]
-        gated.append("model.int8.onnx")
+            result.files[INT8.file].invariance = winner.info["invariance"]
+        gated.append(INT8.file)
     return base, gated
 
 
@@ -258,18 +259,18 @@ def _candidate(job: _Job, plan: str | None, how: str | None):
     folder = job.tmp / f".candidate-{plan or 'plain'}-{how or 'fp32'}"
     folder.mkdir()
     name = "+".join(x for x in (f"{s.optimize}-{plan}" if plan else ("plain" if how else None), QUANT_LABEL[how]) if x)
-    c = Candidate(name=name or "fp32", files={"model.onnx": job.tmp / "model.onnx"})
+    c = Candidate(name=name or "fp32", files={FP32.file: job.tmp / FP32.file})
     if plan:
         from .optimize import optimize
 
-        info = optimize(job.tmp / "model.onnx", folder / "model.opt.onnx", s.optimize, job.model.config, plan)
-        c.files["model.opt.onnx"], c.session, c.info["optimization"] = folder / "model.opt.onnx", info["session"], info
+        info = optimize(job.tmp / FP32.file, folder / OPTIMISED.file, s.optimize, job.model.config, plan)
+        c.files[OPTIMISED.file], c.session, c.info["optimization"] = folder / OPTIMISED.file, info["session"], info
     if how:
-        src = c.files.get("model.opt.onnx", job.tmp / "model.onnx")
-        c.info["quantization"] = _quantise(job, src, folder / "model.int8.onnx", s.per_channel, how=how)
-        c.files["model.int8.onnx"] = folder / "model.int8.onnx"
+        src = c.files.get(OPTIMISED.file, job.tmp / FP32.file)
+        c.info["quantization"] = _quantise(job, src, folder / INT8.file, s.per_channel, how=how)
+        c.files[INT8.file] = folder / INT8.file
         if s.static:
-            c.info["invariance"] = _candidate_invariance(job, c.files["model.int8.onnx"], c.session)
+            c.info["invariance"] = _candidate_invariance(job, c.files[INT8.file], c.session)
     return c
 
 
@@ -296,7 +297,7 @@ def _runtime_peers(job: _Job, main: str) -> list:
 
     if importlib.util.find_spec("openvino") is None or job.model.config.model_type.startswith("kdeploy-"):
         return []
-    return [Candidate(name="openvino-bf16 (fp32 model.onnx)", files={main: job.tmp / "model.onnx"},
+    return [Candidate(name="openvino-bf16 (fp32 model.onnx)", files={main: job.tmp / FP32.file},
                       info={"runtime": "openvino-bf16"})]
 
 
@@ -380,7 +381,7 @@ def _fully_invariant_first(job: _Job, ranked: list) -> list:
 
     texts = longest_first(_eval_split(job)[1] if job.data is not None else job.texts, INVARIANCE_TEXTS)
     for i, c in enumerate(ranked):
-        session = create_session(c.files["model.int8.onnx"], disabled_optimizers=c.session.get("disabled_optimizers"))
+        session = create_session(c.files[INT8.file], disabled_optimizers=c.session.get("disabled_optimizers"))
         c.info["invariance"] = inv = _invariance_of(job, session, texts)
         if inv.passed:
             return [c] + [x for x in ranked if x is not c]
@@ -391,14 +392,14 @@ def _fully_invariant_first(job: _Job, ranked: list) -> list:
 
 
 def _record_int8(job: _Job, result: ExportResult, base: str, info: dict) -> None:
-    dst = job.tmp / "model.int8.onnx"
-    job.forget("model.int8.onnx")
-    job.session_settings["model.int8.onnx"] = job.session_settings.get(base, {})
+    dst = job.tmp / INT8.file
+    job.forget(INT8.file)
+    job.session_settings[INT8.file] = job.session_settings.get(base, {})
     result.timings["quantize_seconds"] = info.get("seconds")
-    result.files["model.int8.onnx"] = ExportFile(
+    result.files[INT8.file] = ExportFile(
         mib=onnx_mib(dst), dtype="int8", quantization=info, source=base,
-        size_ratio_to_fp32=round(onnx_mib(dst) / onnx_mib(job.tmp / "model.onnx"), 4))
-    result.parity["model.int8.onnx"] = job.parity("model.int8.onnx", None)
+        size_ratio_to_fp32=round(onnx_mib(dst) / onnx_mib(job.tmp / FP32.file), 4))
+    result.parity[INT8.file] = job.parity(INT8.file, None)
 
 
 def _calibration_batches(job: _Job, src: Path, fixed_length: bool) -> tuple[list[dict], dict]:
@@ -435,15 +436,15 @@ def _fp16(job: _Job, result: ExportResult, base: str) -> list[str]:
     from .optimize import to_fp16
     from .result import Parity
 
-    dst = job.tmp / "model.fp16.onnx"
+    dst = job.tmp / FP16.file
     info = to_fp16(job.tmp / base, dst)
-    result.files["model.fp16.onnx"] = ExportFile(mib=onnx_mib(dst), dtype=info["dtype"], source=base,
+    result.files[FP16.file] = ExportFile(mib=onnx_mib(dst), dtype=info["dtype"], source=base,
                                                  advice="run on the CUDA execution provider")
     try:
-        result.parity["model.fp16.onnx"] = job.parity("model.fp16.onnx", None)
-        return ["model.fp16.onnx"]
+        result.parity[FP16.file] = job.parity(FP16.file, None)
+        return [FP16.file]
     except KdeployError as exc:
-        result.parity["model.fp16.onnx"] = Parity(skipped=f"cannot run on the CPU provider here: {exc}")
+        result.parity[FP16.file] = Parity(skipped=f"cannot run on the CPU provider here: {exc}")
         return []
 
 
@@ -452,14 +453,14 @@ def _openvino_ir(job: _Job, result: ExportResult, labels: list[str]) -> list[str
     with AMX bf16 in our measurements; gated like the int8 file."""
     from ..modelio.openvino_session import to_openvino
 
-    info = to_openvino(job.tmp / "model.onnx", job.tmp / "model.ov.xml", labels)
-    result.files["model.ov.xml"] = ExportFile(mib=round(((job.tmp / "model.ov.xml").stat().st_size
-                                                         + (job.tmp / "model.ov.bin").stat().st_size) / 2**20, 3),
-                                              dtype="bf16", source="model.onnx", runtime="openvino",
+    info = to_openvino(job.tmp / FP32.file, job.tmp / OPENVINO.file, labels)
+    result.files[OPENVINO.file] = ExportFile(mib=round(((job.tmp / OPENVINO.file).stat().st_size
+                                                         + (job.tmp / OPENVINO.companions[0]).stat().st_size) / 2**20, 3),
+                                              dtype="bf16", source=FP32.file, runtime=OPENVINO.runtime,
                                               advice="OpenVINO on Intel CPUs; fp16 weights, bf16 compute",
                                               optimization=info)
-    result.parity["model.ov.xml"] = job.parity("model.ov.xml", None)
-    return ["model.ov.xml"]
+    result.parity[OPENVINO.file] = job.parity(OPENVINO.file, None)
+    return [OPENVINO.file]
 
 
 def _eval_split(job: _Job):
@@ -490,7 +491,7 @@ def _accuracy(job: _Job, result: ExportResult, gated: list[str]) -> ExportAccura
         if result.parity.get(name) and result.parity[name].skipped:
             continue
         logits = _logits(job, name, texts)
-        if name == "model.onnx":
+        if name == FP32.file:
             job.fp32_logits = logits
         accuracy.files[name] = _scored(job, accuracy, name, logits, labels, name in gated)
     result.timings["accuracy_seconds"] = round(time.perf_counter() - t0, 2)
@@ -502,10 +503,10 @@ def _scored(job: _Job, accuracy: ExportAccuracy, name: str, logits, labels, deri
     from .choose import mcnemar
 
     base = score(logits, labels, job.fp32_logits if derived else job.torch_ref)
-    scored = GatedScores(**to_dict(base), agreement_with="model.onnx" if derived else "pytorch",
+    scored = GatedScores(**to_dict(base), agreement_with=FP32.file if derived else "pytorch",
                          max_abs_diff_vs_pytorch=float(np.abs(logits - job.torch_ref).max()))
     if derived:
-        scored.drop_points = round(100 * (accuracy.files["model.onnx"].accuracy - scored.accuracy), 3)
+        scored.drop_points = round(100 * (accuracy.files[FP32.file].accuracy - scored.accuracy), 3)
         scored.gate_passed = scored.drop_points <= job.settings.max_accuracy_drop
         if scored.metric == "accuracy":  # a score task has no right/wrong per example to pair
             scored.paired_test = mcnemar(job.fp32_logits.argmax(-1) == labels, logits.argmax(-1) == labels)
@@ -518,23 +519,23 @@ def _gate_or_fall_back(job: _Job, result: ExportResult, gated: list[str], base: 
     s = job.settings
     acc = result.accuracy
     attempts = []
-    if "model.int8.onnx" in gated and not acc.files["model.int8.onnx"].gate_passed:
+    if INT8.file in gated and not acc.files[INT8.file].gate_passed:
         _, texts, labels = _eval_split(job)
-        first = acc.files["model.int8.onnx"]
-        attempts.append({"variant": dict(result.files["model.int8.onnx"].quantization), "drop_points": first.drop_points})
+        first = acc.files[INT8.file]
+        attempts.append({"variant": dict(result.files[INT8.file].quantization), "drop_points": first.drop_points})
         for variant in _fallbacks(job, base):
-            info = _quantise(job, job.tmp / base, job.tmp / "model.int8.onnx", **variant)
+            info = _quantise(job, job.tmp / base, job.tmp / INT8.file, **variant)
             _record_int8(job, result, base, info)
-            acc.files["model.int8.onnx"] = scored = _scored(job, acc, "model.int8.onnx",
-                                                            _logits(job, "model.int8.onnx", texts), labels, True)
+            acc.files[INT8.file] = scored = _scored(job, acc, INT8.file,
+                                                            _logits(job, INT8.file, texts), labels, True)
             attempts.append({"variant": dict(info), "drop_points": scored.drop_points})
             if scored.gate_passed:  # a new file: its invariance is measured again
-                inv = _invariance_of(job, job.session("model.int8.onnx"), job.invariance_texts)
-                result.files["model.int8.onnx"].invariance = inv
+                inv = _invariance_of(job, job.session(INT8.file), job.invariance_texts)
+                result.files[INT8.file].invariance = inv
                 scored.gate_passed = inv.passed or not s.static
             if scored.gate_passed:
                 break
-        result.files["model.int8.onnx"].quantization["attempts"] = attempts
+        result.files[INT8.file].quantization["attempts"] = attempts
     failed = [n for n in gated if not acc.files[n].gate_passed]
     if failed:
         n = failed[0]
@@ -551,7 +552,7 @@ def _gate_or_fall_back(job: _Job, result: ExportResult, gated: list[str], base: 
         what = "Pearson r (x100)" if f.metric == "pearson" else "accuracy"
         raise AccuracyGateError(
             f"{n} loses {f.drop_points:.2f} {what} points on {acc.split} "
-            f"({100 * acc.files['model.onnx'].accuracy:.2f} → {100 * f.accuracy:.2f}), "
+            f"({100 * acc.files[FP32.file].accuracy:.2f} → {100 * f.accuracy:.2f}), "
             f"more than --max-accuracy-drop {s.max_accuracy_drop:g}{certainty}; {advice}")
 
 
@@ -572,10 +573,10 @@ def _invariances(job: _Job, result: ExportResult) -> None:
 
 
 def _gate_invariance(job: _Job, result: ExportResult) -> None:
-    info = result.files.get("model.int8.onnx")
+    info = result.files.get(INT8.file)
     if not job.settings.static or info is None or info.invariance is None or info.invariance.passed:
         return
-    raise InvarianceGateError(f"model.int8.onnx is not batch-invariant on {info.invariance.texts} texts "
+    raise InvarianceGateError(f"{INT8.file} is not batch-invariant on {info.invariance.texts} texts "
                               f"({info.invariance.summary()}, tolerance {info.invariance.tolerance:.0e}; worst: "
                               f"{info.invariance.worst!r}); export with --quantize int8-dynamic (answers move with "
                               "the batch) or --quantize none")
@@ -592,9 +593,7 @@ def _fallbacks(job: _Job, base: str) -> list[dict]:
 
     graph = onnx.load(str(job.tmp / base), load_external_data=False).graph
     dense = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and n.name]
-    variants = []
-    if not job.settings.per_channel:
-        variants.append({"per_channel": True})
+    variants = [{"per_channel": not job.settings.per_channel}]  # the other weight-scale granularity first
     if job.how == "qdq" and job.settings.calibration_method == "minmax":  # outliers stretch MinMax ranges
         variants.append({"per_channel": True, "method": "percentile"})
     if dense:  # the classifier, the pooler and the last layer's output projection stay fp32

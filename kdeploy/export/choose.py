@@ -46,12 +46,13 @@ def feeds(tokenizer, texts: list[str], max_length: int, n1: int = 48) -> tuple[l
     return [enc([t]) for t in texts[:n1]], [enc(ordered[i:i + 32]) for i in range(0, len(ordered), 32)]
 
 
-def _openvino_session(path: Path, threads: int | None):
-    """OpenVINO on the fp32 file with a bf16 hint (AMX where present), wrapped like an ORT session."""
+def _openvino_session(path: Path, threads: int | None, precision: str = "bf16"):
+    """OpenVINO on an ONNX file with a precision hint for its float work (bf16: AMX where present;
+    a QDQ file's quantised operators run in int8 either way), wrapped like an ORT session."""
     import openvino as ov
 
     core = ov.Core()
-    config = {"INFERENCE_PRECISION_HINT": "bf16", "PERFORMANCE_HINT": "LATENCY"}
+    config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
@@ -68,13 +69,15 @@ def _openvino_session(path: Path, threads: int | None):
 def time_candidates(candidates: list[Candidate], main: str, singles: list[dict], batches: list[dict],
                     rounds: int = 3, threads: int | None = None) -> None:
     """Fill in each candidate's timing of its `main` file (the one a bundle would ship). A
-    candidate with `info["runtime"] == "openvino-bf16"` runs its file in OpenVINO instead."""
+    candidate with `info["runtime"] == "openvino-bf16"` (or `openvino-f32`) runs its file in
+    OpenVINO with that precision hint instead."""
     from ..modelio.onnx_session import create_session, feed
 
     runs = {}
     for c in candidates:
-        if c.info.get("runtime") == "openvino-bf16":
-            session, names = _openvino_session(c.files[main], threads)
+        runtime = c.info.get("runtime") or ""
+        if runtime.startswith("openvino-"):
+            session, names = _openvino_session(c.files[main], threads, runtime.split("-", 1)[1])
             pick = lambda e, names=names: {k: np.asarray(e[k], dtype=np.int64) for k in names if k in e}  # noqa: E731
             runs[c.name] = (session, [pick(e) for e in singles], [pick(e) for e in batches])
             continue

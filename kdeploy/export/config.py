@@ -45,7 +45,7 @@ class ExportSettings:
     fp16: bool = False  # also model.fp16.onnx, for the CUDA execution provider
     openvino: bool = False  # also model.ov.xml: OpenVINO IR (fp16 weights, bf16 compute on AMX), accuracy-gated
     isa: str = "auto"  # int8 preset: auto (detected), avx2, avx512, avx512_vnni, arm64
-    per_channel: bool = False
+    per_channel: bool = True  # a weight scale per output channel: same speed, closer to fp32 (bench/results/static_int8_*_per_channel.md)
     calibration_samples: int = 256  # training texts, a seeded sample (calibration_seed)
     calibration_seed: int = 0
     int8_format: str = "auto"  # calibrated int8: auto (the faster here), integer (onnxruntime), qdq (portable)

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import KdeployError
 from .result import Parity
+from .files import FP32
 from ..modelio.batching import _length
 from ..modelio.inputs import is_pair, tokenize
 from ..modelio.onnx_session import feed
@@ -53,7 +54,7 @@ def parity_cases(texts: list[str], max_length: int) -> list[ParityCase]:
 
 
 def check_parity(session, model, tokenizer, texts: list[str], max_length: int, atol: float | None,
-                 label: str = "model.onnx", reference: dict[str, np.ndarray] | None = None) -> Parity:
+                 label: str = FP32.file, reference: dict[str, np.ndarray] | None = None) -> Parity:
     """Max |Δlogit| and argmax agreement per shape; raises ParityError above `atol`."""
     model.eval()
     cases, results, worst = parity_cases(texts, max_length), [], (0.0, None, None)

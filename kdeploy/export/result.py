@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..metrics import Scores
 from ..modelio.invariance import Invariance
 from ..results import Result, pct
+from .files import FileRole, role_of
 
 REPORT = "export_report.json"
 
@@ -58,6 +60,28 @@ class ExportFile:
 
 
 @dataclass
+class ExportEntry:
+    """One export file as a consumer sees it: its role, and everything checked about it."""
+
+    role: FileRole
+    info: ExportFile
+    parity: Parity
+    scores: GatedScores | None
+
+    @property
+    def file(self) -> str:
+        return self.role.file
+
+    @property
+    def quantisation(self) -> dict | None:
+        return self.info.quantization
+
+    @property
+    def batch_invariant(self) -> bool | None:
+        return self.info.batch_invariant
+
+
+@dataclass
 class ExportResult(Result):
     model: str
     config: dict
@@ -75,8 +99,24 @@ class ExportResult(Result):
     machine: dict = field(default_factory=dict)
     title = "export"
 
+    @classmethod
+    def of_folder(cls, folder) -> "ExportResult":
+        """The export folder's report, typed."""
+        return cls.load(Path(folder) / REPORT)
+
     def scores(self, name: str) -> GatedScores | None:
         return self.accuracy.files.get(name) if self.accuracy else None
+
+    def entry(self, role: FileRole) -> ExportEntry | None:
+        """The file of this role with its parity and scores (None when the export did not write it)."""
+        info = self.files.get(role.file)
+        if info is None:
+            return None
+        return ExportEntry(role, info, self.parity.get(role.file) or Parity(), self.scores(role.file))
+
+    def entries(self) -> list[ExportEntry]:
+        """Every file this export wrote that has a role, in the order they were written."""
+        return [self.entry(r) for r in (role_of(name) for name in self.files) if r is not None]
 
     def table(self):
         rows = []

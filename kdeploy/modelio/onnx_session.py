@@ -93,11 +93,7 @@ def onnx_runner(session, tokenizer, max_length: int) -> Callable[[list[str]], np
 
 def session_settings(model_file: str | Path) -> dict:
     """The session settings an export recorded for its files (config.json beside them), torch-free."""
-    import json
+    from .exported import ExportedModel
 
-    config = Path(model_file).parent / "config.json"
-    try:
-        kd = json.loads(config.read_text(encoding="utf-8")).get("kdeploy") or {}
-    except (OSError, ValueError):
-        return {}
-    return (kd.get("session") or {}).get(Path(model_file).name) or {}
+    exported = ExportedModel.read(Path(model_file).parent)
+    return exported.session_of(Path(model_file).name) if exported else {}

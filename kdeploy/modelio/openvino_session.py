@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import KdeployError
 
 LABELS_KEY = ["kdeploy", "label_names"]  # where a bundle binds its label names into the IR
+ONNX_LABELS_KEY = ["framework", "kdeploy.label_names"]  # an ONNX file's metadata_props, as OpenVINO shows them
 
 
 @dataclass
@@ -27,7 +28,10 @@ class OpenVINOSession:
         except ImportError:
             raise KdeployError(f"{path} runs on OpenVINO, which is not installed: pip install openvino") from None
         core = ov.Core()
-        self.model = core.read_model(str(path))
+        try:
+            self.model = core.read_model(str(path))
+        except RuntimeError as exc:  # the ONNX front end lists every operator it could not convert
+            raise KdeployError(f"OpenVINO cannot read {Path(path).name}: {_failed_operators(exc)}") from None
         config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
@@ -55,10 +59,27 @@ class OpenVINOSession:
         return [np.asarray(v) for v in result.values()]
 
     def label_names(self) -> list[str] | None:
-        try:
-            return json.loads(self.model.get_rt_info(LABELS_KEY).astype(str))
-        except Exception:  # no such rt_info entry
-            return None
+        """The label names bound into the file: an IR's runtime info, or an ONNX file's metadata."""
+        for key in (LABELS_KEY, ONNX_LABELS_KEY):
+            try:
+                return json.loads(self.model.get_rt_info(key).astype(str))
+            except Exception:  # no such rt_info entry
+                continue
+        return None
+
+
+def _failed_operators(exc: Exception) -> str:
+    """OpenVINO's conversion report, cut to the operators it could not convert (it runs to many lines)."""
+    import re
+
+    failed = []
+    for listed in re.findall(r"^-- (?:No conversion rule found for operations|Conversion is failed for): (.+)$",
+                             str(exc), re.MULTILINE):
+        failed += [op.strip() for op in listed.split(",") if op.strip()]
+    failed = list(dict.fromkeys(failed))
+    if failed:
+        return "it has no conversion for " + ", ".join(failed[:6]) + (" ..." if len(failed) > 6 else "")
+    return str(exc).strip().splitlines()[-1][:300]
 
 
 def to_openvino(src: Path, dst: Path, labels: list[str] | None = None) -> dict:

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from ..errors import KdeployError
+from .exported import ExportedModel
 
 MODEL_RECORD = "kdeploy.json"
 DEFAULT_MAX_LENGTH = 128  # what training uses unless told otherwise
@@ -45,9 +46,9 @@ def truncation_of(model_dir: str | Path) -> str | None:
     folder = Path(model_dir)
     if not folder.is_dir():
         return None
-    exported = (read_config(folder).get("kdeploy") or {}).get("truncation")
-    if isinstance(exported, str):
-        return exported
+    exported = ExportedModel.from_config(read_config(folder))
+    if exported and exported.truncation:
+        return exported.truncation
     trained = (read_record(folder).get("data") or {}).get("truncation")
     return trained if isinstance(trained, str) else None
 
@@ -91,9 +92,9 @@ def resolve_max_length(given: int | None, model_dir: str | Path, positions: int 
     if recorded:
         return recorded
     config = read_config(model_dir)
-    exported = (config.get("kdeploy") or {}).get("max_length")
-    if exported:
-        return int(exported)
+    exported = ExportedModel.from_config(config)
+    if exported and exported.max_length:
+        return exported.max_length
     limits = [v for v in (positions or config.get("max_position_embeddings"), tokenizer_limit, POSITION_CAP) if v]
     return int(min(limits))
 
@@ -104,7 +105,8 @@ def label_names_in(model_dir: str | Path) -> list[str] | None:
     import re
 
     config = read_config(model_dir)
-    names = (config.get("kdeploy") or {}).get("label_names")
+    exported = ExportedModel.from_config(config)
+    names = exported.label_names if exported else None
     if not names:
         id2label = config.get("id2label") or {}
         names = [str(id2label[k]) for k in sorted(id2label, key=int)] if id2label else None
@@ -127,9 +129,9 @@ def pairs_of_model(path: str | Path) -> bool | None:
             value = None
         if isinstance(value, bool):
             return value
-    exported = (read_config(folder).get("kdeploy") or {}).get("pairs")
-    if isinstance(exported, bool):
-        return exported
+    exported = ExportedModel.from_config(read_config(folder))
+    if exported and exported.pairs is not None:
+        return exported.pairs
     data = read_record(folder).get("data")
     if isinstance(data, dict) and data.get("label_names") is not None:
         return bool(data.get("pairs", False))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tarfile
 import tempfile
 import time
@@ -12,18 +11,20 @@ import zipfile
 from pathlib import Path
 
 from ..errors import KdeployError
+from ..export.files import PREFERENCE
+from ..formats import FORMATS
 from ..configtools import to_dict
 from ..fsutil import atomic_dir, claimed_output, normal_permissions, write_text
 from ..manifest import BUNDLE_FORMAT, MANIFEST, BundleManifest, FileEntry, bundle_digest, verify_bundle
+from ..modelio.exported import ExportedModel
 from ..modelio.record import read_config
 from ..modelio.sizes import mib
 from ..safety import sha256_of
-from .binding import bind_labels
 from .card import model_card
-from .config import FORMATS, PackageSettings
+from .config import PackageSettings
 from .result import PackageResult
 
-PREFERENCE = ("model.int8.onnx", "model.opt.onnx", "model.onnx")
+BUNDLE_MODEL = "model.onnx"  # a python bundle's model, whichever export file it came from
 
 
 def package(settings: PackageSettings, export_dir: str | Path, out: str | Path, report: str | Path | None = None,
@@ -91,7 +92,7 @@ def _pick_model(export_dir: Path, wanted: str | None) -> Path:
         if not path.is_file():
             raise KdeployError(f"{path}: no such ONNX file in the export folder")
         return path
-    for name in PREFERENCE:
+    for name in (role.file for role in PREFERENCE):
         if (export_dir / name).is_file():
             return export_dir / name
     raise KdeployError(f"{export_dir}: no model.onnx; make an export folder with kdeploy export")
@@ -132,20 +133,19 @@ def _manifest(settings: PackageSettings, export_dir: Path, export, report: Path 
     if not (export_dir / "tokenizer.json").is_file():
         raise KdeployError(f"{export_dir}: no tokenizer.json (a fast tokenizer is needed on the device)")
     config = read_config(export_dir)
-    kd = config.get("kdeploy", {})
+    kd = ExportedModel.from_config(config) or ExportedModel()
     name = model_path.name
     info = export.files.get(name)
     dtype = info.dtype if info else "fp32"
     pad_token, pad_id = _pad(export_dir, config)
     scores = export.scores(name)
     return BundleManifest(
-        format=BUNDLE_FORMAT, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), model="model.onnx",
+        format=BUNDLE_FORMAT, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), model=BUNDLE_MODEL,
         source_file=name, dtype=dtype, tokenizer="tokenizer.json",
-        label_names=kd.get("label_names") or export.label_names, max_length=kd.get("max_length") or export.max_length,
-        pad_token=pad_token, pad_token_id=pad_id, inputs=kd.get("inputs"), outputs=kd.get("outputs", ["logits"]),
-        pairs=bool(kd.get("pairs", False)), task=kd.get("task", "classification"),
-        pair_truncation=kd.get("pair_truncation", "longest_first"), truncation=kd.get("truncation", "head"),
-        opset=kd.get("opset"), files={}, session=(kd.get("session") or {}).get(name) or None,
+        label_names=kd.label_names or export.label_names, max_length=kd.max_length or export.max_length,
+        pad_token=pad_token, pad_token_id=pad_id, inputs=kd.inputs, outputs=kd.outputs,
+        pairs=bool(kd.pairs), task=kd.task, pair_truncation=kd.pair_truncation, truncation=kd.truncation or "head",
+        opset=kd.opset, files={}, session=kd.session_of(name) or None,
         provider_advice=("OpenVINO on an Intel CPU (pip install openvino)" if name.endswith(".xml")
                          else "CPUExecutionProvider (int8 has no CUDA kernels)" if dtype == "int8"
                          else "CUDAExecutionProvider" if dtype == "fp16"
@@ -159,48 +159,12 @@ def _manifest(settings: PackageSettings, export_dir: Path, export, report: Path 
 
 def _write_bundle(tmp: Path, export_dir: Path, manifest: BundleManifest, settings: PackageSettings, export,
                   data) -> dict | None:
-    """Write one format's files into tmp, list them with checksums, verify; the e2e gate's
-    figures come back (None for the other formats)."""
-    from .ort_format import OPERATORS, ORT_MODEL, convert_to_ort
-
+    """Write one format's files into tmp (its writer, from the format table), list them with
+    checksums, verify; the format's gate figures come back (the e2e gate's; None for the others)."""
     source = export_dir / manifest.source_file
-    parity = None
     if source.suffix == ".xml" and manifest.kind != "python":
         raise KdeployError(f"--format {manifest.kind} needs an ONNX model; an OpenVINO IR is bundled only as python")
-    if manifest.kind == "web":
-        from .web import check_web_task, write_web
-
-        check_web_task(manifest.pairs, manifest.task)
-        names = write_web(tmp, export_dir, source, manifest.dtype, manifest.label_names, manifest.max_length,
-                          manifest.pairs, export_dir / "tokenizer.json", manifest.truncation)
-        manifest.model, manifest.tokenizer = names[3], names[2]
-        # transformers.js cannot disable onnxruntime optimizers: the export's fusion plan (e.g. lean's
-        # SkipLayerNorm off) does not reach the browser, and int8 amplifies that kernel difference
-        # (up to 1.7e-2 on the demo test split). The web manifest says what JS runs: Python on it agrees (6e-8).
-        manifest.session = None
-    elif source.suffix == ".xml":  # an OpenVINO IR: its labels were bound at export
-        if settings.ort_format:
-            raise KdeployError("--ort-format needs an ONNX model; an OpenVINO IR bundle cannot carry one")
-        shutil.copy2(source, tmp / "model.xml")
-        shutil.copy2(source.with_suffix(".bin"), tmp / "model.bin")
-        manifest.model, manifest.model_weights = "model.xml", "model.bin"
-        manifest.runtime = {"name": "openvino", "precision": "bf16"}
-        names = ["model.xml", "model.bin", "tokenizer.json"]
-        shutil.copy2(export_dir / "tokenizer.json", tmp / "tokenizer.json")
-    elif manifest.kind == "onnx-e2e":
-        if manifest.task == "regression":
-            raise KdeployError("--format onnx-e2e ends in a softmax over classes; a score (regression) model is "
-                               "bundled as python")
-        shutil.copy2(export_dir / "tokenizer.json", tmp / "tokenizer.json")  # what the graph's tokenizer came from
-        parity = _write_e2e(tmp, source, manifest, export, data)
-        names = [manifest.model, "tokenizer.json"]
-    else:
-        bind_labels(source, tmp / "model.onnx", manifest.label_names)
-        shutil.copy2(export_dir / "tokenizer.json", tmp / "tokenizer.json")
-        names = ["model.onnx", "tokenizer.json"]
-        if settings.ort_format:
-            names += convert_to_ort(tmp / "model.onnx", tmp)
-            manifest.ort_model, manifest.ort_operators = ORT_MODEL, OPERATORS
+    names, parity = FORMATS[manifest.kind].write()(tmp, export_dir, source, manifest, settings, export, data)
     for n in names:
         manifest.files[n] = FileEntry(sha256=sha256_of(tmp / n), bytes=(tmp / n).stat().st_size)
     write_text(tmp / MANIFEST, manifest.to_json())
@@ -237,49 +201,14 @@ def _gate_invariance(tmp: Path, manifest: BundleManifest, export, data) -> None:
                            "not writing a bundle whose answers move with the batch")
 
 
-def _write_e2e(tmp: Path, source: Path, manifest: BundleManifest, export, data) -> dict:
-    """model.e2e.onnx (text in, label out), gated on token and probability parity with the
-    plain model and the `tokenizers` library, i.e. with what the python bundle answers."""
-    import onnx
-
-    from .e2e import E2E_MODEL, build_e2e, with_load_time_fusions
-    from .hostile_texts import HOSTILE_TEXTS, hostile_pairs
-    from .parity import check_e2e, gate
-    from .tokenizer_graph import bert_tokenizer_attributes, normaliser_table, tokenizer_model
-
-    named = source.parent / "tokenizer.json"  # the export's own copy: errors name the folder the user gave
-    attributes = bert_tokenizer_attributes(named if named.is_file() else tmp / "tokenizer.json", manifest.max_length,
-                                           manifest.pairs)
-    table = normaliser_table(tmp / "tokenizer.json")
-    texts, where = gate_texts(export, data)
-    disabled = (manifest.session or {}).get("disabled_optimizers")
-    with tempfile.TemporaryDirectory(prefix="kdeploy-e2e-") as scratch:
-        plain, fused = Path(scratch) / "model.onnx", Path(scratch) / "fused.onnx"
-        bind_labels(source, plain, manifest.label_names)
-        with_load_time_fusions(plain, fused, disabled)
-        onnx.save(build_e2e(fused, attributes, table, manifest.label_names, manifest.pairs, manifest.pair_truncation,
-                            manifest.truncation), str(tmp / E2E_MODEL))
-        hostile = hostile_pairs() if manifest.pairs else list(HOSTILE_TEXTS)
-        parity = check_e2e(tmp / E2E_MODEL, tokenizer_model(attributes, table, manifest.pairs,
-                                                            pair_truncation=manifest.pair_truncation,
-                                                            truncation=manifest.truncation), plain,
-                           tmp / "tokenizer.json", texts + hostile, f"{where} + {len(hostile)} hostile "
-                           + ("pairs" if manifest.pairs else "texts"), manifest.max_length, manifest.pairs,
-                           disabled, manifest.pair_truncation, truncation=manifest.truncation)
-    gate(parity)
-    manifest.model = E2E_MODEL
-    manifest.parity = {**(manifest.parity or {}), "e2e": to_dict(parity)}
-    return to_dict(parity)
-
-
 def gate_texts(export, data) -> tuple[list, str]:
     """The validation split of `data`, else of the data the student was trained on (if its
     files are still there), else none (the hostile list alone; the result says so)."""
-    from ..data import load_task_data, recorded_data
+    from ..data import data_still_there, load_task_data
 
     if data is None:
         recorded = (export.provenance or {}).get("data")
-        data = recorded_data({"config": {"data": recorded}}) if recorded else None
+        data = data_still_there(recorded)
     if data is None:
         return [], "no validation split (give --data)"
     task = load_task_data(data)

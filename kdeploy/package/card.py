@@ -1,12 +1,13 @@
 """The bundle's README (model card), generated from its manifest."""
 from __future__ import annotations
 
+from ..formats import FORMATS
 from ..manifest import BundleManifest
 
 EXAMPLE = "a gripping, beautifully acted film"
 
 
-def _python(m: BundleManifest) -> list[str]:
+def use_python(m: BundleManifest) -> list[str]:
     return ["```bash",
             "pip install kdeploy   # the slim core: onnxruntime, tokenizers, numpy; no torch",
             "kdeploy predict path/to/bundle \"your text here\"",
@@ -19,7 +20,7 @@ def _python(m: BundleManifest) -> list[str]:
             f"{m.label_names}[i].", ""]
 
 
-def _e2e(m: BundleManifest) -> list[str]:
+def use_e2e(m: BundleManifest) -> list[str]:
     shape = "[N, 2] (pairs)" if m.pairs else "[N]"
     return [f"`{m.model}` takes `text`: string {shape} and returns `probabilities`: float [N, {len(m.label_names)}] "
             "and `label`: string [N]. The tokenizer is inside the graph as onnxruntime-extensions custom ops, so "
@@ -55,7 +56,7 @@ def _e2e(m: BundleManifest) -> list[str]:
             "with a string tensor.", ""]
 
 
-def _web(m: BundleManifest) -> list[str]:
+def use_web(m: BundleManifest) -> list[str]:
     from .web import TRANSFORMERS_JS
 
     return ["The `model/` folder is what transformers.js (`@huggingface/transformers`) loads offline; "
@@ -70,9 +71,6 @@ def _web(m: BundleManifest) -> list[str]:
             "const classify = await pipeline('text-classification', 'model');",
             f"console.log(await classify('{EXAMPLE}', {{ top_k: null }}));", "```", "",
             "Python (the same files): `kdeploy predict path/to/this/bundle \"your text\"`.", ""]
-
-
-USE = {"python": _python, "onnx-e2e": _e2e, "web": _web}
 
 
 def model_card(m: BundleManifest) -> str:
@@ -118,7 +116,7 @@ def model_card(m: BundleManifest) -> str:
               f"- data fingerprint: {p.get('data_fingerprint')}",
               f"- kdeploy {p.get('package_versions', {}).get('kdeploy', '?')}, "
               f"onnxruntime {p.get('package_versions', {}).get('onnxruntime', '?')}", "",
-              "## Use", ""] + USE[m.kind](m) + [
+              "## Use", ""] + FORMATS[m.kind].use()(m) + [
               "## Integrity", "",
               "Every file is listed in `bundle.json` with its size and sha256 and is checked before it is loaded; "
               "the label names are also written into the model's own metadata and must agree. The checksums "

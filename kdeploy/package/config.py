@@ -4,11 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import KdeployError
+from ..formats import FORMATS as BUNDLE_FORMATS
 
 ARCHIVES = ("tar.gz", "zip")
-# python: model + tokenizer.json for kdeploy.edge.Predictor; onnx-e2e: one ONNX file, text in and
-# label out (tokenizer ops from onnxruntime-extensions); web: the layout transformers.js loads.
-FORMATS = ("python", "onnx-e2e", "web")
+FORMATS = tuple(BUNDLE_FORMATS)  # python, onnx-e2e, web: declared with their writers and readers
 
 
 @dataclass

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..formats import FORMATS
 from ..manifest import BundleManifest
 from ..results import Result
 
@@ -36,10 +37,9 @@ class PackageResult(Result):
                 lines.append(f"e2e gate: tokens identical on {p['identical']}/{p['texts']} texts ({p['source']}); "
                              f"max |Δp| {p['max_abs_diff']:.1e} vs the Python predictor on {p['probability_texts']}"
                              + (f"; texts with a NUL, compared up to it: {p['nul_truncated']}" if p["nul_truncated"] else ""))
-            if r.kind == "web":
-                lines.append(f"web page: put transformers.js in {r.bundle}/vendor/ (the npm commands are in its "
-                             f"README.md), run `python -m http.server 8000 -d {r.bundle}` and open "
-                             "http://localhost:8000/index.html")
+            after = FORMATS[r.kind].after if r.kind in FORMATS else None
+            if after:
+                lines.append(after.format(bundle=r.bundle))
         return lines
 
     def to_dict(self) -> dict:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..errors import KdeployError
 from ..fsutil import write_json, write_text
+from ..modelio.exported import KEY as EXPORTED_KEY, ExportedModel
 
 NO_LIMIT = 1_000_000_000  # model_max_length for transformers.js: the graph truncates (see above)
 TRANSFORMERS_JS = "4.3.2"  # the version the bundle was tested with (bench/web_parity.py)
@@ -88,7 +89,8 @@ def write_web(tmp: Path, export_dir: Path, model_file: Path, dtype: str, labels:
 
     check_web_model(model_file)
     config = json.loads((export_dir / "config.json").read_text(encoding="utf-8"))
-    kd = config.pop("kdeploy", {})
+    kd = ExportedModel.from_config(config) or ExportedModel()
+    config.pop(EXPORTED_KEY, None)
     model_type = config.get("model_type")
     if model_type not in KNOWN_TYPES:  # BiLSTM, CNN, static students: same inputs and logits as BERT
         config = {"model_type": "bert", "architectures": ["BertForSequenceClassification"],
@@ -96,8 +98,9 @@ def write_web(tmp: Path, export_dir: Path, model_file: Path, dtype: str, labels:
     config.update({"id2label": {str(i): n for i, n in enumerate(labels)}, "label2id": {n: i for i, n in enumerate(labels)},
                    "problem_type": "single_label_classification",
                    "transformers.js_config": {"dtype": DTYPE_FILE[dtype][0]}})
-    config["kdeploy"] = {"label_names": labels, "max_length": max_length, "pairs": pairs, "inputs": kd.get("inputs"),
-                         "truncation": truncation}
+    config[EXPORTED_KEY] = ExportedModel(label_names=labels, max_length=max_length, pairs=pairs, inputs=kd.inputs,
+                                         truncation=truncation).to_json("label_names", "max_length", "pairs",
+                                                                        "inputs", "truncation")
     folder = tmp / MODEL_DIR
     (folder / "onnx").mkdir(parents=True)
     write_json(folder / "config.json", config)

@@ -121,3 +121,26 @@ def load_recipe(path: str | Path) -> Recipe:
 def default_recipe_path() -> Path:
     """The embedded default (shipped inside the package; models/ in a source checkout links to it)."""
     return Path(__file__).resolve().parent.parent / "recipes" / DEFAULT_RECIPE
+
+
+def variant(recipe: Recipe, *, name: str | None = None, data: DataConfig | None = None, teacher: str | None = None,
+            seed: int | None = None, stages: tuple[str, ...] | None = None) -> Recipe:
+    """The same recipe on other data, from another teacher, with another seed, or with fewer
+    stages: how a bench script reuses a family's one recipe instead of copying its settings.
+    A given teacher replaces the finetune stage (the student learns from that teacher)."""
+    raw = recipe.to_dict()
+    keep = set(stages or [s.name for s in STAGES]) - ({"finetune"} if teacher else set())
+    raw = {k: v for k, v in raw.items() if k not in BY_NAME or k in keep}
+    if name is not None:
+        raw["name"] = name
+    if data is not None:
+        raw["data"] = _without_none(to_dict(data))
+    if teacher is not None and "distill" in raw:
+        raw["distill"]["teacher"] = teacher
+    if seed is not None:
+        for stage in ("finetune", "distill"):
+            if stage in raw:
+                raw[stage]["train"] = {**raw[stage].get("train", {}), "seed": seed}
+        if "prune" in raw:
+            raw["prune"]["seed"] = seed
+    return recipe_from_dict(raw, f"{recipe.name} (variant)", default_name=recipe.name)

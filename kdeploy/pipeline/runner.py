@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..console import say
+from ..export.files import FP32, INT8
 from ..fsutil import check_output, output_lock, write_json
 from ..results import Result, metric_cells, metric_names
 from .digest import Contents, stage_digest
@@ -77,10 +78,8 @@ class RunResult(Result):
                          f"{weights_mib(folder / 'pruned'):.1f}", "-"])
         if "export" in r:
             e = r["export"]
-            for name in ("model.onnx", "model.int8.onnx"):
-                if name in e.files:
-                    rows.append([f"student ONNX {'fp32' if name == 'model.onnx' else 'int8'}", *cells(e.scores(name)),
-                                 "-", f"{e.files[name].mib:.1f}", "-"])
+            for entry in filter(None, (e.entry(FP32), e.entry(INT8))):
+                rows.append([f"student ONNX {entry.role.role}", *cells(entry.scores), "-", f"{entry.info.mib:.1f}", "-"])
         main, second = metric_names(metric)
         return ["model", f"{split} {main}", second, "params", "size MiB", "train s"], rows
 
@@ -212,7 +211,9 @@ def _run(recipe: Recipe, run_dir: Path, overwrite: bool, hooks: dict, started: f
         outputs[name] = folder
         result.results[name] = outcome
         result.plan.append(PlannedStage(name, str(folder), fresh, reason))
-        _after(name, step, outcome, (teachers_of(recipe, outputs) if "distill" in recipe.steps else [None])[0])
+        after = stage.after()
+        if after is not None:
+            after(step, outcome, (teachers_of(recipe, outputs) if "distill" in recipe.steps else [None])[0])
         if "after" in hooks.get(name, {}):
             hooks[name]["after"](outcome)
     result.seconds = round(time.perf_counter() - started, 2)
@@ -221,82 +222,4 @@ def _run(recipe: Recipe, run_dir: Path, overwrite: bool, hooks: dict, started: f
 
 def load_result(name: str, folder: Path):
     """A finished stage's typed result, read back from the record in its folder."""
-    if name in ("finetune", "distill"):
-        from ..distill.result import TrainingResult
-
-        return TrainingResult.load(folder / "kdeploy.json")
-    if name == "prune":
-        from ..prune.result import PruneResult
-
-        return PruneResult.from_dict(json.loads((folder / "kdeploy.json").read_text())["pruning"])
-    if name == "export":
-        from ..export.result import ExportResult
-
-        return ExportResult.load(folder / "export_report.json")
-    if name == "bench":
-        from ..runtime.result import BenchReport
-
-        return BenchReport.load(folder / "report.json")
-    from ..package.bundle import existing_bundle
-
-    return existing_bundle(folder)
-
-
-def _after(name: str, step, outcome, teacher: str | None = None) -> None:
-    """What a recipe shows after a stage: the benchmark table; the bundle's sample predictions,
-    each beside the teacher's, so a reader sees whether the student follows its teacher (its
-    job) and where the teacher itself errs."""
-    if name == "bench":
-        outcome.render()
-    elif name == "package":
-        for r in [outcome, *outcome.others]:
-            say(f"{r.kind} bundle: {r.bundle} ({r.bundle_mib:.1f} MiB)"
-                + (f", archive {r.archive} ({r.archive_mib:.1f} MiB)" if r.archive else "") + f"; digest {r.digest}")
-        for line in outcome.notes():
-            say(line)
-        texts = step.inputs.sample_pairs if outcome.manifest.pairs else step.inputs.sample_texts
-        if texts:
-            from ..edge import Predictor
-
-            examples = [tuple(t) for t in texts] if outcome.manifest.pairs else list(texts)
-            student = Predictor(outcome.archive or outcome.bundle).predict(examples)
-            taught = _teacher_answers(teacher, examples) if teacher else None
-            say(f"  {'student (bundle)':>22}  {'teacher':>22}  text" if taught else "  student (bundle)  text")
-            for i, (text, pred) in enumerate(zip(texts, student)):
-                shown = " | ".join(text) if outcome.manifest.pairs else text
-                cells = [_answer(pred)] + ([_answer(taught[i])] if taught else [])
-                mark = " *" if taught and pred.get("label") != taught[i].get("label") else ""
-                say("  " + "  ".join(f"{c:>22}" for c in cells) + f"  {shown}{mark}")
-            if taught and any(p.get("label") != t.get("label") for p, t in zip(student, taught)):
-                say("  * the student's label differs from its teacher's")
-
-
-def _answer(pred: dict) -> str:
-    return f"{pred['label']} {pred['score']:.3f}" if "label" in pred else f"score {pred['score']:.3f}"
-
-
-def _teacher_answers(teacher: str, examples: list) -> list[dict] | None:
-    """The teacher's own answers (PyTorch, fp32) for the sample texts; None where the teacher
-    cannot be loaded here (it is shown as missing, not guessed)."""
-    import numpy as np
-    import torch
-
-    from ..errors import KdeployError
-    from ..modelio.loading import load_classifier, load_tokenizer
-    from ..modelio.record import resolve_max_length
-    from ..modelio.torch_infer import torch_logits
-
-    try:
-        model, tokenizer = load_classifier(teacher).eval(), load_tokenizer(teacher)
-    except KdeployError:
-        return None
-    length = resolve_max_length(None, teacher, getattr(model.config, "max_position_embeddings", None),
-                                getattr(tokenizer, "model_max_length", None))
-    with torch.inference_mode():
-        logits = torch_logits(model, tokenizer, examples, length).astype(np.float64)
-    if logits.shape[-1] == 1:
-        return [{"score": float(v[0])} for v in logits]
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
-    names = [str(model.config.id2label[i]) for i in range(logits.shape[-1])]
-    return [{"label": names[int(p.argmax())], "score": float(p.max())} for p in probs]
+    return BY_NAME[name].load_result(folder)

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from ..distill.config import DistillSettings, FinetuneSettings
 from ..export.config import ExportSettings
+from ..export.files import FP32, INT8
 from ..package.config import PackageSettings
 from ..prune.config import PruneSettings
 from ..runtime.config import BenchSettings
@@ -63,13 +64,30 @@ class Stage:
     record: str  # the file that says the output is complete
     api: str  # "module:function", called as api(settings, **wire(...), out=folder)
     wire: Callable[[Any, dict], dict]  # (recipe, upstream output folders) -> the API's input arguments
+    load: str  # "module:function": the output folder -> the stage's typed result, read back
+    requires: tuple[str, str] | None = None  # (a stage it needs before it in the recipe, why)
+    show: str | None = None  # "module:function"(step, result, teacher): what a run prints after it
     reads_data: bool = True
 
     def function(self) -> Callable:
-        import importlib
+        return _named(self.api)
 
-        module, _, attr = self.api.partition(":")
-        return getattr(importlib.import_module(module), attr)
+    def load_result(self, folder: Path):
+        return _named(self.load)(Path(folder))
+
+    def after(self) -> Callable | None:
+        return _named(self.show) if self.show else None
+
+
+def _named(spec: str) -> Callable:
+    """"module:function" (or "module:Class.method"), imported only when called (the table stays torch-free)."""
+    import importlib
+
+    module, _, attr = spec.partition(":")
+    target = importlib.import_module(module)
+    for part in attr.split("."):
+        target = getattr(target, part)
+    return target
 
 
 def teachers_of(recipe, outputs: dict) -> list[str]:
@@ -111,7 +129,7 @@ def _wire_bench(recipe, outputs):
     wanted = i.models or ["teacher", *(["student"] if i.include_student_pytorch else []), "onnx", "int8"]
     onnx_dir = outputs["export"]
     paths = {"teacher": (teachers_of(recipe, outputs) or [None])[0], "student": str(_student(outputs)),
-             "onnx": str(onnx_dir / "model.onnx"), "int8": str(onnx_dir / "model.int8.onnx")}
+             "onnx": str(onnx_dir / FP32.file), "int8": str(onnx_dir / INT8.file)}
     models = []
     for name in wanted:
         path = paths.get(name, name)
@@ -129,22 +147,25 @@ def _wire_package(recipe, outputs):
 
 STAGES: list[Stage] = [
     Stage("finetune", FinetuneSettings, FinetuneInputs, "teacher", "kdeploy.json", "kdeploy.distill.api:finetune",
-          _wire_finetune),
+          _wire_finetune, load="kdeploy.distill.result:TrainingResult.of_folder"),
     Stage("distill", DistillSettings, DistillInputs, "student", "kdeploy.json", "kdeploy.distill.api:distill",
-          _wire_distill),
-    Stage("prune", PruneSettings, PruneInputs, "pruned", "kdeploy.json", "kdeploy.prune.api:prune", _wire_prune),
+          _wire_distill, load="kdeploy.distill.result:TrainingResult.of_folder"),
+    Stage("prune", PruneSettings, PruneInputs, "pruned", "kdeploy.json", "kdeploy.prune.api:prune", _wire_prune,
+          load="kdeploy.prune.result:PruneResult.of_folder",
+          requires=("distill", "prune needs a distill stage (it prunes the student)")),
     Stage("export", ExportSettings, ExportInputs, "onnx", "export_report.json", "kdeploy.export.api:export",
-          _wire_export),
-    Stage("bench", BenchSettings, BenchInputs, "report", "report.json", "kdeploy.runtime.bench:bench", _wire_bench),
+          _wire_export, load="kdeploy.export.result:ExportResult.of_folder",
+          requires=("distill", "export needs a distill stage (it exports the student)")),
+    Stage("bench", BenchSettings, BenchInputs, "report", "report.json", "kdeploy.runtime.bench:bench", _wire_bench,
+          load="kdeploy.runtime.result:BenchReport.of_folder",
+          requires=("export", "bench needs an export stage (it measures the exported student)"),
+          show="kdeploy.pipeline.show:bench"),
     Stage("package", PackageSettings, PackageInputs, "bundle", "bundle.json", "kdeploy.package.bundle:package",
-          _wire_package),
+          _wire_package, load="kdeploy.package.bundle:existing_bundle",
+          requires=("export", "package needs an export stage (it bundles the exported student)"),
+          show="kdeploy.pipeline.show:package"),
 ]
 BY_NAME = {s.name: s for s in STAGES}
 
 # What a stage needs before it in the recipe, and why (checked when the recipe is read).
-REQUIRES = {
-    "prune": ("distill", "prune needs a distill stage (it prunes the student)"),
-    "export": ("distill", "export needs a distill stage (it exports the student)"),
-    "bench": ("export", "bench needs an export stage (it measures the exported student)"),
-    "package": ("export", "package needs an export stage (it bundles the exported student)"),
-}
+REQUIRES = {s.name: s.requires for s in STAGES if s.requires}

@@ -32,8 +32,30 @@ def prune(settings: PruneSettings, model: str | Path, out: str | Path, data: Dat
     data = data or recorded_data(record)
     if data is None:
         raise KdeployError(f"{model_dir}: which text's tokens to keep? give the training data (--train or --dataset)")
+    settings = _trimmable_or_said(settings, model_dir)
     with claimed_output(out, [model_dir, teacher, extra_corpus, *data.files()], overwrite, "kdeploy prune"):
         return _prune(settings, model_dir, out, data, extra_corpus, teacher, record, overwrite)
+
+
+def _trimmable_or_said(settings: PruneSettings, model_dir: Path) -> PruneSettings:
+    """Vocabulary trimming reads the tokenizer's kind before any work: a kind it cannot trim is
+    refused when trimming is all that was asked, and otherwise skipped with a note, so head and
+    feed-forward pruning still run (instead of failing after their importance pass and recovery)."""
+    from dataclasses import replace
+
+    from ..console import note
+    from .vocab import TRIMMABLE, tokenizer_kind
+
+    kind = tokenizer_kind(model_dir)
+    if not settings.vocab or kind in TRIMMABLE:
+        return settings
+    why = (f"vocabulary trimming supports {', '.join(TRIMMABLE)} tokenizers (the BERT family); "
+           + (f"{model_dir}'s is {kind}" if kind else f"{model_dir} has no tokenizer.json (a fast tokenizer)"))
+    if not (settings.heads or settings.ffn):
+        raise KdeployError(f"{why}, and trimming is all this prune was asked to do; give --heads or --ffn, "
+                           "or skip the prune stage")
+    note(f"{why}: its vocabulary is kept, the rest is pruned (--no-vocab says so)")
+    return replace(settings, vocab=False)
 
 
 def _prune(settings: PruneSettings, model_dir: Path, out: Path, data_cfg: DataConfig, extra_corpus, teacher,

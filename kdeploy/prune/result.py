@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..metrics import Scores
+from ..modelio.record import read_record
 from ..results import Result, pct
 
 
@@ -26,6 +27,11 @@ class PruneResult(Result):
     after_width_pruning: Scores | None = None
     recovery: dict | None = None
     title = "prune"
+
+    @classmethod
+    def of_folder(cls, folder) -> "PruneResult":
+        """The pruned model's record, typed (its `pruning` part)."""
+        return cls.from_dict(read_record(folder)["pruning"])
 
     def table(self):
         rows = [["before", f"{self.parameters_before:,}", pct(self.before.accuracy), "", ""],

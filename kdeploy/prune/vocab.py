@@ -44,6 +44,20 @@ def character_ids(spec: dict) -> set[int]:
             if len(token) == 1 or (token.startswith(prefix) and len(token) == len(prefix) + 1)}
 
 
+TRIMMABLE = ("WordPiece",)  # tokenizer.json model types whose trimming is proven to keep every kept text's ids
+
+
+def tokenizer_kind(model_dir: str | Path) -> str | None:
+    """The model type in a folder's tokenizer.json (WordPiece, BPE, Unigram, ...), torch-free;
+    None without a fast tokenizer."""
+    try:
+        spec = json.loads((Path(model_dir) / "tokenizer.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    model = spec.get("model") if isinstance(spec, dict) else None
+    return model.get("type") if isinstance(model, dict) else None
+
+
 def trim_vocabulary(model, tokenizer, texts: list[str], max_length: int | None = None):
     """Return (trimmed model, trimmed tokenizer, record). The model is changed in place."""
     from transformers import AutoTokenizer
@@ -53,7 +67,7 @@ def trim_vocabulary(model, tokenizer, texts: list[str], max_length: int | None =
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer.save_pretrained(tmp)
         spec = json.loads((Path(tmp) / "tokenizer.json").read_text(encoding="utf-8"))
-        if spec["model"].get("type") != "WordPiece":
+        if spec["model"].get("type") not in TRIMMABLE:
             raise KdeployError(f"vocabulary trimming supports WordPiece tokenizers (BERT family); this one is "
                                f"{spec['model'].get('type')}")
         embeddings = model.get_input_embeddings()

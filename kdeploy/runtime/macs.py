@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..export.files import FP32
+
 LENGTHS = (8, 16, 32)
 
 
@@ -121,7 +123,7 @@ def _node_macs(node, shapes) -> float | None:
 
 def onnx_mac_count(path: Path) -> MacCount | None:
     path = Path(path)
-    for candidate in (path, path.with_name("model.onnx")):
+    for candidate in (path, path.with_name(FP32.file)):
         if candidate.is_file():
             values = {s: onnx_macs_at(candidate, 1, s) for s in LENGTHS}
             if all(v is not None for v in values.values()):

@@ -3,6 +3,7 @@ Markdown, HTML (with plots) and a terminal table from the same object."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..metrics import Scores
 from ..modelio.invariance import Invariance
@@ -74,6 +75,11 @@ class BenchReport(Result):
     skipped: list[str] = field(default_factory=list)  # runtime kinds not installed here
     headline: list[str] = field(default_factory=list)
     title = "benchmark"
+
+    @classmethod
+    def of_folder(cls, folder) -> "BenchReport":
+        """The bench folder's report, typed."""
+        return cls.load(Path(folder) / REPORT)
 
     def model(self, name: str) -> ModelBench:
         return next(m for m in self.models if m.name == name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..configtools import check_finite
+from ..distill.families import FAMILIES as STUDENT_FAMILIES
 from ..errors import KdeployError
 
 
@@ -20,24 +21,13 @@ def _default_point() -> dict:
 
 DEFAULT_POINT = _default_point()
 
-#: Each other family's first trial (its recipe in models/sst2_<family>.yaml, in search terms), so
-#: that even a short search puts every family on the front before the sampler takes over.
-FAMILY_STARTS = {
-    "width": {"layers": 2, "ffn": 0.5, "vocab": True, "learning_rate": 1e-4},
-    "bilstm": {"embedding_dim": 128, "hidden_size": 256, "vocab": True, "small_learning_rate": 2e-3},
-    "cnn": {"embedding_dim": 128, "num_filters": 128, "vocab": True, "small_learning_rate": 2e-3},
-    "static": {"embedding_dim": 256, "hidden_size": 256, "vocab": True, "small_learning_rate": 1e-3},
-}
+#: Each other family's first trial (its recipe in models/, in search terms), so that even a short
+#: search puts every family on the front before the sampler takes over (declared with the family).
+FAMILY_STARTS = {name: dict(f.start) for name, f in STUDENT_FAMILIES.items() if f.start}
 
 #: The ladder of students, from a pruned copy of the teacher down to a table of token vectors,
-#: and the knobs each one has (beside alpha and temperature).
-FAMILIES = {
-    "layers": ("layers", "heads", "vocab", "learning_rate"),  # the teacher's layers, heads pruned
-    "width": ("layers", "ffn", "vocab", "learning_rate"),  # ... and feed-forward neurons pruned
-    "bilstm": ("embedding_dim", "hidden_size", "vocab", "small_learning_rate"),
-    "cnn": ("embedding_dim", "num_filters", "vocab", "small_learning_rate"),
-    "static": ("embedding_dim", "hidden_size", "vocab", "small_learning_rate"),
-}
+#: and the knobs each one has (beside alpha and temperature), declared with the family.
+FAMILIES = {name: f.knobs for name, f in STUDENT_FAMILIES.items()}
 
 
 @dataclass

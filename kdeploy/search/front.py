@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..distill.families import FAMILIES
+
 
 def plot_front(result, path: Path) -> None:
     import matplotlib
@@ -11,7 +13,7 @@ def plot_front(result, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    colours = {"layers": "#1c7ed6", "width": "#7048e8", "bilstm": "#2b8a3e", "cnn": "#e67700", "static": "#c92a2a"}
+    colours = {name: f.colour for name, f in FAMILIES.items()}
     for family in sorted({r.family for r in result.all}):
         rows = [r for r in result.all if r.family == family]
         ax.scatter([r.latency_ms for r in rows], [100 * r.accuracy for r in rows], s=22, alpha=0.6,

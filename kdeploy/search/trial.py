@@ -9,7 +9,9 @@ from pathlib import Path
 from ..configtools import to_dict
 from ..data import DataConfig
 from ..distill.config import DistillSettings, StudentConfig, TrainConfig
+from ..distill.families import FAMILIES
 from ..export.config import ExportSettings
+from ..export.files import INT8
 from ..pipeline.recipe import Recipe, Step
 from ..pipeline.stages import BenchInputs, DistillInputs, ExportInputs, PruneInputs
 from ..prune.config import PruneSettings
@@ -21,13 +23,11 @@ RECIPE = "recipe.yaml"
 
 def suggest(trial, settings: SearchSettings) -> dict:
     """The family first, then that family's own knobs (define-by-run: Optuna samples only what is asked)."""
-    from .config import FAMILIES
-
     space = settings.space
     family = trial.suggest_categorical("family", list(space.families))
     params = {"family": family, "temperature": trial.suggest_float("temperature", *space.temperature, log=True),
               "alpha": trial.suggest_float("alpha", *space.alpha)}
-    for knob in FAMILIES[family]:
+    for knob in FAMILIES[family].knobs:
         if knob in ("learning_rate", "small_learning_rate"):
             params[knob] = trial.suggest_float(knob, *getattr(space, knob), log=True)
         else:
@@ -36,11 +36,11 @@ def suggest(trial, settings: SearchSettings) -> dict:
 
 
 def student_of(params: dict) -> StudentConfig:
-    family = params.get("family", "layers")
-    if family in ("layers", "width"):
-        return StudentConfig(kind="layers", layers=int(params["layers"]))
+    family = FAMILIES[params.get("family", "layers")]
+    if family.copies_teacher_layers:
+        return StudentConfig(kind=family.kind, layers=int(params["layers"]))
     extra = {k: int(params[k]) for k in ("embedding_dim", "hidden_size", "num_filters") if k in params}
-    return StudentConfig(kind=family, **extra)
+    return StudentConfig(kind=family.kind, **extra)
 
 
 def search_data(data: DataConfig) -> DataConfig:
@@ -128,9 +128,10 @@ def run_trial(trial, settings: SearchSettings, teacher: str, data: DataConfig, o
     run = run_recipe(recipe, folder, hooks={"distill": {"callbacks": [stop.callback()], "after": after_distill}})
     recipe.dump(folder / RECIPE)
     export, bench = run.results["export"], run.results["bench"]
-    accuracy = export.scores("model.int8.onnx").accuracy
+    int8 = export.entry(INT8)
+    accuracy = int8.scores.accuracy
     latency = bench.models[0].latency[1].p50_ms
     trial.set_user_attr("throughput_bs32", bench.models[0].latency[32].throughput_per_s)
-    trial.set_user_attr("size_mib", export.files["model.int8.onnx"].mib)
+    trial.set_user_attr("size_mib", int8.info.mib)
     trial.set_user_attr("folder", str(folder))
     return accuracy, latency

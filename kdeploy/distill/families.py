@@ -1,0 +1,51 @@
+"""The student families of the ladder, one entry each, carrying everything any stage or tool
+knows about a family: which student kind builds it, whether it reads sentence pairs, its
+search knobs and first trial, its recipe, its description and its plot colour. The search,
+`kdeploy list`, the plots and distill's pair check all read this table; adding a family is one
+entry here (its builder registers in kdeploy.distill.methods.STUDENTS). Torch-free."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    kind: str  # the StudentConfig.kind that builds it (`width` is a layers student, then FFN-pruned)
+    description: str
+    knobs: tuple[str, ...]  # what the search samples for it, beside alpha and temperature
+    colour: str  # in the search's front plot
+    reads_pairs: bool  # a sentence-pair task: segment embeddings ([CLS] a [SEP] b [SEP])
+    copies_teacher_layers: bool  # initialised from the teacher's layers, else built over its tokenizer
+    start: dict = field(default_factory=dict)  # the search's first trial ({}: distill's own defaults)
+    recipe: str | None = None  # its recipe in models/ (SST-2)
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Family("layers", "layers", "the teacher's own layers, fewest first (kdeploy distill --student-layers; prune --heads)",
+           ("layers", "heads", "vocab", "learning_rate"), "#1c7ed6", reads_pairs=True, copies_teacher_layers=True,
+           recipe="models/sst2_minilm.yaml"),
+    Family("width", "layers", "layers, then feed-forward neurons pruned by importance (kdeploy prune --ffn)",
+           ("layers", "ffn", "vocab", "learning_rate"), "#7048e8", reads_pairs=True, copies_teacher_layers=True,
+           start={"layers": 2, "ffn": 0.5, "vocab": True, "learning_rate": 1e-4}, recipe="models/sst2_width.yaml"),
+    Family("bilstm", "bilstm", "Bidirectional LSTM over the teacher's tokenizer and embeddings (Tang et al., 2019).",
+           ("embedding_dim", "hidden_size", "vocab", "small_learning_rate"), "#2b8a3e", reads_pairs=False,
+           copies_teacher_layers=False,
+           start={"embedding_dim": 128, "hidden_size": 256, "vocab": True, "small_learning_rate": 2e-3},
+           recipe="models/sst2_bilstm.yaml"),
+    Family("cnn", "cnn", "Kim-style text CNN over the teacher's tokenizer and embeddings, for the tightest devices.",
+           ("embedding_dim", "num_filters", "vocab", "small_learning_rate"), "#e67700", reads_pairs=False,
+           copies_teacher_layers=False,
+           start={"embedding_dim": 128, "num_filters": 128, "vocab": True, "small_learning_rate": 2e-3},
+           recipe="models/bbc_cnn.yaml"),
+    Family("static", "static", "Static token vectors from the teacher's encoder (model2vec-style), mean-pooled, "
+           "a small head.", ("embedding_dim", "hidden_size", "vocab", "small_learning_rate"), "#c92a2a",
+           reads_pairs=False, copies_teacher_layers=False,
+           start={"embedding_dim": 256, "hidden_size": 256, "vocab": True, "small_learning_rate": 1e-3},
+           recipe="models/sst2_static.yaml"),
+)}
+
+#: Student kinds (StudentConfig.kind) that read one token sequence: no segment embeddings, no pairs.
+ONE_TEXT_KINDS = tuple(dict.fromkeys(f.kind for f in FAMILIES.values() if not f.reads_pairs))
+#: Student kinds that copy the teacher's layers (every other registered kind is built over its tokenizer).
+TEACHER_LAYER_KINDS = tuple(dict.fromkeys(f.kind for f in FAMILIES.values() if f.copies_teacher_layers))

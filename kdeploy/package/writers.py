@@ -1,0 +1,100 @@
+"""The bundle formats' writers (named in kdeploy.formats, where each sits beside its reader):
+each lays its files out in the bundle's temporary folder and returns their names, and the
+figures of its own gate where it has one."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..configtools import to_dict
+from ..errors import KdeployError
+from ..manifest import BundleManifest
+from .binding import bind_labels
+
+
+def python(tmp: Path, export_dir: Path, source: Path, manifest: BundleManifest, settings, export,
+           data) -> tuple[list[str], None]:
+    """model.onnx (labels bound into it) + tokenizer.json, optionally model.ort; or an OpenVINO IR."""
+    from .ort_format import OPERATORS, ORT_MODEL, convert_to_ort
+
+    if source.suffix == ".xml":  # an OpenVINO IR: its labels were bound at export
+        if settings.ort_format:
+            raise KdeployError("--ort-format needs an ONNX model; an OpenVINO IR bundle cannot carry one")
+        shutil.copy2(source, tmp / "model.xml")
+        shutil.copy2(source.with_suffix(".bin"), tmp / "model.bin")
+        manifest.model, manifest.model_weights = "model.xml", "model.bin"
+        manifest.runtime = {"name": "openvino", "precision": "bf16"}
+        shutil.copy2(export_dir / "tokenizer.json", tmp / "tokenizer.json")
+        return ["model.xml", "model.bin", "tokenizer.json"], None
+    bind_labels(source, tmp / manifest.model, manifest.label_names)
+    shutil.copy2(export_dir / "tokenizer.json", tmp / "tokenizer.json")
+    names = [manifest.model, "tokenizer.json"]
+    if settings.ort_format:
+        names += convert_to_ort(tmp / manifest.model, tmp)
+        manifest.ort_model, manifest.ort_operators = ORT_MODEL, OPERATORS
+    return names, None
+
+
+def web(tmp: Path, export_dir: Path, source: Path, manifest: BundleManifest, settings, export,
+        data) -> tuple[list[str], None]:
+    """The transformers.js layout and its index.html page."""
+    from .web import check_web_task, write_web
+
+    check_web_task(manifest.pairs, manifest.task)
+    names = write_web(tmp, export_dir, source, manifest.dtype, manifest.label_names, manifest.max_length,
+                      manifest.pairs, export_dir / "tokenizer.json", manifest.truncation)
+    manifest.model, manifest.tokenizer = names[3], names[2]
+    # transformers.js cannot disable onnxruntime optimizers: the export's fusion plan (e.g. lean's
+    # SkipLayerNorm off) does not reach the browser, and int8 amplifies that kernel difference
+    # (up to 1.7e-2 on the demo test split). The web manifest says what JS runs: Python on it agrees (6e-8).
+    manifest.session = None
+    return names, None
+
+
+def e2e(tmp: Path, export_dir: Path, source: Path, manifest: BundleManifest, settings, export,
+        data) -> tuple[list[str], dict]:
+    """One ONNX file, text in and label out, gated on token and probability parity."""
+    if manifest.task == "regression":
+        raise KdeployError("--format onnx-e2e ends in a softmax over classes; a score (regression) model is "
+                           "bundled as python")
+    shutil.copy2(export_dir / "tokenizer.json", tmp / "tokenizer.json")  # what the graph's tokenizer came from
+    parity = _e2e_model(tmp, source, manifest, export, data)
+    return [manifest.model, "tokenizer.json"], parity
+
+
+def _e2e_model(tmp: Path, source: Path, manifest: BundleManifest, export, data) -> dict:
+    """model.e2e.onnx (text in, label out), gated on token and probability parity with the
+    plain model and the `tokenizers` library, i.e. with what the python bundle answers."""
+    import onnx
+
+    from .e2e import E2E_MODEL, build_e2e, with_load_time_fusions
+    from .hostile_texts import HOSTILE_TEXTS, hostile_pairs
+    from .parity import check_e2e, gate
+    from .tokenizer_graph import bert_tokenizer_attributes, normaliser_table, tokenizer_model
+
+    named = source.parent / "tokenizer.json"  # the export's own copy: errors name the folder the user gave
+    attributes = bert_tokenizer_attributes(named if named.is_file() else tmp / "tokenizer.json", manifest.max_length,
+                                           manifest.pairs)
+    table = normaliser_table(tmp / "tokenizer.json")
+    from .bundle import gate_texts
+
+    texts, where = gate_texts(export, data)
+    disabled = (manifest.session or {}).get("disabled_optimizers")
+    with tempfile.TemporaryDirectory(prefix="kdeploy-e2e-") as scratch:
+        plain, fused = Path(scratch) / "model.onnx", Path(scratch) / "fused.onnx"
+        bind_labels(source, plain, manifest.label_names)
+        with_load_time_fusions(plain, fused, disabled)
+        onnx.save(build_e2e(fused, attributes, table, manifest.label_names, manifest.pairs, manifest.pair_truncation,
+                            manifest.truncation), str(tmp / E2E_MODEL))
+        hostile = hostile_pairs() if manifest.pairs else list(HOSTILE_TEXTS)
+        parity = check_e2e(tmp / E2E_MODEL, tokenizer_model(attributes, table, manifest.pairs,
+                                                            pair_truncation=manifest.pair_truncation,
+                                                            truncation=manifest.truncation), plain,
+                           tmp / "tokenizer.json", texts + hostile, f"{where} + {len(hostile)} hostile "
+                           + ("pairs" if manifest.pairs else "texts"), manifest.max_length, manifest.pairs,
+                           disabled, manifest.pair_truncation, truncation=manifest.truncation)
+    gate(parity)
+    manifest.model = E2E_MODEL
+    manifest.parity = {**(manifest.parity or {}), "e2e": to_dict(parity)}
+    return to_dict(parity)

@@ -1,0 +1,64 @@
+"""What a run prints after a stage (the stage table names these): the benchmark's table; the
+bundle's sample predictions, each beside the teacher's, so a reader sees whether the student
+follows its teacher (its job) and where the teacher itself errs."""
+from __future__ import annotations
+
+from ..console import say
+
+
+def bench(step, outcome, teacher: str | None = None) -> None:
+    outcome.render()
+
+
+def package(step, outcome, teacher: str | None = None) -> None:
+    for r in [outcome, *outcome.others]:
+        say(f"{r.kind} bundle: {r.bundle} ({r.bundle_mib:.1f} MiB)"
+            + (f", archive {r.archive} ({r.archive_mib:.1f} MiB)" if r.archive else "") + f"; digest {r.digest}")
+    for line in outcome.notes():
+        say(line)
+    texts = step.inputs.sample_pairs if outcome.manifest.pairs else step.inputs.sample_texts
+    if texts:
+        from ..edge import Predictor
+
+        examples = [tuple(t) for t in texts] if outcome.manifest.pairs else list(texts)
+        student = Predictor(outcome.archive or outcome.bundle).predict(examples)
+        taught = _teacher_answers(teacher, examples) if teacher else None
+        say(f"  {'student (bundle)':>22}  {'teacher':>22}  text" if taught else "  student (bundle)  text")
+        for i, (text, pred) in enumerate(zip(texts, student)):
+            shown = " | ".join(text) if outcome.manifest.pairs else text
+            cells = [_answer(pred)] + ([_answer(taught[i])] if taught else [])
+            mark = " *" if taught and pred.get("label") != taught[i].get("label") else ""
+            say("  " + "  ".join(f"{c:>22}" for c in cells) + f"  {shown}{mark}")
+        if taught and any(p.get("label") != t.get("label") for p, t in zip(student, taught)):
+            say("  * the student's label differs from its teacher's")
+
+
+def _answer(pred: dict) -> str:
+    return f"{pred['label']} {pred['score']:.3f}" if "label" in pred else f"score {pred['score']:.3f}"
+
+
+def _teacher_answers(teacher: str, examples: list) -> list[dict] | None:
+    """The teacher's own answers (PyTorch, fp32) for the sample texts; None where the teacher
+    cannot be loaded here (it is shown as missing, not guessed)."""
+    import numpy as np
+    import torch
+
+    from ..errors import KdeployError
+    from ..modelio.loading import load_classifier, load_tokenizer
+    from ..modelio.record import resolve_max_length
+    from ..modelio.torch_infer import torch_logits
+
+    try:
+        model, tokenizer = load_classifier(teacher).eval(), load_tokenizer(teacher)
+    except KdeployError:
+        return None
+    length = resolve_max_length(None, teacher, getattr(model.config, "max_position_embeddings", None),
+                                getattr(tokenizer, "model_max_length", None))
+    with torch.inference_mode():
+        logits = torch_logits(model, tokenizer, examples, length).astype(np.float64)
+    if logits.shape[-1] == 1:
+        return [{"score": float(v[0])} for v in logits]
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    names = [str(model.config.id2label[i]) for i in range(logits.shape[-1])]
+    return [{"label": names[int(p.argmax())], "score": float(p.max())} for p in probs]
