@@ -194,3 +194,17 @@ def test_every_bundle_format_has_a_writer_and_a_reader():
         assert len(inspect.signature(reader).parameters) == 7 and reader.__module__ == "kdeploy.edge", name
         assert card.__module__ == "kdeploy.package.card", name
         assert writer.__module__ == "kdeploy.package.writers", name
+
+
+def test_every_stage_names_its_api_loader_and_display():
+    """The stage table drives the runner: each stage's API, the loader that reads its output back
+    as a typed result, and what a run shows after it all resolve; REQUIRES is derived from it."""
+    from kdeploy.pipeline.stages import REQUIRES, STAGES, _named
+
+    for stage in STAGES:
+        assert callable(stage.function()) and callable(_named(stage.load)), stage.name
+        assert stage.after() is None or callable(stage.after()), stage.name
+    assert REQUIRES == {s.name: s.requires for s in STAGES if s.requires}
+    assert {s.name for s in STAGES if s.show} == {"bench", "package"}
+    assert {s.name for s in STAGES if s.rows} == {"finetune", "distill", "prune", "export"}
+    assert all(callable(s.table_rows()) for s in STAGES if s.rows)

@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ..console import say
-from ..export.files import FP32, INT8
 from ..fsutil import check_output, output_lock, write_json
 from ..results import Result, metric_cells, metric_names
 from .digest import Contents, stage_digest
 from .recipe import Recipe
-from .stages import BY_NAME, Stage, teachers_of
+from .stages import BY_NAME, STAGES, Stage, teachers_of
 
 RUN_STATE = "kdeploy-run.json"
 
@@ -55,31 +54,13 @@ class RunResult(Result):
         return split, metric
 
     def table(self):
-        from ..modelio.sizes import weights_mib
-
+        """One block of rows per stage that has some, each from the stage table's own row function."""
         split, metric = self.split_and_metric()
         cells = lambda sc: metric_cells(sc, metric)  # noqa: E731
-        rows, r, folder = [], self.results, Path(self.folder)
-        if "finetune" in r:
-            t = r["finetune"]
-            rows.append(["teacher (fine-tuned)", *cells(getattr(t, split)), f"{t.parameters / 1e6:.1f}M",
-                         f"{weights_mib(folder / 'teacher'):.1f}", f"{t.train_seconds or 0:.0f}"])
-        elif "distill" in r and r["distill"].teacher and getattr(r["distill"].teacher, split, None):
-            t = r["distill"].teacher
-            rows.append([f"teacher {t.model}", *cells(getattr(t, split)), "-", "-", "-"])
-        if "distill" in r:
-            s = r["distill"]
-            rows.append([f"student ({s.description})", *cells(getattr(s, split)), f"{s.parameters / 1e6:.1f}M",
-                         f"{weights_mib(folder / 'student'):.1f}", f"{s.train_seconds or 0:.0f}"])
-        if "prune" in r:
-            p = r["prune"]
-            what = p.summary_line() or "pruned"
-            rows.append([f"student, {what}", *cells(p.after), f"{p.parameters / 1e6:.1f}M",
-                         f"{weights_mib(folder / 'pruned'):.1f}", "-"])
-        if "export" in r:
-            e = r["export"]
-            for entry in filter(None, (e.entry(FP32), e.entry(INT8))):
-                rows.append([f"student ONNX {entry.role.role}", *cells(entry.scores), "-", f"{entry.info.mib:.1f}", "-"])
+        rows = []
+        for stage in STAGES:
+            if stage.name in self.results and stage.rows:
+                rows += stage.table_rows()(self.results, Path(self.folder) / stage.folder, split, cells)
         main, second = metric_names(metric)
         return ["model", f"{split} {main}", second, "params", "size MiB", "train s"], rows
 

@@ -1,9 +1,45 @@
-"""What a run prints after a stage (the stage table names these): the benchmark's table; the
-bundle's sample predictions, each beside the teacher's, so a reader sees whether the student
-follows its teacher (its job) and where the teacher itself errs."""
+"""What a run shows of each stage (the stage table names these): its rows in the run's table;
+after bench, the benchmark's table; after package, the bundle's sample predictions, each beside
+the teacher's, so a reader sees whether the student follows its teacher (its job) and where the
+teacher itself errs."""
 from __future__ import annotations
 
 from ..console import say
+from ..export.files import FP32, INT8
+
+
+def finetune_rows(results: dict, folder, split: str, cells) -> list[list[str]]:
+    from ..modelio.sizes import weights_mib
+
+    t = results["finetune"]
+    return [["teacher (fine-tuned)", *cells(getattr(t, split)), f"{t.parameters / 1e6:.1f}M",
+             f"{weights_mib(folder):.1f}", f"{t.train_seconds or 0:.0f}"]]
+
+
+def distill_rows(results: dict, folder, split: str, cells) -> list[list[str]]:
+    """The student, and its teacher's scores when the run did not fine-tune that teacher itself."""
+    from ..modelio.sizes import weights_mib
+
+    s, rows = results["distill"], []
+    if "finetune" not in results and s.teacher and getattr(s.teacher, split, None):
+        rows.append([f"teacher {s.teacher.model}", *cells(getattr(s.teacher, split)), "-", "-", "-"])
+    rows.append([f"student ({s.description})", *cells(getattr(s, split)), f"{s.parameters / 1e6:.1f}M",
+                 f"{weights_mib(folder):.1f}", f"{s.train_seconds or 0:.0f}"])
+    return rows
+
+
+def prune_rows(results: dict, folder, split: str, cells) -> list[list[str]]:
+    from ..modelio.sizes import weights_mib
+
+    p = results["prune"]
+    return [[f"student, {p.summary_line() or 'pruned'}", *cells(p.after), f"{p.parameters / 1e6:.1f}M",
+             f"{weights_mib(folder):.1f}", "-"]]
+
+
+def export_rows(results: dict, folder, split: str, cells) -> list[list[str]]:
+    e = results["export"]
+    return [[f"student ONNX {entry.role.role}", *cells(entry.scores), "-", f"{entry.info.mib:.1f}", "-"]
+            for entry in filter(None, (e.entry(FP32), e.entry(INT8)))]
 
 
 def bench(step, outcome, teacher: str | None = None) -> None:

@@ -67,6 +67,7 @@ class Stage:
     load: str  # "module:function": the output folder -> the stage's typed result, read back
     requires: tuple[str, str] | None = None  # (a stage it needs before it in the recipe, why)
     show: str | None = None  # "module:function"(step, result, teacher): what a run prints after it
+    rows: str | None = None  # "module:function"(results, its folder, split, cells): its rows in a run's table
     reads_data: bool = True
 
     def function(self) -> Callable:
@@ -77,6 +78,9 @@ class Stage:
 
     def after(self) -> Callable | None:
         return _named(self.show) if self.show else None
+
+    def table_rows(self) -> Callable:
+        return _named(self.rows)
 
 
 def _named(spec: str) -> Callable:
@@ -147,14 +151,16 @@ def _wire_package(recipe, outputs):
 
 STAGES: list[Stage] = [
     Stage("finetune", FinetuneSettings, FinetuneInputs, "teacher", "kdeploy.json", "kdeploy.distill.api:finetune",
-          _wire_finetune, load="kdeploy.distill.result:TrainingResult.of_folder"),
+          _wire_finetune, load="kdeploy.distill.result:TrainingResult.of_folder",
+          rows="kdeploy.pipeline.show:finetune_rows"),
     Stage("distill", DistillSettings, DistillInputs, "student", "kdeploy.json", "kdeploy.distill.api:distill",
-          _wire_distill, load="kdeploy.distill.result:TrainingResult.of_folder"),
+          _wire_distill, load="kdeploy.distill.result:TrainingResult.of_folder",
+          rows="kdeploy.pipeline.show:distill_rows"),
     Stage("prune", PruneSettings, PruneInputs, "pruned", "kdeploy.json", "kdeploy.prune.api:prune", _wire_prune,
-          load="kdeploy.prune.result:PruneResult.of_folder",
+          load="kdeploy.prune.result:PruneResult.of_folder", rows="kdeploy.pipeline.show:prune_rows",
           requires=("distill", "prune needs a distill stage (it prunes the student)")),
     Stage("export", ExportSettings, ExportInputs, "onnx", "export_report.json", "kdeploy.export.api:export",
-          _wire_export, load="kdeploy.export.result:ExportResult.of_folder",
+          _wire_export, load="kdeploy.export.result:ExportResult.of_folder", rows="kdeploy.pipeline.show:export_rows",
           requires=("distill", "export needs a distill stage (it exports the student)")),
     Stage("bench", BenchSettings, BenchInputs, "report", "report.json", "kdeploy.runtime.bench:bench", _wire_bench,
           load="kdeploy.runtime.result:BenchReport.of_folder",

@@ -6,6 +6,9 @@ skipped with a note, not an error.
 The peers a user would pick instead of distilling are kinds too: the teacher in PyTorch
 bf16 autocast (AMX) or torch.compile, the teacher exported and quantised the way optimum-cli
 does it, and OpenVINO (fp32, bf16, or its own int8 through NNCF) on any ONNX model.
+
+Here: turning `PATH@KIND` specs into named entries and loading them; each kind lives in its own
+module under `kinds/` (adding a runtime is one module there).
 """
 from __future__ import annotations
 
@@ -16,8 +19,6 @@ from ..errors import KdeployError
 from ..export.files import FP32
 from .kinds import ALIASES, KINDS, Candidate, Context, missing_package  # noqa: F401 - the kinds, registered
 
-
-# --- specs -----------------------------------------------------------------------------------
 
 def unique_names(entries: list[tuple[str, Path, str]]) -> list[tuple[str, Path, str]]:
     """Names that collide (runs/a/onnx/model.int8.onnx and runs/b/onnx/model.int8.onnx) get more of
