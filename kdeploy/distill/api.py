@@ -77,8 +77,8 @@ def finetune(settings: FinetuneSettings, model: str, data: DataConfig, out: str 
             from .trainer import fit, save_model
 
             trainer, fitted = fit(built, tok, task, settings.train, args, work, resume, callbacks=callbacks)
-            record = TrainingResult(stage="finetune", model=described, parameters=_parameters(built),
-                                    config=config, data=task.summary(), **fitted)
+            record = TrainingResult.trained(fitted, stage="finetune", model=described, parameters=_parameters(built),
+                                            config=config, data=task.summary())
             save_model(trainer, tok, out, record, overwrite)
     return record
 
@@ -228,11 +228,11 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
                               teacher_logits=logits["train"] if settings.alpha > 0 else None, alpha=settings.alpha,
                               temperature=settings.temperature, layer_objective=objective, feature_store=store,
                               callbacks=callbacks, loss=settings.loss)
-        record = TrainingResult(
-            stage="distill", model={**described, "parameters": _parameters(student)}, parameters=_parameters(student),
-            config=config, data=task.summary(), teacher=mixed, teachers=members, alpha=settings.alpha,
-            temperature=settings.temperature, teacher_logits_cached=hits, training_examples=counts, timings=timings,
-            layer_objective=layer_record, **fitted)
+        record = TrainingResult.trained(
+            fitted, stage="distill", model={**described, "parameters": _parameters(student)},
+            parameters=_parameters(student), config=config, data=task.summary(), teacher=mixed, teachers=members,
+            alpha=settings.alpha, temperature=settings.temperature, teacher_logits_cached=hits,
+            training_examples=counts, timings=timings, layer_objective=layer_record)
         save_model(trainer, tokenizer, out, record, overwrite)
     return record
 

@@ -1,7 +1,7 @@
 """What finetune and distill produce: the record saved as the model folder's kdeploy.json."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..metrics import Scores
@@ -50,6 +50,11 @@ class TrainingResult(Result):
     reference: dict | None = None  # logits of the model as training left it, on a few texts (checked on reload)
     versions: dict = field(default_factory=dict)
     machine: dict = field(default_factory=dict)
+
+    @classmethod
+    def trained(cls, fitted, **record) -> "TrainingResult":
+        """The record of a model `fit` trained: what the stage knows (`record`), then what training measured."""
+        return cls(**record, **{f.name: getattr(fitted, f.name) for f in fields(fitted)})
 
     @classmethod
     def of_folder(cls, folder) -> "TrainingResult":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -246,6 +247,24 @@ def last_checkpoint(work_dir: Path) -> str | None:
     return str(max(complete)[1]) if complete else None
 
 
+@dataclass
+class Fitted:
+    """What one training run measured: the fields of the model's record that training fills in."""
+
+    train_seconds: float
+    epoch_seconds: list[float]
+    epochs: list[dict]
+    precision: str
+    still_improving: bool | None = None
+    resumed_from: str | None = None
+    best_checkpoint: str | None = None
+    data_parallel: dict | None = None
+    reference: dict | None = None  # logits of the model as training left it, on a few texts
+    layer_loss_means: dict[str, float] | None = None
+    validation: Scores | None = None
+    test: Scores | None = None
+
+
 def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_dir: Path, resume: bool = False,
         teacher_logits: np.ndarray | None = None, alpha: float = 0.0, temperature: float = 1.0,
         layer_objective=None, feature_store=None, callbacks: list | None = None, loss: str = "kd"):
@@ -280,29 +299,28 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
     trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.perf_counter() - started
 
-    result = {
-        "resumed_from": Path(resume_from).name if resume_from else None,
-        "train_seconds": round(train_seconds, 2),
-        "epoch_seconds": [round(s, 2) for s in timer.epoch_seconds],
-        "epochs": _epoch_history(trainer.state.log_history),
-        "best_checkpoint": Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None,
-        "data_parallel": _shard_record(trainer),
-        "precision": "fp16" if trainer.args.fp16 else "bf16" if trainer.args.bf16 else "fp32",  # what ran, not what was asked
-    }
-    result["still_improving"] = _still_improving(result["epochs"], cfg)
+    epochs = _epoch_history(trainer.state.log_history)
     split = "validation" if "validation" in data.splits else "train"
-    result["reference"] = reference_logits(trainer.model, tokenizer, data.texts(split), cfg.max_length)
-    if trainer.layer_loss_calls:
-        result["layer_loss_means"] = {k: round(v / trainer.layer_loss_calls, 6) for k, v in trainer.layer_loss_sums.items()}
+    result = Fitted(
+        resumed_from=Path(resume_from).name if resume_from else None, train_seconds=round(train_seconds, 2),
+        epoch_seconds=[round(s, 2) for s in timer.epoch_seconds], epochs=epochs,
+        best_checkpoint=Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None,
+        data_parallel=_shard_record(trainer),
+        precision="fp16" if trainer.args.fp16 else "bf16" if trainer.args.bf16 else "fp32",  # what ran, not what was asked
+        still_improving=_still_improving(epochs, cfg),
+        reference=reference_logits(trainer.model, tokenizer, data.texts(split), cfg.max_length),
+        layer_loss_means={k: round(v / trainer.layer_loss_calls, 6) for k, v in trainer.layer_loss_sums.items()}
+        if trainer.layer_loss_calls else None)
     for split in ("validation", "test"):
         if split in encoded:
             t0 = time.perf_counter()
             metrics = trainer.evaluate(encoded[split], metric_key_prefix=split)
-            result[split] = Scores(accuracy=metrics[f"{split}_accuracy"], macro_f1=metrics[f"{split}_macro_f1"],
+            scores = Scores(accuracy=metrics[f"{split}_accuracy"], macro_f1=metrics[f"{split}_macro_f1"],
                                    examples=len(encoded[split]), loss=metrics[f"{split}_loss"],
                                    seconds=round(time.perf_counter() - t0, 2),
                                    metric="pearson" if f"{split}_pearson" in metrics else "accuracy",
                                    mse=metrics.get(f"{split}_mse"))
+            setattr(result, split, scores)
     return trainer, result
 
 

@@ -22,7 +22,7 @@ from ..modelio.record import check_data_kind, pairs_of_model, read_record, resol
 from ..modelio.sizes import onnx_mib
 from ..truncation import refit
 from .config import ExportSettings
-from .files import FP16, FP32, INT8, OPENVINO, OPTIMISED
+from .files import FP16, FP32, INT8, OPENVINO, OPTIMISED, role_of
 from .result import REPORT, ExportAccuracy, ExportFile, ExportResult, GatedScores
 
 
@@ -63,12 +63,14 @@ class _Job:
     rejected: list = field(default_factory=list)  # candidates that failed the invariance pre-check
     sessions: dict = field(default_factory=dict)
     session_settings: dict = field(default_factory=dict)  # file name -> {"disabled_optimizers": [...]}
+    torch_ref: np.ndarray | None = None  # PyTorch's logits on the evaluation split (the accuracy step)
+    fp32_logits: np.ndarray | None = None  # the fp32 export's, which derived files are compared with
 
     def session(self, name: str):
         """One onnxruntime session per file, shared by the parity, calibration and accuracy checks."""
         from ..modelio.onnx_session import create_session
 
-        if name not in self.sessions and name.endswith(".xml"):
+        if name not in self.sessions and role_of(name) is OPENVINO:
             from ..modelio.openvino_session import OpenVINOSession
 
             self.sessions[name] = OpenVINOSession(self.tmp / name)
