@@ -6,9 +6,10 @@ a format is one entry here plus its two functions. Torch-free: both sides are na
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Callable
+
+from .registry import named as _named
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,6 @@ class BundleFormat:
 
     def use(self) -> Callable:
         return _named(self.card)
-
-
-def _named(spec: str) -> Callable:
-    module, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 FORMATS: dict[str, BundleFormat] = {f.name: f for f in (

@@ -17,14 +17,23 @@ from .errors import KdeployError
 F = TypeVar("F", bound=Callable)
 
 
+def named(spec: str):
+    """What "package.module:attribute" (or "module:Class.method") names, imported only now: how
+    the tables of stages, formats and methods name code without importing it (torch stays out)."""
+    module, _, attr = spec.partition(":")
+    target = importlib.import_module(module)
+    for part in attr.split("."):
+        target = getattr(target, part)
+    return target
+
+
 @dataclass(frozen=True)
 class _Lazy:
     target: str  # "package.module:attribute"
     doc: str
 
     def load(self):
-        module, _, attr = self.target.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return named(self.target)
 
 
 class Registry(dict):

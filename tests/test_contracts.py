@@ -199,10 +199,11 @@ def test_every_bundle_format_has_a_writer_and_a_reader():
 def test_every_stage_names_its_api_loader_and_display():
     """The stage table drives the runner: each stage's API, the loader that reads its output back
     as a typed result, and what a run shows after it all resolve; REQUIRES is derived from it."""
-    from kdeploy.pipeline.stages import REQUIRES, STAGES, _named
+    from kdeploy.pipeline.stages import REQUIRES, STAGES
+    from kdeploy.registry import named
 
     for stage in STAGES:
-        assert callable(stage.function()) and callable(_named(stage.load)), stage.name
+        assert callable(stage.function()) and callable(named(stage.load)), stage.name
         assert stage.after() is None or callable(stage.after()), stage.name
     assert REQUIRES == {s.name: s.requires for s in STAGES if s.requires}
     assert {s.name for s in STAGES if s.show} == {"bench", "package"}

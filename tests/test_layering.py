@@ -165,7 +165,8 @@ def test_the_predictor_imports_only_what_a_device_installs():
             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('kdeploy'))))")
     own = set(json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                         timeout=60).stdout))
-    assert own <= {"kdeploy", "kdeploy.edge", "kdeploy.errors", "kdeploy.manifest", "kdeploy.formats", "kdeploy.safety",
+    assert own <= {"kdeploy", "kdeploy.edge", "kdeploy.errors", "kdeploy.manifest", "kdeploy.formats", "kdeploy.registry",
+                   "kdeploy.safety",
                    "kdeploy.modelio",
                    "kdeploy.modelio.onnx_session", "kdeploy.modelio.inputs", "kdeploy.modelio.batching",
                    "kdeploy.truncation"}, own

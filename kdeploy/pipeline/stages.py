@@ -15,6 +15,7 @@ from ..export.config import ExportSettings
 from ..export.files import FP32, INT8
 from ..package.config import PackageSettings
 from ..prune.config import PruneSettings
+from ..registry import named as _named
 from ..runtime.config import BenchSettings
 
 
@@ -81,17 +82,6 @@ class Stage:
 
     def table_rows(self) -> Callable:
         return _named(self.rows)
-
-
-def _named(spec: str) -> Callable:
-    """"module:function" (or "module:Class.method"), imported only when called (the table stays torch-free)."""
-    import importlib
-
-    module, _, attr = spec.partition(":")
-    target = importlib.import_module(module)
-    for part in attr.split("."):
-        target = getattr(target, part)
-    return target
 
 
 def teachers_of(recipe, outputs: dict) -> list[str]:
