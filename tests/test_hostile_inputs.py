@@ -7,6 +7,7 @@ M is a tiny teacher, D the toy TSVs, X its int8 export, B a bundle of X.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -712,3 +713,27 @@ def test_resume_skips_a_checkpoint_interrupted_while_it_was_saved(tmp_path):
     (folder / "checkpoint-9" / "trainer_state.json").unlink()
     (folder / "checkpoint-10" / "trainer_state.json").unlink()
     assert last_checkpoint(tmp_path) is None
+
+
+def test_openvino_provider_without_openvino_is_one_line(bundle, monkeypatch):
+    """`--provider openvino` on a machine without OpenVINO (CI's): one line naming the package,
+    from the predictor and from the CLI, before any text is read."""
+    import builtins
+
+    from kdeploy.edge import BundleError, Predictor
+
+    real_import = builtins.__import__
+
+    def no_openvino(name, *args, **kwargs):
+        if name == "openvino" or name.startswith("openvino."):
+            raise ImportError("No module named 'openvino'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    with pytest.raises(BundleError, match="OpenVINO, which is not installed: pip install openvino") as caught:
+        Predictor(bundle, provider="openvino")
+    assert "\n" not in str(caught.value)
+    monkeypatch.setattr(builtins, "__import__", real_import)
+    if importlib.util.find_spec("openvino") is None:  # the CLI runs in a subprocess: only where it is truly absent
+        code, _, err = cli("predict", bundle, "--provider", "openvino", "some text")
+        assert_one_error_line(code, err, "not installed: pip install openvino")

@@ -158,7 +158,7 @@ def predict(
         from ..console import note
 
         why = ("its int8 file runs in OpenVINO, whose kernels change with the batch's shape"
-               if provider == "openvino" and predictor.manifest.batch_invariant else "it holds dynamic int8")
+               if provider == "openvino" and predictor.manifest.batch_invariant is not False else "it holds dynamic int8")
         note(f"{bundle}: {why}, so its answers depend on which texts share a batch; --batch-size 1 gives "
              "each text its own answer" + ("" if provider == "openvino" else " (or re-export with --quantize int8)"))
     results = predictor.predict(items, **({"batch_size": batch_size} if batch_size else {}))
