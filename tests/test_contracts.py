@@ -115,6 +115,33 @@ def test_the_block_is_read_from_a_folder(tmp_path):
     assert ExportedModel.read(tmp_path) == ExportedModel(max_length=32, pairs=True)
 
 
+def test_the_training_record_is_read_in_one_place(tmp_path):
+    """Stages below distill read a trained model's kdeploy.json through `ModelRecord` only:
+    records of every version (settings.train or train), wrong types read as absent."""
+    from kdeploy.modelio.record import ModelRecord
+
+    assert not ModelRecord.of(tmp_path) and ModelRecord.of(tmp_path / "absent").max_length is None
+    record = {"stage": "distill", "model": {"builder": "layers", "model": "/m/teacher"}, "temperature": 2.0,
+              "config": {"settings": {"train": {"max_length": 64}}, "data": {"train": "t.csv"}},
+              "data": {"label_names": ["a", "b"], "pairs": True, "truncation": "head+tail:16"},
+              "reference": {"texts": ["x"], "logits": [[0.0, 1.0]], "max_length": 64}, "pruning": {"seconds": 1}}
+    (tmp_path / "kdeploy.json").write_text(json.dumps(record))
+    got = ModelRecord.of(tmp_path)
+    assert (got.max_length, got.truncation, got.pairs, got.base_model) == (64, "head+tail:16", True, "/m/teacher")
+    assert got.data_config == {"train": "t.csv"} and got.pruning == {"seconds": 1} and got.reference["max_length"] == 64
+    assert got.provenance == {"stage": "distill", "model": record["model"], "temperature": 2.0,
+                              "data": {"train": "t.csv"}}
+    (tmp_path / "kdeploy.json").write_text(json.dumps({"config": {"train": {"max_length": True}}, "model": "x",
+                                                       "data": {"pairs": True}}))
+    old = ModelRecord.of(tmp_path)  # a flat pre-0.2 config, hand-edited types, no label names
+    assert (old.max_length, old.base_model, old.pairs, old.reference) == (None, None, None, None)
+    (tmp_path / "kdeploy.json").write_text(json.dumps({"config": {"train": {"max_length": 32}}}))
+    assert ModelRecord.of(tmp_path).max_length == 32
+    readers = [str(p.relative_to(PACKAGE.parent)) for p in PACKAGE.rglob("*.py")
+               if "read_record(" in p.read_text()]
+    assert readers == ["kdeploy/modelio/record.py"]
+
+
 def test_every_student_family_is_complete():
     """One entry per family carries all of its metadata, and what it names exists: its student
     kind is registered, its knobs are search dimensions, its first trial uses only its knobs

@@ -159,12 +159,6 @@ def load_task_data(cfg: DataConfig) -> TaskData:
     return _normalise(raw, cfg, sources)
 
 
-def recorded_data(record: dict) -> DataConfig | None:
-    """The data a model was trained on, from its kdeploy.json, when those files are still there:
-    later stages (prune, export) then need no data flags."""
-    return data_still_there((record.get("config") or {}).get("data"))
-
-
 def data_still_there(raw: dict | None) -> DataConfig | None:
     """A recorded data configuration (a record's, an export report's provenance) as a DataConfig,
     when its files are still there; None otherwise."""

@@ -45,10 +45,10 @@ def teacher_reading(name: str, model, tokenizer, max_length: int, truncation: st
     a long-context teacher gives soft labels from its whole window), else as the student,
     within its position table (a BiLSTM student may read more than the teacher can)."""
     from ..modelio.inputs import set_truncation, truncation_of_tokenizer
-    from ..modelio.record import position_limit, read_record, trained_max_length, truncation_of
+    from ..modelio.record import ModelRecord, position_limit, truncation_of
     from ..truncation import refit
 
-    own = trained_max_length(read_record(name)) if Path(name).is_dir() else None
+    own = ModelRecord.of(name).max_length
     length = min(x for x in (own or max_length, position_limit(model.config.to_dict())) if x)
     if truncation_of(name) is None and truncation:
         set_truncation(tokenizer, refit(truncation, length))

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from ..configtools import to_dict
-from ..data import FALLBACK_TEXTS, DataConfig, TaskData, load_task_data, recorded_data
+from ..data import FALLBACK_TEXTS, DataConfig, TaskData, data_still_there, load_task_data
 from ..errors import KdeployError
 from ..fsutil import atomic_dir, claimed_output
 from ..modelio.exported import KEY as EXPORTED_KEY, ExportedModel
 from ..modelio.inputs import set_truncation, tokenize, truncation_of_tokenizer
-from ..modelio.record import check_data_kind, pairs_of_model, read_record, resolve_max_length
+from ..modelio.record import ModelRecord, check_data_kind, pairs_of_model, resolve_max_length
 from ..modelio.sizes import onnx_mib
 from ..truncation import refit
 from .config import ExportSettings
@@ -101,8 +101,8 @@ def export(settings: ExportSettings, model: str | Path, out: str | Path, data: D
         if importlib.util.find_spec("openvino") is None:  # before any work, not after the export
             raise KdeployError("--openvino needs OpenVINO, which is not installed: pip install openvino "
                                "(or drop --openvino)")
-    record = read_record(model_dir)
-    data = data or recorded_data(record)
+    record = ModelRecord.of(model_dir)
+    data = data or data_still_there(record.data_config)
     if settings.gated and data is None:
         raise KdeployError("quantised or fp16 exports are accuracy-gated: give labelled data (--data FILE, --test, "
                            "--dataset), export a model whose kdeploy.json records its data, or pass --quantize none")
@@ -110,7 +110,7 @@ def export(settings: ExportSettings, model: str | Path, out: str | Path, data: D
         return _export(settings, model_dir, Path(out), data, record, overwrite)
 
 
-def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: DataConfig | None, record: dict,
+def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: DataConfig | None, record: ModelRecord,
             overwrite: bool) -> ExportResult:
     from ..environment import library_versions, machine
     from ..modelio.loading import label_names_of, load_classifier, load_tokenizer
@@ -122,7 +122,7 @@ def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: Data
                                      getattr(tokenizer, "model_max_length", None))
     from ..modelio.torch_infer import check_reloaded
 
-    reloaded = check_reloaded(record.get("reference"), model, tokenizer, str(model_dir))  # the model as trained?
+    reloaded = check_reloaded(record.reference, model, tokenizer, str(model_dir))  # the model as trained?
     asked = data_cfg.truncation if data_cfg is not None else None  # --truncation here overrides the record's
     set_truncation(tokenizer, refit(asked or truncation_of_tokenizer(tokenizer), max_length))
     label_names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
@@ -159,12 +159,9 @@ def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: Data
             session={n: s for n, s in job.session_settings.items() if n in result.files}).to_json())
         model.config.save_pretrained(tmp)
         result.timings["total_seconds"] = round(time.perf_counter() - started, 2)
-        result.provenance = {k: record.get(k) for k in ("stage", "teacher", "model", "alpha", "temperature")
-                             if record.get(k) is not None}
+        result.provenance = record.provenance  # its data: for later gates (the e2e bundle's texts)
         if reloaded is not None:
             result.provenance["reload_max_abs_diff"] = reloaded  # the model on disk vs as training left it
-        if (record.get("config") or {}).get("data"):  # for later gates (the e2e bundle's texts)
-            result.provenance["data"] = record["config"]["data"]
         result.data_fingerprint = data.fingerprint if data is not None else None
         result.versions, result.machine = library_versions(), machine()
         result.save(tmp / REPORT)

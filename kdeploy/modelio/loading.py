@@ -84,10 +84,10 @@ def load_classifier(name: str, label_names: list[str] | None = None, trust_remot
 def _check_complete(name: str, path: str, info: dict, new_head: bool) -> None:
     """A model kdeploy trained must reload whole: a missing or unexpected weight means the
     model rebuilt from its config is not the one trained (transformers only warns)."""
-    from .record import read_record
+    from .record import ModelRecord
 
     missing, unexpected = info.get("missing_keys") or [], info.get("unexpected_keys") or []
-    if not (missing or unexpected) or new_head or not read_record(path):
+    if not (missing or unexpected) or new_head or not ModelRecord.of(path):
         return
     raise KdeployError(f"cannot load model {name!r}: it does not reload as it was trained ({len(missing)} weights "
                        f"missing: {', '.join(sorted(missing)[:3])}; {len(unexpected)} unexpected: "

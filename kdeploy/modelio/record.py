@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import KdeployError
@@ -13,7 +14,8 @@ POSITION_CAP = 512
 
 
 def read_record(model_dir: str | Path) -> dict:
-    """The record kdeploy wrote beside a model, or {} for a model from elsewhere."""
+    """The record kdeploy wrote beside a model, as JSON, or {} for a model from elsewhere. Only
+    `ModelRecord` reads it; a stage that adds to a record (prune) copies it whole."""
     path = Path(model_dir) / MODEL_RECORD
     if not path.is_file():
         return {}
@@ -22,6 +24,73 @@ def read_record(model_dir: str | Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise KdeployError(f"{path}: not a valid kdeploy record ({exc}); remove it or re-run the stage") from None
     return record if isinstance(record, dict) else {}
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """What later stages read of a model kdeploy trained (its kdeploy.json), parsed in this one
+    place: the window it was trained with, how it cut long texts, its data, the encoder it
+    started from, its reference logits and its pruning. Torch-free; a model from elsewhere
+    gives an empty record (falsy). The stage's own typed view is `TrainingResult`."""
+
+    raw: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, model_dir: str | Path) -> "ModelRecord":
+        folder = Path(model_dir)
+        return cls(read_record(folder) if folder.is_dir() else {})
+
+    def __bool__(self) -> bool:
+        return bool(self.raw)
+
+    @property
+    def max_length(self) -> int | None:
+        """The token window training used (records of every version: settings.train or train)."""
+        config = _dict(self.raw.get("config"))
+        value = _dict(_dict(config.get("settings") or config).get("train")).get("max_length")
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def truncation(self) -> str | None:
+        value = _dict(self.raw.get("data")).get("truncation")
+        return value if isinstance(value, str) else None
+
+    @property
+    def pairs(self) -> bool | None:
+        """Whether the training data were text pairs (None: the record does not say)."""
+        data = _dict(self.raw.get("data"))
+        return bool(data.get("pairs", False)) if data.get("label_names") is not None else None
+
+    @property
+    def data_config(self) -> dict | None:
+        """The data configuration training was given (for `data_still_there`)."""
+        return _dict(self.raw.get("config")).get("data") or None
+
+    @property
+    def base_model(self) -> str | None:
+        """The model training started from (a fine-tuned teacher's encoder)."""
+        value = _dict(self.raw.get("model")).get("model")
+        return value if isinstance(value, str) else None
+
+    @property
+    def reference(self) -> dict | None:
+        """Logits of the model as training left it, on a few texts: a reload must give them back."""
+        return _dict(self.raw.get("reference")) or None
+
+    @property
+    def pruning(self) -> dict | None:
+        return _dict(self.raw.get("pruning")) or None
+
+    @property
+    def provenance(self) -> dict:
+        """What an export keeps of where its model came from (stage, teachers, T, α, data)."""
+        kept = {k: self.raw[k] for k in ("stage", "teacher", "model", "alpha", "temperature")
+                if self.raw.get(k) is not None}
+        return {**kept, "data": self.data_config} if self.data_config else kept
 
 
 def read_config(model_dir: str | Path) -> dict:
@@ -34,12 +103,6 @@ def read_config(model_dir: str | Path) -> dict:
         raise KdeployError(f"{path}: not valid JSON ({exc})") from None
 
 
-def trained_max_length(record: dict) -> int | None:
-    train = ((record.get("config") or {}).get("settings") or record.get("config") or {}).get("train") or {}
-    value = train.get("max_length")
-    return int(value) if isinstance(value, int) else None
-
-
 def truncation_of(model_dir: str | Path) -> str | None:
     """How a model reads a long text (kdeploy.truncation), as recorded: an export's config,
     else the data record of its training; None for a model from elsewhere (read: head)."""
@@ -49,8 +112,7 @@ def truncation_of(model_dir: str | Path) -> str | None:
     exported = ExportedModel.from_config(read_config(folder))
     if exported and exported.truncation:
         return exported.truncation
-    trained = (read_record(folder).get("data") or {}).get("truncation")
-    return trained if isinstance(trained, str) else None
+    return ModelRecord.of(folder).truncation
 
 
 #: Models whose position ids start after the padding index: two of their positions are never read.
@@ -88,7 +150,7 @@ def resolve_max_length(given: int | None, model_dir: str | Path, positions: int 
             config = {**config, "max_position_embeddings": positions}
         check_max_length(given, config, f"the model in {model_dir}")
         return int(given)
-    recorded = trained_max_length(read_record(model_dir))
+    recorded = ModelRecord.of(model_dir).max_length
     if recorded:
         return recorded
     config = read_config(model_dir)
@@ -132,10 +194,7 @@ def pairs_of_model(path: str | Path) -> bool | None:
     exported = ExportedModel.from_config(read_config(folder))
     if exported and exported.pairs is not None:
         return exported.pairs
-    data = read_record(folder).get("data")
-    if isinstance(data, dict) and data.get("label_names") is not None:
-        return bool(data.get("pairs", False))
-    return None
+    return ModelRecord.of(folder).pairs
 
 
 def check_data_kind(model: str | Path, pairs: bool, where: str, known: bool | None = None) -> None:

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from ..configtools import to_dict
-from ..data import DataConfig, TaskData, load_task_data, load_unlabeled_texts, recorded_data
+from ..data import DataConfig, TaskData, data_still_there, load_task_data, load_unlabeled_texts
 from ..errors import KdeployError
 from ..fsutil import claimed_output
 from ..metrics import Scores, score
-from ..modelio.record import MODEL_RECORD, read_record, resolve_max_length
+from ..modelio.record import MODEL_RECORD, ModelRecord, resolve_max_length
 from .config import PruneSettings
 from .result import PruneResult
 
@@ -28,8 +28,8 @@ def prune(settings: PruneSettings, model: str | Path, out: str | Path, data: Dat
     model_dir, out = Path(model), Path(out)
     if not model_dir.is_dir():
         raise KdeployError(f"{model_dir}: not a model folder")
-    record = read_record(model_dir)
-    data = data or recorded_data(record)
+    record = ModelRecord.of(model_dir)
+    data = data or data_still_there(record.data_config)
     if data is None:
         raise KdeployError(f"{model_dir}: which text's tokens to keep? give the training data (--train or --dataset)")
     settings = _trimmable_or_said(settings, model_dir)
@@ -59,7 +59,7 @@ def _trimmable_or_said(settings: PruneSettings, model_dir: Path) -> PruneSetting
 
 
 def _prune(settings: PruneSettings, model_dir: Path, out: Path, data_cfg: DataConfig, extra_corpus, teacher,
-           record: dict, overwrite: bool) -> PruneResult:
+           record: ModelRecord, overwrite: bool) -> PruneResult:
     from ..modelio.loading import label_names_of, load_classifier, load_tokenizer
     from .vocab import trim_vocabulary, vocabulary_coverage
 
@@ -83,7 +83,7 @@ def _prune(settings: PruneSettings, model_dir: Path, out: Path, data_cfg: DataCo
             extra["recovery"] = _recover(settings, data_cfg, pruned, recovered, teacher or str(model_dir), max_length)
             model = load_classifier(str(recovered))
             tokenizer = load_tokenizer(str(recovered))
-            record = read_record(recovered)
+            record = ModelRecord.of(recovered)
     if settings.vocab:  # last: trimming changes no logit on kept text, and the recovery keeps the teacher's tokens
         texts = [t for s in ("train", "validation") if s in data.splits for t in data.texts(s)]
         if extra_corpus:
@@ -99,7 +99,7 @@ def _prune(settings: PruneSettings, model_dir: Path, out: Path, data_cfg: DataCo
         before=before, after=after, parameters_before=params_before, parameters=params,
         agreement=float((before_logits.argmax(-1) == after_logits.argmax(-1)).mean()),
         accuracy_change_points=round(100 * (after.accuracy - before.accuracy), 3), seconds=seconds, **extra)
-    _save(out, model, tokenizer, {**record, "pruning": result.to_dict()}, data.texts(split), max_length, overwrite)
+    _save(out, model, tokenizer, {**record.raw, "pruning": result.to_dict()}, data.texts(split), max_length, overwrite)
     return result
 
 

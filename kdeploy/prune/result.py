@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import KdeployError
 from ..metrics import Scores
-from ..modelio.record import read_record
+from ..modelio.record import ModelRecord
 from ..results import Result, pct
 
 
@@ -31,7 +32,10 @@ class PruneResult(Result):
     @classmethod
     def of_folder(cls, folder) -> "PruneResult":
         """The pruned model's record, typed (its `pruning` part)."""
-        return cls.from_dict(read_record(folder)["pruning"])
+        pruning = ModelRecord.of(folder).pruning
+        if pruning is None:
+            raise KdeployError(f"{folder}: not a pruned model (its kdeploy.json has no pruning record); prune it again")
+        return cls.from_dict(pruning)
 
     def table(self):
         rows = [["before", f"{self.parameters_before:,}", pct(self.before.accuracy), "", ""],

@@ -167,11 +167,10 @@ def _baselines(settings: BenchSettings, task: TaskData | None, candidates: list[
 def _base_encoder(path: Path) -> str | None:
     """The encoder a fine-tuned model started from (its training record), or the model itself."""
     from ..assets import resolve_model
-    from ..modelio.record import read_record
+    from ..modelio.record import ModelRecord
 
     folder = path if path.is_dir() else path.parent
-    record = read_record(folder) or {}
-    base = (record.get("model") or {}).get("model") if isinstance(record.get("model"), dict) else None
+    base = ModelRecord.of(folder).base_model
     if base:
         resolved = resolve_model(base)
         if Path(resolved).is_dir():
