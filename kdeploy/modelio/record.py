@@ -26,10 +26,6 @@ def read_record(model_dir: str | Path) -> dict:
     return record if isinstance(record, dict) else {}
 
 
-def _dict(value) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
 @dataclass(frozen=True)
 class ModelRecord:
     """What later stages read of a model kdeploy trained (its kdeploy.json), parsed in this one
@@ -47,43 +43,46 @@ class ModelRecord:
     def __bool__(self) -> bool:
         return bool(self.raw)
 
+    def _at(self, *path: str, kind: type = str):
+        """The value at a path of keys, when it is of `kind` (a hand-edited type reads as absent)."""
+        value = self.raw
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)) else None
+
     @property
     def max_length(self) -> int | None:
         """The token window training used (records of every version: settings.train or train)."""
-        config = _dict(self.raw.get("config"))
-        value = _dict(_dict(config.get("settings") or config).get("train")).get("max_length")
-        return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+        return self._at("config", "settings", "train", "max_length", kind=int) or \
+            self._at("config", "train", "max_length", kind=int)
 
     @property
     def truncation(self) -> str | None:
-        value = _dict(self.raw.get("data")).get("truncation")
-        return value if isinstance(value, str) else None
+        return self._at("data", "truncation")
 
     @property
     def pairs(self) -> bool | None:
         """Whether the training data were text pairs (None: the record does not say)."""
-        data = _dict(self.raw.get("data"))
-        return bool(data.get("pairs", False)) if data.get("label_names") is not None else None
+        return bool(self._at("data", "pairs", kind=bool)) if self._at("data", "label_names", kind=list) else None
 
     @property
     def data_config(self) -> dict | None:
         """The data configuration training was given (for `data_still_there`)."""
-        return _dict(self.raw.get("config")).get("data") or None
+        return self._at("config", "data", kind=dict) or None
 
     @property
     def base_model(self) -> str | None:
         """The model training started from (a fine-tuned teacher's encoder)."""
-        value = _dict(self.raw.get("model")).get("model")
-        return value if isinstance(value, str) else None
+        return self._at("model", "model")
 
     @property
     def reference(self) -> dict | None:
         """Logits of the model as training left it, on a few texts: a reload must give them back."""
-        return _dict(self.raw.get("reference")) or None
+        return self._at("reference", kind=dict) or None
 
     @property
     def pruning(self) -> dict | None:
-        return _dict(self.raw.get("pruning")) or None
+        return self._at("pruning", kind=dict) or None
 
     @property
     def provenance(self) -> dict:
