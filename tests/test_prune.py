@@ -171,14 +171,45 @@ def _tiny_roberta_bpe(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.parametrize("kind", ["bpe", "unigram"])
+def test_bpe_and_unigram_vocabularies_are_trimmed_with_identical_logits(kind, tmp_path):
+    """Byte-level BPE (RoBERTa) keeps the merges that build its kept tokens; Unigram (XLM-R) the
+    pieces kept text uses: every kept text gives the same logits, and unseen text still encodes."""
+    from tiny_families import build_teacher
+
+    folder = build_teacher("roberta" if kind == "bpe" else "xlm-roberta", tmp_path / kind)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    kept = KEPT + ["a quite dull and messy story", "superb acting, very smart plot"]
+    before = _logits(model, tok, kept)
+    trimmed_model, trimmed_tok, record = trim_vocabulary(model, tok, kept)
+    assert record["vocab_after"] < record["vocab_before"] == len(tok)
+    assert len(trimmed_tok) == record["vocab_after"] == trimmed_model.get_input_embeddings().weight.shape[0]
+    np.testing.assert_array_equal(_logits(trimmed_model, trimmed_tok, kept), before)
+    unseen = trimmed_tok("zqxv wordless €")["input_ids"]
+    assert len(unseen) > 3 and max(unseen) < len(trimmed_tok)
+    if kind == "bpe":  # every byte stays, so nothing becomes unknown
+        assert trimmed_tok.unk_token_id not in unseen and len(trimmed_tok.backend_tokenizer.get_vocab()) >= 256
+
+
+def _word_level(folder: Path) -> Path:
+    """The tiny RoBERTa with a word-level tokenizer (a kind trimming does not handle)."""
+    _tiny_roberta_bpe(folder)
+    spec = json.loads((folder / "tokenizer.json").read_text())
+    spec["model"] = {"type": "WordLevel", "vocab": spec["model"]["vocab"], "unk_token": "<unk>"}
+    (folder / "tokenizer.json").write_text(json.dumps(spec))
+    return folder
+
+
 def test_an_untrimmable_tokenizer_is_said_before_any_work(toy_files, tmp_path, capsys):
-    """Trimming reads the tokenizer's kind first: a BPE model asked only to trim is refused in one
-    line before anything runs; asked to prune its feed-forward layers too, it is pruned, its
-    vocabulary kept, with a note (it used to fail after the importance pass and the recovery)."""
+    """Trimming reads the tokenizer's kind first: a word-level model asked only to trim is refused
+    in one line before anything runs; asked to prune its feed-forward layers too, it is pruned,
+    its vocabulary kept, with a note (it used to fail after the importance pass and the recovery)."""
     from conftest import data_of
 
-    model = _tiny_roberta_bpe(tmp_path / "roberta")
-    with pytest.raises(KdeployError, match=r"supports WordPiece .* is BPE, and trimming is all .* --heads or --ffn"):
+    model = _word_level(tmp_path / "roberta")
+    with pytest.raises(KdeployError, match=r"supports WordPiece, BPE, Unigram .* is WordLevel, and trimming is all .* "
+                                           r"--heads or --ffn"):
         prune(PruneSettings(), model=model, out=tmp_path / "only-vocab", data=data_of(toy_files))
     assert not (tmp_path / "only-vocab").exists()
     result = prune(PruneSettings(ffn=0.5, recover_epochs=0), model=model, out=tmp_path / "ffn", data=data_of(toy_files))

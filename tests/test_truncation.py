@@ -214,3 +214,32 @@ def test_long_training_texts_get_a_long_window(tmp_path, tiny_base_bert, cache_d
     assert record.config["settings"]["train"]["max_length"] == 128  # the tiny BERT's position table
     assert record.data["truncation"] == "head+tail:32"
     assert "max_length: 128 tokens, head+tail" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("strategy", ["head", "tail", "head+tail:5"])
+def test_a_bpe_tokenizer_in_the_graph_reads_the_same_tokens(tmp_path, strategy):
+    """Byte-level BPE (RoBERTa's <s> … </s>) in the e2e graph: the extensions' tokenizer.json
+    reader, then kdeploy.truncation's cut, gives `tokenizers`' ids for each strategy."""
+    pytest.importorskip("onnxruntime_extensions")
+    import onnxruntime as ort
+
+    from kdeploy.modelio.inputs import set_truncation, tokenize
+    from kdeploy.modelio.loading import load_tokenizer
+    from kdeploy.modelio.onnx_session import extensions_library
+    from kdeploy.package.tokenizer_graph import in_graph_tokenizer, tokenizer_model
+    from kdeploy.truncation import refit
+    from tiny_families import build_tokenizer
+
+    build_tokenizer("bpe", tmp_path, token_types=False)
+    tokenizer = load_tokenizer(str(tmp_path))
+    set_truncation(tokenizer, refit(strategy, 16))
+    texts = LONG + ["short one", "", "naïve café €, 你好"]
+    want = tokenize(tokenizer, texts, 16, padding=False)["input_ids"]
+    assert max(len(tokenizer(t)["input_ids"]) for t in texts) > 16 and max(map(len, want)) == 16
+    attributes, table = in_graph_tokenizer(tmp_path / "tokenizer.json", 16)
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(extensions_library())
+    graph = ort.InferenceSession(tokenizer_model(attributes, table, truncation=strategy).SerializeToString(), options)
+    got = [graph.run(None, {"text": np.array([t], dtype=object)}) for t in texts]
+    assert [g[0].tolist() for g in got] == want
+    assert all(g[2].tolist() == [1] * len(w) and g[1].tolist() == [0] * len(w) for g, w in zip(got, want))

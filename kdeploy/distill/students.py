@@ -119,6 +119,8 @@ def layers_from_teacher(cfg, teacher, teacher_tokenizer, label_names):
     """DistilBERT-style initialisation: the teacher's embeddings, head and a subset of its layers."""
     if teacher is None:
         raise KdeployError("--student layers needs a transformer teacher")
+    if getattr(teacher.config, "num_hidden_groups", None) is not None:
+        return _fewer_repeats(cfg, teacher, teacher_tokenizer)
     name, stack = _find_layer_stack(teacher)
     kinds = layer_kinds(teacher.config, len(stack))
     keep = parse_layer_indices(cfg.layers, len(stack)) if kinds is None else \
@@ -137,6 +139,23 @@ def layers_from_teacher(cfg, teacher, teacher_tokenizer, label_names):
                 m.layer_id = i
     check_rebuilds(student)
     return student, teacher_tokenizer, {"builder": "layers", "teacher_layers": keep}
+
+
+def _fewer_repeats(cfg, teacher, teacher_tokenizer):
+    """ALBERT shares one group of layer weights, applied num_hidden_layers times: its student is
+    the same weights applied fewer times (a count; indices name no distinct layer)."""
+    depth, groups = int(teacher.config.num_hidden_layers), int(teacher.config.num_hidden_groups)
+    if groups != 1:
+        raise KdeployError(f"this teacher shares {groups} groups of layers over {depth} layers; a student of fewer "
+                           "layers would regroup them, so only one shared group (ALBERT's own) is supported")
+    if not isinstance(cfg.layers, int):
+        raise KdeployError(f"student layers {cfg.layers!r}: this teacher's layers share one set of weights, so a "
+                           "student keeps a number of them (--student-layers 2), not indices")
+    keep = parse_layer_indices(cfg.layers, depth)  # which teacher application each student one stands for
+    student = copy.deepcopy(teacher)
+    student.config.num_hidden_layers = len(keep)
+    check_rebuilds(student)
+    return student, teacher_tokenizer, {"builder": "layers", "teacher_layers": keep, "shared_weights": True}
 
 
 def _small(model_cls, config_cls, cfg, teacher, tokenizer, label_names, default_dim=None, **extra):

@@ -303,7 +303,9 @@ def _runtime_peers(job: _Job, main: str) -> list:
 def _versus(winner, peers) -> list[dict]:
     out = []
     for p in peers:
-        if p.timing and winner.timing:
+        if "not_timed" in p.info:
+            out.append({"name": p.name, "not_timed": p.info["not_timed"]})
+        elif p.timing and winner.timing:
             out.append({"name": p.name, **to_dict(p.timing),
                         "chosen_is_faster_at_batch_1": round(p.timing.bs1_p50_ms / winner.timing.bs1_p50_ms, 3),
                         "chosen_is_faster_at_batch_32": round(winner.timing.bs32_per_s / p.timing.bs32_per_s, 3)})

@@ -66,6 +66,11 @@ def _openvino_session(path: Path, threads: int | None, precision: str = "bf16"):
     return Session(), names
 
 
+def _last_line(message: str) -> str:
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return lines[-1] if lines else message
+
+
 def time_candidates(candidates: list[Candidate], main: str, singles: list[dict], batches: list[dict],
                     rounds: int = 3, threads: int | None = None) -> None:
     """Fill in each candidate's timing of its `main` file (the one a bundle would ship). A
@@ -77,12 +82,17 @@ def time_candidates(candidates: list[Candidate], main: str, singles: list[dict],
     for c in candidates:
         runtime = c.info.get("runtime") or ""
         if runtime.startswith("openvino-"):
-            session, names = _openvino_session(c.files[main], threads, runtime.split("-", 1)[1])
+            try:
+                session, names = _openvino_session(c.files[main], threads, runtime.split("-", 1)[1])
+            except RuntimeError as exc:  # a peer OpenVINO cannot compile is said, not fatal (DeBERTa's If)
+                c.info["not_timed"] = "OpenVINO cannot compile it: " + _last_line(str(exc))
+                continue
             pick = lambda e, names=names: {k: np.asarray(e[k], dtype=np.int64) for k in names if k in e}  # noqa: E731
             runs[c.name] = (session, [pick(e) for e in singles], [pick(e) for e in batches])
             continue
         session = create_session(c.files[main], threads=threads, disabled_optimizers=c.session.get("disabled_optimizers"))
         runs[c.name] = (session, [feed(session, e) for e in singles], [feed(session, e) for e in batches])
+    candidates = [c for c in candidates if c.name in runs]
     one: dict[str, list[float]] = {c.name: [] for c in candidates}
     many: dict[str, float] = {c.name: 0.0 for c in candidates}
     for name, (session, s1, s32) in runs.items():  # warm-up

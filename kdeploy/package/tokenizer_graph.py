@@ -18,8 +18,12 @@ character table is computed with the `tokenizers` library's own normaliser, so i
 behaviour by construction. One difference remains and is documented: the extensions read
 strings as C strings, so a NUL character ends the text.
 
-Only WordPiece tokenizers with BERT's normaliser and pre-tokeniser are expressible this way;
-anything else is refused with a reason rather than shipped subtly different.
+Byte-level BPE tokenizers (RoBERTa, GPT-2, ModernBERT) go through the extensions' own reader
+of `tokenizer.json` (the HfJsonTokenizer op, <s> … </s> included), and kdeploy.truncation's cut
+after it. Unigram/SentencePiece (XLM-R, DeBERTa-v2, ALBERT) is refused: that op's Unigram path
+follows llama.cpp's SentencePiece (its own whitespace and special-token rules) and failed to
+load HF tokenizer.json files here. Whatever is built is gated on token parity with `tokenizers`
+(the validation split and the hostile texts) before it ships.
 """
 from __future__ import annotations
 
@@ -33,6 +37,30 @@ DOMAIN = "ai.onnx.contrib"
 OUTPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
 
+JSON_OP = "HfJsonTokenizer"
+
+
+def in_graph_tokenizer(tokenizer_json: Path, max_length: int, pairs: bool = False) -> tuple[dict, tuple | None]:
+    """(the tokenizer op's attributes, BERT's normaliser table or None) for a bundle's tokenizer:
+    WordPiece through BertTokenizer, byte-level BPE through the extensions' tokenizer.json
+    reader; anything else refused in one line that says what to package instead."""
+    tokenizer_json = Path(tokenizer_json)
+    spec = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    if (spec.get("model") or {}).get("type") != "BPE":
+        return (bert_tokenizer_attributes(tokenizer_json, max_length, pairs),
+                normaliser_table(tokenizer_json))
+    if pairs:
+        raise KdeployError(f"{tokenizer_json}: a BPE tokenizer's pair template (<s> a </s></s> b </s>) is not built "
+                           "in the graph; package a pair model of this tokenizer as python or web")
+    if spec.get("truncation") or spec.get("padding"):
+        spec = {**spec, "truncation": None, "padding": None}  # kdeploy cuts and pads, after the op
+    config_path = tokenizer_json.parent / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    config["model_max_length"] = 1 << 30  # the op would cut by its own rule: the cut is kdeploy.truncation's
+    return {"op": JSON_OP, "tokenizer_config": json.dumps(config), "tokenizer_vocab": json.dumps(spec),
+            "max_length": int(max_length)}, None
+
+
 def bert_tokenizer_attributes(tokenizer_json: Path, max_length: int, pairs: bool = False) -> dict:
     """The op's attributes, or KdeployError naming what the op cannot reproduce."""
     spec = json.loads(Path(tokenizer_json).read_text(encoding="utf-8"))
@@ -40,7 +68,8 @@ def bert_tokenizer_attributes(tokenizer_json: Path, max_length: int, pairs: bool
     why = ("the in-graph tokenizer (onnxruntime-extensions BertTokenizer) reproduces WordPiece tokenizers with "
            "BERT's normaliser only")
     if model.get("type") != "WordPiece":
-        raise KdeployError(f"{tokenizer_json}: a {model.get('type')} tokenizer; {why}. Package the python or web "
+        raise KdeployError(f"{tokenizer_json}: a {model.get('type')} tokenizer; the in-graph tokenizer reproduces "
+                           "WordPiece (BERT's normaliser) and byte-level BPE tokenizers only. Package the python or web "
                            "format instead")
     if norm.get("type") != "BertNormalizer" or pre.get("type") != "BertPreTokenizer":
         raise KdeployError(f"{tokenizer_json}: normaliser {norm.get('type')}, pre-tokeniser {pre.get('type')}; {why}")
@@ -53,10 +82,15 @@ def bert_tokenizer_attributes(tokenizer_json: Path, max_length: int, pairs: bool
     if any("\n" in token for token, _ in ordered):
         raise KdeployError(f"{tokenizer_json}: a vocabulary entry contains a newline; the op reads one token per line")
     specials = _special_tokens(spec, tokenizer_json, pairs)
+    unk = model.get("unk_token", "[UNK]")
+    for role in ("pad", "mask"):  # the op looks them up by name; MPNet's are <pad>/<mask>, BERT's [PAD]/[MASK]
+        named = [a["content"] for a in spec.get("added_tokens", []) if a.get("special") and role in a["content"].lower()
+                 and a["content"] in vocab]
+        specials[f"{role}_token"] = named[0] if named else unk  # never produced from text: any token in the vocabulary
     return {"vocab_file": "\n".join(t for t, _ in ordered), "do_lower_case": 0, "strip_accents": 0,
             "tokenize_chinese_chars": int(bool(norm.get("handle_chinese_chars", True))),
             "suffix_indicator": model.get("continuing_subword_prefix", "##"),
-            "unk_token": model.get("unk_token", "[UNK]"), **specials, "max_length": int(max_length),
+            "unk_token": unk, **specials, "max_length": int(max_length),
             "truncation_strategy_name": "longest_first"}
 
 
@@ -158,6 +192,8 @@ def tokenizer_nodes(attributes: dict, table: tuple[str, str, str], text: str, ou
     single text cut by `truncation` (kdeploy.truncation), a pair by `pair_truncation`."""
     from onnx import TensorProto, helper
 
+    if attributes.get("op") == JSON_OP:
+        return _json_tokenizer_nodes(attributes, text, outputs, truncation, prefix)
     mapping, unknown, rewrite = table
     p = prefix
 
@@ -202,6 +238,30 @@ def tokenizer_nodes(attributes: dict, table: tuple[str, str, str], text: str, ou
     source = normalise(text, "")
     nodes.extend(_single_text_nodes(attributes, source, outputs, truncation, p))
     return nodes
+
+
+def _json_tokenizer_nodes(attributes: dict, text: str, outputs: tuple[str, str, str], truncation: str,
+                          p: str) -> list:
+    """The extensions' tokenizer.json reader over one text ([1, L] ids, specials included), a
+    mask of ones and zero types, then kdeploy.truncation's cut (one special before, one after)."""
+    from onnx import TensorProto, helper
+
+    whole = tuple(p + "whole_" + o for o in ("ids", "types", "mask"))
+    op = {k: v for k, v in attributes.items() if k in ("tokenizer_config", "tokenizer_vocab")}
+    nodes = [helper.make_node(JSON_OP, [text], [p + "ids2d"], name=p + "hf_json", domain=DOMAIN, **op),
+             helper.make_node("Constant", [], [p + "flat"], value=helper.make_tensor(p + "flat_v", TensorProto.INT64,
+                                                                                     [1], [-1])),
+             helper.make_node("Reshape", [p + "ids2d", p + "flat"], [whole[0]]),
+             helper.make_node("Shape", [whole[0]], [p + "cut_length"]),
+             helper.make_node("ConstantOfShape", [p + "cut_length"], [whole[1]],
+                              value=helper.make_tensor(p + "zero_v", TensorProto.INT64, [1], [0])),
+             helper.make_node("ConstantOfShape", [p + "cut_length"], [whole[2]],
+                              value=helper.make_tensor(p + "one_v", TensorProto.INT64, [1], [1]))]
+    max_length = attributes["max_length"]
+    index_nodes, index = cut_index_nodes(p + "cut_length", p + "cut_length", max_length,
+                                         keep_first(truncation, max_length), p + "cut_", rows=False)
+    return nodes + index_nodes + [helper.make_node("Gather", [src, index], [dst], axis=0)
+                                  for src, dst in zip(whole, outputs)]
 
 
 def _single_text_nodes(attributes: dict, source: str, outputs: tuple[str, str, str], truncation: str, p: str) -> list:

@@ -71,12 +71,11 @@ def _e2e_model(tmp: Path, source: Path, manifest: BundleManifest, export, data) 
     from .e2e import E2E_MODEL, build_e2e, with_load_time_fusions
     from .hostile_texts import HOSTILE_TEXTS, hostile_pairs
     from .parity import check_e2e, gate
-    from .tokenizer_graph import bert_tokenizer_attributes, normaliser_table, tokenizer_model
+    from .tokenizer_graph import in_graph_tokenizer, tokenizer_model
 
     named = source.parent / "tokenizer.json"  # the export's own copy: errors name the folder the user gave
-    attributes = bert_tokenizer_attributes(named if named.is_file() else tmp / "tokenizer.json", manifest.max_length,
+    attributes, table = in_graph_tokenizer(named if named.is_file() else tmp / "tokenizer.json", manifest.max_length,
                                            manifest.pairs)
-    table = normaliser_table(tmp / "tokenizer.json")
     from .bundle import gate_texts
 
     texts, where = gate_texts(export, data)

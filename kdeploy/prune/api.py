@@ -49,7 +49,7 @@ def _trimmable_or_said(settings: PruneSettings, model_dir: Path) -> PruneSetting
     kind = tokenizer_kind(model_dir)
     if not settings.vocab or kind in TRIMMABLE:
         return settings
-    why = (f"vocabulary trimming supports {', '.join(TRIMMABLE)} tokenizers (the BERT family); "
+    why = (f"vocabulary trimming supports {', '.join(TRIMMABLE)} tokenizers; "
            + (f"{model_dir}'s is {kind}" if kind else f"{model_dir} has no tokenizer.json (a fast tokenizer)"))
     if not (settings.heads or settings.ffn):
         raise KdeployError(f"{why}, and trimming is all this prune was asked to do; give --heads or --ffn, "

@@ -7,8 +7,16 @@ rewrites the embedding matrix and the tokenizer consistently, and verifies the r
 every kept text encodes to the same tokens, renumbered, so its logits are unchanged; an
 unseen word is spelled with the pieces that remain.
 
-WordPiece only (BERT family): its greedy longest-match segmentation is provably unchanged
-on text whose pieces were all kept. BPE and Unigram merges would need their own rewrite.
+Each tokenizer kind keeps what provably leaves a kept text's segmentation unchanged:
+- WordPiece (BERT family): greedy longest match, unchanged on text whose pieces were all kept.
+- BPE (RoBERTa, GPT-2, ModernBERT): the merges that build every kept token, with the tokens
+  they pass through. BPE applies, at each step, the lowest-ranked merge present; a merge that
+  never won a step on the kept text can go without changing any step, and every merge that
+  did win built a piece of some kept token, so it is kept.
+- Unigram (SentencePiece: XLM-R, DeBERTa-v2, ALBERT, T5): the pieces kept text uses. Its
+  segmentation is the best-scoring path; removing pieces off that path leaves it the best.
+Every kind also keeps its single characters (all 256 bytes for byte-level BPE), so unseen
+text is still spelled out, and the result is checked on the kept text either way.
 """
 from __future__ import annotations
 
@@ -37,14 +45,43 @@ def character_ids(spec: dict) -> set[int]:
     """Every single-character token and its continuation form ("a", "##a"), kept whatever the
     corpus: an unseen word is then spelled out in pieces instead of failing half-way into
     [UNK], and WordPiece never fails inside a word made of known characters, which the e2e
-    bundle's in-graph tokenizer needs to give the same ids as `tokenizers`. A few thousand rows."""
+    bundle's in-graph tokenizer needs to give the same ids as `tokenizers`. A few thousand rows.
+    (Unigram: single-character pieces, "▁a" and byte-fallback pieces "<0x41>".)"""
     model = spec["model"]
-    prefix = model.get("continuing_subword_prefix", "##")
+    prefix = model.get("continuing_subword_prefix") or ("##" if model.get("type") == "WordPiece" else "")
+    if model.get("type") == "Unigram":
+        return {i for i, (piece, _) in enumerate(model["vocab"])
+                if len(piece) == 1 or (piece.startswith("\u2581") and len(piece) == 2)
+                or (piece.startswith("<0x") and len(piece) == 6 and piece.endswith(">"))}
     return {i for token, i in model.get("vocab", {}).items()
-            if len(token) == 1 or (token.startswith(prefix) and len(token) == len(prefix) + 1)}
+            if len(token) == 1 or (prefix and token.startswith(prefix) and len(token) == len(prefix) + 1)}
 
 
-TRIMMABLE = ("WordPiece",)  # tokenizer.json model types whose trimming is proven to keep every kept text's ids
+def _pair(merge) -> tuple[str, str]:
+    """A merge as tokenizer.json writes it: "a b" (tokenizers < 0.20) or ["a", "b"]."""
+    return tuple(merge.split(" ", 1)) if isinstance(merge, str) else tuple(merge)
+
+
+def merge_closure(spec: dict, ids: set[int]) -> set[int]:
+    """BPE: the tokens that build the kept ones, merge by merge, down to single characters."""
+    model = spec["model"]
+    vocab, prefix = model["vocab"], model.get("continuing_subword_prefix") or ""
+    built_by: dict[str, list[tuple[str, str]]] = {}
+    for merge in model.get("merges", []):
+        a, b = _pair(merge)
+        built_by.setdefault(a + (b[len(prefix):] if prefix and b.startswith(prefix) else b), []).append((a, b))
+    token_of = {i: t for t, i in vocab.items()}
+    todo, needed = [token_of[i] for i in ids if i in token_of], set()
+    while todo:
+        token = todo.pop()
+        if token in needed:
+            continue
+        needed.add(token)
+        todo.extend(part for merge in built_by.get(token, ()) for part in merge)
+    return {vocab[t] for t in needed if t in vocab}
+
+
+TRIMMABLE = ("WordPiece", "BPE", "Unigram")  # tokenizer.json model types whose trimming keeps every kept text's ids
 
 
 def tokenizer_kind(model_dir: str | Path) -> str | None:
@@ -67,12 +104,17 @@ def trim_vocabulary(model, tokenizer, texts: list[str], max_length: int | None =
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer.save_pretrained(tmp)
         spec = json.loads((Path(tmp) / "tokenizer.json").read_text(encoding="utf-8"))
-        if spec["model"].get("type") not in TRIMMABLE:
-            raise KdeployError(f"vocabulary trimming supports WordPiece tokenizers (BERT family); this one is "
-                               f"{spec['model'].get('type')}")
+        kind = spec["model"].get("type")
+        if kind not in TRIMMABLE:
+            raise KdeployError(f"vocabulary trimming supports {', '.join(TRIMMABLE)} tokenizers; this one is {kind}")
+        if spec["model"].get("dropout"):
+            raise KdeployError("vocabulary trimming needs a deterministic tokenizer; this BPE has dropout set")
         embeddings = model.get_input_embeddings()
         old_size = embeddings.weight.shape[0]
         used = used_token_ids(tokenizer, texts, max_length) | character_ids(spec)
+        used |= {i for a in spec.get("added_tokens", []) for i in [a["id"]]}
+        if kind == "BPE":
+            used |= merge_closure(spec, used)
         keep = sorted(i for i in used if i < old_size)
         old_to_new = {old: new for new, old in enumerate(keep)}
         _rewrite_tokenizer_files(Path(tmp), spec, old_to_new)
@@ -86,12 +128,24 @@ def trim_vocabulary(model, tokenizer, texts: list[str], max_length: int | None =
 
 
 def _rewrite_tokenizer_files(folder: Path, spec: dict, old_to_new: dict[int, int]) -> None:
-    vocab = spec["model"]["vocab"]
-    new_vocab = {tok: old_to_new[i] for tok, i in vocab.items() if i in old_to_new}
-    spec["model"]["vocab"] = dict(sorted(new_vocab.items(), key=lambda kv: kv[1]))
-    unk = spec["model"].get("unk_token")
-    if unk not in new_vocab:
-        raise KdeployError(f"the unknown token {unk!r} is not in the vocabulary; cannot trim safely")
+    model = spec["model"]
+    if model["type"] == "Unigram":
+        model["vocab"] = [piece for i, piece in enumerate(model["vocab"]) if i in old_to_new]
+        if model.get("unk_id") is not None:
+            if model["unk_id"] not in old_to_new:
+                raise KdeployError("the unknown piece is not in the vocabulary; cannot trim safely")
+            model["unk_id"] = old_to_new[model["unk_id"]]
+    else:
+        new_vocab = {tok: old_to_new[i] for tok, i in model["vocab"].items() if i in old_to_new}
+        model["vocab"] = dict(sorted(new_vocab.items(), key=lambda kv: kv[1]))
+        unk = model.get("unk_token")
+        if unk is not None and unk not in new_vocab:
+            raise KdeployError(f"the unknown token {unk!r} is not in the vocabulary; cannot trim safely")
+        if model["type"] == "BPE":  # a merge stays when its parts and its result all stay, in rank order
+            prefix = model.get("continuing_subword_prefix") or ""
+            model["merges"] = [m for m in model.get("merges", []) for a, b in [_pair(m)]
+                               if a in new_vocab and b in new_vocab
+                               and a + (b[len(prefix):] if prefix and b.startswith(prefix) else b) in new_vocab]
     for added in spec.get("added_tokens", []):
         if added["id"] not in old_to_new:
             raise KdeployError(f"added token {added['content']!r} was dropped; this is a bug")
@@ -103,8 +157,7 @@ def _rewrite_tokenizer_files(folder: Path, spec: dict, old_to_new: dict[int, int
         if isinstance(post.get(key), list):
             post[key][1] = old_to_new[post[key][1]]
     (folder / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
-    if (folder / "vocab.txt").exists():
-        (folder / "vocab.txt").write_text("".join(f"{t}\n" for t in spec["model"]["vocab"]), encoding="utf-8")
+    _rewrite_slow_files(folder, spec)
     config_path = folder / "tokenizer_config.json"
     if config_path.exists():
         config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -112,6 +165,22 @@ def _rewrite_tokenizer_files(folder: Path, spec: dict, old_to_new: dict[int, int
         config["added_tokens_decoder"] = {str(old_to_new[int(k)]): v for k, v in decoder.items()
                                           if int(k) in old_to_new}
         config_path.write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+def _rewrite_slow_files(folder: Path, spec: dict) -> None:
+    """The slow tokenizer's files, rewritten to match (vocab.txt; vocab.json + merges.txt), or
+    removed where they cannot be (a SentencePiece .model): a stale one would load with the old
+    numbering."""
+    model = spec["model"]
+    if (folder / "vocab.txt").exists():
+        (folder / "vocab.txt").write_text("".join(f"{t}\n" for t in model["vocab"]), encoding="utf-8")
+    if (folder / "vocab.json").exists() and isinstance(model["vocab"], dict):
+        (folder / "vocab.json").write_text(json.dumps(model["vocab"], ensure_ascii=False), encoding="utf-8")
+    if (folder / "merges.txt").exists() and "merges" in model:
+        lines = ["#version: 0.2"] + [" ".join(_pair(m)) for m in model["merges"]]
+        (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for stale in folder.glob("*.model"):
+        stale.unlink()
 
 
 def _rewrite_embeddings(model, embeddings: nn.Embedding, keep: list[int]) -> None:
