@@ -169,7 +169,7 @@ def test_augmentation_is_chosen_by_data_size_and_said(teacher_dir, toy_files, tm
 def test_early_stopping_stops_and_a_rising_run_says_so(tiny_base_bert, toy_files, tmp_path, capsys):
     """--early-stopping N ends training after N epochs without a better validation score (the
     best epoch is kept); a run whose last epoch was its best says it may be undertrained."""
-    from kdeploy.distill.trainer import _still_improving
+    from kdeploy.distill.trainer import _still_improving, _stopping
     from kdeploy.distill.config import TrainConfig
 
     record = finetune(finetune_settings(train={"epochs": 8, "early_stopping": 1}), model=str(tiny_base_bert),
@@ -181,7 +181,8 @@ def test_early_stopping_stops_and_a_rising_run_says_so(tiny_base_bert, toy_files
     assert "still rising at the last epoch (70.6 → 72.8 → 75.8%)" in " ".join(capsys.readouterr().err.split())
     assert not _still_improving([{"validation_accuracy": a} for a in (0.70, 0.75, 0.74)], TrainConfig())
     with pytest.raises(KdeployError, match="early_stopping is a patience"):
-        TrainConfig(early_stopping=0)
+        TrainConfig(early_stopping=-1)
+    assert _stopping(TrainConfig(early_stopping=0)) == []  # 0: off
 
 
 def test_the_loss_is_chosen_by_name(teacher_dir, toy_files, tmp_path, cache_dir):

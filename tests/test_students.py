@@ -222,3 +222,21 @@ def test_a_student_that_would_not_reload_is_refused(tiny_bert):
     student.bert.encoder.layer[0].attention.output.extra = torch.nn.Linear(2, 2)  # not in any rebuilt model
     with pytest.raises(KdeployError, match="would not reload as built"):
         check_rebuilds(student)
+
+
+def test_a_pretrained_student_keeps_some_of_its_own_layers(tmp_path, tiny_bert):
+    """Another tokenizer's model as the student, cut to N of its own layers (evenly spaced, as
+    --student-layers cuts a teacher): a MiniLM-L3 student for an MPNet teacher."""
+    from tiny_families import build_teacher
+
+    other = build_teacher("roberta", tmp_path / "other")  # 3 layers, byte-level BPE: not the teacher's tokenizer
+    teacher = load_classifier(str(tiny_bert))
+    student, tok, info = build_student(StudentConfig(kind=str(other), own_layers=2), teacher,
+                                       AutoTokenizer.from_pretrained(tiny_bert), ["negative", "positive"])
+    assert info == {"builder": "pretrained", "model": str(other), "own_layers": [0, 2]}
+    assert student.config.num_hidden_layers == 2 and len(student.roberta.encoder.layer) == 2
+    assert tok.backend_tokenizer.model.__class__.__name__ == "BPE"
+    whole = load_classifier(str(other))
+    assert torch.equal(student.roberta.encoder.layer[1].output.dense.weight, whole.roberta.encoder.layer[2].output.dense.weight)
+    with pytest.raises(KdeployError, match="own_layers .* keeps layers of a pretrained student"):
+        StudentConfig(kind="layers", own_layers=2)

@@ -27,6 +27,7 @@ def _training_options(cls):
     return dict(
         Epochs=Annotated[Optional[float], typer.Option("--epochs", rich_help_panel=T, show_default=shown(cls, "train.epochs"))],
         LR=Annotated[Optional[float], typer.Option("--learning-rate", "--lr", rich_help_panel=T, show_default=shown(cls, "train.learning_rate"))],
+        EarlyStopping=Annotated[Optional[int], typer.Option("--early-stopping", help="Stop after this many epochs without a better validation score (the best epoch is kept); --epochs is then the budget; 0: off. A run still improving at its last epoch says so.", rich_help_panel=T, show_default=shown(cls, "train.early_stopping").replace("none", "off"))],
     )
 
 
@@ -35,7 +36,6 @@ BatchSize = Annotated[Optional[int], typer.Option("--batch-size", rich_help_pane
 GradAccum = Annotated[Optional[int], typer.Option("--gradient-accumulation", rich_help_panel=T, show_default=shown(DistillSettings, "train.gradient_accumulation"))]
 MaxLength = Annotated[Optional[int], typer.Option("--max-length", help="Tokens per text; longer texts are cut (--truncation). Auto: 128, or a longer window when 1 in 10 training texts is longer (512 for a transformer, the texts' length for BiLSTM/CNN/static students).", rich_help_panel=T, show_default="auto")]
 Seed = Annotated[Optional[int], typer.Option("--seed", rich_help_panel=T, show_default=shown(DistillSettings, "train.seed"))]
-EarlyStopping = Annotated[Optional[int], typer.Option("--early-stopping", help="Stop after this many epochs without a better validation score; --epochs is then the budget. [default: off; a run still improving at its last epoch says so]", rich_help_panel=T)]
 Precision = Annotated[Optional[str], typer.Option("--mixed-precision", help="auto (fp16 on CUDA), no, fp16, bf16.", rich_help_panel=T, show_default=shown(DistillSettings, "train.mixed_precision"))]
 
 
@@ -48,7 +48,7 @@ def finetune(
     tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="For bilstm/cnn: whose tokenizer and embeddings.")] = None,
     epochs: FT["Epochs"] = None, learning_rate: FT["LR"] = None, batch_size: BatchSize = None,
     gradient_accumulation: GradAccum = None, max_length: MaxLength = None, seed: Seed = None,
-    mixed_precision: Precision = None, early_stopping: EarlyStopping = None, resume: Resume = False,
+    mixed_precision: Precision = None, early_stopping: FT["EarlyStopping"] = None, resume: Resume = False,
     trust_remote_code: TrustRemote = False, overwrite: Overwrite = False, data_flags: dict | None = None,
 ) -> None:
     """Fine-tune a pretrained encoder into a task teacher (for users without one)."""
@@ -82,6 +82,7 @@ def distill(
     teacher: Annotated[list[str], typer.Option("--teacher", help="Task teacher: a model folder or hub id. Repeat for an ensemble.")],
     student: Annotated[Optional[str], typer.Option("--student", help="layers (from the teacher), bilstm, cnn, static (token vectors), or a pretrained model folder / hub id (kdeploy list).", rich_help_panel="Student", show_default=shown(DistillSettings, "student.kind"))] = None,
     student_layers: Annotated[Optional[str], typer.Option("--student-layers", help="Teacher layers to keep: a count (evenly spaced) or indices 0,5.", rich_help_panel="Student", show_default=shown(DistillSettings, "student.layers"))] = None,
+    own_layers: Annotated[Optional[int], typer.Option("--student-own-layers", help="A pretrained --student (another tokenizer): keep this many of its own layers, evenly spaced. [default: all]", rich_help_panel="Student")] = None,
     hidden_size: Annotated[Optional[int], typer.Option("--hidden-size", help="bilstm hidden size; static: the head's hidden layer (0: linear).", rich_help_panel="Student", show_default=shown(DistillSettings, "student.hidden_size"))] = None,
     embedding_dim: Annotated[Optional[int], typer.Option("--embedding-dim", help="bilstm/cnn/static token-vector size (bilstm/cnn default: the teacher's width, its embeddings; static: 256; another width starts from the teacher's static vectors).", rich_help_panel="Student")] = None,
     num_filters: Annotated[Optional[int], typer.Option("--num-filters", help="cnn filters per width.", rich_help_panel="Student", show_default=shown(DistillSettings, "student.num_filters"))] = None,
@@ -97,7 +98,7 @@ def distill(
     augment_seed: Annotated[Optional[int], typer.Option("--augment-seed", rich_help_panel="Transfer data", show_default=shown(DistillSettings, "augment_seed"))] = None,
     epochs: DS["Epochs"] = None, learning_rate: DS["LR"] = None, batch_size: BatchSize = None,
     gradient_accumulation: GradAccum = None, max_length: MaxLength = None, seed: Seed = None,
-    mixed_precision: Precision = None, early_stopping: EarlyStopping = None, resume: Resume = False,
+    mixed_precision: Precision = None, early_stopping: DS["EarlyStopping"] = None, resume: Resume = False,
     trust_remote_code: TrustRemote = False, overwrite: Overwrite = False, data_flags: dict | None = None,
 ) -> None:
     """Distil a teacher into a small student: (1-α)·CE + α·T²·KL(teacher ‖ student) at temperature T."""
@@ -109,7 +110,7 @@ def distill(
         "layer_losses": layer_loss, "layer_map": layer_map, "augment": augment, "augment_seed": augment_seed,
         "trust_remote_code": trust_remote_code or None,
         "student": {"kind": student, "layers": student_layers, "hidden_size": hidden_size, "embedding_dim": embedding_dim,
-                    "num_filters": num_filters},
+                    "num_filters": num_filters, "own_layers": own_layers},
         "train": _train(epochs, learning_rate, batch_size, gradient_accumulation, max_length, seed, mixed_precision,
                         early_stopping)})
     data = data_config(**data_flags)

@@ -28,7 +28,7 @@ class TrainConfig:
     seed: int = 42
     mixed_precision: str = "auto"  # auto (fp16 on CUDA), no, fp16, bf16
     group_by_length: bool = True  # bucket batches by length: padding wastes most of a batch on CPU
-    early_stopping: int | None = None  # stop after this many epochs without a better validation score (epochs: the budget)
+    early_stopping: int | None = None  # stop after this many epochs without a better validation score (epochs: the budget); 0/None: off
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -45,8 +45,8 @@ class TrainConfig:
             raise KdeployError(f"mixed_precision must be auto, no, fp16 or bf16, got {self.mixed_precision!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise KdeployError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.early_stopping is not None and self.early_stopping < 1:
-            raise KdeployError(f"early_stopping is a patience in epochs (at least 1), got {self.early_stopping}")
+        if self.early_stopping is not None and self.early_stopping < 0:
+            raise KdeployError(f"early_stopping is a patience in epochs (0: off), got {self.early_stopping}")
         if self.weight_decay < 0:
             raise KdeployError(f"weight_decay must be zero or more, got {self.weight_decay}")
 
@@ -63,6 +63,7 @@ class StudentConfig:
     num_filters: int = 128  # cnn
     dropout: float = 0.1
     normalize: bool = False  # static: L2-normalise the pooled token vectors before the head (model2vec's classifier does)
+    own_layers: int | None = None  # a pretrained student (another tokenizer): keep this many of its layers (None: all)
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -75,6 +76,9 @@ class StudentConfig:
         for name in ("hidden_size", "num_layers", "num_filters"):
             if getattr(self, name) < 1:
                 raise KdeployError(f"student {name} must be positive, got {getattr(self, name)}")
+        if self.own_layers is not None and (int(self.own_layers) < 1 or self.builder != "pretrained"):
+            raise KdeployError(f"student own_layers ({self.own_layers}) keeps layers of a pretrained student (--student "
+                               "PATH, another tokenizer), at least 1; for the teacher's own layers give --student-layers")
         if self.embedding_dim is not None and self.embedding_dim < 1:
             raise KdeployError(f"student embedding_dim must be positive, got {self.embedding_dim}")
         if not 0 <= self.dropout < 1:
@@ -90,7 +94,9 @@ class FinetuneSettings:
     """Fine-tune a pretrained encoder (or train a bilstm/cnn from scratch) on labelled data."""
 
     architecture: StudentConfig = field(default_factory=StudentConfig)  # bilstm/cnn sizes
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, learning_rate=5e-5))
+    # until validation stops improving (patience 2) within a 10-epoch budget: a fixed 3 epochs left
+    # teachers undertrained (SST-2, SICK: still rising at the last epoch)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, learning_rate=5e-5, early_stopping=2))
     trust_remote_code: bool = False
 
 

@@ -219,7 +219,15 @@ def _pretrained(cfg, label_names, trust_remote_code):
     from ..modelio.loading import load_classifier, load_tokenizer
 
     model = load_classifier(cfg.kind, label_names=label_names, trust_remote_code=trust_remote_code)
-    return model, load_tokenizer(cfg.kind, trust_remote_code), {"builder": "pretrained", "model": cfg.kind}
+    tokenizer = load_tokenizer(cfg.kind, trust_remote_code)
+    info = {"builder": "pretrained", "model": cfg.kind}
+    if cfg.own_layers:  # a smaller student of another family: its own layers, evenly spaced, as --student-layers
+        from dataclasses import replace
+
+        model, tokenizer, kept = layers_from_teacher(replace(cfg, layers=int(cfg.own_layers)), model, tokenizer,
+                                                     label_names)
+        info["own_layers"] = kept["teacher_layers"]
+    return model, tokenizer, info
 
 
 def static(cfg, teacher, tokenizer, label_names):

@@ -298,6 +298,8 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.perf_counter() - started
+    for callback in _stopping(cfg):  # the final scoring passes are not epochs to stop on (it would warn)
+        trainer.remove_callback(type(callback))
 
     epochs = _epoch_history(trainer.state.log_history)
     split = "validation" if "validation" in data.splits else "train"
@@ -326,7 +328,7 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
 
 def _stopping(cfg: TrainConfig) -> list:
     """Early stopping on the validation score (the Trainer keeps the best epoch either way)."""
-    if cfg.early_stopping is None:
+    if not cfg.early_stopping:
         return []
     from transformers import EarlyStoppingCallback
 
