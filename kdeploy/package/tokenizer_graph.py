@@ -20,9 +20,10 @@ strings as C strings, so a NUL character ends the text.
 
 Byte-level BPE tokenizers (RoBERTa, GPT-2, ModernBERT) go through the extensions' own reader
 of `tokenizer.json` (the HfJsonTokenizer op, <s> … </s> included), and kdeploy.truncation's cut
-after it. Unigram/SentencePiece (XLM-R, DeBERTa-v2, ALBERT) is refused: that op's Unigram path
-follows llama.cpp's SentencePiece (its own whitespace and special-token rules) and failed to
-load HF tokenizer.json files here. Whatever is built is gated on token parity with `tokenizers`
+after it. Unigram/SentencePiece (XLM-R, DeBERTa-v2, ALBERT) is refused: that op reads a Unigram
+tokenizer.json only as an XLM-R/T5-class tokenizer, and then follows SentencePiece's own rules,
+not `tokenizers`': it drops leading, trailing and repeated spaces and gives an empty text no
+<s> </s> (7 of 42 sample and hostile texts differed on an XLM-R-style tokenizer, 2026-12-06). Whatever is built is gated on token parity with `tokenizers`
 (the validation split and the hostile texts) before it ships.
 """
 from __future__ import annotations
