@@ -1,7 +1,7 @@
 """The ratio users actually get: students of a base-size teacher (all-mpnet-base-v2, 110M) on the
 demo's task, timed against that teacher in PyTorch fp32 and against its fastest variant.
 
-    python bench/base_teacher.py train [--seeds 1,2,3] [--dry-run]   # models/rotten_tomatoes_mpnet.yaml
+    python bench/base_teacher.py train [--seeds 1,2,3] [--arms minilm3,mpnet3,minilm3-aug8] [--dry-run]
     python bench/base_teacher.py time                                  # on a quiet machine
     python bench/base_teacher.py report --name base_teacher_mpnet
 
@@ -61,11 +61,14 @@ def train(args) -> None:
     if not args.dry_run:
         state["teacher"] = {"test_accuracy": teacher_run.results["finetune"].test.accuracy,
                             "train_seconds": teacher_run.results["finetune"].train_seconds, "path": teacher}
-    plans = [("minilm3", int(s)) for s in args.seeds.split(",")] + ([("mpnet3", 1)] if args.own else [])
+    arms = args.arms.split(",")  # the first arm over every seed (the headline), the others seed 1
+    plans = [(arms[0], int(s)) for s in args.seeds.split(",")] + [(arm, 1) for arm in arms[1:]]
     for name, seed in plans:
         one = variant(recipe, name=f"{name}-s{seed}", teacher=teacher, seed=seed, stages=("distill", "export"))
-        if name == "mpnet3":  # the teacher's own layers, its own tokenizer
+        if name.startswith("mpnet3"):  # the teacher's own layers, its own tokenizer
             one["distill"].settings.student = StudentConfig(kind="layers", layers=3)
+        if name.endswith("-aug8"):  # 8 augmented copies per sentence instead of the recipe's 2
+            one["distill"].settings.augment = 8
         folder, started = RUNS / f"{name}-s{seed}", time.perf_counter()
         run = run_recipe(one, folder, dry_run=args.dry_run)
         if args.dry_run:
@@ -144,7 +147,8 @@ def report(args) -> None:
              "vs fp32 / fastest | MiB |", "|---|---|---|---|---|---|---|---|---|", *rows, "",
              "- minilm3: 3 of all-MiniLM-L6-v2's own 6 layers (0, 2, 5), its own WordPiece tokenizer, distilled from "
              "the MPNet teacher (`distill.student: {kind: builtin:all-MiniLM-L6-v2, own_layers: 3}`).",
-             "- mpnet3: 3 of the teacher's 12 layers (0, 5, 11), MPNet's tokenizer (`--student-layers 3`)."]
+             "- mpnet3: 3 of the teacher's 12 layers (0, 5, 11), MPNet's tokenizer (`--student-layers 3`).",
+             "- -aug8: the same with 8 augmented copies of each sentence (the recipe has 2)."]
     if bench.machine_load:
         lines += ["", f"Machine load while timing: {bench.machine_load.get('other_processes_cores')} cores used by "
                       f"other processes{' (FLAGGED)' if bench.machine_load.get('contended') else ' (quiet)'}."]
@@ -156,8 +160,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("action", choices=["train", "time", "report"])
     ap.add_argument("--seeds", default="1,2,3")
-    ap.add_argument("--own", action=argparse.BooleanOptionalAction, default=True,
-                    help="train: also the student of the teacher's own 3 layers")
+    ap.add_argument("--arms", default="minilm3,mpnet3",
+                    help="train: students, the first over --seeds: minilm3, mpnet3 (the teacher's own 3 layers), "
+                         "and either with -aug8 (8 augmented copies)")
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--dry-run", action="store_true", help="train: plan each run (what would run, and why)")
     ap.add_argument("--name", default="base_teacher_mpnet")

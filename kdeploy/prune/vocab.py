@@ -120,7 +120,7 @@ def trim_vocabulary(model, tokenizer, texts: list[str], max_length: int | None =
         _rewrite_tokenizer_files(Path(tmp), spec, old_to_new)
         trimmed_tokenizer = AutoTokenizer.from_pretrained(tmp)
     _rewrite_embeddings(model, embeddings, keep)
-    _remap_config_ids(model.config, old_to_new)
+    _remap_config_ids(model, old_to_new)
     check_same_tokens(tokenizer, trimmed_tokenizer, texts[:2000], old_to_new, max_length)
     record = {"vocab_before": old_size, "vocab_after": len(keep), "texts": len(texts),
               "embedding_parameters_removed": (old_size - len(keep)) * embeddings.weight.shape[1]}
@@ -194,7 +194,14 @@ def _rewrite_embeddings(model, embeddings: nn.Embedding, keep: list[int]) -> Non
     model.config.vocab_size = len(keep)
 
 
-def _remap_config_ids(config, old_to_new: dict[int, int]) -> None:
+def _remap_config_ids(model, old_to_new: dict[int, int]) -> None:
+    """The special ids in the config, and the padding id a module keeps from it (RoBERTa counts
+    positions from the tokens that are not padding: a stale id would shift every position)."""
+    config = model.config
+    pad = getattr(config, "pad_token_id", None)
+    for module in model.modules():
+        if not isinstance(module, nn.Embedding) and getattr(module, "padding_idx", None) == pad and pad in old_to_new:
+            module.padding_idx = old_to_new[pad]
     for key in ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id", "mask_token_id"):
         value = getattr(config, key, None)
         if isinstance(value, int) and value in old_to_new:
