@@ -97,11 +97,11 @@ def report(args) -> None:
     state = json.loads((RUNS / "runs.json").read_text())
     bench = BenchReport.load(RUNS / "bench" / "report.json")
     teacher_acc = state["teacher"]["test_accuracy"]
-    by_path = {m.path: m for m in bench.models}
-    reference = bench.models[0]
-    fastest1 = min((m for m in bench.models if m.name.startswith("teacher")), key=lambda m: m.latency[1].p50_ms)
-    fastest32 = max((m for m in bench.models if m.name.startswith("teacher")),
-                    key=lambda m: m.latency[32].throughput_per_s)
+    by_path = {m.path: m for m in bench.models if m.provider != "openvino-CPU"}  # a student's own ORT file
+    reference = bench.model(bench.reference)
+    variants = [m for m in bench.models if (m.origin or m.path) == (reference.origin or reference.path)]
+    fastest1 = min(variants, key=lambda m: m.latency[1].p50_ms)
+    fastest32 = max(variants, key=lambda m: m.latency[32].throughput_per_s)
     rows, summary = [], {}
     for name in dict.fromkeys(r["student"] for r in state["runs"]):
         runs = [r for r in state["runs"] if r["student"] == name]
@@ -111,11 +111,11 @@ def report(args) -> None:
         entry = {"seeds": [r["seed"] for r in runs], "int8_test_accuracy": accs, "mean": mean, "std": std,
                  "retention": mean / teacher_acc, "int8_mib": runs[0]["int8_mib"], "model": runs[0]["model"]}
         if timing:
+            vs = timing.vs_reference  # kdeploy bench's own ratios, same run
             entry.update({"bs1_p50_ms": timing.latency[1].p50_ms, "bs32_per_s": timing.latency[32].throughput_per_s,
-                          "bs1_vs_teacher": reference.latency[1].p50_ms / timing.latency[1].p50_ms,
-                          "bs32_vs_teacher": timing.latency[32].throughput_per_s / reference.latency[32].throughput_per_s,
-                          "bs1_vs_fastest": fastest1.latency[1].p50_ms / timing.latency[1].p50_ms,
-                          "bs32_vs_fastest": timing.latency[32].throughput_per_s / fastest32.latency[32].throughput_per_s})
+                          "bs1_vs_teacher": vs.p50_speedup[1], "bs32_vs_teacher": vs.throughput_ratio[32],
+                          "bs1_vs_fastest": vs.p50_speedup_vs_fastest_reference.get(1),
+                          "bs32_vs_fastest": vs.throughput_ratio_vs_fastest_reference.get(32)})
         summary[name] = entry
         rows.append(f"| {name} | {', '.join(f'{100 * a:.2f}' for a in accs)} | {100 * mean:.2f} ± {100 * std:.2f} | "
                     f"{100 * entry['retention']:.1f}% | "
@@ -123,8 +123,7 @@ def report(args) -> None:
                        f"{entry['bs32_per_s']:.0f} | {entry['bs32_vs_teacher']:.1f}× / {entry['bs32_vs_fastest']:.1f}× | "
                        if timing else "- | - | - | - | ")
                     + f"{entry['int8_mib']:.1f} |")
-    teachers = [f"| {m.name} | {m.latency[1].p50_ms:.2f} | {m.latency[32].throughput_per_s:.0f} |"
-                for m in bench.models if m.name.startswith("teacher")]
+    teachers = [f"| {m.name} | {m.latency[1].p50_ms:.2f} | {m.latency[32].throughput_per_s:.0f} |" for m in variants]
     result = {"teacher": state["teacher"], "students": summary, "runs": state["runs"], "machine": machine(),
               "versions": library_versions(), "fastest_teacher_bs1": fastest1.name,
               "fastest_teacher_bs32": fastest32.name, "machine_load": bench.machine_load,
