@@ -131,7 +131,7 @@ def report(args) -> None:
     out = ROOT / "bench" / "results"
     (out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["# Students of a base-size teacher (all-mpnet-base-v2, 110M) on the demo's task", "",
-             "Commands: `python bench/base_teacher.py train --seeds 1,2,3` (models/rotten_tomatoes_mpnet.yaml through "
+             "Commands: `python bench/base_teacher.py train --seeds 1,2,3 --arms minilm3,mpnet3,minilm3-aug8` (models/rotten_tomatoes_mpnet.yaml through "
              "kdeploy's runner), `python bench/base_teacher.py time` (one interleaved `kdeploy bench --peers` run, "
              "nothing else running), `python bench/base_teacher.py report`.",
              f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores; "
