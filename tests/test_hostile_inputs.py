@@ -338,7 +338,7 @@ def test_lines_split_on_newlines_only(bundle, tmp_path):
 
 def test_ctrl_c_during_run_says_so(tiny_base_bert, toy_files, tmp_path):
     recipe = tmp_path / "r.yaml"
-    fast = {"epochs": 50, "learning_rate": 3e-3, "batch_size": 16, "max_length": 32}
+    fast = {"epochs": 50, "learning_rate": 3e-3, "batch_size": 16, "max_length": 32, "early_stopping": 0}  # a long run
     recipe.write_text(yaml.safe_dump({"name": "r", "data": {k: str(v) for k, v in toy_files.items()},
                                       "finetune": {"model": str(tiny_base_bert), "train": fast}}))
     proc = subprocess.Popen([sys.executable, "-m", "kdeploy", "run", str(recipe), "--out", str(tmp_path / "run")],
