@@ -40,6 +40,8 @@ def from_dict(cls: type[T], data: Any, where: str) -> T:
         raise KdeployError(f"{where or cls.__name__}: expected a mapping of settings, got {_show(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     check_keys(data, list(fields), where)
+    if hasattr(cls, "fill_defaults"):  # defaults that depend on another given value (distill: the student kind)
+        data = cls.fill_defaults(data)
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():

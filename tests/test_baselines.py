@@ -35,6 +35,39 @@ def test_each_baseline_trains_scores_and_is_timed_beside_the_models(name, packag
     assert len(verdicts) == 1  # one student here (the int8 file): one plain verdict against it
 
 
+@pytest.mark.parametrize("name, packages", [("tfidf-lr", ("sklearn", "skl2onnx")),
+                                            ("model2vec", ("model2vec", "skeletoken"))])
+def test_an_exported_baseline_answers_as_its_library_does(name, packages, tiny_base_bert, toy_files, tmp_path):
+    """The ONNX file a user would ship gives the library's labels on every validation text."""
+    import numpy as np
+
+    from kdeploy.data import load_task_data
+    from kdeploy.runtime.baselines import FitContext, export_baseline, train_baseline
+
+    for package in packages:
+        pytest.importorskip(package, reason=f"{package} is not installed (make test installs it)")
+    task = load_task_data(data_of(toy_files))
+    fitted, _ = train_baseline(name, task, "validation", FitContext(tmp_path / "fit", 0, 1, str(tiny_base_bert)))
+    texts = task.texts("validation") + ["", "Ünïcödé and 123 numbers, émigrés!", "x " * 600]
+    line = export_baseline(fitted, tmp_path / "onnx", texts)
+    assert line.startswith("exported to ONNX") and (tmp_path / "onnx" / "model.onnx").is_file(), line
+    assert "labels 100.00% the same" in line, line
+    onnx_proba, _ = fitted.export(tmp_path / "again")
+    assert np.abs(onnx_proba(texts) - fitted.proba(texts)).max() < 0.05
+
+
+def test_fasttext_says_it_has_no_onnx_file(toy_files, tmp_path):
+    pytest.importorskip("fasttext", reason="fasttext is not installed (make test installs it)")
+    from kdeploy.data import load_task_data
+    from kdeploy.runtime.baselines import FitContext, export_baseline, train_baseline
+
+    fitted, _ = train_baseline("fasttext", load_task_data(data_of(toy_files)), "validation",
+                               FitContext(tmp_path / "fit", 0, 1, None))
+    assert export_baseline(fitted, tmp_path / "onnx", ["a text"]) == (
+        "not exported to ONNX: fastText has no ONNX exporter; it ships as its own model.bin")
+    assert not (tmp_path / "onnx").exists()
+
+
 def test_an_absent_baseline_is_skipped_with_a_note(tiny_bert, toy_files, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "fasttext" else real(n, *a))
@@ -63,6 +96,9 @@ def test_bench_cli_with_baselines(exported_tiny, toy_files, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "tfidf-lr (baseline)" in result.stdout and "tfidf-lr (baseline)" in (out / "report.md").read_text()
+    if importlib.util.find_spec("skl2onnx"):  # the file a user would ship, beside the report
+        assert (out / "baselines" / "tfidf-lr" / "model.onnx").is_file()
+        assert "exported to ONNX" in (out / "report.md").read_text()
     bad = subprocess.run([sys.executable, "-m", "kdeploy", "bench", str(exported_tiny / "model.int8.onnx"),
                           "--data", str(toy_files["test"]), "--train", str(toy_files["train"]), "--out", str(out)],
                          capture_output=True, text=True, timeout=300)

@@ -243,3 +243,48 @@ def test_a_bpe_tokenizer_in_the_graph_reads_the_same_tokens(tmp_path, strategy):
     got = [graph.run(None, {"text": np.array([t], dtype=object)}) for t in texts]
     assert [g[0].tolist() for g in got] == want
     assert all(g[2].tolist() == [1] * len(w) and g[1].tolist() == [0] * len(w) for g, w in zip(got, want))
+
+
+def test_chunk_and_pool_reads_a_long_text_window_by_window(tiny_bert):
+    """A text that fits is read once, exactly as without chunks; a longer one is the mean of its
+    windows' logits, each window a run of consecutive tokens of the text."""
+    from kdeploy.modelio.loading import load_classifier, load_tokenizer
+    from kdeploy.modelio.torch_infer import chunked_logits, compute_logits
+
+    model, tok = load_classifier(str(tiny_bert)), load_tokenizer(str(tiny_bert))
+    short = "good great fine movie"
+    long = " ".join(["good movie great acting", "bad plot awful ending", "fine"] * 12)  # ~100 tokens
+    window = 16  # 14 tokens of text per window beside [CLS] and [SEP]
+    got = chunked_logits(model, tok, [short, long], window)
+    np.testing.assert_allclose(got[0], compute_logits(model, tok, [short], window)[0], atol=1e-6)  # batch-mates aside
+    ids = tok(long, add_special_tokens=False)["input_ids"]
+    pieces = [tok.decode(ids[k:k + window - 2]) for k in range(0, len(ids), window - 2)]
+    assert len(pieces) == -(-len(ids) // (window - 2)) > 1
+    np.testing.assert_allclose(got[1], compute_logits(model, tok, pieces, window).mean(0), atol=1e-6)
+    assert np.abs(got[1] - compute_logits(model, tok, [long], window)[0]).max() > 5e-6  # not the head alone
+
+
+def test_a_student_learns_from_a_chunked_teacher(tiny_bert, toy_files, tmp_path, cache_dir):
+    from kdeploy.distill.api import distill
+
+    from conftest import distill_settings
+
+    store = cache_dir / "teacher-logits"
+    distill(distill_settings(train={"epochs": 1, "max_length": 8}), teacher=str(tiny_bert),
+            data=data_of(toy_files), out=tmp_path / "plain")
+    plain = {f: np.load(f) for f in store.glob("*.npy")}
+    chunked = distill(distill_settings(train={"epochs": 1, "max_length": 8}, teacher_chunks=True),
+                      teacher=str(tiny_bert), data=data_of(toy_files), out=tmp_path / "chunked")
+    assert not any(chunked.teacher_logits_cached.values())  # its own cache entries, not the plain run's
+    assert chunked.config["settings"]["teacher_chunks"] is True
+    new = [np.load(f) for f in store.glob("*.npy") if f not in plain]
+    assert len(new) == len(plain) == 3  # train, validation, test
+    # toy sentences run past 6 tokens: their pooled soft labels are not the first window's
+    assert not all(any(n.shape == o.shape and np.array_equal(n, o) for o in plain.values()) for n in new)
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("sentence1\tsentence2\tlabel\na good film\tfine\tpositive\nbad\tawful plot\tnegative\n")
+    from kdeploy.data import DataConfig
+
+    with pytest.raises(KdeployError, match="--teacher-chunks reads one long text"):
+        distill(distill_settings(teacher_chunks=True), teacher=str(tiny_bert),
+                data=DataConfig(train=str(pairs), validation=str(pairs)), out=tmp_path / "p")

@@ -105,6 +105,7 @@ def list_registered() -> None:
         "builtin datasets (--dataset)": BUILTIN_DATASETS,
         "student families, largest to smallest (kdeploy search --families; recipes in models/)": {
             name: f"{f.description} [knobs: {', '.join(k for k in f.knobs if 'learning' not in k)}]"
+            + (f" [distill defaults: {', '.join(f'{k} {v:g}' for k, v in f.train.items())}]" if f.train else "")
             for name, f in FAMILIES.items()},
         "students (--student)": {n: STUDENTS.doc(n) for n in STUDENTS} | {"PATH or hub id": "any pretrained model"},
         "logit losses (--loss)": {n: LOSSES.doc(n) for n in LOSSES},

@@ -25,8 +25,8 @@ def _train(epochs, learning_rate, batch_size, gradient_accumulation, max_length,
 def _training_options(cls):
     """Annotated aliases whose --help defaults come from `cls`'s own train config."""
     return dict(
-        Epochs=Annotated[Optional[float], typer.Option("--epochs", rich_help_panel=T, show_default=shown(cls, "train.epochs"))],
-        LR=Annotated[Optional[float], typer.Option("--learning-rate", "--lr", rich_help_panel=T, show_default=shown(cls, "train.learning_rate"))],
+        Epochs=Annotated[Optional[float], typer.Option("--epochs", rich_help_panel=T, show_default=shown(cls, "train.epochs") + ("; static: up to 20, until validation stops improving" if cls is DistillSettings else ""))],
+        LR=Annotated[Optional[float], typer.Option("--learning-rate", "--lr", rich_help_panel=T, show_default=shown(cls, "train.learning_rate") + ("; bilstm/cnn 2e-3, static 1e-3 (kdeploy list)" if cls is DistillSettings else ""))],
         EarlyStopping=Annotated[Optional[int], typer.Option("--early-stopping", help="Stop after this many epochs without a better validation score (the best epoch is kept); --epochs is then the budget; 0: off. A run still improving at its last epoch says so.", rich_help_panel=T, show_default=shown(cls, "train.early_stopping").replace("none", "off"))],
     )
 
@@ -96,6 +96,7 @@ def distill(
     unlabeled: Annotated[Optional[str], typer.Option("--unlabeled", help="Unlabelled transfer text (.txt one per line, or a table); the teacher labels it.", rich_help_panel="Transfer data")] = None,
     augment: Annotated[Optional[int], typer.Option("--augment", help="Augmented copies per training sentence (mask/delete/swap), labelled by the teacher. [default: by data size, up to 8: a small training set gets copies]", rich_help_panel="Transfer data")] = None,
     augment_seed: Annotated[Optional[int], typer.Option("--augment-seed", rich_help_panel="Transfer data", show_default=shown(DistillSettings, "augment_seed"))] = None,
+    teacher_chunks: Annotated[Optional[bool], typer.Option("--teacher-chunks", help="A text longer than the teacher's window is read window by window and its soft labels are the mean of the windows' logits (chunk-and-pool), so the student learns from the whole document.", rich_help_panel="Distillation")] = None,
     epochs: DS["Epochs"] = None, learning_rate: DS["LR"] = None, batch_size: BatchSize = None,
     gradient_accumulation: GradAccum = None, max_length: MaxLength = None, seed: Seed = None,
     mixed_precision: Precision = None, early_stopping: DS["EarlyStopping"] = None, resume: Resume = False,
@@ -108,6 +109,7 @@ def distill(
     settings = settings_from(DistillSettings, {
         "alpha": alpha, "temperature": temperature, "loss": loss, "teacher_weights": floats(teacher_weights, "--teacher-weights"),
         "layer_losses": layer_loss, "layer_map": layer_map, "augment": augment, "augment_seed": augment_seed,
+        "teacher_chunks": teacher_chunks,
         "trust_remote_code": trust_remote_code or None,
         "student": {"kind": student, "layers": student_layers, "hidden_size": hidden_size, "embedding_dim": embedding_dim,
                     "num_filters": num_filters, "own_layers": own_layers},

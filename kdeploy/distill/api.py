@@ -218,7 +218,8 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
             objective = layer_objective(settings.layer_losses, settings.layer_map, teachers.models[0],
                                         teachers.tokenizers[0], student, tokenizer)
         logits, hits, seconds = teacher_outputs(teachers, task, transfer, weights, settings.temperature,
-                                                settings.train.max_length, cache_dir, args.device)  # sharded
+                                                settings.train.max_length, cache_dir, args.device,
+                                                settings.teacher_chunks)  # sharded
         timings = {"teacher_logits_seconds": seconds}
         mixed, members = summaries(teachers, logits, task, weights)
         store, layer_record = _teacher_features(objective, teachers, names[0], student, train_set, settings, cache_dir,
@@ -248,6 +249,9 @@ def _task_and_teachers(settings: DistillSettings, names: list[str], data: DataCo
         if Path(name).is_dir():
             task = task.aligned_to(label_names_in(name), f"teacher {name}")
     check_student_reads(settings.student.kind, task)
+    if settings.teacher_chunks and task.pairs:
+        raise KdeployError("--teacher-chunks reads one long text window by window; a sentence pair has no windows "
+                           "to average (drop --teacher-chunks)")
     teachers, task = load_teachers(names, task, settings.trust_remote_code)
     for name, model in zip(names, teachers.models):
         check_max_length(settings.train.max_length, model.config.to_dict(), f"teacher {name}")

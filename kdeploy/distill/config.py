@@ -116,6 +116,7 @@ class DistillSettings:
     layer_map: str | None = None  # "0:2,1:5" (student:teacher, from 0); default uniform
     augment: int | None = None  # augmented copies per training sentence (labelled by the teacher); None: by data size
     augment_seed: int = 0
+    teacher_chunks: bool = False  # a text longer than the teacher's window: logits averaged over its windows
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
@@ -133,6 +134,20 @@ class DistillSettings:
         if self.teacher_weights is not None:
             if any(w < 0 for w in self.teacher_weights) or sum(self.teacher_weights) <= 0:
                 raise KdeployError(f"teacher weights must be non-negative and not all zero, got {self.teacher_weights}")
+
+    @classmethod
+    def fill_defaults(cls, given: dict) -> dict:
+        """The given settings with the student family's training defaults where the user gave none
+        (a static student's learning rate, epochs and early stopping are not a layer student's)."""
+        from .families import training_defaults
+
+        student = given.get("student")
+        kind = student.kind if isinstance(student, StudentConfig) else (student or {}).get("kind", "layers")
+        train = given.get("train")
+        family = training_defaults(str(kind)) if isinstance(kind, str) else {}
+        if not family or isinstance(train, TrainConfig) or not isinstance(train or {}, dict):
+            return given
+        return {**given, "train": {**family, **(train or {})}}
 
     def check_inputs(self, teachers: list[str], unlabeled: str | None) -> None:
         """What the settings require of the inputs given beside them."""

@@ -19,6 +19,7 @@ class Family:
     copies_teacher_layers: bool  # initialised from the teacher's layers, else built over its tokenizer
     start: dict = field(default_factory=dict)  # the search's first trial ({}: distill's own defaults)
     recipe: str | None = None  # its recipe in models/ (SST-2)
+    train: dict = field(default_factory=dict)  # distill's training defaults for it (a value the user gives wins)
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
@@ -32,18 +33,26 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            ("embedding_dim", "hidden_size", "vocab", "small_learning_rate"), "#2b8a3e", reads_pairs=False,
            copies_teacher_layers=False,
            start={"embedding_dim": 128, "hidden_size": 256, "vocab": True, "small_learning_rate": 2e-3},
-           recipe="models/sst2_bilstm.yaml"),
+           recipe="models/sst2_bilstm.yaml", train={"learning_rate": 2e-3}),
     Family("cnn", "cnn", "Kim-style text CNN over the teacher's tokenizer and embeddings, for the tightest devices.",
            ("embedding_dim", "num_filters", "vocab", "small_learning_rate"), "#e67700", reads_pairs=False,
            copies_teacher_layers=False,
            start={"embedding_dim": 128, "num_filters": 128, "vocab": True, "small_learning_rate": 2e-3},
-           recipe="models/bbc_cnn.yaml"),
+           recipe="models/bbc_cnn.yaml", train={"learning_rate": 2e-3}),
     Family("static", "static", "Static token vectors from the teacher's encoder (model2vec-style), mean-pooled, "
            "a small head.", ("embedding_dim", "hidden_size", "vocab", "small_learning_rate"), "#c92a2a",
            reads_pairs=False, copies_teacher_layers=False,
            start={"embedding_dim": 256, "hidden_size": 256, "vocab": True, "small_learning_rate": 1e-3},
-           recipe="models/sst2_static.yaml"),
+           recipe="models/sst2_static.yaml",
+           # an epoch is seconds: train until validation stops improving, as model2vec's classifier does
+           train={"learning_rate": 1e-3, "epochs": 20.0, "early_stopping": 3}),
 )}
+
+def training_defaults(kind: str) -> dict:
+    """Distill's training defaults for a student kind: a layer student fine-tunes at 1e-4 for a few
+    epochs, while token vectors and small heads trained from scratch need ten times the rate."""
+    return dict(next((f.train for f in FAMILIES.values() if f.kind == kind), {}))
+
 
 #: Student kinds (StudentConfig.kind) that read one token sequence: no segment embeddings, no pairs.
 ONE_TEXT_KINDS = tuple(dict.fromkeys(f.kind for f in FAMILIES.values() if not f.reads_pairs))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fsutil import cache_lock, normal_permissions, write_json
-from ..modelio.torch_infer import compute_logits
+from ..modelio.torch_infer import chunked_logits, compute_logits
 
 
 def cache_root() -> Path:
@@ -91,8 +91,10 @@ def _load(path: Path, rows: int) -> np.ndarray | None:
 
 
 def cached_teacher_logits(model, tokenizer, texts: list[str], key: str, max_length: int,
-                          cache_dir: Path | None = None, shard: Shard | None = None) -> tuple[np.ndarray, bool]:
-    """Return (logits, was_cached); with a shard of a data-parallel launch, every rank must call it."""
+                          cache_dir: Path | None = None, shard: Shard | None = None,
+                          chunks: bool = False) -> tuple[np.ndarray, bool]:
+    """Return (logits, was_cached); with a shard of a data-parallel launch, every rank must call it.
+    `chunks`: a text longer than the window is read window by window, its logits averaged."""
     shard = shard or Shard()
     folder = (cache_dir or cache_root()) / "teacher-logits"
     folder.mkdir(parents=True, exist_ok=True)
@@ -101,23 +103,28 @@ def cached_teacher_logits(model, tokenizer, texts: list[str], key: str, max_leng
     if shard.agree(cached is not None):
         return np.asarray(cached if cached is not None else _load(path, len(texts))), True
     if shard.world > 1:
-        return _sharded(model, tokenizer, texts, path, max_length, shard), False
+        return _sharded(model, tokenizer, texts, path, max_length, shard, chunks), False
     with cache_lock(path):
         logits = _load(path, len(texts))  # another process may have written it while we waited
         if logits is not None:
             return np.asarray(logits), True
-        logits = compute_logits(model, tokenizer, texts, max_length, description="teacher logits")
+        logits = _reader(chunks)(model, tokenizer, texts, max_length, description="teacher logits")
         _save(logits, path)
         _describe(path, len(texts), logits.shape[1], max_length, 1)
     return logits, False
 
 
-def _sharded(model, tokenizer, texts: list[str], path: Path, max_length: int, shard: Shard) -> np.ndarray:
+def _reader(chunks: bool):
+    return chunked_logits if chunks else compute_logits
+
+
+def _sharded(model, tokenizer, texts: list[str], path: Path, max_length: int, shard: Shard,
+             chunks: bool = False) -> np.ndarray:
     """Each rank computes texts rank, rank+world, ... (similar length mixes); rank 0 assembles."""
     part = path.with_name(f".{path.stem}.part{shard.rank}of{shard.world}.npy")
     mine = list(range(shard.rank, len(texts), shard.world))
-    _save(compute_logits(model, tokenizer, [texts[i] for i in mine], max_length,
-                         description=f"teacher logits (rank {shard.rank})"), part)
+    _save(_reader(chunks)(model, tokenizer, [texts[i] for i in mine], max_length,
+                          description=f"teacher logits (rank {shard.rank})"), part)
     shard.barrier()
     if shard.rank == 0:
         with cache_lock(path):

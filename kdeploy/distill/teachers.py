@@ -60,10 +60,12 @@ def teacher_reading(name: str, model, tokenizer, max_length: int, truncation: st
 
 
 def teacher_outputs(teachers: Teachers, data: TaskData, transfer_texts: list[str], weights: np.ndarray,
-                    temperature: float, max_length: int, cache_dir, device) -> tuple[dict, dict, float]:
+                    temperature: float, max_length: int, cache_dir, device,
+                    chunks: bool = False) -> tuple[dict, dict, float]:
     """({split: logits, with "train" extended by the transfer text}, cache hits, seconds).
     An ensemble's logits are mixed as T·log Σ w·softmax(t/T). Under a data-parallel launch
-    every rank computes a share of each pass (all ranks must call this)."""
+    every rank computes a share of each pass (all ranks must call this). `chunks`: a text longer
+    than a teacher's window is read window by window and its logits averaged (chunk-and-pool)."""
     from ..modelio.inputs import truncation_of_tokenizer
     from .ensemble import ensemble_logits
     from .logits_cache import Shard, cache_key, cached_teacher_logits
@@ -78,15 +80,15 @@ def teacher_outputs(teachers: Teachers, data: TaskData, transfer_texts: list[str
     for k, (model, tok, fp) in enumerate(zip(teachers.models, teachers.tokenizers, teachers.fingerprints)):
         tag = (lambda split: split) if len(teachers.models) == 1 else (lambda split, k=k: f"{k}:{split}")
         length = teacher_reading(teachers.names[k], model, tok, max_length, None if data.pairs else data.truncation)
-        cut = truncation_of_tokenizer(tok)
+        cut = "chunks" if chunks else truncation_of_tokenizer(tok)
         for split in data.splits:
             key = cache_key(fp, data.split_fingerprint(split), length, cut)
             per_teacher[k][split], hits[tag(split)] = cached_teacher_logits(
-                model, tok, data.texts(split), key, length, cache_dir, shard)
+                model, tok, data.texts(split), key, length, cache_dir, shard, chunks)
         if transfer_texts:
             key = cache_key(fp, text_fingerprint(transfer_texts), length, cut)
             extra, hits[tag("transfer")] = cached_teacher_logits(model, tok, transfer_texts, key, length,
-                                                                 cache_dir, shard)
+                                                                 cache_dir, shard, chunks)
             per_teacher[k]["train"] = np.concatenate([per_teacher[k]["train"], extra])
     mixed = {split: ensemble_logits([p[split] for p in per_teacher], weights, temperature) for split in per_teacher[0]}
     teachers.per_teacher = per_teacher

@@ -28,6 +28,24 @@ def compute_logits(model, tokenizer, texts: list[str], max_length: int, batch_si
         return batched_logits(lambda t: torch_logits(model, tokenizer, t, max_length), texts, batch_size, advance)
 
 
+def chunked_logits(model, tokenizer, texts: list[str], max_length: int, description: str | None = None) -> np.ndarray:
+    """Chunk-and-pool: a text longer than the window is read as consecutive windows of it (cut at
+    token boundaries, each re-tokenised as a text of its own) and its logits are the mean over
+    them; a text that fits is read once, exactly as `compute_logits` reads it."""
+    body = max(1, max_length - tokenizer.num_special_tokens_to_add(pair=False))
+    pieces, owner = [], []
+    for i, text in enumerate(texts):
+        spans = tokenizer(text, add_special_tokens=False, truncation=False, return_offsets_mapping=True,
+                          verbose=False)["offset_mapping"]
+        windows = [spans[k:k + body] for k in range(0, len(spans), body)] if len(spans) > body else []
+        pieces += [text[w[0][0]:w[-1][1]] for w in windows] or [text]
+        owner += [i] * max(1, len(windows))
+    logits = compute_logits(model, tokenizer, pieces, max_length, description=description)
+    pooled = np.zeros((len(texts), logits.shape[1]), dtype=np.float64)
+    np.add.at(pooled, np.asarray(owner), logits)
+    return (pooled / np.bincount(owner, minlength=len(texts))[:, None]).astype(np.float32)
+
+
 REFERENCE_TEXTS = 16  # validation texts whose logits a trained model records
 RELOAD_TOLERANCE = 1e-4
 

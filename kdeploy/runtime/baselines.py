@@ -9,7 +9,10 @@ every model, so the front shows plainly whether a student earns its keep.
 
 Each is optional: absent its package, it is skipped with a note. Each is timed from text to
 probabilities, as the bundles are. Pairs are read as one text ("first | second"); a score
-(regression) task has no baseline here. None is exported to ONNX yet: say so, don't pretend.
+(regression) task has no baseline here. A user who picks a baseline still has to ship it, so each
+is exported to ONNX where its library can (tfidf-lr by skl2onnx, text in; model2vec by its own
+`model2vec.onnx`, token ids in beside its tokenizer.json; fastText has no exporter), checked
+against the library on the validation texts, and the files land in the report's `baselines/`.
 """
 from __future__ import annotations
 
@@ -32,9 +35,17 @@ PAIR_JOIN = " | "
 
 @dataclass
 class Baseline:
-    fit: Callable  # (train texts, train ids, validation texts, validation ids, labels, FitContext) -> (proba fn, how)
+    fit: Callable  # (train texts, train ids, validation texts, validation ids, labels, FitContext) -> Fitted
     needs: tuple[str, ...]  # importable modules
     doc: str
+
+
+@dataclass
+class Fitted:
+    proba: Callable  # texts -> probabilities [n, labels], in label-id order
+    how: str  # how it was fitted, for the report's notes
+    export: Callable | None = None  # folder -> (probabilities fn over texts from the written ONNX file, what it is)
+    not_exported: str = ""  # why there is no ONNX file, when export is None
 
 
 BASELINES = Registry("baseline")
@@ -84,7 +95,38 @@ def _tfidf_lr(x, y, vx, vy, num_labels, ctx: FitContext):
 
     def proba(texts):
         return _columns(lr.predict_proba(vec.transform(texts)), classes, num_labels)
-    return proba, f"C {c} (of 0.25-64, on validation), {len(vec.vocabulary_):,} n-grams"
+
+    def export(folder: Path):
+        return _tfidf_onnx(vec, lr, folder, classes, num_labels)
+    return Fitted(proba, f"C {c} (of 0.25-64, on validation), {len(vec.vocabulary_):,} n-grams", export,
+                  "skl2onnx is not installed (pip install skl2onnx)" if importlib.util.find_spec("skl2onnx") is None
+                  else "")
+
+
+def _tfidf_onnx(vec, lr, folder: Path, classes: list[int], num_labels: int):
+    """The vectorizer and the classifier as one ONNX graph, text in, probabilities out (skl2onnx).
+    Its tokenizer op is given scikit-learn's own pattern, and its lower-casing the C.UTF-8 locale:
+    onnxruntime's default (en_US.UTF-8) is missing on many machines and fails at load."""
+    import onnxruntime as ort
+    from onnx import helper
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import StringTensorType
+    from sklearn.pipeline import Pipeline
+
+    graph = convert_sklearn(Pipeline([("tfidf", vec), ("lr", lr)]), initial_types=[("text", StringTensorType([None, 1]))],
+                            options={id(lr): {"zipmap": False}, id(vec): {"tokenexp": vec.token_pattern.replace("(?u)", "")}},
+                            target_opset=17)
+    for node in graph.graph.node:
+        if node.op_type == "StringNormalizer":
+            node.attribute.append(helper.make_attribute("locale", "C.UTF-8"))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes(graph.SerializeToString())
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+
+    def proba(texts):
+        out = session.run(["probabilities"], {"text": np.asarray(list(texts), dtype=object).reshape(-1, 1)})[0]
+        return _columns(out, classes, num_labels)
+    return proba, "model.onnx: text in, probabilities out (skl2onnx; onnxruntime's Tokenizer/TfIdfVectorizer ops)"
 
 
 @register_baseline("fasttext", needs=("fasttext",))
@@ -107,7 +149,8 @@ def _fasttext(x, y, vx, vy, num_labels, ctx: FitContext):
             for name, p in zip(names, ps):
                 out[row, order[name]] = p
         return out
-    return proba, "wordNgrams 2, 25 epochs, lr 0.5, the library's other defaults"
+    return Fitted(proba, "wordNgrams 2, 25 epochs, lr 0.5, the library's other defaults",
+                  not_exported="fastText has no ONNX exporter; it ships as its own model.bin")
 
 
 @register_baseline("model2vec", needs=("model2vec", "torch"))
@@ -128,7 +171,41 @@ def _model2vec(x, y, vx, vy, num_labels, ctx: FitContext):
 
     def proba(texts):
         return _columns(np.asarray(clf.predict_proba(list(texts)), dtype=np.float64), classes, num_labels)
-    return proba, f"distilled from {'/'.join(Path(ctx.encoder).parts[-2:])} (PCA 256), classifier early-stopped on validation"
+
+    def export(folder: Path):
+        return _model2vec_onnx(clf, folder, classes, num_labels)
+    return Fitted(proba, f"distilled from {'/'.join(Path(ctx.encoder).parts[-2:])} (PCA 256), classifier "
+                  "early-stopped on validation", export,
+                  "" if importlib.util.find_spec("skeletoken") else "model2vec's ONNX export needs its extra: "
+                  "pip install 'model2vec[onnx]'")
+
+
+def _model2vec_onnx(clf, folder: Path, classes: list[int], num_labels: int):
+    """model2vec's own export (`model2vec.onnx`): token ids and mask in, probabilities out, with the
+    tokenizer.json it reads them by (no special tokens, at most its max_length tokens)."""
+    import onnxruntime as ort
+    from model2vec.onnx import export_model_to_onnx
+    from tokenizers import Tokenizer
+
+    pipeline = clf.to_pipeline()
+    with _quiet():
+        export_model_to_onnx(pipeline, folder)
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    limit = pipeline.model.max_length or 512
+
+    def proba(texts):
+        ids = [e.ids[:limit] for e in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+        width = max([1] + [len(i) for i in ids])  # an empty text: one masked slot, a zero vector as in the library
+        input_ids = np.zeros((len(ids), width), dtype=np.int64)
+        mask = np.zeros_like(input_ids)
+        for row, i in enumerate(ids):
+            input_ids[row, :len(i)], mask[row, :len(i)] = i, 1
+        out = session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
+        return _columns(out, classes, num_labels)
+    return proba, "model.onnx + tokenizer.json: token ids in (no special tokens), probabilities out (model2vec.onnx)"
 
 
 @contextlib.contextmanager
@@ -167,8 +244,8 @@ class _WordTokens:
         return {"input_ids": np.zeros_like(mask), "attention_mask": mask}
 
 
-def train_baseline(name: str, task, split_for_choice: str, ctx: FitContext):
-    """(probabilities fn over texts, how it was fitted, seconds to fit) on the task's train split."""
+def train_baseline(name: str, task, split_for_choice: str, ctx: FitContext) -> tuple[Fitted, float]:
+    """(the fitted baseline, seconds to fit) on the task's train split."""
     if task.task == "regression":
         raise KdeployError(f"{name}: the baselines classify; a score (regression) task has none here")
     x = [as_text(t) for t in task.texts("train")]
@@ -177,21 +254,37 @@ def train_baseline(name: str, task, split_for_choice: str, ctx: FitContext):
     vy = [int(k) for k in task.splits[split_for_choice]["label"]]
     ctx.folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    proba, how = BASELINES[name].fit(x, y, vx, vy, task.num_labels, ctx)
-    return proba, how, time.perf_counter() - t0
+    fitted = BASELINES[name].fit(x, y, vx, vy, task.num_labels, ctx)
+    return fitted, time.perf_counter() - t0
 
 
-def baseline_candidate(name: str, task, choice_split: str, ctx: FitContext):
-    """A bench candidate: text in, log-probabilities out (logits up to a constant per row)."""
+def export_baseline(fitted: Fitted, folder: Path, texts: list[str]) -> str:
+    """Write the baseline's ONNX file into `folder` and check it against the library on `texts`:
+    one line for the report (or why there is no file)."""
+    if fitted.export is None or fitted.not_exported:
+        return f"not exported to ONNX: {fitted.not_exported}"
+    onnx_proba, what = fitted.export(folder)
+    ours, theirs = onnx_proba(texts), fitted.proba(texts)
+    agree = float((ours.argmax(1) == theirs.argmax(1)).mean())
+    return (f"exported to ONNX ({what}): max |Δp| {float(np.abs(ours - theirs).max()):.1e}, labels "
+            f"{100 * agree:.2f}% the same as the library's on {len(texts):,} validation texts")
+
+
+def baseline_candidate(name: str, task, choice_split: str, ctx: FitContext, exports: Path | None = None):
+    """A bench candidate: text in, log-probabilities out (logits up to a constant per row); its
+    ONNX file, when its library can write one, goes to `exports`."""
     from ..modelio.sizes import mib
     from .candidates import Candidate
 
-    proba, how, seconds = train_baseline(name, task, choice_split, ctx)
+    fitted, seconds = train_baseline(name, task, choice_split, ctx)
+    size = mib(ctx.folder)  # what the library saves, before the ONNX file is added beside it
+    exported = export_baseline(fitted, exports, [as_text(t) for t in task.texts(choice_split)]) if exports else ""
 
     def run(enc: dict) -> np.ndarray:
-        return np.log(np.clip(proba([as_text(t) for t in enc["texts"]]), 1e-30, None))
+        return np.log(np.clip(fitted.proba([as_text(t) for t in enc["texts"]]), 1e-30, None))
 
-    return Candidate(f"{name} (baseline)", f"baseline-{name}", ctx.folder, mib(ctx.folder), _WordTokens(), 1 << 20,
+    return Candidate(f"{name} (baseline)", f"baseline-{name}", ctx.folder, size, _WordTokens(), 1 << 20,
                      run, provider=name, threads=ctx.threads, precision="fp32", origin=f"baseline:{name}",
-                     end_to_end=True, notes=[f"trained on the train split in {seconds:.1f} s ({how}); "
-                                             "not exported to ONNX"])
+                     end_to_end=True, notes=[f"trained on the train split in {seconds:.1f} s ({fitted.how})"]
+                     + ([f"{exported} (in the report's baselines/{name}/)" if exported.startswith("exported")
+                         else exported] if exported else []))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,15 +33,16 @@ def bench(settings: BenchSettings, models: list[str], out: str | Path, data: Dat
     if not models:
         raise KdeployError("give at least one model folder or ONNX file to benchmark")
     inputs = [m.rpartition("@")[0] if "@" in m else m for m in models] + (data.files() if data else [])
-    with claimed_output(out, inputs, overwrite, "kdeploy bench"):
-        values, report = benchmark(settings, models, data, teacher)
-        write_reports(report, out, values, overwrite)
+    with claimed_output(out, inputs, overwrite, "kdeploy bench"), tempfile.TemporaryDirectory() as exports:
+        values, report = benchmark(settings, models, data, teacher, exports=Path(exports))
+        write_reports(report, out, values, overwrite, extra={"baselines": Path(exports)})
     return report
 
 
 def benchmark(settings: BenchSettings, models: list[str], data: DataConfig | None = None,
-              teacher: str | None = None) -> tuple[dict, BenchReport]:
-    """Returns (per-call latencies in ms by model and batch size, the report)."""
+              teacher: str | None = None, exports: Path | None = None) -> tuple[dict, BenchReport]:
+    """Returns (per-call latencies in ms by model and batch size, the report). The baselines'
+    deployable ONNX files are copied into `exports/<name>/` when it is given."""
     from ..environment import library_versions, machine
     from .candidates import Context, work_dir
     from .contention import MachineLoad
@@ -59,7 +61,7 @@ def benchmark(settings: BenchSettings, models: list[str], data: DataConfig | Non
                 check_data_kind(c.path, task.pairs, "data",
                                 known=c.keep.manifest.pairs if c.kind == "bundle" else None)  # archives too
         if settings.baselines:
-            candidates += _baselines(settings, task, candidates, reference, threads, Path(work), skipped)
+            candidates += _baselines(settings, task, candidates, reference, threads, Path(work), skipped, exports)
         results = {c.name: ModelBench(name=c.name, kind=c.kind, path=str(c.path), size_mib=c.size_mib,
                                       provider=c.provider, provider_requested=settings.provider, threads=c.threads,
                                       memory_mib=c.memory_mib, notes=c.notes, precision=c.precision, origin=c.origin,
@@ -138,7 +140,7 @@ PIP = {"sklearn": "scikit-learn", "fasttext": "fasttext-numpy2", "model2vec": "'
 
 
 def _baselines(settings: BenchSettings, task: TaskData | None, candidates: list[Candidate], reference: str,
-               threads: int, work: Path, skipped: list[str]) -> list[Candidate]:
+               threads: int, work: Path, skipped: list[str], exports: Path | None = None) -> list[Candidate]:
     """The cheap baselines, trained on the task's own train split (labels in the reference's order)."""
     from ..modelio.record import label_names_in
     from .baselines import FitContext, baseline_candidate, missing
@@ -160,7 +162,8 @@ def _baselines(settings: BenchSettings, task: TaskData | None, candidates: list[
                            "model); give --baseline-encoder")
         else:
             out.append(baseline_candidate(name, aligned, choice, FitContext(work / f"baseline-{name}", settings.seed,
-                                                                            threads, encoder)))
+                                                                            threads, encoder),
+                                          exports / name if exports is not None else None))
     return out
 
 

@@ -117,12 +117,19 @@ def html_page(md: str, images: dict[str, str]) -> str:
     return f"<!doctype html><html><head><meta charset='utf-8'><title>kdeploy benchmark</title><style>{style}</style></head><body>{''.join(out)}{figs}</body></html>"
 
 
-def write_reports(report: BenchReport, out: str | Path, values: dict | None = None, overwrite: bool = False) -> Path:
-    """Written into a temporary folder and renamed into place."""
+def write_reports(report: BenchReport, out: str | Path, values: dict | None = None, overwrite: bool = False,
+                  extra: dict[str, Path] | None = None) -> Path:
+    """Written into a temporary folder and renamed into place, with the `extra` folders (the
+    baselines' deployable files) copied in under their names when they hold anything."""
+    import shutil
+
     images = plots(report, values)
     md = report.to_markdown()
     with atomic_dir(out, overwrite=overwrite) as tmp:
         report.save(tmp / REPORT)
         write_text(tmp / "report.md", md)
         write_text(tmp / "report.html", html_page(md, images))
+        for name, folder in (extra or {}).items():
+            if folder.is_dir() and any(folder.iterdir()):
+                shutil.copytree(folder, tmp / name)
     return Path(out)
