@@ -265,22 +265,22 @@ def test_chunk_and_pool_reads_a_long_text_window_by_window(tiny_bert):
 
 
 def test_a_student_learns_from_a_chunked_teacher(tiny_bert, toy_files, tmp_path, cache_dir):
+    from kdeploy.data import load_task_data
     from kdeploy.distill.api import distill
+    from kdeploy.modelio.loading import load_classifier, load_tokenizer
+    from kdeploy.modelio.torch_infer import chunked_logits, compute_logits
 
     from conftest import distill_settings
 
-    store = cache_dir / "teacher-logits"
-    distill(distill_settings(train={"epochs": 1, "max_length": 8}), teacher=str(tiny_bert),
-            data=data_of(toy_files), out=tmp_path / "plain")
-    plain = {f: np.load(f) for f in store.glob("*.npy")}
-    chunked = distill(distill_settings(train={"epochs": 1, "max_length": 8}, teacher_chunks=True),
-                      teacher=str(tiny_bert), data=data_of(toy_files), out=tmp_path / "chunked")
-    assert not any(chunked.teacher_logits_cached.values())  # its own cache entries, not the plain run's
-    assert chunked.config["settings"]["teacher_chunks"] is True
-    new = [np.load(f) for f in store.glob("*.npy") if f not in plain]
-    assert len(new) == len(plain) == 3  # train, validation, test
-    # toy sentences run past 6 tokens: their pooled soft labels are not the first window's
-    assert not all(any(n.shape == o.shape and np.array_equal(n, o) for o in plain.values()) for n in new)
+    record = distill(distill_settings(train={"epochs": 1, "max_length": 8}, teacher_chunks=True),
+                     teacher=str(tiny_bert), data=data_of(toy_files), out=tmp_path / "chunked")
+    assert record.config["settings"]["teacher_chunks"] is True
+    cached = [np.load(f) for f in (cache_dir / "teacher-logits").glob("*.npy")]
+    model, tok = load_classifier(str(tiny_bert)), load_tokenizer(str(tiny_bert))
+    test = load_task_data(data_of(toy_files)).texts("test")  # toy sentences run past the 6 tokens of a window
+    pooled, head = chunked_logits(model, tok, test, 8), compute_logits(model, tok, test, 8)
+    assert len(cached) == 3 and any(c.shape == pooled.shape and np.allclose(c, pooled, atol=1e-6) for c in cached)
+    assert not any(c.shape == head.shape and np.allclose(c, head, atol=1e-6) for c in cached)
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("sentence1\tsentence2\tlabel\na good film\tfine\tpositive\nbad\tawful plot\tnegative\n")
     from kdeploy.data import DataConfig
