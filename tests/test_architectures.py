@@ -12,8 +12,7 @@ from kdeploy.export.files import INT8
 from tiny_families import ARCHITECTURES, build_teacher
 
 #: what each architecture's e2e bundle does: "built" (gated on token parity) or the refusal's words
-E2E = {"wordpiece": "built", "wordpiece-roberta": "built", "bpe": "built",
-       "unigram": "a Unigram tokenizer; the in-graph tokenizer reproduces WordPiece"}
+E2E = {"wordpiece": "built", "wordpiece-roberta": "built", "bpe": "built", "unigram": "built"}
 TEXTS = ["the film was good", "dull and tedious plot", "zzqx unseen words, naïve €", "a " * 80 + "good"]
 
 

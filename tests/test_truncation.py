@@ -216,10 +216,13 @@ def test_long_training_texts_get_a_long_window(tmp_path, tiny_base_bert, cache_d
     assert "max_length: 128 tokens, head+tail" in " ".join(capsys.readouterr().out.split())
 
 
+@pytest.mark.parametrize("kind", ["bpe", "unigram", "unigram-replace"])
 @pytest.mark.parametrize("strategy", ["head", "tail", "head+tail:5"])
-def test_a_bpe_tokenizer_in_the_graph_reads_the_same_tokens(tmp_path, strategy):
-    """Byte-level BPE (RoBERTa's <s> … </s>) in the e2e graph: the extensions' tokenizer.json
-    reader, then kdeploy.truncation's cut, gives `tokenizers`' ids for each strategy."""
+def test_a_bpe_or_unigram_tokenizer_in_the_graph_reads_the_same_tokens(tmp_path, strategy, kind):
+    """Byte-level BPE (RoBERTa's <s> … </s>) through the extensions' tokenizer.json reader, and
+    Unigram (XLM-R's Metaspace, with and without a normaliser's Replace rule) through
+    SentencepieceTokenizer, then kdeploy.truncation's cut: `tokenizers`' ids for each strategy,
+    spaces leading, trailing and repeated, empty texts and the hostile texts included."""
     pytest.importorskip("onnxruntime_extensions")
     import onnxruntime as ort
 
@@ -230,10 +233,18 @@ def test_a_bpe_tokenizer_in_the_graph_reads_the_same_tokens(tmp_path, strategy):
     from kdeploy.truncation import refit
     from tiny_families import build_tokenizer
 
-    build_tokenizer("bpe", tmp_path, token_types=False)
+    from kdeploy.package.hostile_texts import HOSTILE_TEXTS
+
+    build_tokenizer(kind.split("-")[0], tmp_path, token_types=False)
+    if kind == "unigram-replace":  # XLM-R collapses space runs in its normaliser
+        spec = json.loads((tmp_path / "tokenizer.json").read_text())
+        spec["normalizer"] = {"type": "Sequence", "normalizers": [
+            {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]}
+        (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
     tokenizer = load_tokenizer(str(tmp_path))
     set_truncation(tokenizer, refit(strategy, 16))
-    texts = LONG + ["short one", "", "naïve café €, 你好"]
+    texts = LONG + ["short one", "", " ", "  two  spaces  ", "naïve café €, 你好"] + \
+        [t for t in HOSTILE_TEXTS if "\x00" not in t]  # the extensions read C strings: a NUL ends the text
     want = tokenize(tokenizer, texts, 16, padding=False)["input_ids"]
     assert max(len(tokenizer(t)["input_ids"]) for t in texts) > 16 and max(map(len, want)) == 16
     attributes, table = in_graph_tokenizer(tmp_path / "tokenizer.json", 16)
@@ -243,6 +254,27 @@ def test_a_bpe_tokenizer_in_the_graph_reads_the_same_tokens(tmp_path, strategy):
     got = [graph.run(None, {"text": np.array([t], dtype=object)}) for t in texts]
     assert [g[0].tolist() for g in got] == want
     assert all(g[2].tolist() == [1] * len(w) and g[1].tolist() == [0] * len(w) for g, w in zip(got, want))
+
+
+@pytest.mark.parametrize("change, refusal", [
+    ({"model": {"byte_fallback": True}}, "byte fallback is not built in the graph"),
+    ({"normalizer": {"type": "Lowercase"}}, "normaliser step Lowercase is not built"),
+    ({"pre_tokenizer": {"type": "Whitespace"}}, "pre-tokenizer \\(Whitespace\\) is not SentencePiece's Metaspace"),
+    ({"post_processor": None}, "post-processor \\(None\\) is not one special token before")])
+def test_a_unigram_tokenizer_the_graph_cannot_reproduce_is_refused_in_one_line(tmp_path, change, refusal):
+    from kdeploy.package.tokenizer_graph import in_graph_tokenizer
+    from tiny_families import build_tokenizer
+
+    build_tokenizer("unigram", tmp_path, token_types=False)
+    spec = json.loads((tmp_path / "tokenizer.json").read_text())
+    for key, value in change.items():
+        spec[key] = {**spec[key], **value} if isinstance(value, dict) and key == "model" else value
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
+    with pytest.raises(KdeployError, match=refusal):
+        in_graph_tokenizer(tmp_path / "tokenizer.json", 16)
+    with pytest.raises(KdeployError, match="pair template is not built in the graph"):
+        build_tokenizer("unigram", tmp_path / "ok", token_types=False)
+        in_graph_tokenizer(tmp_path / "ok" / "tokenizer.json", 16, pairs=True)
 
 
 def test_chunk_and_pool_reads_a_long_text_window_by_window(tiny_bert):

@@ -20,11 +20,10 @@ strings as C strings, so a NUL character ends the text.
 
 Byte-level BPE tokenizers (RoBERTa, GPT-2, ModernBERT) go through the extensions' own reader
 of `tokenizer.json` (the HfJsonTokenizer op, <s> … </s> included), and kdeploy.truncation's cut
-after it. Unigram/SentencePiece (XLM-R, DeBERTa-v2, ALBERT) is refused: that op reads a Unigram
-tokenizer.json only as an XLM-R/T5-class tokenizer, and then follows SentencePiece's own rules,
-not `tokenizers`': it drops leading, trailing and repeated spaces and gives an empty text no
-<s> </s> (7 of 42 sample and hostile texts differed on an XLM-R-style tokenizer, 2026-12-06). Whatever is built is gated on token parity with `tokenizers`
-(the validation split and the hostile texts) before it ships.
+after it; Unigram/SentencePiece ones (XLM-R, DeBERTa-v2, ALBERT) through SentencepieceTokenizer
+with a model written from the tokenizer.json (kdeploy.package.sentencepiece_graph). Whatever is
+built is gated on token parity with `tokenizers` (the validation split and the hostile texts)
+before it ships.
 """
 from __future__ import annotations
 
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from ..errors import KdeployError
 from ..truncation import keep_first
+from .sentencepiece_graph import SPM_OP, sentencepiece_attributes, sentencepiece_nodes
 
 DOMAIN = "ai.onnx.contrib"
 OUTPUTS = ("input_ids", "token_type_ids", "attention_mask")
@@ -44,9 +44,12 @@ JSON_OP = "HfJsonTokenizer"
 def in_graph_tokenizer(tokenizer_json: Path, max_length: int, pairs: bool = False) -> tuple[dict, tuple | None]:
     """(the tokenizer op's attributes, BERT's normaliser table or None) for a bundle's tokenizer:
     WordPiece through BertTokenizer, byte-level BPE through the extensions' tokenizer.json
-    reader; anything else refused in one line that says what to package instead."""
+    reader, Unigram through SentencepieceTokenizer; anything else refused in one line that says
+    what to package instead."""
     tokenizer_json = Path(tokenizer_json)
     spec = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    if (spec.get("model") or {}).get("type") == "Unigram":
+        return sentencepiece_attributes(spec, tokenizer_json, max_length, pairs), None
     if (spec.get("model") or {}).get("type") != "BPE":
         return (bert_tokenizer_attributes(tokenizer_json, max_length, pairs),
                 normaliser_table(tokenizer_json))
@@ -70,7 +73,7 @@ def bert_tokenizer_attributes(tokenizer_json: Path, max_length: int, pairs: bool
            "BERT's normaliser only")
     if model.get("type") != "WordPiece":
         raise KdeployError(f"{tokenizer_json}: a {model.get('type')} tokenizer; the in-graph tokenizer reproduces "
-                           "WordPiece (BERT's normaliser) and byte-level BPE tokenizers only. Package the python or web "
+                           "WordPiece (BERT's normaliser), byte-level BPE and Unigram tokenizers only. Package the python or web "
                            "format instead")
     if norm.get("type") != "BertNormalizer" or pre.get("type") != "BertPreTokenizer":
         raise KdeployError(f"{tokenizer_json}: normaliser {norm.get('type')}, pre-tokeniser {pre.get('type')}; {why}")
@@ -193,8 +196,8 @@ def tokenizer_nodes(attributes: dict, table: tuple[str, str, str], text: str, ou
     single text cut by `truncation` (kdeploy.truncation), a pair by `pair_truncation`."""
     from onnx import TensorProto, helper
 
-    if attributes.get("op") == JSON_OP:
-        return _json_tokenizer_nodes(attributes, text, outputs, truncation, prefix)
+    if attributes.get("op") in (JSON_OP, SPM_OP):
+        return _whole_text_op_nodes(attributes, text, outputs, truncation, prefix)
     mapping, unknown, rewrite = table
     p = prefix
 
@@ -241,19 +244,24 @@ def tokenizer_nodes(attributes: dict, table: tuple[str, str, str], text: str, ou
     return nodes
 
 
-def _json_tokenizer_nodes(attributes: dict, text: str, outputs: tuple[str, str, str], truncation: str,
-                          p: str) -> list:
-    """The extensions' tokenizer.json reader over one text ([1, L] ids, specials included), a
-    mask of ones and zero types, then kdeploy.truncation's cut (one special before, one after)."""
+def _whole_text_op_nodes(attributes: dict, text: str, outputs: tuple[str, str, str], truncation: str,
+                         p: str) -> list:
+    """An op that reads one whole text to its ids, specials included (the extensions' tokenizer.json
+    reader for BPE, SentencepieceTokenizer for Unigram), a mask of ones and zero types, then
+    kdeploy.truncation's cut (one special before, one after)."""
     from onnx import TensorProto, helper
 
     whole = tuple(p + "whole_" + o for o in ("ids", "types", "mask"))
-    op = {k: v for k, v in attributes.items() if k in ("tokenizer_config", "tokenizer_vocab")}
-    nodes = [helper.make_node(JSON_OP, [text], [p + "ids2d"], name=p + "hf_json", domain=DOMAIN, **op),
-             helper.make_node("Constant", [], [p + "flat"], value=helper.make_tensor(p + "flat_v", TensorProto.INT64,
-                                                                                     [1], [-1])),
-             helper.make_node("Reshape", [p + "ids2d", p + "flat"], [whole[0]]),
-             helper.make_node("Shape", [whole[0]], [p + "cut_length"]),
+    if attributes["op"] == SPM_OP:
+        nodes, ids = sentencepiece_nodes(attributes, text, p)
+    else:
+        op = {k: v for k, v in attributes.items() if k in ("tokenizer_config", "tokenizer_vocab")}
+        nodes = [helper.make_node(JSON_OP, [text], [p + "ids2d"], name=p + "hf_json", domain=DOMAIN, **op)]
+        ids = p + "ids2d"
+    nodes += [helper.make_node("Constant", [], [p + "flat"], value=helper.make_tensor(p + "flat_v", TensorProto.INT64,
+                                                                                      [1], [-1])),
+              helper.make_node("Reshape", [ids, p + "flat"], [whole[0]]),
+              helper.make_node("Shape", [whole[0]], [p + "cut_length"]),
              helper.make_node("ConstantOfShape", [p + "cut_length"], [whole[1]],
                               value=helper.make_tensor(p + "zero_v", TensorProto.INT64, [1], [0])),
              helper.make_node("ConstantOfShape", [p + "cut_length"], [whole[2]],
