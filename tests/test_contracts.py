@@ -24,6 +24,7 @@ OTHER_MODEL_ONNX = {
     "kdeploy/package/writers.py": "the e2e writer's scratch copy",
     "kdeploy/package/web.py": "transformers.js's file name for fp32",
     "kdeploy/package/ort_format.py": "onnxruntime's converter names its output (model.ort) after its input",
+    "kdeploy/runtime/baselines.py": "model2vec's exporter writes model.onnx into its own folder",
 }
 
 

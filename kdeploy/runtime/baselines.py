@@ -31,6 +31,7 @@ from ..errors import KdeployError
 from ..registry import Registry
 
 PAIR_JOIN = " | "
+M2V_FILE = "model.onnx"  # what model2vec.onnx names the file it writes
 
 
 @dataclass
@@ -119,9 +120,11 @@ def _tfidf_onnx(vec, lr, folder: Path, classes: list[int], num_labels: int):
     for node in graph.graph.node:
         if node.op_type == "StringNormalizer":
             node.attribute.append(helper.make_attribute("locale", "C.UTF-8"))
+    from ..export.files import FP32
+
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model.onnx").write_bytes(graph.SerializeToString())
-    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    (folder / FP32.file).write_bytes(graph.SerializeToString())
+    session = ort.InferenceSession(str(folder / FP32.file), providers=["CPUExecutionProvider"])
 
     def proba(texts):
         out = session.run(["probabilities"], {"text": np.asarray(list(texts), dtype=object).reshape(-1, 1)})[0]
@@ -190,7 +193,7 @@ def _model2vec_onnx(clf, folder: Path, classes: list[int], num_labels: int):
     pipeline = clf.to_pipeline()
     with _quiet():
         export_model_to_onnx(pipeline, folder)
-    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(folder / M2V_FILE), providers=["CPUExecutionProvider"])
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
     tokenizer.no_truncation()
     tokenizer.no_padding()
