@@ -17,11 +17,11 @@ step() {  # step OUTPUT command...: run it timed unless OUTPUT exists
   if [ -e "$out" ]; then echo "skip: $out exists"; return; fi
   /usr/bin/time -f "took %e s: $*" "$@"
 }
-step "$T128" "$K" finetune --model builtin:all-MiniLM-L6-v2 "${DATA[@]}" --epochs 3 --max-length 128 --out "$T128"
+step "$T128" "$K" finetune --model builtin:all-MiniLM-L6-v2 "${DATA[@]}" --lr 5e-5 --epochs 3 --max-length 128 --out "$T128"
 # the teachers at 512 tokens get 2 epochs (each is ~12 min here; at 128 tokens the second epoch already
 # reached 98.2% validation accuracy): head+tail (kdeploy's own choice on these texts) and head alone
-step "$O/teacher" "$K" finetune --model builtin:all-MiniLM-L6-v2 "${DATA[@]}" --epochs 2 --out "$O/teacher"
-step "$O/teacher-head512" "$K" finetune --model builtin:all-MiniLM-L6-v2 "${DATA[@]}" --epochs 2 --max-length 512 \
+step "$O/teacher" "$K" finetune --model builtin:all-MiniLM-L6-v2 "${DATA[@]}" --lr 5e-5 --epochs 2 --out "$O/teacher"
+step "$O/teacher-head512" "$K" finetune --model builtin:all-MiniLM-L6-v2 "${DATA[@]}" --lr 5e-5 --epochs 2 --max-length 512 \
     --truncation head --out "$O/teacher-head512"
 # the 3-layer student reads 256 tokens (it inherits the teacher's head+tail:128: the first 128 and
 # the last 126), a quarter of the teacher's cost per article; its soft labels still come from the

@@ -203,6 +203,31 @@ def test_early_stopping_stops_and_a_rising_run_says_so(tiny_base_bert, toy_files
     assert _stopping(TrainConfig(early_stopping=0)) == []  # 0: off
 
 
+def test_finetune_given_no_rate_probes_for_one_and_says_so(tiny_base_bert, toy_files, tmp_path, capsys):
+    """No --lr: 2e-5, 5e-5 and 1e-4 each get one pass over a slice from the same weights, the lowest
+    validation loss wins, and the record keeps what was measured; a given rate is used as it is."""
+    from kdeploy.configtools import settings_from
+    from kdeploy.distill.config import FinetuneSettings
+    from kdeploy.distill.lr_probe import CANDIDATES
+
+    from conftest import FAST
+
+    settings = settings_from(FinetuneSettings, {"train": {k: v for k, v in FAST.items() if k != "learning_rate"}
+                                                | {"epochs": 1}})
+    assert settings.learning_rate_probe
+    record = finetune(settings, model=str(tiny_base_bert), data=data_of(toy_files), out=tmp_path / "t")
+    probe = record.learning_rate_probe
+    losses = {float(k): v for k, v in probe.items() if k not in ("examples", "seconds")}
+    assert set(losses) == set(CANDIDATES) and probe["examples"] == 160
+    chosen = record.config["settings"]["train"]["learning_rate"]
+    assert losses[chosen] == min(losses.values())  # (a tiny random model barely moves: ties are possible)
+    assert f"learning rate: {chosen:g}, the lowest validation loss" in " ".join(capsys.readouterr().out.split())
+    given = finetune(finetune_settings(train={"epochs": 1}), model=str(tiny_base_bert), data=data_of(toy_files),
+                     out=tmp_path / "given")
+    assert given.learning_rate_probe is None and not settings_from(FinetuneSettings, {
+        "train": {"learning_rate": 1e-4}}).learning_rate_probe
+
+
 def test_the_loss_is_chosen_by_name(teacher_dir, toy_files, tmp_path, cache_dir):
     record = distill(distill_settings(student={"kind": "layers", "layers": 1}, loss="logit-mse", train={"epochs": 1}),
                      teacher=str(teacher_dir), data=data_of(toy_files), out=tmp_path / "s")

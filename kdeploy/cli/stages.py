@@ -49,6 +49,7 @@ def finetune(
     epochs: FT["Epochs"] = None, learning_rate: FT["LR"] = None, batch_size: BatchSize = None,
     gradient_accumulation: GradAccum = None, max_length: MaxLength = None, seed: Seed = None,
     mixed_precision: Precision = None, early_stopping: FT["EarlyStopping"] = None, resume: Resume = False,
+    lr_probe: Annotated[Optional[bool], typer.Option("--lr-probe/--no-lr-probe", help="With no --lr: try 2e-5, 5e-5 and 1e-4 for one pass over 2,000 training examples each and keep the one with the lowest validation loss.", rich_help_panel=T, show_default="on when no --lr is given")] = None,
     trust_remote_code: TrustRemote = False, overwrite: Overwrite = False, data_flags: dict | None = None,
 ) -> None:
     """Fine-tune a pretrained encoder into a task teacher (for users without one)."""
@@ -56,7 +57,7 @@ def finetune(
     from ..distill.api import finetune as run
 
     settings = settings_from(FinetuneSettings, {
-        "trust_remote_code": trust_remote_code or None,
+        "trust_remote_code": trust_remote_code or None, "learning_rate_probe": lr_probe,
         "train": _train(epochs, learning_rate, batch_size, gradient_accumulation, max_length, seed, mixed_precision,
                         early_stopping)})
     data = data_config(**data_flags)

@@ -71,6 +71,7 @@ def finetune(settings: FinetuneSettings, model: str, data: DataConfig, out: str 
         if task.task == "regression":
             built.config.problem_type = "regression"
         task = read_as(task, tok, model, settings.train.max_length)
+        settings, probe = _probed(settings, built, tok, task, from_scratch)
         config = _record_config(settings, {"model": model, "tokenizer": tokenizer}, data)
         args, work = _arguments(out, config, settings.train, resume)
         with kept_until_done(work, args.process_index == 0):
@@ -78,9 +79,26 @@ def finetune(settings: FinetuneSettings, model: str, data: DataConfig, out: str 
 
             trainer, fitted = fit(built, tok, task, settings.train, args, work, resume, callbacks=callbacks)
             record = TrainingResult.trained(fitted, stage="finetune", model=described, parameters=_parameters(built),
-                                            config=config, data=task.summary())
+                                            config=config, data=task.summary(), learning_rate_probe=probe)
             save_model(trainer, tok, out, record, overwrite)
     return record
+
+
+def _probed(settings: FinetuneSettings, built, tokenizer, task: TaskData, from_scratch: bool):
+    """The settings with the probe's learning rate when no rate was given (said in one line), and
+    what the probe measured; a model trained from scratch keeps its rate."""
+    from dataclasses import replace
+
+    from ..console import say
+    from .lr_probe import probe_learning_rate
+
+    if not settings.learning_rate_probe or from_scratch:
+        return settings, None
+    rate, measured = probe_learning_rate(built, tokenizer, task, settings.train)
+    losses = ", ".join(f"{k} → {v}" for k, v in measured.items() if k not in ("examples", "seconds"))
+    say(f"learning rate: {rate:g}, the lowest validation loss after one pass over {measured['examples']:,} training "
+        f"examples ({losses}; {measured['seconds']:.0f} s); --lr to choose one")
+    return replace(settings, train=replace(settings.train, learning_rate=rate)), measured
 
 
 def _base_model(settings: FinetuneSettings, model: str, tokenizer: str | None, task: TaskData):

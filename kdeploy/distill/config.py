@@ -97,7 +97,17 @@ class FinetuneSettings:
     # until validation stops improving (patience 2) within a 10-epoch budget: a fixed 3 epochs left
     # teachers undertrained (SST-2, SICK: still rising at the last epoch)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, learning_rate=5e-5, early_stopping=2))
+    # a pretrained encoder given no learning rate gets a short probe of 2e-5, 5e-5 and 1e-4 first
+    # (kdeploy.distill.lr_probe); a rate given on the command line or in a recipe is used as it is
+    learning_rate_probe: bool = False
     trust_remote_code: bool = False
+
+    @classmethod
+    def fill_defaults(cls, given: dict) -> dict:
+        """The probe is on when the user gave no learning rate (and did not turn it off)."""
+        train = given.get("train")
+        rate_given = isinstance(train, TrainConfig) or "learning_rate" in (train or {})
+        return given if "learning_rate_probe" in given else {**given, "learning_rate_probe": not rate_given}
 
 
 @dataclass

@@ -47,6 +47,7 @@ class TrainingResult(Result):
     layer_objective: dict | None = None
     layer_loss_means: dict[str, float] | None = None
     pruning: dict | None = None
+    learning_rate_probe: dict | None = None  # finetune given no rate: each rate's validation loss after the probe
     reference: dict | None = None  # logits of the model as training left it, on a few texts (checked on reload)
     versions: dict = field(default_factory=dict)
     machine: dict = field(default_factory=dict)
