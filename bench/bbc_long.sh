@@ -50,4 +50,4 @@ for s in "${STUDENTS[@]}"; do
 done
 step "$O/report" "$K" bench "$T128" "$O/teacher-head512" "$O/teacher" "${FILES[@]}" --teacher "$O/teacher" \
     --baselines tfidf-lr,fasttext,model2vec --train "$D/train.tsv" --validation "$D/dev.tsv" --data "$D/test.tsv" \
-    --batch-sizes 1,32 --threads 2 --out "$O/report"
+    --batch-sizes 1,32 --threads 2 --iterations "${ITERATIONS:-30}" --warmup 3 --out "$O/report"
