@@ -29,6 +29,7 @@ def test_finetune_output_folder(teacher_dir):
     assert len(record["epochs"]) == 3 and "validation_accuracy" in record["epochs"][0]
     assert record["data"]["label_names"] == ["negative", "positive"]
     assert record["config"]["settings"]["train"]["epochs"] == 3
+    assert record["learning_rate_probe"] is None  # a rate was given: no probe
     assert "torch" in record["versions"] and "cores" in record["machine"]
     assert not (teacher_dir.parent / ".teacher.work").exists()  # checkpoints cleaned after success
 
@@ -222,10 +223,9 @@ def test_finetune_given_no_rate_probes_for_one_and_says_so(tiny_base_bert, toy_f
     chosen = record.config["settings"]["train"]["learning_rate"]
     assert losses[chosen] == min(losses.values())  # (a tiny random model barely moves: ties are possible)
     assert f"learning rate: {chosen:g}, the lowest validation loss" in " ".join(capsys.readouterr().out.split())
-    given = finetune(finetune_settings(train={"epochs": 1}), model=str(tiny_base_bert), data=data_of(toy_files),
-                     out=tmp_path / "given")
-    assert given.learning_rate_probe is None and not settings_from(FinetuneSettings, {
-        "train": {"learning_rate": 1e-4}}).learning_rate_probe
+    # a rate given is used as it is (every other finetune test gives one and records no probe)
+    assert not settings_from(FinetuneSettings, {"train": {"learning_rate": 1e-4}}).learning_rate_probe
+    assert not settings_from(FinetuneSettings, {"learning_rate_probe": False}).learning_rate_probe
 
 
 def test_the_loss_is_chosen_by_name(teacher_dir, toy_files, tmp_path, cache_dir):
