@@ -97,8 +97,8 @@ class FinetuneSettings:
     # until validation stops improving (patience 2) within a 10-epoch budget: a fixed 3 epochs left
     # teachers undertrained (SST-2, SICK: still rising at the last epoch)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, learning_rate=5e-5, early_stopping=2))
-    # a pretrained encoder given no learning rate gets a short probe of 2e-5, 5e-5 and 1e-4 first
-    # (kdeploy.distill.lr_probe); a rate given on the command line or in a recipe is used as it is
+    # a short probe of 2e-5, 5e-5 and 1e-4 first (kdeploy.distill.lr_probe): on when the CLI or a recipe
+    # gives no learning rate (fill_defaults); a rate given is used as it is, as is a config built in code
     learning_rate_probe: bool = False
     trust_remote_code: bool = False
 
