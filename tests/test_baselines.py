@@ -56,6 +56,22 @@ def test_an_exported_baseline_answers_as_its_library_does(name, packages, tiny_b
     assert np.abs(onnx_proba(texts) - fitted.proba(texts)).max() < 0.05
 
 
+def test_a_failing_exporter_costs_the_file_not_the_bench(tmp_path):
+    import numpy as np
+
+    from kdeploy.runtime.baselines import Fitted, export_baseline
+
+    def broken(folder):
+        folder.mkdir(parents=True)
+        (folder / "half-written.onnx").write_bytes(b"x")
+        raise RuntimeError("converter does not know this op\nsecond line")
+
+    fitted = Fitted(lambda texts: np.full((len(texts), 2), 0.5), "toy", broken)
+    line = export_baseline(fitted, tmp_path / "onnx", ["a text"])
+    assert line == ("not exported to ONNX: the exporter failed (RuntimeError: converter does not know this op)")
+    assert not (tmp_path / "onnx").exists()
+
+
 def test_fasttext_says_it_has_no_onnx_file(toy_files, tmp_path):
     pytest.importorskip("fasttext", reason="fasttext is not installed (make test installs it)")
     from kdeploy.data import load_task_data

@@ -13,7 +13,6 @@ parity with `tokenizers` like every in-graph tokenizer.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import KdeployError
@@ -134,6 +133,3 @@ def sentencepiece_nodes(attributes: dict, text: str, p: str) -> tuple[list, str]
               helper.make_node("Cast", [p + "ids32"], [p + "ids64"], to=TensorProto.INT64)]
     return nodes, p + "ids64"
 
-
-def is_unigram(tokenizer_json: Path) -> bool:
-    return (json.loads(Path(tokenizer_json).read_text(encoding="utf-8")).get("model") or {}).get("type") == "Unigram"
