@@ -35,6 +35,10 @@ TASKS = {  # name -> data
 ARMS = {  # name -> (student settings beyond kind: static, distill settings beyond the family's defaults)
     "default": ({}, {}),
     "head512": ({"hidden_size": 512, "dropout": 0.0}, {}),  # model2vec's head shape
+    "weights": ({"token_weights": True}, {}),  # a learnt weight per token
+    "m2v": ({"hidden_size": 512, "dropout": 0.0, "token_weights": True}, {}),  # model2vec's head and token weights
+    "lr3e-4": ({}, {"train": {"learning_rate": 3e-4}}),  # a third of the family's rate: it peaked at epoch 1
+    "lr3e-4-head512": ({"hidden_size": 512, "dropout": 0.0}, {"train": {"learning_rate": 3e-4}}),
     "fixed3": ({}, {"train": {"epochs": 3, "early_stopping": 0}}),  # the family's old default: 3 epochs
     "noaug": ({}, {"augment": 0}),
 }

@@ -40,6 +40,23 @@ def test_kept_text_gives_identical_logits_and_unseen_words_become_unk(tiny_bert)
     assert set("abcdefghijklmnopqrstuvwxyz") <= set(trimmed_tok.get_vocab())  # and single characters
 
 
+def test_a_weighted_static_students_token_weights_are_trimmed_with_its_vectors(tiny_bert):
+    """The static student's per-token weights are a second table indexed by token id: trimming
+    keeps the same rows of both, so kept text gives the same logits."""
+    from kdeploy.modelio.small_models import StaticConfig, StaticEmbeddingForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    torch.manual_seed(0)
+    model = StaticEmbeddingForSequenceClassification(StaticConfig(
+        vocab_size=len(tok), embedding_dim=8, hidden_size=4, dropout=0.0, token_weights=True)).eval()
+    with torch.no_grad():
+        model.token_weight.weight.uniform_(0.0, 3.0)  # unequal weights: a misaligned trim would show
+    before = _logits(model, tok, KEPT)
+    trimmed_model, trimmed_tok, record = trim_vocabulary(model, tok, KEPT)
+    assert trimmed_model.token_weight.weight.shape == (record["vocab_after"], 1)
+    np.testing.assert_allclose(_logits(trimmed_model, trimmed_tok, KEPT), before, atol=1e-6)
+
+
 def test_prune_stage_exports_and_packages(tiny_bert, toy_files, tmp_path):
     from kdeploy.edge import Predictor
     from kdeploy.export.api import export

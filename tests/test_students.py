@@ -105,7 +105,36 @@ def test_a_normalised_static_student_ignores_the_scale_of_its_vectors():
         assert torch.allclose(before, after, atol=1e-6) == normalize
 
 
-@pytest.mark.parametrize("kind", ["static", "static-normalized", "cnn", "bilstm"])
+def test_a_static_students_token_weights_start_at_one_and_scale_a_tokens_say():
+    """token_weights (model2vec's classifier): a scalar per token, 1 at the start (the same logits
+    as without), that scales the token's vector inside the mean; the count of tokens is unchanged,
+    so a weight of 0 silences a token without making the others count more."""
+    import torch
+
+    from kdeploy.modelio.small_models import StaticConfig, StaticEmbeddingForSequenceClassification
+
+    ids = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0]])
+    mask = (ids != 0).long()
+    models = []
+    for weights in (False, True):
+        torch.manual_seed(0)
+        models.append(StaticEmbeddingForSequenceClassification(StaticConfig(
+            vocab_size=16, embedding_dim=8, hidden_size=4, dropout=0.0, token_weights=weights)).eval())
+    plain, weighted = models
+    missing, unexpected = weighted.load_state_dict(plain.state_dict(), strict=False)  # the same vectors and head
+    assert missing == ["token_weight.weight"] and not unexpected
+    assert weighted.token_weight.weight.shape == (16, 1) and bool((weighted.token_weight.weight == 1).all())
+    torch.testing.assert_close(weighted(input_ids=ids, attention_mask=mask).logits,
+                               plain(input_ids=ids, attention_mask=mask).logits)
+    with torch.no_grad():
+        weighted.token_weight.weight[6] = 0.0
+        plain.embed.weight[6] = 0.0  # the same function: token 6 adds nothing, the mean still divides by 3
+    torch.testing.assert_close(weighted(input_ids=ids, attention_mask=mask).logits,
+                               plain(input_ids=ids, attention_mask=mask).logits)
+    assert weighted.token_weight.weight.requires_grad
+
+
+@pytest.mark.parametrize("kind", ["static", "static-normalized", "static-weighted", "cnn", "bilstm"])
 def test_small_student_end_to_end(kind, tiny_bert, toy_files, tmp_path, cache_dir):
     """distil -> export (parity at every shape) -> int8 -> bundle -> predict, for each small student kind."""
     import numpy as np
@@ -121,6 +150,8 @@ def test_small_student_end_to_end(kind, tiny_bert, toy_files, tmp_path, cache_di
     student = {"kind": kind, "embedding_dim": 16, "hidden_size": 16, "num_filters": 8}
     if kind == "static-normalized":
         student.update(kind="static", normalize=True)
+    if kind == "static-weighted":
+        student.update(kind="static", token_weights=True)
     record = distill(distill_settings(student=student, train={"epochs": 2, "learning_rate": 5e-3}),
                      teacher=str(tiny_bert), data=data_of(toy_files), out=tmp_path / "s")
     assert record.model["builder"] == f"kdeploy-{student['kind']}"

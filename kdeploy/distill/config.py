@@ -63,6 +63,7 @@ class StudentConfig:
     num_filters: int = 128  # cnn
     dropout: float = 0.1
     normalize: bool = False  # static: L2-normalise the pooled token vectors before the head (model2vec's classifier does)
+    token_weights: bool = False  # static: a learnt weight per token in the mean, starting at 1 (model2vec's classifier)
     own_layers: int | None = None  # a pretrained student (another tokenizer): keep this many of its layers (None: all)
 
     def __post_init__(self) -> None:

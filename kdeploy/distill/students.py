@@ -235,4 +235,5 @@ def static(cfg, teacher, tokenizer, label_names):
     from ..modelio.small_models import StaticConfig, StaticEmbeddingForSequenceClassification
 
     return _small(StaticEmbeddingForSequenceClassification, StaticConfig, cfg, teacher, tokenizer, label_names,
-                  default_dim=256, hidden_size=cfg.hidden_size, normalize=cfg.normalize)
+                  default_dim=256, hidden_size=cfg.hidden_size, normalize=cfg.normalize,
+                  token_weights=cfg.token_weights)

@@ -31,12 +31,13 @@ class StaticConfig(PretrainedConfig):
     model_type = "kdeploy-static"
 
     def __init__(self, vocab_size=30522, embedding_dim=256, hidden_size=256, dropout=0.1, pad_token_id=0,
-                 normalize=False, **kwargs):
+                 normalize=False, token_weights=False, **kwargs):
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.vocab_size = vocab_size
         self.embedding_dim = embedding_dim
         self.hidden_size = hidden_size  # the head's hidden layer; 0: a linear head
         self.normalize = normalize  # the pooled vector L2-normalised before the head (model2vec's classifier)
+        self.token_weights = token_weights  # a learnt scalar per token (model2vec's classifier), starting at 1
         self.dropout = dropout
 
 
@@ -66,7 +67,9 @@ class _SmallClassifier(PreTrainedModel):
     _supports_sdpa = False
 
     def _init_weights(self, module):
-        if isinstance(module, nn.Linear):
+        if module is getattr(self, "token_weight", None):
+            nn.init.ones_(module.weight)
+        elif isinstance(module, nn.Linear):
             nn.init.xavier_uniform_(module.weight)
             nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
@@ -160,6 +163,9 @@ class StaticEmbeddingForSequenceClassification(_SmallClassifier):
     def __init__(self, config: StaticConfig):
         super().__init__(config)
         self.embed = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_token_id)
+        # A scalar per token is the same function as a rescaled vector, but Adam moves it as one
+        # parameter: a token's say in the mean is learnt fast while its direction moves slowly.
+        self.token_weight = nn.Embedding(config.vocab_size, 1) if getattr(config, "token_weights", False) else None
         self.dropout = nn.Dropout(config.dropout)
         if config.hidden_size:
             self.pre_classifier = nn.Linear(config.embedding_dim, config.hidden_size)
@@ -174,7 +180,10 @@ class StaticEmbeddingForSequenceClassification(_SmallClassifier):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         mask = attention_mask.unsqueeze(-1).to(self.embed.weight.dtype)
-        pooled = (self.embed(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        vectors = self.embed(input_ids)
+        if self.token_weight is not None:
+            vectors = vectors * self.token_weight(input_ids)
+        pooled = (vectors * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         if getattr(self.config, "normalize", False):
             pooled = nn.functional.normalize(pooled, dim=-1)
         x = self.dropout(pooled)

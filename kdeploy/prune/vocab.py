@@ -191,6 +191,11 @@ def _rewrite_embeddings(model, embeddings: nn.Embedding, keep: list[int]) -> Non
                        if padding_idx is not None and padding_idx in keep else None)
     new.weight.data.copy_(weight)
     model.set_input_embeddings(new)
+    scale = getattr(model, "token_weight", None)  # the static student's per-token weights: one row per token too
+    if isinstance(scale, nn.Embedding):
+        trimmed = nn.Embedding(len(keep), scale.weight.shape[1])
+        trimmed.weight.data.copy_(scale.weight.data.index_select(0, index))
+        model.token_weight = trimmed
     model.config.vocab_size = len(keep)
 
 
