@@ -152,7 +152,7 @@ def test_settings_validate_themselves(kwargs, message):
 
 
 def test_a_student_family_brings_its_own_training_defaults():
-    """`--student static` alone trains as a static student should (rate 1e-3, until validation stops
+    """`--student static` alone trains as a static student should (rate 3e-4, until validation stops
     improving), `--student cnn` at 2e-3; what the user gives still wins, on the CLI and in recipes."""
     from kdeploy.configtools import from_dict, settings_from
 
@@ -161,12 +161,12 @@ def test_a_student_family_brings_its_own_training_defaults():
         return t.learning_rate, t.epochs, t.early_stopping
 
     assert train({}) == (1e-4, 3, None)
-    assert train({"student": {"kind": "static"}}) == (1e-3, 20, 3)
+    assert train({"student": {"kind": "static"}}) == (3e-4, 20, 3)
     assert train({"student": {"kind": "static"}, "train": {"learning_rate": 5e-3, "early_stopping": 0}}) == (5e-3, 20, 0)
     assert train({"student": {"kind": "cnn"}, "train": {"epochs": 5}}) == (2e-3, 5, None)
     assert train({"student": {"kind": "bilstm"}})[0] == 2e-3
     recipe = from_dict(DistillSettings, {"student": {"kind": "static"}, "train": {"epochs": 4}}, "distill")
-    assert (recipe.train.learning_rate, recipe.train.epochs, recipe.train.early_stopping) == (1e-3, 4, 3)
+    assert (recipe.train.learning_rate, recipe.train.epochs, recipe.train.early_stopping) == (3e-4, 4, 3)
 
 
 def test_student_config_reads_layer_lists():

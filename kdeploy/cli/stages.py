@@ -26,7 +26,7 @@ def _training_options(cls):
     """Annotated aliases whose --help defaults come from `cls`'s own train config."""
     return dict(
         Epochs=Annotated[Optional[float], typer.Option("--epochs", rich_help_panel=T, show_default=shown(cls, "train.epochs") + ("; static: up to 20, until validation stops improving" if cls is DistillSettings else ""))],
-        LR=Annotated[Optional[float], typer.Option("--learning-rate", "--lr", rich_help_panel=T, show_default=shown(cls, "train.learning_rate") + ("; bilstm/cnn 2e-3, static 1e-3 (kdeploy list)" if cls is DistillSettings else ""))],
+        LR=Annotated[Optional[float], typer.Option("--learning-rate", "--lr", rich_help_panel=T, show_default=shown(cls, "train.learning_rate") + ("; bilstm/cnn 2e-3, static 3e-4 (kdeploy list)" if cls is DistillSettings else ""))],
         EarlyStopping=Annotated[Optional[int], typer.Option("--early-stopping", help="Stop after this many epochs without a better validation score (the best epoch is kept); --epochs is then the budget; 0: off. A run still improving at its last epoch says so.", rich_help_panel=T, show_default=shown(cls, "train.early_stopping").replace("none", "off"))],
     )
 
@@ -72,7 +72,7 @@ def finetune(
              "  kdeploy distill --teacher runs/teacher-a --teacher runs/teacher-b --train train.tsv --out runs/student\n\n"
              "  kdeploy distill --teacher runs/teacher --train train.tsv --unlabeled more.txt --alpha 1 --out runs/student\n\n"
              "  kdeploy distill --teacher runs/teacher --dataset glue/sst2 --student bilstm --out runs/bilstm\n\n"
-             "  kdeploy distill --teacher runs/teacher --train train.tsv --student static --embedding-dim 256 --lr 1e-3 "
+             "  kdeploy distill --teacher runs/teacher --train train.tsv --student static --embedding-dim 256 "
              "--out runs/static   (token vectors from the teacher, model2vec-style)\n\n"
              "  kdeploy distill --teacher runs/teacher --train train.tsv --student cnn --embedding-dim 128 --lr 2e-3 "
              "--out runs/cnn\n\n"
