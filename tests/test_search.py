@@ -149,7 +149,7 @@ def test_family_starts_fit_the_users_space():
     from kdeploy.search.config import family_start
 
     space = SearchSpace(families=["static"], embedding_dim=[16, 64], hidden_size=[32],
-                        small_learning_rate=[1e-4, 5e-4])
+                        small_learning_rate=[5e-4, 2e-3])
     point = family_start("static", space)
     assert point == {"family": "static", "temperature": 2.0, "alpha": 0.5, "embedding_dim": 64, "hidden_size": 32,
                      "vocab": True, "small_learning_rate": 5e-4}
