@@ -72,6 +72,25 @@ def test_a_failing_exporter_costs_the_file_not_the_bench(tmp_path):
     assert not (tmp_path / "onnx").exists()
 
 
+def test_a_failing_exporter_leaves_a_folder_it_did_not_make(tmp_path):
+    """Only the folder the export created is removed on failure: one that was already there (and
+    what is in it) stays."""
+    import numpy as np
+
+    from kdeploy.runtime.baselines import Fitted, export_baseline
+
+    folder = tmp_path / "given"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("the user's")
+
+    def broken(folder):
+        raise RuntimeError("converter does not know this op")
+
+    line = export_baseline(Fitted(lambda texts: np.full((len(texts), 2), 0.5), "toy", broken), folder, ["a text"])
+    assert line.startswith("not exported to ONNX: the exporter failed")
+    assert (folder / "keep.txt").read_text() == "the user's"
+
+
 def test_fasttext_says_it_has_no_onnx_file(toy_files, tmp_path):
     pytest.importorskip("fasttext", reason="fasttext is not installed (make test installs it)")
     from kdeploy.data import load_task_data

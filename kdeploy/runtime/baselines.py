@@ -266,13 +266,15 @@ def export_baseline(fitted: Fitted, folder: Path, texts: list[str]) -> str:
     one line for the report (or why there is no file)."""
     if fitted.export is None or fitted.not_exported:
         return f"not exported to ONNX: {fitted.not_exported}"
+    ours_to_remove = not Path(folder).exists()  # a folder that was there before is not the export's to delete
     try:  # an optional file: a converter that fails costs the file, not the bench
         onnx_proba, what = fitted.export(folder)
         ours, theirs = onnx_proba(texts), fitted.proba(texts)
     except Exception as exc:  # noqa: BLE001 - any converter or runtime error, reported in one line
         import shutil
 
-        shutil.rmtree(folder, ignore_errors=True)  # the export's own folder, inside the bench's temporary one
+        if ours_to_remove:
+            shutil.rmtree(folder, ignore_errors=True)  # the half-written folder this export made
         return f"not exported to ONNX: the exporter failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
     if not len(texts):
         return f"exported to ONNX ({what}), not checked: no validation texts"
