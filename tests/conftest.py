@@ -61,7 +61,7 @@ def build_tokenizer(folder: Path, continuation: bool = False):
         vocab += [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tok = BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
     tok.save_pretrained(folder)
     return tok
 

@@ -17,9 +17,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "kdeploy"
 #: another layout's contract, not to an export folder.
 OTHER_MODEL_ONNX = {
     "kdeploy/export/files.py": "the declaration",
-    "kdeploy/export/onnx.py": "optimum's exporter writes model.onnx into its own folder",
-    "kdeploy/runtime/kinds/onnx.py": "the same, for a teacher benched through optimum",
-    "kdeploy/runtime/kinds/openvino.py": "the same, for a teacher OpenVINO reads through optimum's export",
+    "kdeploy/runtime/kinds/onnx.py": "a teacher's plain export for the optimum-cli peer: optimum's own file name",
+    "kdeploy/runtime/kinds/openvino.py": "the same, for a teacher OpenVINO reads through that export",
     "kdeploy/package/bundle.py": "a python bundle's own model name",
     "kdeploy/package/writers.py": "the e2e writer's scratch copy",
     "kdeploy/package/web.py": "transformers.js's file name for fp32",

@@ -108,7 +108,7 @@ def test_pretrained_student_with_its_own_tokenizer(teacher_dir, toy_files, tmp_p
     other.mkdir()
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("abcdefghijklmnopqrstuvwxyz")
     (other / "vocab.txt").write_text("\n".join(vocab))
-    BertTokenizerFast(vocab_file=str(other / "vocab.txt")).save_pretrained(other)
+    BertTokenizerFast(vocab=str(other / "vocab.txt")).save_pretrained(other)
     BertForSequenceClassification(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
                                              num_attention_heads=2, intermediate_size=32)).save_pretrained(other)
     record = distill(distill_settings(student={"kind": str(other)}), teacher=str(teacher_dir),

@@ -68,7 +68,7 @@ def test_layer_losses_refuse_what_cannot_be_aligned(teachers, toy_files, tmp_pat
     (other_vocab / "vocab.txt").write_text((other_vocab / "vocab.txt").read_text() + "extra\n")
     from transformers import BertTokenizerFast
 
-    BertTokenizerFast(vocab_file=str(other_vocab / "vocab.txt")).save_pretrained(other_vocab)
+    BertTokenizerFast(vocab=str(other_vocab / "vocab.txt")).save_pretrained(other_vocab)
     with pytest.raises(KdeployError, match="tokenise differently"):
         _run(str(teachers[0]), toy_files, tmp_path / "t", student={"kind": str(other_vocab)},
              layer_losses={"hidden": 1.0})
@@ -104,7 +104,7 @@ def test_teachers_with_different_tokenizers(teachers, toy_files, tmp_path, cache
     build_tiny_bert(other, seed=3)
     lines = (other / "vocab.txt").read_text().splitlines()
     (other / "vocab.txt").write_text("\n".join(lines[:5] + lines[5:][::-1]) + "\n")  # same words, other ids
-    BertTokenizerFast(vocab_file=str(other / "vocab.txt")).save_pretrained(other)
+    BertTokenizerFast(vocab=str(other / "vocab.txt")).save_pretrained(other)
     assert AutoTokenizer.from_pretrained(other)("good")["input_ids"] != \
         AutoTokenizer.from_pretrained(teachers[0])("good")["input_ids"]
     r = _run([str(teachers[0]), str(other)], toy_files, tmp_path / "mixed", train={"epochs": 1})

@@ -15,7 +15,7 @@ from . import serve  # noqa: F401
 from .app import app
 
 # What the slim install lacks; a command that needs it says how to get it.
-_TRAIN_EXTRA = {"torch", "transformers", "datasets", "accelerate", "optimum", "onnx", "onnxscript", "optuna",
+_TRAIN_EXTRA = {"torch", "transformers", "datasets", "accelerate", "onnx", "onnxscript", "optuna",
                 "matplotlib", "pandas", "pyarrow", "safetensors"}
 
 
@@ -26,6 +26,9 @@ def main() -> None:
     debug = "--debug" in sys.argv[1:]
     if not debug:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        # transformers 5 draws a bar for every weights load and save (a fraction of a second each, a dozen
+        # per run); kdeploy's own bars cover the long work
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     code = 0
     try:
         returned = app(standalone_mode=False)  # Typer would swallow KeyboardInterrupt into a silent exit 130

@@ -8,6 +8,8 @@ flat (fp16) with offsets and read back memory-mapped.
 """
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import json
 import os
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 
 from ..fsutil import cache_lock
+from ..modelio.heads import eager_attention
 from ..modelio.inputs import select_inputs, tokenize
 from ..progress import progress_bar
 from .logits_cache import cache_root
@@ -101,7 +104,8 @@ def compute_features(model, tokenizer, texts: list[str], max_length: int, layers
         arrays["attention"] = np.lib.format.open_memmap(folder / "attention.npy", mode="w+", dtype=np.float16,
                                                         shape=(int(sizes.sum()),))
     order = np.argsort(lengths, kind="stable")
-    with progress_bar("teacher features", total=len(texts)) as advance:
+    with progress_bar("teacher features", total=len(texts)) as advance, \
+            (eager_attention(model) if "attention" in kinds else contextlib.nullcontext()):
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
             enc = tokenize(tokenizer, [texts[i] for i in idx], max_length, return_tensors="pt")

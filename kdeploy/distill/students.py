@@ -131,8 +131,15 @@ def layers_from_teacher(cfg, teacher, teacher_tokenizer, label_names):
     setattr(parent, attr, nn.ModuleList(copy.deepcopy(stack[i]) for i in keep))
     key = "num_hidden_layers" if hasattr(student.config, "num_hidden_layers") else "n_layers"
     setattr(student.config, key, len(keep))
+    kinds_by_layer = getattr(teacher.config, "layer_types", None)
+    if isinstance(kinds_by_layer, (list, tuple)) and len(kinds_by_layer) == len(stack):
+        # transformers 5 lists each layer's kind (ModernBERT: full/sliding attention) in the config,
+        # validated against the depth when saved: the kept layers keep theirs
+        student.config.layer_types = [kinds_by_layer[i] for i in keep]
     for i, layer in enumerate(getattr(parent, attr)):  # keep per-layer indices (KV-cache bookkeeping) consistent
         for m in layer.modules():
+            if isinstance(getattr(m, "config", None), type(student.config)):
+                m.config = student.config  # each deep-copied layer brought its own copy: one config, as built
             if hasattr(m, "layer_idx"):
                 m.layer_idx = i
             if hasattr(m, "layer_id"):  # ModernBERT's name for it

@@ -3,6 +3,8 @@ resume, seeds, accumulation, mixed precision and DDP come from the library; kdep
 only overrides `compute_loss` with the distillation loss."""
 from __future__ import annotations
 
+import contextlib
+
 import os
 import sys
 import time
@@ -16,6 +18,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from ..console import note, say
 from ..errors import KdeployError
+from ..modelio.heads import eager_attention
 from ..metrics import Scores, classification_metrics
 from ..modelio.record import MODEL_RECORD
 from ..modelio.torch_infer import reference_logits
@@ -204,7 +207,7 @@ def training_arguments(cfg: TrainConfig, work_dir: Path) -> TrainingArguments:
         gradient_accumulation_steps=cfg.gradient_accumulation,
         learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay,
-        warmup_ratio=cfg.warmup_ratio,
+        warmup_steps=float(cfg.warmup_ratio),  # transformers 5: a float below 1 is a ratio
         eval_strategy="epoch",
         save_strategy="epoch",
         logging_strategy="epoch",
@@ -219,13 +222,12 @@ def training_arguments(cfg: TrainConfig, work_dir: Path) -> TrainingArguments:
         bf16=bf16,
         use_cpu=not cuda,
         ddp_backend=("gloo" if not cuda else None) if distributed else None,
-        group_by_length=cfg.group_by_length,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         ddp_find_unused_parameters=False,
         remove_unused_columns=False,
         report_to=[],
         dataloader_num_workers=0,
         dataloader_pin_memory=cuda,
-        save_safetensors=True,
         disable_tqdm=not sys.stderr.isatty(),
         log_level="warning",
     )
@@ -296,7 +298,8 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
         trainer.add_callback(_QuietProgress())
     resume_from = last_checkpoint(work_dir) if resume else None
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_from)
+    with eager_attention(model) if getattr(layer_objective, "needs_attentions", False) else contextlib.nullcontext():
+        trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.perf_counter() - started
     for callback in _stopping(cfg):  # the final scoring passes are not epochs to stop on (it would warn)
         trainer.remove_callback(type(callback))

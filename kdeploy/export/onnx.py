@@ -1,18 +1,18 @@
 """PyTorch → ONNX with dynamic batch and sequence axes.
 
-Hugging Face transformers go through optimum's exporter (it knows each architecture's
-inputs and quirks); kdeploy's own BiLSTM/CNN students through `torch.onnx.export`.
+Every model goes through `torch.onnx.export`: transformers classifiers (the inputs their
+config declares) and kdeploy's own BiLSTM/CNN students alike; no exporter package pins the
+transformers version.
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
 from ..errors import KdeployError
+from ..modelio.onnx_export import export_transformer
 
 
 class _LogitsOnly(torch.nn.Module):
@@ -46,27 +46,10 @@ def export_small(model, path: Path, opset: int) -> None:
     model.eval()
 
 
-def export_transformer(model_dir: Path, path: Path, opset: int, trust_remote_code: bool) -> None:
-    from optimum.exporters.onnx import main_export
-
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                main_export(str(model_dir), output=tmp, task="text-classification", opset=opset, device="cpu",
-                            do_validation=False, trust_remote_code=trust_remote_code, local_files_only=True)
-        except (ValueError, KeyError, NotImplementedError) as exc:
-            raise KdeployError(f"optimum cannot export {model_dir}: {str(exc).splitlines()[0]}") from None
-        shutil.move(str(Path(tmp) / "model.onnx"), path)
-        data = Path(tmp) / "model.onnx_data"
-        if data.exists():
-            shutil.move(str(data), path.parent / "model.onnx_data")
-
-
 def to_onnx(model, model_dir: Path, path: Path, opset: int, trust_remote_code: bool = False) -> str:
     """Returns the exporter used."""
     if is_kdeploy_small(model):
         export_small(model, path, opset)
         return "torch.onnx"
-    export_transformer(model_dir, path, opset, trust_remote_code)
-    return "optimum"
+    export_transformer(model, path, opset)
+    return "torch.onnx"

@@ -70,6 +70,13 @@ def load_classifier(name: str, label_names: list[str] | None = None, trust_remot
         )
         if config.num_labels != len(label_names):
             kwargs["ignore_mismatched_sizes"] = True
+    if getattr(config, "pruned_heads", None):
+        if label_names is not None and config.num_labels != len(label_names):
+            raise KdeployError(f"cannot load model {name!r} with a new {len(label_names)}-label head: its attention "
+                               "heads were pruned for its own task; prune the model of the new task instead")
+        if label_names is not None:
+            config.id2label, config.label2id = kwargs["id2label"], kwargs["label2id"]
+        return _load_head_pruned(name, path, config, trust_remote_code)
     try:
         model, info = AutoModelForSequenceClassification.from_pretrained(
             path, trust_remote_code=trust_remote_code, output_loading_info=True, **kwargs)
@@ -79,6 +86,32 @@ def load_classifier(name: str, label_names: list[str] | None = None, trust_remot
         raise _explain_load_error(name, exc) from None
     _check_complete(name, path, info, label_names is not None)
     return model
+
+
+def _load_head_pruned(name: str, path: str, config, trust_remote_code: bool):
+    """A model whose heads kdeploy pruned: transformers 5 builds every layer at full width from the
+    config, so the recorded heads are sliced out again before the weights (safetensors) load."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification
+
+    from .heads import apply_pruned_heads
+
+    weights = Path(path) / "model.safetensors"
+    if not weights.is_file():
+        raise KdeployError(f"cannot load model {name!r}: its heads were pruned and its weights are not one "
+                           "model.safetensors file; prune it again")
+    try:
+        model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code)
+        apply_pruned_heads(model, config.pruned_heads)
+        missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
+    except KdeployError:
+        raise
+    except _LOAD_ERRORS as exc:
+        raise _explain_load_error(name, exc) from None
+    buffers = {n for n, _ in model.named_buffers()}
+    _check_complete(name, path, {"missing_keys": [k for k in missing if k not in buffers],
+                                 "unexpected_keys": list(unexpected)}, False)
+    return model.eval()
 
 
 def _check_complete(name: str, path: str, info: dict, new_head: bool) -> None:

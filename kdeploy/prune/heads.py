@@ -2,17 +2,20 @@
 Better than One?"): a head's importance is the accumulated |∂L/∂m_h| of a mask m on its
 output over labelled data, normalised per layer; the least important heads go first.
 
-transformers removes the heads' rows and columns for real (`prune_heads`) and records
-them in the config, so the smaller model saves, reloads and exports as itself. A short
-distillation afterwards recovers most of what was lost (see prune/api.py).
+The heads' rows (query, key, value) and columns (output projection) are removed for real
+and recorded in the config (`pruned_heads`, original head numbers), so the smaller model
+saves, exports and, through kdeploy's loader (`apply_pruned_heads`), reloads as itself.
+transformers 4 did this itself (`prune_heads`, `head_mask`); transformers 5 removed both, and
+its attention reads the head count from the projections' width, so slicing them is enough.
+A short distillation afterwards recovers most of what was lost (see prune/api.py).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-from transformers.utils import logging as hf_logging
 
 from ..errors import KdeployError
+from ..modelio.heads import layer_stack, apply_pruned_heads, head_size, projections
 from ..modelio.batching import buckets
 from ..modelio.inputs import select_inputs, tokenize
 from ..progress import progress_bar
@@ -20,24 +23,32 @@ from ..progress import progress_bar
 
 def head_importance(model, tokenizer, texts: list[str], labels: list[int], max_length: int,
                     batch_size: int = 32) -> np.ndarray:
-    """[layers, heads] importance scores (higher = more needed), each layer's row L2-normalised."""
+    """[layers, heads] importance scores (higher = more needed), each layer's row L2-normalised.
+
+    The mask multiplies each head's slice of the output projection's input (a pre-hook): the
+    same gradient transformers 4's `head_mask` gave, on any attention implementation."""
     config = model.config
-    layers, heads = config.num_hidden_layers, config.num_attention_heads
+    paths = projections(model)
+    layers, heads = len(paths), int(getattr(config, "num_attention_heads", None) or config.n_heads)
+    size = head_size(config)
     mask = torch.ones(layers, heads, requires_grad=True)
+    hooks = []
+    for i, (layer, path) in enumerate(zip(layer_stack(model), paths)):
+        def masked(module, args, i=i):
+            x = args[0]
+            return (x * mask[i].repeat_interleave(size).to(x.dtype),) + tuple(args[1:])
+        hooks.append(layer.get_submodule(path[3]).register_forward_pre_hook(masked))
     model.eval()  # no dropout: importance of the model as it will run
-    # SDPA attention cannot take a head mask: transformers falls back to the manual path, which is
-    # what we want, but warns that it did; the warning says nothing the user can act on.
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
     try:
         with progress_bar("head importance", total=len(texts)) as advance:
             for idx in buckets(texts, batch_size):
                 enc = tokenize(tokenizer, [texts[i] for i in idx], max_length, return_tensors="pt")
-                out = model(**select_inputs(enc), head_mask=mask, labels=torch.tensor([labels[i] for i in idx]))
+                out = model(**select_inputs(enc), labels=torch.tensor([labels[i] for i in idx]))
                 out.loss.backward()
                 advance(len(idx))
     finally:
-        hf_logging.set_verbosity(verbosity)
+        for hook in hooks:
+            hook.remove()
     importance = mask.grad.abs().detach().numpy()
     norm = np.linalg.norm(importance, axis=1, keepdims=True)
     return importance / np.where(norm > 0, norm, 1.0)
@@ -69,14 +80,15 @@ def prune_heads(model, tokenizer, texts: list[str], labels: list[int], fraction:
     config = model.config
     if getattr(config, "pruned_heads", None):
         raise KdeployError("this model's heads were pruned already; prune heads once, from the unpruned model")
-    if not hasattr(model, "prune_heads") or not getattr(config, "num_attention_heads", None):
+    if not (getattr(config, "num_attention_heads", None) or getattr(config, "n_heads", None)):
         raise KdeployError(f"head pruning needs a transformer with attention heads; {type(model).__name__} has none")
+    if projections(model) is None:
+        raise KdeployError(f"head pruning knows BERT-style and DistilBERT attention; {type(model).__name__} is "
+                           "neither: prune feed-forward neurons (--ffn) or keep fewer layers (--student-layers)")
     importance = head_importance(model, tokenizer, texts, labels, max_length)
     chosen = heads_to_prune(importance, fraction)
-    try:
-        model.prune_heads(chosen)
-    except NotImplementedError:
-        raise KdeployError(f"{type(model).__name__} does not support head pruning in transformers") from None
+    apply_pruned_heads(model, chosen)
+    config.pruned_heads = {int(k): list(v) for k, v in chosen.items()}
     total = importance.size
     removed = sum(len(h) for h in chosen.values())
     return {"fraction": fraction, "heads_before": total, "heads_after": total - removed, "pruned": chosen,

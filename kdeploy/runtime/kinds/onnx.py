@@ -1,5 +1,5 @@
 """Runtime kinds on onnxruntime: an ONNX file as it is, and a model folder exported and quantised
-the way optimum-cli does it (the peer a user would try first)."""
+the way optimum-cli does it (the peer a user would try first; optimum's own classes where they install)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,18 +28,37 @@ def _onnx(name, path, ctx, *, precision=None, origin="") -> Candidate:
     return cand
 
 
-@register_kind("ort-int8", needs=("onnxruntime", "optimum.onnxruntime"), applies_to="folder")
-def _ort_int8(name, path, ctx) -> Candidate:
-    """A model folder exported and quantised as optimum-cli does (`export onnx` + dynamic int8, VNNI preset)."""
-    from optimum.onnxruntime import ORTQuantizer
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+#: optimum's AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=False) in onnxruntime's own terms
+_OPTIMUM_DYNAMIC_OPS = ["Conv", "MatMul", "Attention", "LSTM", "Gather", "Transpose", "EmbedLayerNormalization"]
 
-    folder = _optimum_export(path, ctx)
+
+@register_kind("ort-int8", needs=("onnxruntime", "onnxruntime.quantization"), applies_to="folder")
+def _ort_int8(name, path, ctx) -> Candidate:
+    """A model folder exported and quantised as optimum-cli does (`export onnx` + dynamic int8, VNNI preset).
+
+    optimum's ORTQuantizer is used where it is installed; its ONNX half (optimum-onnx 0.1.0, the
+    last release) pins transformers<4.58 and cannot install beside transformers 5, so otherwise the
+    same quantisation runs through onnxruntime's quantize_dynamic, which ORTQuantizer calls."""
+    import importlib.util
+
+    folder = _plain_export(path, ctx)
     target = folder.parent / (folder.name + "-int8")
     if not (target / "model_quantized.onnx").exists():
-        quantizer = ORTQuantizer.from_pretrained(folder)
-        quantizer.quantize(save_dir=target, quantization_config=AutoQuantizationConfig.avx512_vnni(
-            is_static=False, per_channel=False))
+        if importlib.util.find_spec("optimum") and importlib.util.find_spec("optimum.onnxruntime"):
+            from optimum.onnxruntime import ORTQuantizer
+            from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+            quantizer = ORTQuantizer.from_pretrained(folder)
+            quantizer.quantize(save_dir=target, quantization_config=AutoQuantizationConfig.avx512_vnni(
+                is_static=False, per_channel=False))
+        else:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            target.mkdir(parents=True, exist_ok=True)
+            quantize_dynamic(folder / "model.onnx", target / "model_quantized.onnx", weight_type=QuantType.QInt8,
+                             per_channel=False, reduce_range=False, op_types_to_quantize=_OPTIMUM_DYNAMIC_OPS,
+                             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
+                                            "MatMulConstBOnly": True})
         for extra in folder.iterdir():  # tokenizer and config beside the quantised file
             if extra.suffix in (".json", ".txt") and not (target / extra.name).exists():
                 (target / extra.name).write_bytes(extra.read_bytes())
@@ -49,18 +68,30 @@ def _ort_int8(name, path, ctx) -> Candidate:
     return cand
 
 
-def _optimum_export(path: Path, ctx: Context) -> Path:
-    """The model folder as fp32 ONNX (optimum's exporter), once per run."""
+def _plain_export(path: Path, ctx: Context) -> Path:
+    """The model folder as fp32 ONNX with no fusions (what a user's first export is), once per run:
+    optimum's exporter where it is installed, kdeploy's torch.onnx.export otherwise."""
+    import importlib.util
     import warnings
 
-    from optimum.exporters.onnx import main_export
-
     folder = ctx.work / f"{abs(hash(str(path.resolve())))}-onnx"
-    if not (folder / "model.onnx").exists():
+    if (folder / "model.onnx").exists():
+        return folder
+    if importlib.util.find_spec("optimum") and importlib.util.find_spec("optimum.exporters.onnx"):
+        from optimum.exporters.onnx import main_export
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             main_export(str(path), output=folder, task="text-classification", device="cpu", do_validation=False,
                         local_files_only=True)
+        return folder
+    from ...modelio.onnx_export import export_transformer
+    from ...modelio.loading import load_classifier, load_tokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    export_transformer(load_classifier(str(path)), folder / "model.onnx", opset=18)
+    load_tokenizer(str(path)).save_pretrained(folder)
+    (folder / "config.json").write_bytes((path / "config.json").read_bytes())
     return folder
 
 

@@ -6,13 +6,13 @@ import numpy as np
 from ...modelio.inputs import tokenize
 from ...modelio.sizes import onnx_mib
 from .base import Candidate, _tokenizer, register_kind
-from .onnx import _onnx_macs, _optimum_export
+from .onnx import _onnx_macs, _plain_export
 
 
 def _openvino(name, path, ctx, kind: str, hint: str, int8: bool) -> Candidate:
     import openvino as ov
 
-    source = path if path.is_file() else _optimum_export(path, ctx) / "model.onnx"
+    source = path if path.is_file() else _plain_export(path, ctx) / "model.onnx"
     tokenizer, length = _tokenizer(source.parent if path.is_file() else path, ctx.max_length)
     core = ov.Core()
     model = core.read_model(str(source))
