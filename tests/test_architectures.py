@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from conftest import data_of, distill_settings
-from kdeploy.export.files import INT8
+from kdeploy.export.files import FP32, INT8
 from tiny_families import ARCHITECTURES, build_teacher
 
 #: what each architecture's e2e bundle does: "built" (gated on token parity) or the refusal's words
 E2E = {"wordpiece": "built", "wordpiece-roberta": "built", "bpe": "built", "unigram": "built"}
+WITH_TOKEN_TYPES = {"bert", "electra", "albert"}
 TEXTS = ["the film was good", "dull and tedious plot", "zzqx unseen words, naïve €", "a " * 80 + "good"]
 
 
@@ -42,6 +43,12 @@ def test_every_architecture_through_every_stage(arch, toy_files, tmp_path, cache
                       data=data)
     int8 = exported.entry(INT8)
     assert int8 is not None and int8.info.invariance.passed  # gated and batch-invariant
+    assert exported.exporter == "torch.onnx"  # kdeploy's own exporter, no optimum
+    import onnx
+
+    declared = [i.name for i in onnx.load(str(tmp_path / "onnx" / FP32.file), load_external_data=False).graph.input]
+    # token types only where the config has more than one segment embedding to read them with
+    assert declared == ["input_ids", "attention_mask"] + (["token_type_ids"] if arch in WITH_TOKEN_TYPES else [])
 
     bundles = {}
     for fmt in ("python", "onnx-e2e", "web"):

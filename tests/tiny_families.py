@@ -4,6 +4,7 @@ and MPNet; byte-level BPE for RoBERTa and ModernBERT; Unigram (SentencePiece) fo
 DeBERTa-v2 and ALBERT."""
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -35,6 +36,13 @@ def _corpus() -> list[str]:
     extra = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 8))) for _ in range(150)]
     return [" ".join(rng.choice(words + extra) for _ in range(10)) for _ in range(400)]
 
+
+#: the tokenizer class each family's real checkpoints name in tokenizer_config.json (what
+#: save_pretrained writes for a fine-tuned model of that family; the e2e op must not depend on it)
+TOKENIZER_CLASS = {"bert": "BertTokenizer", "distilbert": "DistilBertTokenizer", "electra": "ElectraTokenizer",
+                   "mpnet": "MPNetTokenizer", "roberta": "RobertaTokenizer", "modernbert": "PreTrainedTokenizerFast",
+                   "xlm-roberta": "XLMRobertaTokenizer", "deberta-v2": "DebertaV2Tokenizer",
+                   "albert": "AlbertTokenizer"}
 
 #: the architectures whose real tokenizers give no token_type_ids (their models take none)
 NO_TOKEN_TYPES = {"distilbert", "mpnet", "roberta", "modernbert", "xlm-roberta"}
@@ -93,6 +101,8 @@ def build_teacher(arch: str, folder: Path) -> Path:
     if not hasattr(transformers, name):
         pytest.skip(f"transformers {transformers.__version__} has no {name}")
     tok = build_tokenizer(kind, folder, arch not in NO_TOKEN_TYPES)
+    config_file = folder / "tokenizer_config.json"  # as the family's real checkpoints are saved
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "tokenizer_class": TOKENIZER_CLASS[arch]}))
     config_class = getattr(transformers, name)
     ids = dict(pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id)
     if arch == "modernbert":

@@ -61,10 +61,10 @@ def in_graph_tokenizer(tokenizer_json: Path, max_length: int, pairs: bool = Fals
     config_path = tokenizer_json.parent / "tokenizer_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
     config["model_max_length"] = 1 << 30  # the op would cut by its own rule: the cut is kdeploy.truncation's
-    if config.get("tokenizer_class") in (None, "TokenizersBackend"):
-        # transformers 5 names its generic tokenizer.json-backed tokenizer TokenizersBackend, which the
-        # extensions' op does not know; it is what transformers 4 called PreTrainedTokenizerFast
-        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    # The op picks its code path by class name and knows few (not RobertaTokenizer, as every fine-tuned
+    # RoBERTa's config says, nor transformers 5's TokenizersBackend); the tokenizer.json given beside it
+    # is the whole tokenizer, which is what the generic class reads. The token-parity gate checks the result.
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
     return {"op": JSON_OP, "tokenizer_config": json.dumps(config), "tokenizer_vocab": json.dumps(spec),
             "max_length": int(max_length)}, None
 

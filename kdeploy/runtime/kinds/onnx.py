@@ -65,6 +65,9 @@ def _ort_int8(name, path, ctx) -> Candidate:
     cand = _onnx(name, target / "model_quantized.onnx", ctx, precision="int8", origin=str(path.resolve()))
     cand.macs = _onnx_macs(folder / "model.onnx")
     cand.kind = "ort-int8"
+    if not (importlib.util.find_spec("optimum") and importlib.util.find_spec("optimum.onnxruntime")):
+        cand.notes.append("optimum's ORTQuantizer is not installed (optimum-onnx pins transformers<4.58): the same "
+                          "dynamic int8 preset through onnxruntime's quantize_dynamic")
     return cand
 
 
