@@ -128,6 +128,35 @@ def test_serve_settings_refuse_what_cannot_work(monkeypatch):
             ServeSettings(**bad)
 
 
+def test_replicas_are_sized_to_the_cores():
+    """Issue 42 #5: three bundles on two cores reserve what Ray has (not 2 CPUs each, forever pending)."""
+    s = ServeSettings()
+    assert s.threads_per_replica(2, bundles=3) == 1 and s.cpus_per_replica(2, bundles=3) == pytest.approx(2 / 3)
+    assert s.threads_per_replica(8, bundles=2) == 4 and s.cpus_per_replica(8, bundles=2) == 4
+    assert ServeSettings(threads=4).cpus_per_replica(2) == 2  # given threads: shares what there is
+
+
+def test_haproxy_template_is_put_on_loopback():
+    """The HAProxy configuration Ray renders: every bind on loopback, no statistics page, the admin
+    socket for its user only (checked on the template of the installed Ray, and on a copy of the
+    lines that were wrong in Ray 2.60)."""
+    from kdeploy.serve.loopback import loopback_template
+
+    old = ("global\n    stats socket {{ config.socket_path }} mode 666 level admin expose-fd listeners\n"
+           "frontend prometheus\n    bind :{{ config.metrics_port }}\n    mode http\n"
+           "frontend http_frontend\n    bind {{ config.frontend_host }}:{{ config.frontend_port }}\n"
+           "listen stats\n  bind *:{{ config.stats_port }}\n  stats enable\n  stats uri {{ config.stats_uri }}\n")
+    new = loopback_template(old)
+    assert "mode 600 level admin" in new and "bind 127.0.0.1:{{ config.metrics_port }}" in new
+    assert "bind {{ config.frontend_host }}:{{ config.frontend_port }}" in new  # the API: --host decides
+    assert "listen stats" not in new and "stats_port" not in new
+    templates = pytest.importorskip("ray.serve._private.haproxy_templates")
+    real = loopback_template(templates.HAPROXY_CONFIG_TEMPLATE)
+    binds = [line.split()[1] for line in real.splitlines() if line.strip().startswith("bind ")]
+    assert binds and all(b.startswith(("127.0.0.1:", "{{")) for b in binds), binds
+    assert "mode 666" not in real and "listen stats" not in real
+
+
 def test_bundle_names_route_apart(tmp_path):
     assert parse_bundles(["runs/b.tar.gz", "x=runs/b"]) == [("b", Path("runs/b.tar.gz")), ("x", Path("runs/b"))]
     with pytest.raises(KdeployError, match="both named 'b'"):
@@ -290,14 +319,156 @@ def test_bad_requests_get_a_4xx_and_the_server_stays_up(server, what, route, raw
     assert call(f"{server['url']}/text/health", key=None)[0] == 200
 
 
+def _tree(pid: int) -> set[int]:
+    import psutil
+
+    root = psutil.Process(pid)
+    return {root.pid, *(p.pid for p in root.children(recursive=True))}
+
+
+def _private_folders(pid: int) -> set[Path]:
+    """The folders of the unix sockets the server's processes hold (HAProxy's admin socket, Ray's)."""
+    import psutil
+
+    out = set()
+    for p in _tree(pid):
+        try:
+            out |= {Path(c.laddr).parent for c in psutil.Process(p).net_connections(kind="unix")
+                    if c.laddr and c.laddr.startswith("/")}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return out
+
+
 @pytest.mark.slow
-def test_ctrl_c_stops_the_server_cleanly(server):
-    """Runs last in this module (pytest keeps file order): the server drains and exits 0."""
-    proc = server["proc"]
+def test_every_socket_of_the_server_is_on_loopback_and_private(server):
+    """Issue 42 #1: the API, HAProxy (ingress, statistics, Prometheus) and Ray (GCS, raylet,
+    agents, workers, replicas' gRPC) listen on loopback only; no admin socket others can open."""
+    pytest.importorskip("psutil")
+    from kdeploy.serve.loopback import beyond_loopback, listening
+
+    sockets = listening(server["proc"].pid)
+    port = int(server["url"].rsplit(":", 1)[1])
+    assert any(p == port for _, p, _ in sockets), sockets  # the listing sees the server's own port
+    assert len({name for *_, name in sockets}) >= 3, sockets  # and Ray's daemons, not only the driver
+    assert beyond_loopback(sockets) == [], sockets
+    names = " ".join(name for *_, name in sockets)
+    assert "haproxy" not in names or not any(p == 8404 for _, p, _ in sockets)  # no statistics page
+    folders = _private_folders(server["proc"].pid)
+    assert any(f.name == "h" or "h" in f.parts for f in folders), folders  # HAProxy's admin socket is among them
+    for folder in folders:  # each unix socket sits in a folder only this user can enter
+        assert any(a.stat().st_mode & 0o077 == 0 and a.stat().st_uid == os.getuid()
+                   for a in (folder, *folder.parents) if a.exists()), f"{folder} is open to other users"
+    assert not any("haproxy-serve" in str(f) for f in folders)
+
+
+def _start(args: list[str], port: int, env: dict) -> tuple[subprocess.Popen, list[str]]:
+    """A server, and its output lines as they come (read by a thread, so the pipe never fills)."""
+    proc = subprocess.Popen([sys.executable, "-m", "kdeploy", "serve", *args, "--port", str(port), "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+    return proc, lines
+
+
+def _wait_started(proc, lines: list[str], timeout_s: float = 180) -> None:
+    """Until the server says it is up (its start-up has returned: a stop is then a stop, not an
+    interrupted start)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any("Ctrl-C stops the server" in line for line in lines):
+            return
+        if proc.poll() is not None:
+            time.sleep(0.5)
+            pytest.fail(f"kdeploy serve exited {proc.returncode}:\n{''.join(lines)}")
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail(f"kdeploy serve did not start in {timeout_s:.0f} s:\n{''.join(lines)}")
+
+
+def _gone(pids: set[int], timeout_s: float = 20) -> set[int]:
+    import psutil
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = {p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE}
+        if not alive:
+            return set()
+        time.sleep(0.2)
+    return alive
+
+
+@pytest.mark.slow
+def test_a_second_server_beside_the_first_and_sigterm_leaves_nothing(server, bundles):
+    """Issue 42 #2 and #3: a second server starts beside the first (HAProxy's ports are no longer
+    fixed), and SIGTERM stops it with every process it started gone and its folder removed."""
+    pytest.importorskip("psutil")
+    import tempfile
+
+    port = _free_port()
+    debris_before = set(Path(tempfile.gettempdir()).glob("kdeploy-*")) | set(Path(tempfile.gettempdir()).glob("haproxy-*"))
+    proc, lines = _start([str(bundles["text"])], port, {**os.environ, "KDEPLOY_API_KEY": KEY})
+    try:
+        _wait_started(proc, lines)
+        assert call(f"http://127.0.0.1:{port}/predict", {"inputs": "a good film"})[0] == 200
+        assert call(f"{server['url']}/text/predict", {"inputs": "a good film"})[0] == 200  # the first still answers
+        pids, folders = _tree(proc.pid), _private_folders(proc.pid)
+        assert len(pids) > 3 and folders
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    time.sleep(0.5)
+    out = "".join(lines)
+    assert proc.returncode == 0 and "Traceback" not in out, out
+    assert _gone(pids) == set(), "processes left running after SIGTERM"
+    left = [f for f in folders if f.exists() and any(part.startswith("kdeploy-") for part in f.parts)]
+    assert left == [], f"left on disk: {left}"
+    debris = set(Path(tempfile.gettempdir()).glob("kdeploy-*")) | set(Path(tempfile.gettempdir()).glob("haproxy-*"))
+    assert debris - debris_before == set(), f"left in {tempfile.gettempdir()}: {debris - debris_before}"
+
+
+@pytest.mark.slow
+def test_ctrl_c_under_load_drains_without_a_404_and_leaves_nothing(server):
+    """Issue 42 #4, and the stop: Ctrl-C while clients keep sending; in-flight requests finish,
+    new ones get 503 + Retry-After (or find the port closed), never a 404 or a 500; the server
+    exits 0 and nothing it started stays running. Runs last in this module (file order)."""
+    pytest.importorskip("psutil")
+    proc, url = server["proc"], server["url"]
+    pids = _tree(proc.pid)
+    codes: list[int] = []
+    stop = threading.Event()
+
+    def client():
+        while not stop.is_set():
+            try:
+                code, _, headers = call(f"{url}/text/predict", {"inputs": ["a good film", "dull"]})
+            except OSError:  # the port closed: what a stopped server does
+                time.sleep(0.05)
+                continue
+            codes.append(code)
+            if code == 503:
+                assert headers.get("retry-after") or headers.get("Retry-After")
+
+    clients = [threading.Thread(target=client) for _ in range(4)]
+    for t in clients:
+        t.start()
+    time.sleep(1.5)
+    served_before = len(codes)
     proc.send_signal(signal.SIGINT)  # the driver only: it stops Ray itself
     try:
         out, _ = proc.communicate(timeout=90)
     except subprocess.TimeoutExpired:
         pytest.fail("kdeploy serve did not stop within 90 s of Ctrl-C")
+    finally:
+        stop.set()
+        for t in clients:
+            t.join(30)
+    assert served_before > 0 and 200 in codes
+    assert set(codes) <= {200, 503}, sorted(set(codes))
+    assert 503 in codes  # the drain answered (new requests refused with Retry-After while in-flight ones finished)
     assert proc.returncode == 0, out
     assert "stopped" in out and "Traceback" not in out, out
+    assert _gone(pids) == set(), "processes left running after Ctrl-C"

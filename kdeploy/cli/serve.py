@@ -5,6 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import KdeployError
 from ..serve.config import API_KEY_ENV, ServeSettings
 from .app import app
 from .options import ints, names, shown
@@ -42,7 +43,7 @@ def serve(
 ) -> None:
     """Serve bundles over HTTP on Ray Serve: micro-batched, bounded, loopback by default."""
     from ..configtools import settings_from
-    from ..serve.api import announce, serve_bundles
+    from ..serve.api import announce, serve_bundles, sigterm_as_interrupt
 
     settings = settings_from(ServeSettings, {
         "host": host, "port": port, "address": address, "ingress": ingress, "replicas": replicas,
@@ -51,7 +52,10 @@ def serve(
         "allow_batch_variance": allow_batch_variance or None, "max_request_bytes": max_request_bytes,
         "max_texts": max_texts, "max_pending_texts": max_pending_texts, "max_queued_requests": max_queued_requests,
         "request_timeout_s": request_timeout_s, "drain_s": drain_s, "api_key": api_key, "digest": names(digest)})
-    server = serve_bundles(list(bundles), settings)
+    if autoscale is not None and replicas is not None:
+        raise KdeployError("give --replicas or --autoscale MIN,MAX, not both (--autoscale sets the replica count)")
+    with sigterm_as_interrupt():  # SIGTERM during start-up stops what has started, as Ctrl-C does
+        server = serve_bundles(list(bundles), settings)
     announce(server)
     server.wait()
     from ..console import say

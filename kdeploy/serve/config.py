@@ -80,5 +80,12 @@ class ServeSettings:
     def max_replicas(self) -> int:
         return self.autoscale[1] if self.autoscale else self.replicas
 
-    def threads_per_replica(self, cores: int) -> int:
-        return self.threads or max(1, cores // max(1, min(self.max_replicas, cores)))
+    def threads_per_replica(self, cores: int, bundles: int = 1) -> int:
+        """--threads, or the cores shared by every replica of every bundle (at least one)."""
+        return self.threads or max(1, cores // max(1, self.max_replicas * bundles))
+
+    def cpus_per_replica(self, cores: int, bundles: int = 1) -> float:
+        """What each replica reserves from Ray: its threads, or its share of the cores where
+        the replicas' threads add up to more (then they share them; they never wait forever for
+        a core Ray cannot give, as three bundles on two cores once did)."""
+        return min(float(self.threads_per_replica(cores, bundles)), cores / max(1, self.max_replicas * bundles))

@@ -23,9 +23,10 @@ class Counts:
     batches: list = field(default_factory=list)  # texts per engine batch
     texts: int = 0
     pending: int = 0  # texts waiting in this replica now (a gauge, not a delta)
+    inflight: int = 0  # requests being answered by this replica now (a gauge: what a drain waits for)
 
     def take(self) -> "Counts":
-        out = Counts(self.requests, self.latencies, self.batches, self.texts, self.pending)
+        out = Counts(self.requests, self.latencies, self.batches, self.texts, self.pending, self.inflight)
         self.requests, self.latencies, self.batches, self.texts = Tally(), [], [], 0
         return out
 
@@ -51,8 +52,20 @@ class MetricsHub:
         self.pending = Gauge("kdeploy_pending_texts", "Texts waiting for a batch, per replica.",
                              ["model", "replica"], registry=self.registry)
         self.seen: dict[tuple[str, str], float] = {}
+        self.inflight: dict[tuple[str, str], int] = {}
+        self.draining = False
 
-    def record(self, model: str, replica: str, counts: Counts) -> None:
+    def drain(self) -> None:
+        """The server is stopping: replicas answer new requests 503 + Retry-After from their next
+        report on (never a 404 from a route already gone), and finish the ones they hold."""
+        self.draining = True
+
+    def busy(self) -> int:
+        """Requests in flight in all replicas, as last reported."""
+        return sum(self.inflight.values())
+
+    def record(self, model: str, replica: str, counts: Counts) -> bool:
+        """A replica's counts since its last report; answers whether the server is draining."""
         for (route, code), n in counts.requests.items():
             self.requests.labels(model, route, str(code)).inc(n)
         for route, seconds in counts.latencies:
@@ -63,9 +76,12 @@ class MetricsHub:
             self.texts.labels(model).inc(counts.texts)
         self.pending.labels(model, replica).set(counts.pending)
         self.seen[(model, replica)] = time.monotonic()
+        self.inflight[(model, replica)] = counts.inflight
+        return self.draining
 
     def forget(self, model: str, replica: str) -> None:
         """A replica that stopped: its queue gauge goes (its counts stay in the totals)."""
+        self.inflight.pop((model, replica), None)
         try:
             self.pending.remove(model, replica)
         except KeyError:

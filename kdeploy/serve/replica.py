@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import logging
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from ray import serve
 
 from .. import __version__
 from ..errors import KdeployError
+from .loopback import REPLICA_DIR_ENV
 from .metrics import Counts
 from .requests import HttpError, label_scores, parse_json, predict_request, rerank_request, rerank_scores
 
@@ -59,7 +61,9 @@ class BundleServer:
         from ..edge import Predictor
 
         self.name, self.options, self.hub, self.key_sha256 = name, options, hub, key_sha256
-        self._dir = tempfile.TemporaryDirectory(prefix="kdeploy-serve-")
+        # a local instance's private folder (removed whole at stop, even when Ray kills this replica
+        # without running finalisers); the system's temporary folder on a cluster
+        self._dir = tempfile.TemporaryDirectory(prefix="kdeploy-serve-", dir=os.environ.get(REPLICA_DIR_ENV))
         folder = Path(self._dir.name) / "bundle"
         for rel, raw in files.items():
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +78,7 @@ class BundleServer:
         self._alone = asyncio.Lock()  # a batch-variant bundle: one request's texts at a time
         self.counts = Counts()
         self._flusher = None
+        self.draining = False  # set by the hub when the server stops: new requests get 503
         self.replica = serve.get_replica_context().replica_id.unique_id
 
     # ---- the model ----------------------------------------------------------------------
@@ -132,7 +137,11 @@ class BundleServer:
 
     async def _answer(self, request: Request, route: str, work, authorise: bool = True) -> Response:
         start = time.perf_counter()
+        self.counts.inflight += 1
         try:
+            if self.draining:
+                raise HttpError(503, "the server is stopping; retry on another replica or shortly",
+                                {"Retry-After": "1"})
             if authorise:
                 self._authorised(request)
             response = await work()
@@ -148,6 +157,8 @@ class BundleServer:
             log.exception("kdeploy serve: %s failed", route)
             response = JSONResponse({"error": f"internal error ({type(exc).__name__}); see the server log",
                                      "error_type": "Backend"}, status_code=500)
+        finally:
+            self.counts.inflight -= 1
         self.counts.requests[(route, response.status_code)] += 1
         self.counts.latencies.append((route, time.perf_counter() - start))
         self._start_flushing()
@@ -160,11 +171,13 @@ class BundleServer:
     async def _flush_forever(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_S)
-            if self.counts or self.counts.pending:
-                self.hub.record.remote(self.name, self.replica, self.counts.take())
+            await self._flush_now()
 
     async def _flush_now(self) -> None:
-        await self.hub.record.remote(self.name, self.replica, self.counts.take())
+        try:
+            self.draining = await self.hub.record.remote(self.name, self.replica, self.counts.take()) or self.draining
+        except Exception:  # the hub goes first at shutdown
+            pass
 
     def check_health(self) -> None:
         """Ray calls this every few seconds; a replica whose session is gone is restarted."""
@@ -180,7 +193,7 @@ class BundleServer:
 
 def _error_type(status: int) -> str:
     return {401: "Unauthorized", 413: "Validation", 415: "Validation", 422: "Validation",
-            429: "Overloaded"}.get(status, "Backend")
+            429: "Overloaded", 503: "Unavailable"}.get(status, "Backend")
 
 
 @serve.deployment
