@@ -165,6 +165,21 @@ def test_bundle_names_route_apart(tmp_path):
         parse_bundles(["bad name=runs/b"])
 
 
+def _kdeploy(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kdeploy", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_serve_refuses_in_one_line_before_starting_anything(bundles):
+    """Issue 42 #13 and #14: --replicas with --autoscale, and a cluster that cannot be reached
+    (a one-line error within seconds, not Ray's ConnectionError after 32 s)."""
+    both = _kdeploy("serve", str(bundles["text"]), "--autoscale", "1,2", "--replicas", "2")
+    assert both.returncode == 2 and "not both" in both.stderr and "Traceback" not in both.stderr, both.stderr
+    start = time.monotonic()
+    far = _kdeploy("serve", str(bundles["text"]), "--address", f"ray://127.0.0.1:{_free_port()}")
+    assert far.returncode == 2 and "cannot reach the Ray cluster" in far.stderr, far.stderr
+    assert len(far.stderr.strip().splitlines()) == 1 and time.monotonic() - start < 25
+
+
 # ---- one real server ------------------------------------------------------------------------------
 
 def _free_port() -> int:
@@ -303,7 +318,8 @@ BAD = [  # (what, route, body bytes, headers, key, status, words in the answer)
     ("pair to a one-text model", "text/predict", b'{"inputs": [["a", "b"]]}', {}, KEY, 422, "not a pair"),
     ("text to a pair model", "pair/predict", b'{"inputs": "a"}', {}, KEY, 422, "sentence pairs"),
     ("empty list", "text/predict", b'{"inputs": []}', {}, KEY, 422, "empty"),
-    ("unknown route", "text/classify", b'{"inputs": "a"}', {}, KEY, 404, ""),
+    ("unknown route", "text/classify", b'{"inputs": "a"}', {}, KEY, 404, "no route"),
+    ("wrong method", "text/health", b'{"inputs": "a"}', {}, KEY, 405, "not allowed"),
 ]
 
 

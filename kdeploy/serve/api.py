@@ -310,9 +310,37 @@ def _start_ray(ray, settings: ServeSettings) -> LocalInstance | None:
             raise
         return local
     if not ray.is_initialized():
-        ray.init(address=settings.address, namespace="kdeploy", logging_level="WARNING", log_to_driver=False)
+        _reachable(settings.address)
+        try:
+            ray.init(address=settings.address, namespace="kdeploy", logging_level="WARNING", log_to_driver=False)
+        except (ConnectionError, TimeoutError) as exc:
+            raise KdeployError(f"cannot join the Ray cluster at --address {settings.address} ({_first_line(exc)}); "
+                               "check the address, or leave --address out to start a local instance") from None
         _reassert_sigterm()
     return None
+
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _reachable(address: str) -> None:
+    """A cluster address that names a host and port is tried first, with a short timeout (Ray's
+    client retries for half a minute before its own traceback)."""
+    host_port = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = host_port.rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise KdeployError(f"cannot reach the Ray cluster at --address {address} ({reason}, within "
+                           f"{CONNECT_TIMEOUT_S:g} s); check the address and that the cluster is up, or leave "
+                           "--address out to start a local instance") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _application(b, settings: ServeSettings, threads: int, cpus: float, hub, key_sha256: str | None):
@@ -347,10 +375,10 @@ def _application(b, settings: ServeSettings, threads: int, cpus: float, hub, key
 def announce(server: Server) -> None:
     s = server.settings
     for b in server.bundles:
+        route = server.route(b.name)
         say(f"serving {b.name} ({'pairs' if b.pairs else 'texts'}, labels {', '.join(b.labels)}, "
-            f"digest {b.digest[:19]}) at {server.route(b.name)}/predict")
-    say(f"routes: /predict{', /rerank' if any(b.pairs for b in server.bundles) else ''}, /info, /health, "
-        f"/metrics, /docs; {server.ingress} ingress; {s.max_replicas} replica(s) of {server.threads} thread(s); "
+            f"digest {b.digest[:19]}) at {route}/predict{f' and {route}/rerank' if b.pairs else ''}")
+    say(f"also /info, /health, /metrics, /docs; {server.ingress} ingress; {s.max_replicas} replica(s) of {server.threads} thread(s); "
         f"batches of up to {s.max_batch_size} texts / {s.max_batch_tokens} tokens, {s.batch_wait_ms:g} ms wait")
     if s.exposed and not s.api_key:
         note(f"listening on {s.host} without an API key: anyone who can reach this machine can use it "

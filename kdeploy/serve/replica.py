@@ -28,6 +28,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from ray import serve
 
 from .. import __version__
@@ -44,6 +45,15 @@ _RERANK = {"application/json": {"schema": {"type": "object"},
 
 web = FastAPI(title="kdeploy serve", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
               description="A kdeploy bundle behind Ray Serve. Routes follow text-embeddings-inference's shapes.")
+
+
+@web.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """FastAPI's own refusals (no such route, wrong method) in the server's one error shape."""
+    what = {404: f"no route {request.url.path}; see /docs", 405: f"{request.method} is not allowed on "
+            f"{request.url.path}"}.get(exc.status_code, str(exc.detail))
+    return JSONResponse({"error": what, "error_type": _error_type(exc.status_code)}, status_code=exc.status_code,
+                        headers=getattr(exc, "headers", None))
 
 
 def batch_size(items: list) -> int:
@@ -193,7 +203,7 @@ class BundleServer:
 
 def _error_type(status: int) -> str:
     return {401: "Unauthorized", 413: "Validation", 415: "Validation", 422: "Validation",
-            429: "Overloaded", 503: "Unavailable"}.get(status, "Backend")
+            404: "NotFound", 405: "NotFound", 429: "Overloaded", 503: "Unavailable"}.get(status, "Backend")
 
 
 @serve.deployment
