@@ -215,3 +215,17 @@ def test_two_workers_share_one_study_through_a_journal_file(teacher, toy_files, 
     other.storage = f"journal:{journal}"
     with pytest.raises(KdeployError, match="holds a search with other settings \\(epochs\\)"):
         search(other, teacher=str(teacher), data=data_of(toy_files), out=tmp_path / "worker3")
+    assert not (tmp_path / "worker3" / "search.json").exists()  # issue 42 #19: nothing that blocks a retry
+
+
+def test_a_refused_search_leaves_nothing_that_blocks_the_corrected_command(teacher, toy_files, tmp_path):
+    """Issue 42 #19: a storage that cannot be opened is refused, and the same --out then takes
+    the corrected command (no search.json stamped with the refused settings)."""
+    bad = _settings(4)
+    bad.storage = f"sqlite:///{tmp_path / 'no-such-dir' / 'study.db'}"
+    with pytest.raises(KdeployError, match="cannot open the study"):
+        search(bad, teacher=str(teacher), data=data_of(toy_files), out=tmp_path / "s")
+    assert not (tmp_path / "s" / "search.json").exists()
+    from kdeploy.search.api import _check_settings
+
+    assert _check_settings(tmp_path / "s", _settings(4), str(teacher), data_of(toy_files)) is not None

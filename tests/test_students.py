@@ -271,3 +271,18 @@ def test_a_pretrained_student_keeps_some_of_its_own_layers(tmp_path, tiny_bert):
     assert torch.equal(student.roberta.encoder.layer[1].output.dense.weight, whole.roberta.encoder.layer[2].output.dense.weight)
     with pytest.raises(KdeployError, match="own_layers .* keeps layers of a pretrained student"):
         StudentConfig(kind="layers", own_layers=2)
+
+
+@pytest.mark.parametrize("student, flag", [({"kind": "layers", "embedding_dim": 64}, "--embedding-dim"),
+                                           ({"kind": "layers", "num_filters": 64}, "--num-filters"),
+                                           ({"kind": "static", "layers": 3}, "--student-layers"),
+                                           ({"kind": "cnn", "hidden_size": 64}, "--hidden-size")])
+def test_a_knob_of_another_student_family_is_refused(student, flag):
+    """Issue 42 #22: a flag the chosen student does not read was ignored without a word (exit 0)."""
+    from kdeploy.configtools import settings_from
+    from kdeploy.distill.config import DistillSettings
+    from kdeploy.errors import KdeployError
+
+    with pytest.raises(KdeployError, match=f"{flag} does not apply to a {student['kind']} student"):
+        settings_from(DistillSettings, {"student": student})
+    settings_from(DistillSettings, {"student": {"kind": "bilstm", "embedding_dim": 64, "hidden_size": 64}})  # its own: fine

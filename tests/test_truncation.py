@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from kdeploy.errors import KdeployError
 from kdeploy.truncation import check, cut, keep_first, kept_positions, refit, resolve
 
-from conftest import build_tiny_bert, data_of, finetune_settings
+from conftest import build_tiny_bert, data_of, distill_settings, finetune_settings
 
 LONG = ["good " * 20 + "film " * 20 + "dull " * 20, "a b c d e f g h i j k l m n o p q r s t u v w x y z " * 3,
         "the film was very good", "", "great😀 film " * 30]  # typed "[SEP]": the gate's hostile texts
@@ -175,7 +175,6 @@ def test_manifest_truncation_is_checked():
 def test_a_student_inherits_the_teachers_reading(trained, toy_files, tmp_path, cache_dir, capsys):
     """No --truncation: the student reads as its teacher was trained to (head+tail:4 fits 32
     too); the teacher's soft labels come from its own 16-token window, said in one line."""
-    from conftest import distill_settings
 
     from kdeploy.distill.api import distill
 
@@ -196,6 +195,22 @@ def test_auto_window_rule():
     assert auto_max_length([600] * 100, None, False)[:2] == (640, None)  # a BiLSTM reads it whole
     assert auto_max_length([9000] * 100, None, False)[:2] == (2048, None)
     assert auto_max_length([600] * 100, 256, False)[:2] == (256, "head+tail")  # the position table bounds it
+    # issue 42 #15: a model of 64 positions gets 64 by default, never a window it cannot read
+    window, cut_, why = auto_max_length([20] * 100, 64, False)
+    assert (window, cut_) == (64, None) and "limit" in why and "--max-length 128" not in why
+    assert "--max-length 128" not in auto_max_length([600] * 100, 64, False)[2]  # no advice to go longer
+
+
+def test_distill_default_window_fits_a_short_position_table(toy_files, tmp_path, cache_dir):
+    """Issue 42 #15, end to end: a RoBERTa teacher with 64 positions, no --max-length."""
+    from kdeploy.distill.api import distill
+
+    from tiny_families import build_teacher
+
+    teacher = build_teacher("roberta", tmp_path / "teacher")
+    record = distill(distill_settings(student={"layers": 1}, train={"epochs": 1, "max_length": None}),
+                     teacher=str(teacher), data=data_of(toy_files), out=tmp_path / "student", cache_dir=cache_dir)
+    assert record.config["settings"]["train"]["max_length"] == 64
 
 
 def test_long_training_texts_get_a_long_window(tmp_path, tiny_base_bert, cache_dir, capsys):
@@ -320,3 +335,13 @@ def test_a_student_learns_from_a_chunked_teacher(tiny_bert, toy_files, tmp_path,
     with pytest.raises(KdeployError, match="--teacher-chunks reads one long text"):
         distill(distill_settings(teacher_chunks=True), teacher=str(tiny_bert),
                 data=DataConfig(train=str(pairs), validation=str(pairs)), out=tmp_path / "p")
+
+
+def test_a_window_of_special_tokens_only_is_refused(toy_files, tmp_path, tiny_bert, cache_dir):
+    """Issue 42 #16: --max-length 2 made every text [CLS][SEP]; refused in one line, with the minimum."""
+    from kdeploy.distill.api import distill
+
+    with pytest.raises(KdeployError, match=r"--max-length 2 leaves no room for the text.*--max-length 3 or more"):
+        distill(distill_settings(student={"layers": 1}, train={"epochs": 1, "max_length": 2}), teacher=str(tiny_bert),
+                data=data_of(toy_files), out=tmp_path / "student", cache_dir=cache_dir)
+    assert not (tmp_path / "student").exists()

@@ -1,7 +1,6 @@
 """bench, package, predict: measuring a model, bundling it, and running the bundle."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -12,7 +11,7 @@ from ..errors import KdeployError
 from ..package.config import PackageSettings
 from ..runtime.config import BenchSettings
 from .app import app
-from .options import Out, Overwrite, data_options, eval_data, ints, names, shown
+from .options import DATA_OPTIONS, Out, Overwrite, data_options, eval_data, ints, names, shown
 
 
 @app.command(epilog="Examples:\n\n  kdeploy bench runs/teacher runs/onnx --data test.tsv --out runs/report\n\n"
@@ -47,6 +46,7 @@ def bench(
     overwrite: Overwrite = False, data_flags: dict | None = None,
 ) -> None:
     """Benchmark models side by side: latency percentiles, throughput, memory, size and accuracy."""
+    _check_baseline_flags(baselines, baseline_encoder, train, validation, data_file, data_flags)
     from ..configtools import settings_from
     from ..console import say
     from ..runtime.bench import bench as run
@@ -56,12 +56,28 @@ def bench(
         "threads": threads, "warmup": warmup, "iterations": iterations, "duration": duration, "seq_length": seq_length,
         "max_length": max_length, "peers": peers or None, "batching": batching, "peaks": peaks,
         "baselines": names(baselines), "baseline_encoder": baseline_encoder})
-    if (train or validation) and not baselines:
-        raise KdeployError("--train and --validation are for --baselines (the models are already trained)")
     data = eval_data(None if train or validation else data_file, train=train, validation=validation,
                      test=data_file if train or validation else None, **data_flags)
     run(settings, models=models, out=out, data=data, teacher=teacher, overwrite=overwrite).render()
     say(f"reports: {out}/report.html, report.md, report.json")
+
+
+def _check_baseline_flags(baselines, encoder, train, validation, data_file, data_flags) -> None:
+    """The baseline flags that go together, checked before anything is loaded (a missing --train
+    used to be found after the models had loaded)."""
+    if baselines is not None and not names(baselines):
+        raise KdeployError(f"--baselines {baselines!r} names no baseline; give one or more of tfidf-lr, fasttext, "
+                           "model2vec (comma-separated), or drop --baselines")
+    if encoder is not None and "model2vec" not in (names(baselines) or []):
+        raise KdeployError("--baseline-encoder is the encoder model2vec distils; add --baselines model2vec (or drop "
+                           "--baseline-encoder)")
+    if (train or validation) and not baselines:
+        raise KdeployError("--train and --validation are for --baselines (the models are already trained)")
+    if baselines and not train and not (data_flags or {}).get("dataset"):
+        raise KdeployError("--baselines are trained on the students' own train split: give --train (and "
+                           "--validation) beside --data")
+    if baselines and not data_file and not (data_flags or {}).get("dataset"):
+        raise KdeployError("--baselines are scored beside the models: give --data (the labelled test file)")
 
 
 @app.command(epilog="Examples:\n\n  kdeploy package runs/onnx --out runs/bundle\n\n"
@@ -97,29 +113,18 @@ def package(
         say(line)
 
 
-def _argument_texts(args: list[str], encoding: str, errors: str) -> list[str]:
-    """Arguments are bytes on POSIX; Python decoded them as UTF-8 with surrogate escapes."""
-    from ..data.files import decode
-
-    out = []
-    for i, arg in enumerate(args, 1):
-        try:
-            arg.encode("utf-8")
-            out.append(arg)
-        except UnicodeEncodeError:
-            out.append(decode(os.fsencode(arg), f"text argument {i}", encoding, errors))
-    return out
-
-
 @app.command(epilog="Examples:\n\n  kdeploy predict runs/bundle \"a gripping, beautiful film\" \"dull\"\n\n"
              "  kdeploy predict runs/bundle.tar.gz --file reviews.txt > predictions.jsonl\n\n"
              "  echo 'what a mess' | kdeploy predict runs/bundle\n\n"
              "  kdeploy predict runs/sick-bundle --pair \"A man plays a guitar\" \"A person plays music\"   (a pair model; "
-             "a file or stdin gives one pair per line, the two texts separated by a tab)")
+             "a file or stdin gives one pair per line, the two texts separated by a tab)\n\n"
+             "  kdeploy predict runs/bundle --file test.tsv   (a table: its text column, found as every stage finds it; "
+             "the label column is ignored)")
+@data_options(omit=tuple(k for k in DATA_OPTIONS if k not in ("text_column", "text_pair_column")))
 def predict(
     bundle: Annotated[Path, typer.Argument(help="A bundle folder or archive made by kdeploy package.")],
     texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify (default: one per line from --file or stdin).")] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="One text per line (split on newlines only); - for standard input. A pair model reads FIRST<TAB>SECOND per line.")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="A table (.tsv/.csv/.jsonl/.parquet: its text column(s), the label ignored), or one text per line (split on newlines only; a pair model reads FIRST<TAB>SECOND); - for standard input.")] = None,
     pair: Annotated[bool, typer.Option("--pair", help="The text arguments are pairs, two by two (first, second), for a sentence-pair model.")] = False,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Texts per model call (length-sorted). [default: the predictor's]")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads")] = None,
@@ -128,12 +133,14 @@ def predict(
     digest: Annotated[Optional[str], typer.Option("--digest", help="Refuse the bundle unless its digest (printed by kdeploy package) is this.")] = None,
     encoding: Annotated[str, typer.Option("--encoding", help="Encoding of the input text (file, stdin, arguments).")] = "utf-8",
     encoding_errors: Annotated[str, typer.Option("--encoding-errors", help="strict or replace.")] = "strict",
+    data_flags: dict | None = None,
 ) -> None:
     """Classify text with a bundle (onnxruntime + tokenizers only); writes JSON Lines."""
     import json
 
-    from ..data.files import decode, read_text_lines
+    from ..data.files import decode
     from ..edge import Predictor
+    from .predict_input import examples, read_source
 
     if batch_size is not None and batch_size < 1:
         raise KdeployError(f"--batch-size must be at least 1, got {batch_size}")
@@ -142,18 +149,12 @@ def predict(
     if encoding_errors not in ("strict", "replace"):
         raise KdeployError(f"--encoding-errors must be strict or replace, got {encoding_errors!r}")
     decode(b"", "--encoding", encoding)  # an unknown codec is refused before any work
-    if texts:
-        items = _argument_texts(list(texts), encoding, encoding_errors)
-    elif file is not None and str(file) != "-":
-        items = read_text_lines(file, encoding, encoding_errors)
-    else:
-        items = read_text_lines("-", text=decode(sys.stdin.buffer.read(), "standard input", encoding, encoding_errors))
+    source = read_source(texts, file, encoding, encoding_errors)
     predictor = Predictor(bundle, threads=threads, provider=provider, allow_fallback=allow_fallback,
                           expected_digest=digest)
     if pair and not predictor.manifest.pairs:
         raise KdeployError(f"--pair: {bundle} reads one text per example, not pairs")
-    if predictor.manifest.pairs:
-        items = _pairs(items, from_arguments=bool(texts))
+    items = examples(source, predictor.manifest.pairs, **(data_flags or {}))
     if predictor.batch_invariant is False and len(items) > 1 and batch_size != 1:
         from ..console import note
 
@@ -167,24 +168,6 @@ def predict(
         line = json.dumps({**fields, **result}, ensure_ascii=False)
         # one record per line for every reader: escape the characters some split lines on
         sys.stdout.write(line.translate(_LINE_BREAKS) + "\n")
-
-
-def _pairs(items: list[str], from_arguments: bool) -> list[tuple[str, str]]:
-    """Arguments two by two; lines as FIRST<TAB>SECOND."""
-    if from_arguments:
-        if len(items) % 2:
-            raise KdeployError(f"a pair model takes texts two by two (first, second); got {len(items)} texts")
-        return list(zip(items[0::2], items[1::2]))
-    out = []
-    for i, line in enumerate(items, 1):
-        fields = line.split("\t")
-        if len(fields) > 2:  # a third column (a label?) must not join the second text
-            raise KdeployError(f"line {i}: a pair model reads FIRST<TAB>SECOND per line; this line has {len(fields)} "
-                               "tab-separated fields (cut the file to its two text columns, e.g. cut -f1,2)")
-        if len(fields) < 2 or not fields[1].strip():
-            raise KdeployError(f"line {i}: a pair model reads FIRST<TAB>SECOND per line; this line has no second text")
-        out.append((fields[0], fields[1]))
-    return out
 
 
 _LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})

@@ -16,7 +16,7 @@ from ..console import main_process
 from ..data import DataConfig, TaskData, load_task_data
 from ..errors import KdeployError
 from ..fsutil import check_output, claimed_output
-from ..modelio.record import check_max_length
+from ..modelio.record import check_max_length, check_room, position_limit
 from .config import DistillSettings, FinetuneSettings, StudentConfig, TrainConfig
 from .families import ONE_TEXT_KINDS, TEACHER_LAYER_KINDS
 from .methods import STUDENTS
@@ -68,6 +68,7 @@ def finetune(settings: FinetuneSettings, model: str, data: DataConfig, out: str 
         built, tok, described = _base_model(settings, model, tokenizer, task)
         settings, task = _window(settings, task, tok, None if from_scratch else built.config.to_dict())
         check_max_length(settings.train.max_length, built.config.to_dict(), f"model {model}")
+        check_room(settings.train.max_length, tok, task.pairs)
         if task.task == "regression":
             built.config.problem_type = "regression"
         task = read_as(task, tok, model, settings.train.max_length)
@@ -142,7 +143,6 @@ def _window(settings, task: TaskData, tokenizer, model_config: dict | None):
     from dataclasses import replace
 
     from ..console import say
-    from ..modelio.record import position_limit
     from .config import auto_max_length
 
     if settings.train.max_length is not None:
@@ -220,8 +220,12 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
     from .trainer import fit, save_model
 
     task, teachers = _task_and_teachers(settings, names, data)
+    # the window every teacher can read (an ensemble's shortest position table)
+    shortest = min((m.config.to_dict() for m in teachers.models),
+                   key=lambda c: position_limit(c) or float("inf"))
     settings, task = _window(settings, task, teachers.tokenizers[0],
-                             None if settings.student.kind in ONE_TEXT_KINDS else teachers.models[0].config.to_dict())
+                             None if settings.student.kind in ONE_TEXT_KINDS else shortest)
+    check_room(settings.train.max_length, teachers.tokenizers[0], task.pairs)
     weights = normalise_weights(settings.teacher_weights, len(names))
     train_set, counts, transfer = _transfer_set(settings, task, teachers, unlabeled, data)
     config = _record_config(settings, {"teacher": names if len(names) > 1 else names[0], "unlabeled": unlabeled}, data)

@@ -89,6 +89,28 @@ class StudentConfig:
     def builder(self) -> str:
         return self.kind if self.kind in STUDENTS else "pretrained"
 
+    def check_fields(self) -> None:
+        """Refuse a knob this student does not read (--embedding-dim on a layers student, --student-layers
+        with --student static): it would be ignored without a word. Distill's check, not finetune's
+        (finetune's `architecture` names bilstm/cnn sizes under the default kind)."""
+        from dataclasses import fields
+
+        from .families import STUDENT_FIELDS, STUDENT_FLAGS
+
+        reads = STUDENT_FIELDS.get(self.builder)
+        if reads is None:
+            return
+        default = StudentConfig()
+        ignored = [f.name for f in fields(self) if f.name != "kind" and f.name not in reads
+                   and getattr(self, f.name) != getattr(default, f.name)
+                   and not (f.name == "layers" and str(self.layers) == str(default.layers))]
+        if ignored:
+            said = ", ".join(STUDENT_FLAGS.get(n, f"student.{n}") for n in ignored)
+            knobs = ", ".join(STUDENT_FLAGS.get(n, f"student.{n}") for n in reads) or "none"
+            raise KdeployError(f"{said} {'does' if len(ignored) == 1 else 'do'} not apply to a {self.builder} student "
+                               f"(it reads: {knobs}); drop {'it' if len(ignored) == 1 else 'them'}, or choose the "
+                               "student family it belongs to with --student")
+
 
 @dataclass
 class FinetuneSettings:
@@ -132,6 +154,7 @@ class DistillSettings:
 
     def __post_init__(self) -> None:
         check_finite(self)
+        self.student.check_fields()
         if not 0.0 <= self.alpha <= 1.0:
             raise KdeployError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.temperature <= 0:
@@ -188,21 +211,24 @@ def auto_max_length(lengths: list[int], limit: int | None, truncation_given: boo
     """(max_length, truncation (None: leave it), why) for `max_length: auto`, from the token
     lengths of a sample of the training texts and the model's position limit (None: the
     student has no position table and reads the whole text at linear cost)."""
+    short = SHORT_WINDOW if limit is None else min(SHORT_WINDOW, limit)  # never past the position table
+    capped = f" (the model's limit)" if short < SHORT_WINDOW else ""
     if not lengths:
-        return SHORT_WINDOW, None, "no training texts to measure"
+        return short, None, "no training texts to measure" + capped
     ordered = sorted(lengths)
     p90 = ordered[int(0.9 * (len(ordered) - 1))]
-    if p90 <= SHORT_WINDOW:
-        return SHORT_WINDOW, None, f"9 in 10 training texts fit {SHORT_WINDOW} tokens"
+    if p90 <= short:
+        return short, None, f"9 in 10 training texts fit {short} tokens{capped}"
     if limit is None:
         window = min(SEQUENCE_CAP, -(-p90 // 64) * 64)
         return window, None, (f"9 in 10 training texts are under {p90} tokens, and this student reads them whole at "
-                              f"linear cost; --max-length {SHORT_WINDOW} for speed")
+                              f"linear cost" + (f"; --max-length {SHORT_WINDOW} for speed" if window > SHORT_WINDOW else ""))
     window = min(limit, LONG_WINDOW)
     cut = "head+tail" if p90 > window and not truncation_given else None
     return window, cut, (f"9 in 10 training texts are under {p90} tokens"
+                         + (f", more than the model's {limit}-token limit" if p90 > window and window == limit else "")
                          + ("; the start and the end of each are read, as Sun et al. 2019 found best" if cut else "")
-                         + f"; --max-length {SHORT_WINDOW} for speed")
+                         + (f"; --max-length {SHORT_WINDOW} for speed" if window > SHORT_WINDOW else ""))
 
 
 def auto_augment(train_size: int, alpha: float) -> tuple[int, str]:

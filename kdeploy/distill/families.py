@@ -57,6 +57,19 @@ def training_defaults(kind: str) -> dict:
     return dict(next((f.train for f in FAMILIES.values() if f.kind == kind), {}))
 
 
+#: The StudentConfig fields each student kind reads (a "pretrained" student: another model, its own
+#: tokenizer); a field set away from its default for a kind that does not read it is refused.
+STUDENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "layers": ("layers",),
+    "bilstm": ("embedding_dim", "hidden_size", "num_layers", "dropout"),
+    "cnn": ("embedding_dim", "num_filters", "dropout"),
+    "static": ("embedding_dim", "hidden_size", "normalize", "token_weights", "dropout"),
+    "pretrained": ("own_layers",),
+}
+#: How the CLI spells each field (a recipe writes `student: {field: value}`).
+STUDENT_FLAGS = {"layers": "--student-layers", "embedding_dim": "--embedding-dim", "hidden_size": "--hidden-size",
+                 "num_filters": "--num-filters", "own_layers": "--student-own-layers"}
+
 #: Student kinds (StudentConfig.kind) that read one token sequence: no segment embeddings, no pairs.
 ONE_TEXT_KINDS = tuple(dict.fromkeys(f.kind for f in FAMILIES.values() if not f.reads_pairs))
 #: Student kinds that copy the teacher's layers (every other registered kind is built over its tokenizer).

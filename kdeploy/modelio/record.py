@@ -137,6 +137,20 @@ def check_max_length(given: int | None, config: dict, where: str) -> None:
                            "or use a long-context model)")
 
 
+def check_room(max_length: int, tokenizer, pairs: bool) -> None:
+    """Refuse a window that holds only special tokens: `--max-length 2` made every text
+    `[CLS][SEP]`, and the model learned nothing from the texts, silently."""
+    try:
+        specials = tokenizer.num_special_tokens_to_add(pair=pairs)
+    except (AttributeError, TypeError):  # a tokenizer without the count: nothing to check against
+        return
+    need = specials + (2 if pairs else 1)
+    if max_length < need:
+        raise KdeployError(f"--max-length {max_length} leaves no room for the text: the tokenizer adds {specials} "
+                           f"special tokens per {'pair' if pairs else 'text'}; give --max-length {need} or more "
+                           "(32 or more to read a sentence)")
+
+
 def resolve_max_length(given: int | None, model_dir: str | Path, positions: int | None = None,
                        tokenizer_limit: int | None = None) -> int:
     """The one rule for how many tokens a model reads: what was asked (within its position

@@ -61,6 +61,10 @@ class RunResult(Result):
         for stage in STAGES:
             if stage.name in self.results and stage.rows:
                 rows += stage.table_rows()(self.results, Path(self.folder) / stage.folder, split, cells)
+        if "bench" in self.results:  # the baselines it trained, beside the student they may beat
+            from .show import bench_rows
+
+            rows += bench_rows(self.results, split, cells)
         main, second = metric_names(metric)
         return ["model", f"{split} {main}", second, "params", "size MiB", "train s"], rows
 
@@ -70,6 +74,10 @@ class RunResult(Result):
         super().render(title or f"{self.recipe}: {self.split_and_metric()[0]} split")
         say(f"run folder: {self.folder}  ({self.seconds:.0f} s)")
         if "bench" in self.results:
+            from .show import bench_summary
+
+            for line in bench_summary(self.results["bench"]):
+                say(line)
             say(f"report: {Path(self.folder) / 'report' / 'report.html'} (and report.md, report.json)")
         if "package" in self.results:
             p = self.results["package"]

@@ -1,6 +1,7 @@
-"""What a run shows of each stage (the stage table names these): its rows in the run's table;
-after bench, the benchmark's table; after package, the bundle's sample predictions, each beside
-the teacher's, so a reader sees whether the student follows its teacher (its job) and where the
+"""What a run shows of each stage (the stage table names these): its rows in the run's table
+(and the baselines bench trained, beside the student they may beat, with their verdicts); after
+bench, the benchmark's table; after package, the bundle's sample predictions, each beside the
+teacher's, so a reader sees whether the student follows its teacher (its job) and where the
 teacher itself errs."""
 from __future__ import annotations
 
@@ -40,6 +41,22 @@ def export_rows(results: dict, folder, split: str, cells) -> list[list[str]]:
     e = results["export"]
     return [[f"student ONNX {entry.role.role}", *cells(entry.scores), "-", f"{entry.info.mib:.1f}", "-"]
             for entry in filter(None, (e.entry(FP32), e.entry(INT8)))]
+
+
+def bench_rows(results: dict, split: str, cells) -> list[list[str]]:
+    """The baselines the bench trained and scored: in the run's table beside the student, so a
+    baseline that beats it is seen where the student's own score is (bench's split named when
+    it is not the table's)."""
+    report = results["bench"]
+    other = f" [{report.accuracy_split}]" if report.accuracy_split and report.accuracy_split != split else ""
+    return [[f"{m.name}{other}", *cells(m.accuracy), "-", f"{m.size_mib:.1f}",
+             f"{m.train_seconds:.0f}" if m.train_seconds is not None else "-"]
+            for m in report.models if m.kind.startswith("baseline-")]
+
+
+def bench_summary(report) -> list[str]:
+    """The lines a run's summary ends with: each baseline against each student, in words."""
+    return list(getattr(report, "verdicts", None) or [])
 
 
 def bench(step, outcome, teacher: str | None = None) -> None:

@@ -4,7 +4,8 @@ every model, so the front shows plainly whether a student earns its keep.
 
     tfidf-lr   scikit-learn: TF-IDF over word 1-2-grams + logistic regression, C chosen on validation
     fasttext   fastText (bigrams), the library's supervised classifier
-    model2vec  a static model distilled from the teacher's base encoder (model2vec.distill, PCA 256)
+    model2vec  a static model distilled from the teacher's base encoder (model2vec.distill, PCA to at
+               most 256 dimensions: a narrower encoder keeps its width)
                and its own classifier (StaticModelForClassification.fit, early stopping on validation)
 
 Each is optional: absent its package, it is skipped with a note. Each is timed from text to
@@ -12,7 +13,8 @@ probabilities, as the bundles are. Pairs are read as one text ("first | second")
 (regression) task has no baseline here. A user who picks a baseline still has to ship it, so each
 is exported to ONNX where its library can (tfidf-lr by skl2onnx, text in; model2vec by its own
 `model2vec.onnx`, token ids in beside its tokenizer.json; fastText has no exporter), checked
-against the library on the validation texts, and the files land in the report's `baselines/`.
+against the library on the validation texts, and the files land in the report's `baselines/<name>/`
+(the library's own files there when there is no ONNX file: fastText's model.bin).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from ..registry import Registry
 
 PAIR_JOIN = " | "
 M2V_FILE = "model.onnx"  # what model2vec.onnx names the file it writes
+PCA_DIMS = 256  # model2vec's width cap for the distilled token vectors
 
 
 @dataclass
@@ -165,7 +168,7 @@ def _model2vec(x, y, vx, vy, num_labels, ctx: FitContext):
     if not ctx.encoder:
         raise KdeployError("model2vec needs an encoder to distil from; give --baseline-encoder")
     with _quiet():
-        static = distill(model_name=ctx.encoder, pca_dims=256)
+        static = distill(model_name=ctx.encoder, pca_dims=PCA_DIMS)
         clf = StaticModelForClassification.from_static_model(model=static, out_dim=num_labels)
         clf = clf.fit(list(x), [str(k) for k in y], X_val=list(vx), y_val=[str(k) for k in vy],
                       random_seed=ctx.seed)
@@ -177,10 +180,16 @@ def _model2vec(x, y, vx, vy, num_labels, ctx: FitContext):
 
     def export(folder: Path):
         return _model2vec_onnx(clf, folder, classes, num_labels)
-    return Fitted(proba, f"distilled from {'/'.join(Path(ctx.encoder).parts[-2:])} (PCA 256), classifier "
+    return Fitted(proba, f"distilled from {'/'.join(Path(ctx.encoder).parts[-2:])} ({_dims(static.dim)}), classifier "
                   "early-stopped on validation", export,
                   "" if importlib.util.find_spec("skeletoken") else "model2vec's ONNX export needs its extra: "
                   "pip install 'model2vec[onnx]'")
+
+
+def _dims(dim: int) -> str:
+    """model2vec reduces to PCA_DIMS only an encoder wider than that; a narrower one keeps its width."""
+    return (f"PCA to {dim} dimensions" if dim == PCA_DIMS
+            else f"{dim} dimensions, the encoder's own width (PCA only above {PCA_DIMS})")
 
 
 def _model2vec_onnx(clf, folder: Path, classes: list[int], num_labels: int):
@@ -292,12 +301,18 @@ def baseline_candidate(name: str, task, choice_split: str, ctx: FitContext, expo
     fitted, seconds = train_baseline(name, task, choice_split, ctx)
     size = mib(ctx.folder)  # what the library saves, before the ONNX file is added beside it
     exported = export_baseline(fitted, exports, [as_text(t) for t in task.texts(choice_split)]) if exports else ""
+    notes = [f"trained on the train split in {seconds:.1f} s ({fitted.how})"]
+    if exported.startswith("exported"):
+        notes.append(f"{exported} (in the report's baselines/{name}/)")
+    elif exported:
+        import shutil
+
+        shutil.copytree(ctx.folder, exports, dirs_exist_ok=True)  # what ships instead: the library's own files
+        notes.append(f"{exported}; its library's own files are in the report's baselines/{name}/")
 
     def run(enc: dict) -> np.ndarray:
         return np.log(np.clip(fitted.proba([as_text(t) for t in enc["texts"]]), 1e-30, None))
 
     return Candidate(f"{name} (baseline)", f"baseline-{name}", ctx.folder, size, _WordTokens(), 1 << 20,
                      run, provider=name, threads=ctx.threads, precision="fp32", origin=f"baseline:{name}",
-                     end_to_end=True, notes=[f"trained on the train split in {seconds:.1f} s ({fitted.how})"]
-                     + ([f"{exported} (in the report's baselines/{name}/)" if exported.startswith("exported")
-                         else exported] if exported else []))
+                     end_to_end=True, notes=notes, train_seconds=round(seconds, 2))

@@ -22,6 +22,7 @@ from .candidates import Candidate
 from .config import BenchSettings
 from .latency import Latency
 from .result import BenchReport, BenchScores, Efficiency, ModelBench, VsReference
+from .verdicts import baseline_verdicts, headline
 
 
 def bench(settings: BenchSettings, models: list[str], out: str | Path, data: DataConfig | None = None,
@@ -35,21 +36,34 @@ def bench(settings: BenchSettings, models: list[str], out: str | Path, data: Dat
     inputs = [m.rpartition("@")[0] if "@" in m else m for m in models] + (data.files() if data else [])
     with claimed_output(out, inputs, overwrite, "kdeploy bench"), tempfile.TemporaryDirectory() as exports:
         values, report = benchmark(settings, models, data, teacher, exports=Path(exports))
+        _kept_baselines(report, Path(exports), Path(out))
         write_reports(report, out, values, overwrite, extra={"baselines": Path(exports)})
     return report
+
+
+def _kept_baselines(report: BenchReport, exports: Path, out: Path) -> None:
+    """Each baseline's path in the report: where its files land (`OUT/baselines/<name>/`), not
+    the temporary folder it was trained in (gone when the bench ends)."""
+    for m in report.models:
+        if m.kind.startswith("baseline-"):
+            name = m.kind.removeprefix("baseline-")
+            m.path = str(out / "baselines" / name) if (exports / name).is_dir() else ""
 
 
 def benchmark(settings: BenchSettings, models: list[str], data: DataConfig | None = None,
               teacher: str | None = None, exports: Path | None = None) -> tuple[dict, BenchReport]:
     """Returns (per-call latencies in ms by model and batch size, the report). The baselines'
-    deployable ONNX files are copied into `exports/<name>/` when it is given."""
+    deployable files are copied into `exports/<name>/` when it is given. The baselines' inputs
+    are checked before anything is loaded."""
     from ..environment import library_versions, machine
+    from .baseline_setup import check_before_work, make_baselines
     from .candidates import Context, work_dir
     from .contention import MachineLoad
     from .memory import peak_rss_mib
 
-    load = MachineLoad.start()
     entries, reference = _entries(settings, models, teacher)
+    encoder = check_before_work(settings, data, next(p for n, p, _ in entries if n == reference))
+    load = MachineLoad.start()
     task = load_task_data(data) if data is not None else None
     threads = settings.threads or os.cpu_count()
     texts = _latency_texts(settings, task)
@@ -61,11 +75,14 @@ def benchmark(settings: BenchSettings, models: list[str], data: DataConfig | Non
                 check_data_kind(c.path, task.pairs, "data",
                                 known=c.keep.manifest.pairs if c.kind == "bundle" else None)  # archives too
         if settings.baselines:
-            candidates += _baselines(settings, task, candidates, reference, threads, Path(work), skipped, exports)
-        results = {c.name: ModelBench(name=c.name, kind=c.kind, path=str(c.path), size_mib=c.size_mib,
+            ref = next(c for c in candidates if c.name == reference)
+            candidates += make_baselines(settings, task, ref, encoder, threads, Path(work), skipped, exports)
+        _text_in_notes(settings, candidates)
+        results = {c.name: ModelBench(name=c.name, kind=c.kind, path=_path_of(c), size_mib=c.size_mib,
                                       provider=c.provider, provider_requested=settings.provider, threads=c.threads,
                                       memory_mib=c.memory_mib, notes=c.notes, precision=c.precision, origin=c.origin,
-                                      macs_per_sequence=_macs_record(c)) for c in candidates}
+                                      macs_per_sequence=_macs_record(c), train_seconds=c.train_seconds)
+                   for c in candidates}
         values, work_done = _time(settings, candidates, texts, results)
         split = None
         if task is not None:
@@ -81,13 +98,37 @@ def benchmark(settings: BenchSettings, models: list[str], data: DataConfig | Non
         config={"models": list(models), "teacher": teacher, "provider": settings.provider,
                 "settings": to_dict(settings)},
         models=list(results.values()), reference=reference,
-        latency_inputs=("fixed length" if settings.seq_length else f"real sentences, {settings.batching} batches"),
+        latency_inputs=_latency_inputs(settings, candidates),
         environment={"machine": machine(), "versions": library_versions(), "threads": threads},
         data=task.summary() if task is not None else None, accuracy_split=split,
         process_peak_rss_mib=round(peak_rss_mib(), 1), peaks=peaks, skipped=skipped,
         machine_load=load.stop().to_dict())
-    report.headline = headline(report)
+    report.headline, report.verdicts = headline(report), baseline_verdicts(report)
     return values, report
+
+
+def _path_of(c: Candidate) -> str:
+    """A baseline lives in a temporary folder while it is timed: `bench` records where its files
+    are kept (the report's baselines/<name>/), `benchmark` alone keeps none."""
+    return "" if c.kind.startswith("baseline-") else str(c.path)
+
+
+def _text_in_notes(settings: BenchSettings, candidates: list[Candidate]) -> None:
+    """--seq-length pads the models' inputs to a fixed length; a baseline or a bundle takes text
+    and tokenises inside its timed call, so it is timed on the real sentences: said beside it."""
+    if settings.seq_length:
+        for c in candidates:
+            if c.end_to_end:
+                c.notes.append(f"timed on real sentences (it takes text), not at --seq-length {settings.seq_length} "
+                               "as the models: its latency is not comparable with theirs")
+
+
+def _latency_inputs(settings: BenchSettings, candidates: list[Candidate]) -> str:
+    if not settings.seq_length:
+        return f"real sentences, {settings.batching} batches"
+    text_in = [c.name for c in candidates if c.end_to_end]
+    return (f"fixed length, {settings.seq_length} tokens" + (f" (real sentences, {settings.batching} batches, for "
+                                                             f"{', '.join(text_in)}: they take text)" if text_in else ""))
 
 
 def _entries(settings: BenchSettings, models: list[str], teacher: str | None) -> tuple[list, str]:
@@ -134,51 +175,6 @@ def _load_all(entries: list, reference: str, context) -> tuple[list, list[str]]:
             raise KdeployError(loaded + ("; it is the reference (--teacher, or the first model), so nothing can be "
                                          "compared" if len(entries) > 1 else ""))
     return candidates, skipped
-
-
-PIP = {"sklearn": "scikit-learn", "fasttext": "fasttext-numpy2", "model2vec": "'model2vec[distill]'", "torch": "torch"}
-
-
-def _baselines(settings: BenchSettings, task: TaskData | None, candidates: list[Candidate], reference: str,
-               threads: int, work: Path, skipped: list[str], exports: Path | None = None) -> list[Candidate]:
-    """The cheap baselines, trained on the task's own train split (labels in the reference's order)."""
-    from ..modelio.record import label_names_in
-    from .baselines import FitContext, baseline_candidate, missing
-
-    if task is None or "train" not in task.splits:
-        raise KdeployError("--baselines are trained on the students' own train split: give --train (and "
-                           "--validation) beside --data")
-    ref = next(c for c in candidates if c.name == reference)
-    aligned = task.aligned_to(label_names_in(ref.path if ref.path.is_dir() else ref.path.parent), "model")
-    choice = "validation" if "validation" in aligned.splits else "train"
-    out = []
-    encoder = settings.baseline_encoder or _base_encoder(ref.path)
-    for name in settings.baselines:
-        absent = missing(name)
-        if absent:
-            skipped.append(f"{name} (baseline): skipped, {absent} is not installed (pip install {PIP[absent]})")
-        elif name == "model2vec" and encoder is None:
-            skipped.append(f"{name} (baseline): skipped, no encoder to distil from ({ref.name} names no base "
-                           "model); give --baseline-encoder")
-        else:
-            out.append(baseline_candidate(name, aligned, choice, FitContext(work / f"baseline-{name}", settings.seed,
-                                                                            threads, encoder),
-                                          exports / name if exports is not None else None))
-    return out
-
-
-def _base_encoder(path: Path) -> str | None:
-    """The encoder a fine-tuned model started from (its training record), or the model itself."""
-    from ..assets import resolve_model
-    from ..modelio.record import ModelRecord
-
-    folder = path if path.is_dir() else path.parent
-    base = ModelRecord.of(folder).base_model
-    if base:
-        resolved = resolve_model(base)
-        if Path(resolved).is_dir():
-            return resolved
-    return str(folder) if (folder / "config.json").is_file() else None
 
 
 def _latency_texts(settings: BenchSettings, task: TaskData | None) -> list[str]:
@@ -324,51 +320,3 @@ def _compare(models: list[ModelBench], ref: ModelBench) -> None:
             v.throughput_ratio_vs_fastest_reference[bs] = (m.latency[bs].throughput_per_s
                                                            / best.latency[bs].throughput_per_s)
         m.vs_reference = v
-
-
-def headline(report: BenchReport) -> list[str]:
-    """For each model that is not a variant of the reference: its speed-up against the reference
-    and against the fastest variant of it (the figure a user actually gains)."""
-    ref = report.model(report.reference)
-    variants = [m for m in report.models if m.origin == ref.origin]
-    lines = []
-    for m in report.models:
-        if m.origin == ref.origin:
-            continue
-        parts = []
-        for bs in m.latency:
-            if bs == 1:
-                fastest = min(variants, key=lambda x: x.latency[1].p50_ms)
-                parts.append(f"batch 1 p50 {m.vs_reference.p50_speedup[1]:.1f}x faster than {ref.name}"
-                             + (f", {m.vs_reference.p50_speedup_vs_fastest_reference[1]:.1f}x than its fastest "
-                                f"variant ({fastest.name})" if len(variants) > 1 else ""))
-            else:
-                best = max(variants, key=lambda x: x.latency[bs].throughput_per_s)
-                parts.append(f"batch {bs} {m.vs_reference.throughput_ratio[bs]:.1f}x the throughput"
-                             + (f", {m.vs_reference.throughput_ratio_vs_fastest_reference[bs]:.1f}x its fastest "
-                                f"variant's ({best.name})" if len(variants) > 1 else ""))
-        lines.append(f"{m.name}: " + "; ".join(parts))
-    return lines + _baseline_verdicts(report, ref)
-
-
-def _baseline_verdicts(report: BenchReport, ref: ModelBench) -> list[str]:
-    """Said plainly: a baseline as accurate as a student at its speed means the student does not
-    earn its keep on this task."""
-    baselines = [m for m in report.models if m.kind.startswith("baseline-") and m.accuracy is not None]
-    students = [m for m in report.models if m.origin != ref.origin and not m.kind.startswith("baseline-")
-                and m.accuracy is not None]
-    lines = []
-    for b in baselines:
-        for s in students:
-            ba, sa = 100 * b.accuracy.accuracy, 100 * s.accuracy.accuracy
-            bs1 = 1 in b.latency and 1 in s.latency
-            speed = (f" (batch-1 p50 {b.latency[1].p50_ms:.3g} ms for the baseline, {s.latency[1].p50_ms:.3g} ms for the "
-                     "student)" if bs1 else "")
-            if ba >= sa and (not bs1 or b.latency[1].p50_ms <= s.latency[1].p50_ms):
-                lines.append(f"{b.name} is as accurate as {s.name} ({ba:.2f}% vs {sa:.2f}%) and as fast or faster"
-                             f"{speed}: the student does not earn its keep here")
-            elif ba >= sa:
-                lines.append(f"{b.name} is as accurate as {s.name} ({ba:.2f}% vs {sa:.2f}%) but slower{speed}")
-            else:
-                lines.append(f"{s.name} beats {b.name} by {sa - ba:.2f} points ({sa:.2f}% vs {ba:.2f}%){speed}")
-    return lines

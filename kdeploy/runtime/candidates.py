@@ -107,14 +107,19 @@ def peers_of(entries: list[tuple[str, Path, str]], reference: str) -> list[str]:
 
 def load_candidate(name: str, path: Path, kind: str, context: Context) -> Candidate | str:
     """The candidate, or a note saying why this kind was skipped on this machine."""
-    from .memory import rss_mib
+    from .memory import settled_rss_mib
 
     missing = missing_package(kind)
     if missing:
         return f"{name}: skipped, {missing} is not installed (pip install {missing.split('.')[0]})"
-    before = rss_mib()
+    before = settled_rss_mib()
     cand = KINDS[kind].load(name, path, context)
-    cand.memory_mib = round(rss_mib() - before, 1)
+    grown = settled_rss_mib() - before
+    if grown >= 0:
+        cand.memory_mib = round(grown, 1)
+    else:  # memory an earlier load left behind was freed meanwhile: the difference measures that, not this model
+        cand.notes.append(f"RSS growth on load not shown: the process's RSS fell by {-grown:.1f} MiB while it "
+                          "loaded (memory freed from earlier loads), so the difference says nothing of this model")
     cand.origin = cand.origin or str(path.resolve())
     return cand
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from pathlib import Path
 
 from ..fsutil import atomic_dir, write_text
@@ -83,6 +84,9 @@ def plots(report: BenchReport, values: dict[str, dict[int, list[float]]] | None 
     return out
 
 
+_CELL_BAR = re.compile(r"(?<!\\)\|")  # a cell border: a bar not escaped as \|
+
+
 def html_page(md: str, images: dict[str, str]) -> str:
     body = []
     for line in md.splitlines():
@@ -93,7 +97,7 @@ def html_page(md: str, images: dict[str, str]) -> str:
         elif line.startswith("|---"):
             continue
         elif line.startswith("|"):
-            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            cells = [html.escape(c.strip().replace("\\|", "|")) for c in _CELL_BAR.split(line.strip()[1:-1])]
             body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
         elif line.strip():
             body.append(f"<p>{html.escape(line)}</p>")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..metrics import Scores
 from ..modelio.invariance import Invariance
-from ..results import Result, markdown_table, pct, print_table
+from ..results import Result, pct, print_table
+from ..results import markdown_table as _markdown_table
 from .latency import LatencySummary
 
 REPORT = "report.json"
@@ -58,6 +59,7 @@ class ModelBench:
     efficiency: dict[int, Efficiency] = field(default_factory=dict)
     macs_per_sequence: dict | None = None  # a + b*S + c*S^2, and what counted it
     invariance: Invariance | None = None  # each scored text alone vs batched vs beside the longest
+    train_seconds: float | None = None  # a baseline: how long it took to fit on the train split
 
 
 @dataclass
@@ -74,6 +76,7 @@ class BenchReport(Result):
     machine_load: dict | None = None  # how busy the machine was while this ran
     skipped: list[str] = field(default_factory=list)  # runtime kinds not installed here
     headline: list[str] = field(default_factory=list)
+    verdicts: list[str] = field(default_factory=list)  # the baselines against each student (also in the headline)
     title = "benchmark"
 
     @classmethod
@@ -144,7 +147,8 @@ class BenchReport(Result):
         for m in self.models:
             a = m.accuracy
             ratio = m.vs_reference.size_ratio
-            sizes.append([m.name, f"{m.size_mib:.1f}", f"{ratio:.3f}" if ratio is not None else "-", m.memory_mib,
+            sizes.append([m.name, f"{m.size_mib:.1f}", f"{ratio:.3f}" if ratio is not None else "-",
+                          f"{m.memory_mib:.1f}" if m.memory_mib is not None else "-",
                          pct(a.accuracy if a else None), pct(a.macro_f1 if a else None),
                          pct(a.agreement if a else None),
                          a.drop_points_vs_reference if a and a.drop_points_vs_reference is not None else "-",
@@ -176,6 +180,14 @@ class BenchReport(Result):
             lines = lines[:4] + ["## Headline", "", *[f"- {h}" for h in self.headline], ""] + lines[4:]
         lines += ["", f"Reference model: {self.reference}. Process peak RSS: {self.process_peak_rss_mib} MiB.", ""]
         return "\n".join(lines)
+
+
+def markdown_table(headers: list, rows: list[list]) -> str:
+    """The shared table, its cells' `|` escaped (`\\|`, as Markdown reads it): a header such as
+    "max |Δp|" or a model's path must stay one cell (report.html splits on unescaped bars)."""
+    def esc(cell) -> str:
+        return str(cell).replace("|", "\\|")
+    return _markdown_table([esc(h) for h in headers], [[esc(c) for c in row] for row in rows])
 
 
 def _invariance_cell(inv: Invariance | None) -> str:

@@ -33,17 +33,20 @@ def search(settings: SearchSettings, teacher: str, data: DataConfig, out: str | 
     check_output(out, [teacher, *data.files()], overwrite, published=False)
     with output_lock(out, "kdeploy search"):
         out.mkdir(parents=True, exist_ok=True)
-        _check_settings(out, settings, teacher, data)
-        return _search(settings, teacher, data, out)
+        stamp = _check_settings(out, settings, teacher, data)
+        return _search(settings, teacher, data, out, stamp)
 
 
-def _search(settings: SearchSettings, teacher: str, data: DataConfig, out: Path) -> SearchResult:
+def _search(settings: SearchSettings, teacher: str, data: DataConfig, out: Path,
+            stamp: dict | None = None) -> SearchResult:
     import optuna
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.NSGAIISampler(seed=settings.seed, population_size=max(4, min(10, settings.trials // 2)))
     study = _open_study(settings, out, sampler)
+    if stamp is not None:  # written only once every check has passed: a refused search leaves nothing to block a retry
+        write_json(out / STATE, stamp)
     worker, here = f"{socket.gethostname()}:{out.resolve()}", machine_key()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         # a shared study: only this worker's own trials (another worker may be running its own now)
@@ -154,8 +157,9 @@ def _retry_interrupted(study, trial, out: Path) -> None:
             shutil.rmtree(debris)
 
 
-def _check_settings(out: Path, settings: SearchSettings, teacher: str, data: DataConfig) -> None:
-    """A resumed study must be the same search: other settings would mix incomparable trials."""
+def _check_settings(out: Path, settings: SearchSettings, teacher: str, data: DataConfig) -> dict | None:
+    """A resumed study must be the same search: other settings would mix incomparable trials.
+    Returns the settings to stamp in a new search (None: resuming)."""
     stamp = out / STATE
     current = {k: v for k, v in to_dict(settings).items() if k not in ("trials", "minutes")}
     current = json.loads(json.dumps({**current, "teacher": teacher, "data": to_dict(data)}))
@@ -165,8 +169,8 @@ def _check_settings(out: Path, settings: SearchSettings, teacher: str, data: Dat
             changed = sorted(k for k in current if previous.get(k) != current[k])
             raise KdeployError(f"{out} holds a search with other settings ({', '.join(changed)}); "
                                "use another --out, or the same settings to resume it")
-    else:
-        write_json(stamp, current)
+        return None
+    return current
 
 
 def _row(t) -> TrialRow:
