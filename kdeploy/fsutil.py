@@ -259,14 +259,21 @@ def _release(fd: int) -> None:
         os.close(fd)
 
 
-def _read_holder(fd: int) -> str:
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        info = json.loads(os.read(fd, 4096).decode() or "{}")
-        return f"pid {info.get('pid', '?')} on {info.get('host', '?')}, `{info.get('command', '?')}`, " \
-               f"since {info.get('since', '?')}"
-    except (OSError, ValueError):
-        return "holder unknown"
+def _read_holder(fd: int, wait_s: float = 0.5) -> str:
+    """Who holds the lock. A holder that has just taken it may not have written its name yet
+    (the race once printed "pid ? on ?, `?`, since ?"): read again for a moment, then say so."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            info = json.loads(os.read(fd, 4096).decode() or "{}")
+        except (OSError, ValueError):  # half-written
+            info = {}
+        if {"pid", "host", "command", "since"} <= info.keys():
+            return f"pid {info['pid']} on {info['host']}, `{info['command']}`, since {info['since']}"
+        if time.monotonic() > deadline:
+            return "one that started a moment ago"
+        time.sleep(0.02)
 
 
 def sweep_leftovers(target: Path) -> list[str]:

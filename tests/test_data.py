@@ -209,3 +209,14 @@ def test_bbc_documents_are_read_as_written():
     texts = _read_texts(path)
     assert len(texts) == 1557 and texts == list(expected["text"])
     assert not any(t.startswith('"') and t.endswith('"') for t in texts)
+
+
+def test_a_score_task_finds_a_score_column_by_default(tmp_path):
+    """Issue 42 (minor): `--task regression` did not find a `score` column (STS-B's and SICK's name)."""
+    from kdeploy.data import DataConfig
+    from kdeploy.data.task import load_task_data
+
+    rows = "".join(f"a man plays {i}\ta woman sings {i}\t{i % 5}.5\n" for i in range(30))
+    (tmp_path / "train.tsv").write_text("sentence1\tsentence2\tscore\n" + rows)
+    task = load_task_data(DataConfig(train=str(tmp_path / "train.tsv"), task="regression"))
+    assert task.pairs and sorted(set(task.splits["train"]["label"]))[:2] == [0.5, 1.5]

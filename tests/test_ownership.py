@@ -88,3 +88,26 @@ def test_extract_to_never_overwrites_a_users_files(tmp_path, exported_tiny):
     assert again.predict(["good film"]) == first.predict(["good film"])
     with tarfile.open(result.archive) as tf:
         assert LEDGER not in {m.name.split("/")[-1] for m in tf.getmembers()}  # the ledger stays out of archives
+
+
+def test_a_lock_taken_a_moment_ago_is_named_as_such(tmp_path):
+    """Issue 42 (minor): a holder that had locked but not yet written its name was reported as
+    "pid ? on ?, `?`, since ?"."""
+    import fcntl
+    import os
+
+    from kdeploy.errors import KdeployError
+    from kdeploy.fsutil import lock_path, output_lock
+
+    target = tmp_path / "out"
+    path = lock_path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # locked, nothing written yet
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(KdeployError) as exc:
+            with output_lock(target, "kdeploy test"):
+                pass
+        assert "?" not in str(exc.value) and "started a moment ago" in str(exc.value)
+    finally:
+        os.close(fd)

@@ -179,3 +179,23 @@ def test_a_variant_keeps_the_recipes_settings_and_changes_only_what_it_is_told(t
     assert same.to_dict() == base.to_dict()
     demo = load_recipe(MODELS / "rotten_tomatoes_minilm.yaml")
     assert "finetune" not in variant(demo, teacher="runs/t").steps  # a given teacher replaces fine-tuning
+
+
+def test_a_relative_data_path_that_is_missing_says_where_it_was_looked_for(tmp_path, monkeypatch):
+    """Issue 42 (minor): a recipe's relative data path resolves against the current folder; the
+    error said only "file not found"."""
+    from kdeploy.errors import KdeployError
+    from kdeploy.pipeline import load_recipe
+    from kdeploy.pipeline.runner import run_recipe
+
+    (tmp_path / "recipes" / "data").mkdir(parents=True)
+    (tmp_path / "recipes" / "data" / "train.tsv").write_text("sentence\tlabel\na\t0\n")
+    recipe = tmp_path / "recipes" / "r.yaml"
+    recipe.write_text("name: r\ndata: {train: data/train.tsv}\nfinetune: {model: builtin:all-MiniLM-L6-v2}\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KdeployError) as exc:
+        run_recipe(load_recipe(recipe), out=tmp_path / "runs" / "r")
+    said = str(exc.value)
+    assert "data/train.tsv not found" in said and f"current folder, {tmp_path}" in said
+    assert f"run from {tmp_path / 'recipes'}" in said
+    assert not (tmp_path / "runs").exists()

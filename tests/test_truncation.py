@@ -345,3 +345,32 @@ def test_a_window_of_special_tokens_only_is_refused(toy_files, tmp_path, tiny_be
         distill(distill_settings(student={"layers": 1}, train={"epochs": 1, "max_length": 2}), teacher=str(tiny_bert),
                 data=data_of(toy_files), out=tmp_path / "student", cache_dir=cache_dir)
     assert not (tmp_path / "student").exists()
+
+
+def test_a_fractional_epoch_budget_is_not_overrun(toy_files, tmp_path, tiny_bert, cache_dir, capsys):
+    """Issue 42 (minor): --epochs 0.5 trained 0.6 of an epoch and printed "epoch 0.6/0.5"."""
+    import re
+
+    from kdeploy.distill.api import distill
+
+    record = distill(distill_settings(student={"layers": 1}, train={"epochs": 0.5, "batch_size": 32}),
+                     teacher=str(tiny_bert), data=data_of(toy_files), out=tmp_path / "student", cache_dir=cache_dir)
+    said = [float(e) for e in re.findall(r"epoch ([0-9.]+)/0\.5", capsys.readouterr().out)]
+    assert said and max(said) <= 0.5, said
+    assert record.epochs and max(e["epoch"] for e in record.epochs) <= 0.5
+
+
+def test_long_work_to_a_pipe_says_where_it_is(toy_files, tmp_path, tiny_bert, cache_dir, capsys, monkeypatch):
+    """Issue 42 (minor): with output to a file or a pipe, training and the probe printed nothing
+    for tens of minutes; now a line every KDEPLOY_PROGRESS_S seconds (0 here: every step)."""
+    import kdeploy.progress as progress
+    from kdeploy.distill.api import distill
+
+    monkeypatch.setattr(progress, "HEARTBEAT_S", 0.0)
+    distill(distill_settings(student={"layers": 1}, train={"epochs": 1}), teacher=str(tiny_bert),
+            data=data_of(toy_files), out=tmp_path / "student", cache_dir=cache_dir)
+    err = capsys.readouterr().err  # pytest's capture is not a terminal
+    assert "training steps: " in err and "/10 (" in err
+    beat = progress.Heartbeat("x", 4, every=0.0)
+    beat(2)
+    assert beat.line(beat.started + 60).startswith("x: 2/4 (50%), 1 min 00 s, about 1 min 00 s left")

@@ -15,6 +15,8 @@ from .labels import alignment, is_missing, label_key, label_space
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "sentence1")
 LABEL_COLUMNS = ("label", "labels", "category", "class", "target")
+# A score task's target: STS-B's and SICK's own column names first, then the classification names
+SCORE_COLUMNS = ("score", "similarity_score", "relatedness_score", "similarity", "relatedness") + LABEL_COLUMNS
 # Two text columns that make a pair when both are present (first match wins).
 PAIR_COLUMNS = (("sentence1", "sentence2"), ("premise", "hypothesis"), ("question1", "question2"),
                 ("query", "passage"), ("query", "document"), ("question", "answer"), ("question", "sentence"),
@@ -192,7 +194,7 @@ def _headerless(columns: dict) -> bool:
     """Whether a file's "column names" read like a row of data (a file with no header line):
     none is a known column name, and one is a number or holds a space."""
     names = [str(c) for c in columns]
-    known = set(TEXT_COLUMNS) | set(LABEL_COLUMNS) | {n for pair in PAIR_COLUMNS for n in pair}
+    known = set(TEXT_COLUMNS) | set(SCORE_COLUMNS) | {n for pair in PAIR_COLUMNS for n in pair}
     return not known & set(names) and any(" " in n.strip() or n.strip().lstrip("-").replace(".", "", 1).isdigit()
                                           for n in names)
 
@@ -237,7 +239,8 @@ def _check_texts(texts, column: str, where: str, cfg: DataConfig, second: bool) 
 def _parse_split(split: str, entry, cfg: DataConfig) -> tuple[list[str], list[str] | None, list, str] | None:
     columns, where = entry[0], entry[1]
     tcol, pcol = text_columns(columns, cfg, where)
-    lcol = _pick(columns, cfg.label_column, LABEL_COLUMNS, "label", where, "--label-column")
+    lcol = _pick(columns, cfg.label_column, SCORE_COLUMNS if cfg.task == "regression" else LABEL_COLUMNS,
+                 "score" if cfg.task == "regression" else "label", where, "--label-column")
     texts, labels = columns[tcol], columns[lcol]
     if len(texts) == 0:
         raise KdeployError(f"{where}: the {split} split is empty")

@@ -90,10 +90,14 @@ def _probed(settings: FinetuneSettings, built, tokenizer, task: TaskData, from_s
     what the probe measured; a model trained from scratch keeps its rate."""
     from dataclasses import replace
 
-    from ..console import say
-    from .lr_probe import probe_learning_rate
+    from ..console import note, say
+    from .lr_probe import PROBE_MIN_EXAMPLES, probe_learning_rate
 
     if not settings.learning_rate_probe or from_scratch:
+        return settings, None
+    if len(task.splits["train"]) < PROBE_MIN_EXAMPLES:
+        note(f"the learning-rate probe cannot tell rates apart on {len(task.splits['train'])} training examples "
+             f"(it needs {PROBE_MIN_EXAMPLES}); training at {settings.train.learning_rate:g}; --lr to choose one")
         return settings, None
     rate, measured = probe_learning_rate(built, tokenizer, task, settings.train)
     losses = ", ".join(f"{k} → {v}" for k, v in measured.items() if k not in ("examples", "seconds"))

@@ -10,9 +10,13 @@ import math
 
 import numpy as np
 
+from ..progress import progress_bar
+
 CANDIDATES = (2e-5, 5e-5, 1e-4)
 PROBE_EXAMPLES = 2000  # training examples each rate sees once
 PROBE_EVAL = 500  # validation examples it is scored on
+# below this, one pass is a handful of steps: the rates' losses differ by noise, not by rate
+PROBE_MIN_EXAMPLES = 64
 
 
 def probe_learning_rate(model, tokenizer, task, cfg, candidates=CANDIDATES) -> tuple[float, dict]:
@@ -27,12 +31,14 @@ def probe_learning_rate(model, tokenizer, task, cfg, candidates=CANDIDATES) -> t
     held = "validation" if "validation" in task.splits else "train"
     evaluate = np.arange(len(task.splits[held]))[:PROBE_EVAL]
     losses = {}
-    for rate in candidates:
-        torch.manual_seed(cfg.seed)
-        trial = copy.deepcopy(model)
-        _one_pass(trial, tokenizer, task, train, cfg, rate)
-        losses[rate] = _loss(trial, tokenizer, task, held, evaluate, cfg)
-        del trial
+    steps = math.ceil(len(train) / cfg.batch_size) + math.ceil(len(evaluate) / cfg.eval_batch_size)
+    with progress_bar("learning-rate probe", steps * len(candidates)) as advance:
+        for rate in candidates:
+            torch.manual_seed(cfg.seed)
+            trial = copy.deepcopy(model)
+            _one_pass(trial, tokenizer, task, train, cfg, rate, advance)
+            losses[rate] = _loss(trial, tokenizer, task, held, evaluate, cfg, advance)
+            del trial
     best = min(candidates, key=lambda r: (losses[r], r))
     return best, {**{f"{r:g}": round(v, 6) for r, v in losses.items()}, "examples": int(len(train)),
                   "seconds": round(time.perf_counter() - started, 1)}
@@ -50,7 +56,7 @@ def _batch(tokenizer, task, split, rows, cfg):
     return select_inputs(enc), torch.tensor([labels[i] for i in rows], dtype=dtype)
 
 
-def _one_pass(model, tokenizer, task, rows, cfg, rate: float) -> None:
+def _one_pass(model, tokenizer, task, rows, cfg, rate: float, advance=lambda n=1: None) -> None:
     """AdamW at `rate` after a 10% warm-up, one pass; a diverging rate stops early (its loss says so)."""
     import torch
 
@@ -62,6 +68,7 @@ def _one_pass(model, tokenizer, task, rows, cfg, rate: float) -> None:
     for start in range(0, len(rows), cfg.batch_size):
         inputs, labels = _batch(tokenizer, task, "train", rows[start:start + cfg.batch_size], cfg)
         loss = model(**inputs, labels=labels).loss
+        advance()
         if not torch.isfinite(loss):
             return
         loss.backward()
@@ -70,7 +77,7 @@ def _one_pass(model, tokenizer, task, rows, cfg, rate: float) -> None:
         optimiser.zero_grad()
 
 
-def _loss(model, tokenizer, task, split, rows, cfg) -> float:
+def _loss(model, tokenizer, task, split, rows, cfg, advance=lambda n=1: None) -> float:
     import torch
 
     model.eval()
@@ -81,5 +88,6 @@ def _loss(model, tokenizer, task, split, rows, cfg) -> float:
             inputs, labels = _batch(tokenizer, task, split, chunk, cfg)
             total += float(model(**inputs, labels=labels).loss) * len(chunk)
             count += len(chunk)
+            advance()
     value = total / max(count, 1)
     return value if math.isfinite(value) else float("inf")

@@ -151,6 +151,21 @@ class _EpochPrinter(TrainerCallback):
             f"validation accuracy {100 * metrics['eval_accuracy']:.2f}%, macro-F1 {100 * metrics['eval_macro_f1']:.2f}%")
 
 
+class _StepHeartbeat(TrainerCallback):
+    """Training steps to a file or a pipe: a line every ~30 s between the epoch lines (a long
+    epoch was minutes of silence in CI logs and under nohup)."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from ..progress import Heartbeat
+
+        self.beat = Heartbeat("training steps", state.max_steps)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.beat.done = state.global_step - 1
+            self.beat()
+
+
 class _QuietProgress(ProgressCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         pass
@@ -233,6 +248,30 @@ def training_arguments(cfg: TrainConfig, work_dir: Path) -> TrainingArguments:
     )
 
 
+def _readable_progress(trainer) -> None:
+    """The epoch lines instead of the Trainer's log dicts; a bar on a terminal, a heartbeat elsewhere."""
+    trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(_QuietProgress())
+    elif not sys.stderr.isatty():
+        trainer.add_callback(_StepHeartbeat())
+
+
+def within_budget(args: TrainingArguments, examples: int) -> TrainingArguments:
+    """A fractional --epochs as whole optimiser steps that stay within it: the Trainer rounds the
+    steps up (--epochs 0.5 trained 0.6 of an epoch and said "epoch 0.6/0.5")."""
+    import math
+
+    epochs = float(args.num_train_epochs)
+    if epochs == int(epochs) or args.max_steps > 0:
+        return args
+    world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    batches = math.ceil(examples / (args.per_device_train_batch_size * world))
+    per_epoch = max(1, batches // max(1, args.gradient_accumulation_steps))
+    args.max_steps = max(1, math.floor(epochs * per_epoch))
+    return args
+
+
 def last_checkpoint(work_dir: Path) -> str | None:
     """The newest *complete* checkpoint: one whose trainer_state.json (the Trainer writes it last)
     is there. A run interrupted while saving leaves a newer, partial folder, which resuming from
@@ -278,6 +317,7 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
         raise KdeployError(f"the model has {model.config.num_labels} outputs but the data has "
                            + ("one score per example" if data.task == "regression" else f"{data.num_labels} labels"))
     encoded = tokenize_splits(data.splits, tokenizer, cfg.max_length, teacher_logits, data.pair_truncation)
+    args = within_budget(args, len(encoded["train"]))
     timer = _EpochTimer()
     trainer = DistillTrainer(
         model=model,
@@ -293,9 +333,7 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
         loss=loss,
         layer_objective=layer_objective,
     )
-    trainer.remove_callback(PrinterCallback)
-    if trainer.pop_callback(ProgressCallback) is not None:
-        trainer.add_callback(_QuietProgress())
+    _readable_progress(trainer)
     resume_from = last_checkpoint(work_dir) if resume else None
     started = time.perf_counter()
     with eager_attention(model) if getattr(layer_objective, "needs_attentions", False) else contextlib.nullcontext():

@@ -36,6 +36,7 @@ class Recipe:
     data: DataConfig
     description: str = ""
     steps: dict[str, Step] = field(default_factory=dict)  # in the order of the stage table
+    source: str = ""  # the recipe file it was read from, for messages (never written back)
 
     def __post_init__(self) -> None:
         self.steps = {s.name: self.steps[s.name] for s in STAGES if s.name in self.steps}
@@ -115,7 +116,28 @@ def recipe_from_dict(raw: Any, where: str, default_name: str = "recipe") -> Reci
 
 def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
-    return recipe_from_dict(load_yaml(path, "recipe"), str(path), default_name=path.stem)
+    recipe = recipe_from_dict(load_yaml(path, "recipe"), str(path), default_name=path.stem)
+    recipe.source = str(path)
+    return recipe
+
+
+def check_data_files(recipe: Recipe) -> None:
+    """A missing data file, said with where a relative path was looked for (the current folder,
+    not the recipe's: `models/*.yaml` name `../shared/data/...` from the repository root)."""
+    for name in recipe.data.files():
+        path = Path(name)
+        if path.exists():
+            continue
+        where = recipe.source or f"recipe {recipe.name}"
+        if path.is_absolute():
+            raise KdeployError(f"{where}: data file {name} not found")
+        hint = f"relative paths in a recipe are read from the current folder, {Path.cwd()}"
+        if recipe.source and (Path(recipe.source).parent / path).exists():
+            hint += (f"; it is there beside the recipe: run from {Path(recipe.source).parent.resolve()}, "
+                     "or write the path from here or absolute")
+        else:
+            hint += "; run from the folder the recipe expects, or write the path absolute"
+        raise KdeployError(f"{where}: data file {name} not found ({hint})")
 
 
 def default_recipe_path() -> Path:

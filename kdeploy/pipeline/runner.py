@@ -18,7 +18,7 @@ from ..console import say
 from ..fsutil import check_output, output_lock, write_json
 from ..results import Result, metric_cells, metric_names
 from .digest import Contents, stage_digest
-from .recipe import Recipe
+from .recipe import Recipe, check_data_files
 from .stages import BY_NAME, STAGES, Stage, teachers_of
 
 RUN_STATE = "kdeploy-run.json"
@@ -130,6 +130,7 @@ def run_recipe(recipe: Recipe, out: str | Path | None = None, dry_run: bool = Fa
     callbacks) and `after`, a function called with the stage's result (it may raise to stop).
     """
     run_dir = Path(out) if out else Path("runs") / recipe.name
+    check_data_files(recipe)
     check_output(run_dir, recipe.data.files(), overwrite or _earlier_run_folder(run_dir), published=False)
     started = time.perf_counter()
     if dry_run:
