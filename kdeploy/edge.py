@@ -96,12 +96,30 @@ def read_e2e(bundle: Path, m: BundleManifest, model: str, provider: str, threads
              spin_wait: bool):
     """The onnx-e2e format's reader: text in, probabilities out; the tokenizer runs inside the
     graph as onnxruntime-extensions operators, on the CPU."""
-    from .modelio.onnx_session import create_session, extensions_library
+    from .modelio.onnx_session import create_session
 
     if provider != "cpu":
         raise BundleError(f"{bundle}: the e2e model's tokenizer ops run on the CPU; use provider cpu")
     return create_session(bundle / model, provider, threads, allow_fallback,
-                          (m.session or {}).get("disabled_optimizers"), custom_ops_library=extensions_library())
+                          (m.session or {}).get("disabled_optimizers"), custom_ops_library=quiet_extensions())
+
+
+def quiet_extensions() -> str:
+    """The onnxruntime-extensions op library, with the SentencePiece inside it told to keep its
+    LOG(INFO) lines ("precompiled_charsmap is empty ...", printed on stderr as a Unigram model
+    loads) to itself; warnings and errors still show. Its minimum level is a function of that
+    library and nothing else (no environment switch); onnxruntime loads the same file, so the
+    setting holds there. A build without the function is left as it is."""
+    import ctypes
+
+    from .modelio.onnx_session import extensions_library
+
+    library = extensions_library()
+    try:
+        ctypes.CDLL(library)._ZN13sentencepiece7logging14SetMinLogLevelEi(1)  # 1: LOG_WARNING
+    except (OSError, AttributeError):
+        pass
+    return library
 
 
 def _openvino_on_onnx(bundle: Path, model: str, threads: int | None):
@@ -116,6 +134,29 @@ def _openvino_on_onnx(bundle: Path, model: str, threads: int | None):
         hint = ("; this file uses onnxruntime's own integer operators: export with --int8-format qdq for one "
                 "int8 file that onnxruntime and OpenVINO both run") if "com.microsoft." in str(exc) else ""
         raise BundleError(f"{bundle}: {exc}{hint}") from None
+
+
+def _check_extract_to(target: Path, archive: Path) -> None:
+    """A file where the extraction folder (or one above it) should be is refused in one line,
+    not met as the operating system's NotADirectoryError halfway through."""
+    existing = next((p for p in (target, *target.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise BundleError(f"extract_to: {existing} is a file, not a folder; give a folder to extract {archive.name} "
+                          "into (or none: a temporary one)")
+
+
+def providers() -> tuple[str, ...]:
+    """What a bundle runs on: onnxruntime's providers (their one table, kdeploy.modelio.onnx_session)
+    and OpenVINO."""
+    from .modelio.onnx_session import PROVIDERS
+
+    return (*PROVIDERS, "openvino")
+
+
+def _check_provider(provider) -> None:
+    """An unknown provider is refused before the bundle is read, naming every one there is."""
+    if provider not in providers():
+        raise BundleError(f"unknown provider {provider!r}; choose from {', '.join(providers())}")
 
 
 class Predictor:
@@ -133,12 +174,15 @@ class Predictor:
             raise BundleError(f"model_format must be onnx or ort, got {model_format!r}")
         if expected_digest is not None:
             expected_digest = normal_digest(expected_digest)  # a malformed pin is refused before anything is read
+        _check_provider(provider)
         bundle = Path(bundle)
         if not bundle.exists():
             raise BundleError(f"{bundle}: no such bundle")
         self._tmp = None
         if bundle.is_file():
-            if extract_to is None:
+            if extract_to is not None:
+                _check_extract_to(Path(extract_to), bundle)
+            else:
                 self._tmp = tempfile.TemporaryDirectory(prefix="kdeploy-bundle-")
                 extract_to = self._tmp.name
             bundle = _extract(bundle, Path(extract_to), expected_digest)

@@ -269,3 +269,28 @@ def test_rss_growth_that_is_negative_is_not_reported(exported_tiny, monkeypatch)
     _compare(report.models, m)
     row = next(line for line in report.to_markdown().splitlines() if line.startswith("| m | 1.0"))
     assert row.split(" | ")[3] == "-" and "None" not in row
+
+
+def test_a_bundle_scores_data_by_its_own_label_names(exported_tiny, toy_files, tmp_path):
+    """A bundle has no config.json: bench took the data's label order as the bundle's, and scored
+    SST-2 against the demo bundle (fresh, rotten) as 11.37% where `predict --file` gave 88.63%.
+    Here the data names the tiny bundle's two labels in the other order: the accuracy bench reports
+    is the share of texts whose predicted label name is the gold name."""
+    from kdeploy.edge import Predictor
+    from kdeploy.package.bundle import package
+    from kdeploy.package.config import PackageSettings
+    from kdeploy.runtime.bench import bench
+
+    bundle = tmp_path / "bundle"
+    package(PackageSettings(archive=None), export_dir=exported_tiny, out=bundle)
+    labels = Predictor(bundle).labels
+    rows = [line.split("\t") for line in toy_files["test"].read_text().splitlines()[1:]]
+    rows = [r for r in rows if r[1] == labels[0]] + [r for r in rows if r[1] == labels[1]][:5]  # unbalanced
+    test = write_tsv(tmp_path / "test.tsv", [(t, gold) for t, gold in rows])
+    predicted = [r["label"] for r in Predictor(bundle).predict([t for t, _ in rows])]
+    expected = sum(p == gold for p, (_, gold) in zip(predicted, rows)) / len(rows)
+    inverted = sum(p != gold for p, (_, gold) in zip(predicted, rows)) / len(rows)
+    assert abs(expected - inverted) > 0.2  # the file tells a swapped mapping apart
+    report = bench(_settings(), models=[str(bundle)], out=tmp_path / "report",
+                   data=data_of({**toy_files, "test": test}, label_names=list(reversed(labels))))
+    assert report.models[0].accuracy.accuracy == pytest.approx(expected, abs=1e-9)

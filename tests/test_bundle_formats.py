@@ -231,6 +231,73 @@ def test_bench_times_bundles_end_to_end(bundles, tmp_path, toy_files):
     assert all(m.latency[1].p50_ms > 0 and m.latency[4].throughput_per_s > 0 for m in report.models)
 
 
+def _export_fp32(model: Path, out: Path, toy_files) -> Path:
+    from kdeploy.export.api import export
+    from kdeploy.export.config import ExportSettings
+
+    export(ExportSettings(optimize=None, quantize="none", max_length=64), model=model, out=out, data=data_of(toy_files))
+    return out
+
+
+def _python_and_e2e_agree(result, texts) -> None:
+    """The e2e gate passed on every text, and the e2e bundle answers what the python one does."""
+    e2e = next(r for r in [result, *result.others] if r.kind == "onnx-e2e")
+    assert e2e.e2e_parity["identical"] == e2e.e2e_parity["texts"] and e2e.e2e_parity["max_abs_diff"] <= 1e-5
+    np.testing.assert_allclose(_probabilities(Predictor(e2e.bundle), texts),
+                               _probabilities(Predictor(result.bundle), texts), atol=1e-5)
+
+
+def test_a_roberta_saved_the_ordinary_way_packages_as_e2e(tmp_path, toy_files):
+    """RobertaTokenizerFast(vocab_file=, merges_file=) + save_pretrained writes tokenizer_class
+    "RobertaTokenizer", as every fine-tuned RoBERTa's config says; the extensions' tokenizer.json
+    op knows no such class, and package died in its raw "Unknown tokenizer type" traceback."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaForSequenceClassification, RobertaTokenizerFast
+
+    from tiny_families import _corpus
+
+    model, raw = tmp_path / "roberta", tmp_path / "bpe"
+    raw.mkdir()
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(_corpus(), vocab_size=700, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(raw))
+    tok = RobertaTokenizerFast(vocab_file=str(raw / "vocab.json"), merges_file=str(raw / "merges.txt"))
+    if len(tok) != bpe.get_vocab_size():  # transformers 5 ignores the *_file names (5 tokens): its own names
+        tok = RobertaTokenizerFast(vocab=str(raw / "vocab.json"), merges=str(raw / "merges.txt"))
+    assert len(tok) == bpe.get_vocab_size() == 700
+    assert tok.tokenize(" film was good") == ["Ġfilm", "Ġwas", "Ġgood"]  # the trained vocabulary, merges too
+    tok.save_pretrained(model)
+    assert json.loads((model / "tokenizer_config.json").read_text())["tokenizer_class"] == "RobertaTokenizer"
+    config = RobertaConfig(vocab_size=len(tok), hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                           num_hidden_layers=2, max_position_embeddings=66, type_vocab_size=1, num_labels=2,
+                           pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
+                           id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
+    torch.manual_seed(0)
+    RobertaForSequenceClassification(config).save_pretrained(model)
+    onnx_dir = _export_fp32(model, tmp_path / "onnx", toy_files)
+    result = package(PackageSettings(formats=["python", "onnx-e2e"], archive=None), export_dir=onnx_dir,
+                     out=tmp_path / "bundle", data=data_of(toy_files))
+    _python_and_e2e_agree(result, TEXTS)
+
+
+def test_a_unigram_e2e_bundle_keeps_sentencepiece_quiet(tmp_path, toy_files):
+    """XLM-R as transformers 5 saves it (its tokenizer rebuilt: WhitespaceSplit, then Metaspace)
+    packages as e2e, and its bundle predicts without SentencePiece's LOG(INFO) lines on stderr."""
+    from tiny_families import build_teacher
+
+    onnx_dir = _export_fp32(build_teacher("xlm-roberta", tmp_path / "teacher"), tmp_path / "onnx", toy_files)
+    pre = json.loads((onnx_dir / "tokenizer.json").read_text())["pre_tokenizer"]
+    assert [p["type"] for p in pre.get("pretokenizers", [pre])] == ["WhitespaceSplit", "Metaspace"]
+    result = package(PackageSettings(formats=["python", "onnx-e2e"], archive=None), export_dir=onnx_dir,
+                     out=tmp_path / "bundle", data=data_of(toy_files))
+    _python_and_e2e_agree(result, TEXTS + ["  spaced   out\ttext ", "\u3000wide\u00a0space", " "])
+    out = subprocess.run([sys.executable, "-m", "kdeploy", "predict", result.others[0].bundle, "good film"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert json.loads(out.stdout)["label"] in ("negative", "positive")
+
+
 @pytest.mark.web
 def test_node_and_chromium_agree(exported_wordpiece, toy_files, tmp_path):
     """transformers.js in Node and in headless Chromium (bench/web_parity.py); needs

@@ -2,10 +2,12 @@
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,3 +181,75 @@ def test_package_and_predict_cli(export_dir, tmp_path):
 def test_package_needs_an_export_folder(tmp_path):
     with pytest.raises(KdeployError, match="no export_report.json"):
         package(PackageSettings(), export_dir=tmp_path, out=tmp_path / "b")
+
+
+def _cli(*args, cwd=None, umask=None):
+    return subprocess.run([sys.executable, "-m", "kdeploy", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, cwd=cwd, preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
+
+
+@pytest.mark.parametrize("out", [".", "./"])
+def test_package_into_the_current_folder_is_refused_in_one_line(export_dir, tmp_path, out):
+    """The archive's name (and OUT-FORMAT's) was built from --out before the current-folder check:
+    `--out .` died in a ValueError traceback; it gets the refusal export and bench give."""
+    for formats in ("python", "python,web"):
+        r = _cli("package", export_dir, "--out", out, "--format", formats, cwd=tmp_path)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.strip().splitlines() == [
+            "error: --out .: that is the current folder, one of its parents or the home folder; give a new folder "
+            "such as runs/out"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_packaged_file_follows_the_umask(export_dir, tmp_path):
+    """tokenizer.json was copied with its source's mode (0644 under umask 077)."""
+    (export_dir / "tokenizer.json").chmod(0o644)
+    r = _cli("package", export_dir, "--out", tmp_path / "b", "--ort-format", umask=0o077)
+    assert r.returncode == 0, r.stderr
+    written = [tmp_path / "b.tar.gz", tmp_path / "b", *(tmp_path / "b").rglob("*")]
+    modes = {p.name: p.stat().st_mode & 0o777 for p in written}
+    assert modes == {p.name: 0o700 if p.is_dir() else 0o600 for p in written}, modes
+    with tarfile.open(tmp_path / "b.tar.gz") as tf:
+        assert {m.name.split("/")[-1]: m.mode & 0o777 for m in tf.getmembers() if m.isfile()}["tokenizer.json"] == 0o600
+
+
+def test_repackaging_removes_only_its_own_stale_archive(export_dir, tmp_path, capsys):
+    """package --out b (int8, b.tar.gz), then --model-file model.onnx --archive zip: the int8
+    b.tar.gz beside the new fp32 folder was left, and `predict b.tar.gz` ran it. Removed when its
+    manifest is the one the folder held before; any other archive is left, and said."""
+    first = package(PackageSettings(), export_dir=export_dir, out=tmp_path / "b")
+    second = package(PackageSettings(model_file="model.onnx", archive="zip"), export_dir=export_dir,
+                     out=tmp_path / "b")
+    assert not Path(first.archive).exists() and Path(second.archive).is_file()
+    assert Predictor(second.archive).manifest.dtype == "fp32"
+    assert f"removed {first.archive}" in capsys.readouterr().err
+    package(PackageSettings(archive=None), export_dir=export_dir, out=tmp_path / "b")
+    assert not Path(second.archive).exists()  # --archive none: the zip of the replaced bundle goes too
+
+    # not provably this folder's: another bundle's archive, a user's file; both stay, said
+    other = package(PackageSettings(), export_dir=export_dir, out=tmp_path / "other")
+    shutil.copy(other.archive, tmp_path / "c.tar.gz")
+    (tmp_path / "c.zip").write_bytes(b"a user's own file")
+    capsys.readouterr()
+    package(PackageSettings(archive=None), export_dir=export_dir, out=tmp_path / "c")
+    assert (tmp_path / "c.tar.gz").is_file() and (tmp_path / "c.zip").read_bytes() == b"a user's own file"
+    err = capsys.readouterr().err
+    assert f"left {tmp_path / 'c.tar.gz'} as it is" in err and f"left {tmp_path / 'c.zip'} as it is" in err
+
+
+def test_extract_to_a_file_is_a_bundle_error(bundle, tmp_path):
+    _, result = bundle
+    (tmp_path / "a-file").write_text("mine")
+    for target in (tmp_path / "a-file", tmp_path / "a-file" / "below"):
+        with pytest.raises(BundleError, match="a-file is a file, not a folder"):
+            Predictor(result.archive, extract_to=target)
+    assert (tmp_path / "a-file").read_text() == "mine"
+
+
+def test_an_unknown_provider_lists_every_provider(bundle):
+    folder, _ = bundle
+    with pytest.raises(BundleError, match="unknown provider 'bogus'; choose from cpu, cuda, tensorrt, openvino"):
+        Predictor(folder, provider="bogus")
+    r = _cli("predict", folder, "--provider", "bogus", "good film")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: unknown provider 'bogus'; choose from cpu, cuda, tensorrt, openvino"]

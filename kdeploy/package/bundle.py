@@ -14,14 +14,15 @@ from ..errors import KdeployError
 from ..export.files import PREFERENCE
 from ..formats import FORMATS
 from ..configtools import to_dict
-from ..fsutil import atomic_dir, claimed_output, normal_permissions, write_text
-from ..manifest import BUNDLE_FORMAT, MANIFEST, BundleManifest, FileEntry, bundle_digest, verify_bundle
+from ..fsutil import atomic_dir, check_output, claimed_output, normal_permissions, write_text
+from ..manifest import (BUNDLE_FORMAT, LEGACY_MANIFEST, MANIFEST, BundleManifest, FileEntry, bundle_digest,
+                        verify_bundle)
 from ..modelio.exported import ExportedModel
 from ..modelio.record import read_config
 from ..modelio.sizes import mib
 from ..safety import sha256_of
 from .card import model_card
-from .config import PackageSettings
+from .config import ARCHIVES, PackageSettings
 from .result import PackageResult
 
 BUNDLE_MODEL = "model.onnx"  # a python bundle's model, whichever export file it came from
@@ -35,6 +36,8 @@ def package(settings: PackageSettings, export_dir: str | Path, out: str | Path, 
     from ..export.result import REPORT, ExportResult
 
     export_dir, out = Path(export_dir), Path(out)
+    # before any name is built from --out: "." has no name to put an archive or OUT-FORMAT beside it
+    check_output(out, [export_dir, report], overwrite)
     if not (export_dir / REPORT).is_file():
         raise KdeployError(f"{export_dir}: no {REPORT}; package a folder written by kdeploy export")
     if report is not None and not Path(report).is_file():
@@ -58,10 +61,12 @@ def _package_one(kind: str, settings: PackageSettings, export_dir: Path, export,
             _check_archive_target(archive, [export_dir, report], overwrite)
         manifest = _manifest(settings, export_dir, export, Path(report) if report else None)
         manifest.kind = kind
+        before = _manifest_bytes(out)
         with atomic_dir(out, overwrite=overwrite) as tmp:
             parity = _write_bundle(tmp, export_dir, manifest, settings, export, data)
         digest = bundle_digest((out / MANIFEST).read_bytes())
         written = _write_archive(out, archive) if archive else None
+        _drop_stale_archives(out, written, before)
     return PackageResult(bundle=str(out), bundle_mib=mib(out), digest=digest, manifest=manifest,
                          archive=str(written) if written else None, archive_mib=mib(written) if written else None,
                          kind=kind, e2e_parity=parity)
@@ -165,6 +170,9 @@ def _write_bundle(tmp: Path, export_dir: Path, manifest: BundleManifest, setting
     if source.suffix == ".xml" and manifest.kind != "python":
         raise KdeployError(f"--format {manifest.kind} needs an ONNX model; an OpenVINO IR is bundled only as python")
     names, parity = FORMATS[manifest.kind].write()(tmp, export_dir, source, manifest, settings, export, data)
+    for path in tmp.rglob("*"):  # a copied file keeps its source's mode: every file gets the umask's
+        if path.is_file() and not path.is_symlink():
+            normal_permissions(path)
     for n in names:
         manifest.files[n] = FileEntry(sha256=sha256_of(tmp / n), bytes=(tmp / n).stat().st_size)
     write_text(tmp / MANIFEST, manifest.to_json())
@@ -215,6 +223,37 @@ def gate_texts(export, data) -> tuple[list, str]:
     split = "validation" if "validation" in task.splits else next(iter(task.splits))
     texts = task.texts(split)
     return texts, f"the {split} split ({len(texts)} {'pairs' if task.pairs else 'texts'})"
+
+
+def _manifest_bytes(folder: Path) -> bytes | None:
+    """The manifest of the bundle `folder` holds now (before it is replaced), if any."""
+    try:
+        return (folder / MANIFEST).read_bytes() if (folder / MANIFEST).is_file() else None
+    except OSError:
+        return None
+
+
+def _drop_stale_archives(folder: Path, kept: Path | None, before: bytes | None) -> None:
+    """An archive beside the folder that is not the one just written would outlive its bundle
+    (`predict bundle.tar.gz` would run the old model without a word). It is removed when its
+    manifest is byte for byte the one the folder held before this run (kdeploy's archive of
+    that bundle); any other is never deleted, but said."""
+    from ..console import note
+    from ..safety import read_member
+
+    for path in (_archive_path(folder, kind) for kind in ARCHIVES):
+        if path == kept or path.is_symlink() or not path.is_file():
+            continue
+        try:
+            _, raw = read_member(path, {MANIFEST, LEGACY_MANIFEST})
+        except KdeployError:
+            raw = None
+        if raw is not None and raw == before:
+            path.unlink(missing_ok=True)
+            note(f"removed {path}: the archive of the bundle {folder} held before, which this run replaced")
+        else:
+            note(f"left {path} as it is: it is not the archive of the bundle just written, nor provably of the one "
+                 f"{folder} held before; move it away, or `kdeploy predict {path}` runs another bundle than {folder}")
 
 
 def _archive_path(folder: Path, kind: str | None) -> Path | None:

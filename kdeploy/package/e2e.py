@@ -159,8 +159,8 @@ def _fresh_prefix(taken: set[str]) -> str:
 
 def e2e_session(path: Path, threads: int | None = None, disabled_optimizers: list[str] | None = None):
     """An onnxruntime session for an e2e model (the extensions' custom ops registered)."""
+    from ..edge import quiet_extensions
     from ..modelio.onnx_session import create_session
-    from ..modelio.onnx_session import extensions_library
 
     return create_session(path, "cpu", threads, disabled_optimizers=disabled_optimizers,
-                          custom_ops_library=extensions_library())
+                          custom_ops_library=quiet_extensions())

@@ -42,7 +42,7 @@ def convert_to_ort(onnx_model: Path, out_dir: Path) -> list[str]:
         configs = sorted(dst.glob("*.config"))
         if not (dst / ORT_MODEL).is_file() or not configs:
             raise KdeployError(f"ORT-format conversion of {onnx_model.name} wrote no {ORT_MODEL}")
-        shutil.copy2(dst / ORT_MODEL, out_dir / ORT_MODEL)
+        shutil.copyfile(dst / ORT_MODEL, out_dir / ORT_MODEL)
         text = configs[0].read_text(encoding="utf-8")  # its header names the temporary path
         (out_dir / OPERATORS).write_text(text.replace(str(dst / ORT_MODEL), ORT_MODEL), encoding="utf-8")
     return [ORT_MODEL, OPERATORS]

@@ -56,23 +56,34 @@ def _before_nul(text, pairs: bool):
     return tuple(t.split("\x00")[0] for t in text) if pairs else text.split("\x00")[0]
 
 
+def _tokenizer_session(tokenizer_only, tokenizer_json: Path):
+    """The in-graph tokenizer alone; an op that will not load it (a tokenizer class or setting the
+    extensions do not know) is one line naming the file, not the extensions' raw traceback."""
+    import onnxruntime as ort
+
+    from ..edge import quiet_extensions
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.register_custom_ops_library(quiet_extensions())
+    try:
+        return ort.InferenceSession(tokenizer_only.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise KdeployError(f"{tokenizer_json}: the in-graph tokenizer (onnxruntime-extensions) cannot load it "
+                           f"({str(exc).splitlines()[0]}); package the python or web format instead") from None
+
+
 def check_e2e(e2e_model: Path, tokenizer_only, model_file: Path, tokenizer_json: Path, texts: list, source: str,
               max_length: int, pairs: bool = False, disabled_optimizers: list[str] | None = None,
               pair_truncation: str = "longest_first", threads: int | None = 2,
               truncation: str = "head") -> E2EParity:
     """Compare token ids (tokenizer-only graph vs `tokenizers`) and probabilities (e2e graph vs
     the plain ONNX model fed by `tokenizers`, one text at a time)."""
-    import onnxruntime as ort
-
     from ..modelio.onnx_session import create_session
     from ..progress import progress_bar
     from .e2e import e2e_session
-    from ..modelio.onnx_session import extensions_library
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.register_custom_ops_library(extensions_library())
-    tok_session = ort.InferenceSession(tokenizer_only.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    tok_session = _tokenizer_session(tokenizer_only, tokenizer_json)
     reference = reference_tokenizer(tokenizer_json, max_length, pair_truncation, truncation)
     e2e = e2e_session(e2e_model, threads, disabled_optimizers)
     plain = create_session(model_file, "cpu", threads, disabled_optimizers=disabled_optimizers)

@@ -7,9 +7,12 @@ empty text no <s> </s> (7 of 42 sample and hostile texts differed, 2026-12-06). 
 written with SentencePiece's whitespace clean-up off and no dummy prefix; `tokenizers`'
 Metaspace rule (a "▁" before a text that does not start with a space) is one regex node in front,
 and the normaliser's own `Replace` rules are regex nodes too, so the op sees the text `tokenizers`
-splits. What it cannot carry (another normaliser or pre-tokenizer, byte fallback, a pair
-template) is refused in one line before anything is built, and what is built is gated on token
-parity with `tokenizers` like every in-graph tokenizer.
+splits. A tokenizer that splits on whitespace before Metaspace (transformers 5 rebuilds XLM-R's and
+ALBERT's so: every such model it saves has it) gets SentencePiece's own rule instead: clean-up on,
+a dummy prefix, and one regex node that makes every Unicode whitespace run one space. What it
+cannot carry (another normaliser or pre-tokenizer, byte fallback, a pair template) is refused in
+one line before anything is built, and what is built is gated on token parity with `tokenizers`
+like every in-graph tokenizer.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from ..errors import KdeployError
 
 SPM_OP = "SentencepieceTokenizer"
 METASPACE = "\u2581"
+WHITE_SPACE = "[\\t-\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}]+"
 
 
 def sentencepiece_attributes(spec: dict, where: Path, max_length: int, pairs: bool = False) -> dict:
@@ -32,14 +36,27 @@ def sentencepiece_attributes(spec: dict, where: Path, max_length: int, pairs: bo
         raise KdeployError(f"{where}: a Unigram tokenizer with byte fallback is not built in the graph; package it as "
                            "python or web")
     replaces, charsmap = _normaliser(spec.get("normalizer"), where)
-    pre = spec.get("pre_tokenizer") or {}
-    if pre.get("type") != "Metaspace" or pre.get("replacement", METASPACE) != METASPACE or not pre.get("split", True) \
-            or pre.get("prepend_scheme", "always") not in ("always", "first"):
-        raise KdeployError(f"{where}: its pre-tokenizer ({pre.get('type')}) is not SentencePiece's Metaspace; the "
-                           "in-graph tokenizer cannot split as it does; package it as python or web")
+    words = _pre_tokenizer(spec.get("pre_tokenizer") or {}, where)
     bos, eos = _specials(spec, where)
-    return {"op": SPM_OP, "model": _model_proto(model, spec, bos, eos, charsmap), "replaces": replaces,
-            "max_length": int(max_length)}
+    return {"op": SPM_OP, "model": _model_proto(model, spec, bos, eos, charsmap, words), "replaces": replaces,
+            "words": words, "max_length": int(max_length)}
+
+
+def _pre_tokenizer(pre: dict, where: Path) -> bool:
+    """Whether the text is split into words first: Metaspace alone (False), or WhitespaceSplit then
+    Metaspace, as transformers 5 rebuilds every XLM-R and ALBERT tokenizer (True): SentencePiece's
+    own rule, which drops leading, trailing and repeated whitespace and puts "▁" before each word."""
+    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    kinds = [step.get("type") for step in steps]
+    words = kinds == ["WhitespaceSplit", "Metaspace"]
+    meta = steps[-1] if steps else {}
+    if kinds not in (["Metaspace"], ["WhitespaceSplit", "Metaspace"]) or not meta.get("split", True) \
+            or meta.get("replacement", METASPACE) != METASPACE \
+            or meta.get("prepend_scheme", "always") not in (("always",) if words else ("always", "first")):
+        raise KdeployError(f"{where}: its pre-tokenizer ({' + '.join(map(str, kinds)) or pre.get('type')}) is not "
+                           "SentencePiece's Metaspace; the in-graph tokenizer cannot split as it does; package it as "
+                           "python or web")
+    return words
 
 
 def _normaliser(normalizer: dict | None, where: Path) -> tuple[list[tuple[str, str]], bytes]:
@@ -84,8 +101,9 @@ def _specials(spec: dict, where: Path) -> tuple[int, int]:
                        "text; the in-graph tokenizer cannot add its special tokens")
 
 
-def _model_proto(model: dict, spec: dict, bos: int, eos: int, charsmap: bytes) -> bytes:
-    """A SentencePiece ModelProto with the same pieces, scores and ids, whitespace left alone."""
+def _model_proto(model: dict, spec: dict, bos: int, eos: int, charsmap: bytes, words: bool = False) -> bytes:
+    """A SentencePiece ModelProto with the same pieces, scores and ids; whitespace left alone, or
+    (`words`: WhitespaceSplit before Metaspace) SentencePiece's own clean-up and "▁" prefix."""
     from transformers.utils import sentencepiece_model_pb2_new as pb
 
     proto = pb.ModelProto()
@@ -103,15 +121,15 @@ def _model_proto(model: dict, spec: dict, bos: int, eos: int, charsmap: bytes) -
     norm = proto.normalizer_spec
     norm.name = "kdeploy" if charsmap else "identity"
     norm.precompiled_charsmap = charsmap
-    norm.add_dummy_prefix = False  # tokenizers' Metaspace prefix is a regex node in front
-    norm.remove_extra_whitespaces = False
+    norm.add_dummy_prefix = words  # else tokenizers' Metaspace prefix is a regex node in front
+    norm.remove_extra_whitespaces = words
     norm.escape_whitespaces = True
     return proto.SerializeToString()
 
 
 def sentencepiece_nodes(attributes: dict, text: str, p: str) -> tuple[list, str]:
     """Nodes from `text` (string [1]) to its ids ([L] int64, specials included): the normaliser's
-    Replace rules, the Metaspace prefix, then the op."""
+    Replace rules, the Metaspace prefix (or the whitespace runs made one space), then the op."""
     from onnx import TensorProto, helper
 
     def const(name, value, dtype=TensorProto.STRING):
@@ -119,11 +137,14 @@ def sentencepiece_nodes(attributes: dict, text: str, p: str) -> tuple[list, str]
         return helper.make_node("Constant", [], [p + name], value=helper.make_tensor(p + name + "_v", dtype, [1], raw))
 
     nodes, source = [], text
-    rules = list(attributes.get("replaces", [])) + [(f"^([^ {METASPACE}])", " \\1")]
+    # WhitespaceSplit splits on every Unicode White_Space character; the op cleans up spaces only
+    last = (WHITE_SPACE, " ") if attributes.get("words") else (f"^([^ {METASPACE}])", " \\1")
+    rules = list(attributes.get("replaces", [])) + [last]
     for k, (pattern, by) in enumerate(rules):
+        every = k < len(rules) - 1 or bool(attributes.get("words"))  # the prefix rule: once, at the start
         nodes += [const(f"re{k}", pattern), const(f"by{k}", by),
                   helper.make_node("StringRegexReplace", [source, p + f"re{k}", p + f"by{k}"], [p + f"text{k}"],
-                                   domain="ai.onnx.contrib", global_replace=int(k < len(rules) - 1))]
+                                   domain="ai.onnx.contrib", global_replace=int(every))]
         source = p + f"text{k}"
     flags = [("nbest", 0, TensorProto.INT64), ("alpha", 0.0, TensorProto.FLOAT), ("bos", True, TensorProto.BOOL),
              ("eos", True, TensorProto.BOOL), ("reverse", False, TensorProto.BOOL), ("fairseq", False, TensorProto.BOOL)]

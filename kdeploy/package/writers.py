@@ -21,14 +21,14 @@ def python(tmp: Path, export_dir: Path, source: Path, manifest: BundleManifest, 
     if source.suffix == ".xml":  # an OpenVINO IR: its labels were bound at export
         if settings.ort_format:
             raise KdeployError("--ort-format needs an ONNX model; an OpenVINO IR bundle cannot carry one")
-        shutil.copy2(source, tmp / "model.xml")
-        shutil.copy2(source.with_suffix(".bin"), tmp / "model.bin")
+        shutil.copyfile(source, tmp / "model.xml")
+        shutil.copyfile(source.with_suffix(".bin"), tmp / "model.bin")
         manifest.model, manifest.model_weights = "model.xml", "model.bin"
         manifest.runtime = {"name": "openvino", "precision": "bf16"}
-        shutil.copy2(export_dir / "tokenizer.json", tmp / "tokenizer.json")
+        shutil.copyfile(export_dir / "tokenizer.json", tmp / "tokenizer.json")
         return ["model.xml", "model.bin", "tokenizer.json"], None
     bind_labels(source, tmp / manifest.model, manifest.label_names)
-    shutil.copy2(export_dir / "tokenizer.json", tmp / "tokenizer.json")
+    shutil.copyfile(export_dir / "tokenizer.json", tmp / "tokenizer.json")
     names = [manifest.model, "tokenizer.json"]
     if settings.ort_format:
         names += convert_to_ort(tmp / manifest.model, tmp)
@@ -58,7 +58,7 @@ def e2e(tmp: Path, export_dir: Path, source: Path, manifest: BundleManifest, set
     if manifest.task == "regression":
         raise KdeployError("--format onnx-e2e ends in a softmax over classes; a score (regression) model is "
                            "bundled as python")
-    shutil.copy2(export_dir / "tokenizer.json", tmp / "tokenizer.json")  # what the graph's tokenizer came from
+    shutil.copyfile(export_dir / "tokenizer.json", tmp / "tokenizer.json")  # what the graph's tokenizer came from
     parity = _e2e_model(tmp, source, manifest, export, data)
     return [manifest.model, "tokenizer.json"], parity
 

@@ -86,10 +86,8 @@ def benchmark(settings: BenchSettings, models: list[str], data: DataConfig | Non
         values, work_done = _time(settings, candidates, texts, results)
         split = None
         if task is not None:
-            from ..modelio.record import label_names_in
-
             ref = next(c for c in candidates if c.name == reference)
-            task = task.aligned_to(label_names_in(ref.path if ref.path.is_dir() else ref.path.parent), "model")
+            task = task.aligned_to(_label_names(ref), "model")
             split = _score(settings, task, candidates, results, reference)
     peaks = _peaks(settings, threads)
     _efficiency(candidates, results, work_done, peaks)
@@ -105,6 +103,17 @@ def benchmark(settings: BenchSettings, models: list[str], data: DataConfig | Non
         machine_load=load.stop().to_dict())
     report.headline, report.verdicts = headline(report), baseline_verdicts(report)
     return values, report
+
+
+def _label_names(c) -> list[str] | None:
+    """The reference's labels in output order: a bundle's manifest (it has no config.json: the
+    SST-2 test file was scored against the demo bundle with its labels swapped), else the model's
+    config."""
+    from ..modelio.record import label_names_in
+
+    if c.kind == "bundle":
+        return list(c.keep.labels)
+    return label_names_in(c.path if c.path.is_dir() else c.path.parent)
 
 
 def _path_of(c: Candidate) -> str:
