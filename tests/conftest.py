@@ -4,8 +4,13 @@ Everything here runs offline in seconds; real-model tests are marked `real`.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -147,3 +152,101 @@ def finetune_settings(**kwargs):
 
     train = {**FAST, **kwargs.pop("train", {})}
     return settings_from(FinetuneSettings, {"train": train, **kwargs})
+
+
+# --- kdeploy used the way a hurried or hostile user would -----------------------------------
+# Every refusal is one CLI call that must end with exit 2 and one `error:` line (no traceback),
+# write nothing outside its target, leave no half-written output that looks complete, and leave
+# the user's files untouched.
+
+
+def cli(*args, cwd: Path | None = None, stdin: bytes | None = None, capfd=None) -> tuple[int, str, str]:
+    """The real entry point in a subprocess: exit code, stdout, stderr."""
+    env = {**os.environ, "KDEPLOY_CACHE": os.environ.get("KDEPLOY_CACHE", "/tmp/kdeploy-test-cache")}
+    result = subprocess.run([sys.executable, "-m", "kdeploy", *map(os.fsdecode, args)], capture_output=True,
+                            cwd=cwd, input=stdin, env=env, timeout=300)
+    return result.returncode, result.stdout.decode("utf-8", "replace"), result.stderr.decode("utf-8", "replace")
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file below `folder` with its content hash: to show nothing changed."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_one_error_line(code: int, err: str, message: str) -> None:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    assert lines and lines[-1].startswith("error: "), err
+    assert message in lines[-1], f"{message!r} not in {lines[-1]!r}"
+
+
+def assert_no_leftovers(out: Path) -> None:
+    siblings = [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+    assert not siblings, siblings
+
+
+def refused_cleanly(args: list[str], fill: dict, watched: list[Path], tmp_path: Path, message: str) -> None:
+    """One table row: exit 2 with one `error:` line, no `--out` and no temporary siblings, and
+    every watched folder (the user's models, bundles and data) byte-identical."""
+    before = [tree(folder) for folder in watched]
+    code, out, err = cli(*[a.format(**fill) for a in args], cwd=tmp_path)
+    assert_one_error_line(code, err, message)
+    assert not (tmp_path / "o").exists()
+    assert_no_leftovers(tmp_path / "o")
+    assert before == [tree(folder) for folder in watched]  # the user's files, untouched
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, exported_tiny) -> Path:
+    """A bundle of the int8 export (folder `B`, archive `B.tar.gz` beside it). Tests only read it."""
+    from kdeploy.package.bundle import package
+    from kdeploy.package.config import PackageSettings
+
+    out = tmp_path_factory.mktemp("hostile-bundle") / "B"
+    package(PackageSettings(), export_dir=exported_tiny, out=out)
+    return out
+
+
+def _record(folder: Path, pairs: bool) -> Path:
+    data = {"label_names": ["negative", "positive"], **({"pairs": True} if pairs else {})}
+    (folder / "kdeploy.json").write_text(json.dumps({"stage": "finetune", "data": data}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def hostile_world(tmp_path_factory, tiny_bert, toy_files) -> dict[str, Path]:
+    """Models, bundles and files a hostile user brings (issue 22), as placeholders for the CLI
+    refusal tables: {MR}/{MRP} the tiny teacher with a kdeploy record saying it reads one text /
+    pairs, {pairs} pair data labelled like the one-text task, {BP} a pair bundle, {empty} a
+    training file whose texts are all blank, {fifo} a named pipe, {badjsonl} a JSON Lines file
+    with one bad line (line 58), {nohead} a TSV with no header line, {ids} labels as ids 0..1."""
+    from kdeploy.data import DataConfig
+    from kdeploy.export.api import export
+    from kdeploy.export.config import ExportSettings
+    from kdeploy.package.bundle import package
+    from kdeploy.package.config import PackageSettings
+
+    d = tmp_path_factory.mktemp("hostile-world")
+    world = {"MR": _record(Path(shutil.copytree(tiny_bert, d / "MR")), pairs=False),
+             "MRP": _record(Path(shutil.copytree(tiny_bert, d / "MRP")), pairs=True)}
+    rows = make_sentences(80, 7)
+    world["pairs"] = d / "pairs.tsv"
+    world["pairs"].write_text("sentence1\tsentence2\tlabel\n" + "".join(
+        f"{rows[i][0]}\t{rows[i + 40][0]}\t{rows[i][1]}\n" for i in range(40)))
+    export(ExportSettings(optimize=None, quantize="int8", max_accuracy_drop=100), model=world["MRP"],
+           out=d / "XP", data=DataConfig(test=str(world["pairs"])))
+    world["BP"] = d / "BP"
+    package(PackageSettings(), export_dir=d / "XP", out=world["BP"])
+    world["empty"] = write_tsv(d / "empty.tsv", [(" ", "positive" if i % 2 else "negative") for i in range(60)])
+    world["fifo"] = d / "fifo.tsv"
+    os.mkfifo(world["fifo"])
+    lines = [json.dumps({"text": t, "label": label}) for t, label in make_sentences(100, 8)]
+    lines[57] = '{"text": "oops, "label": 1}'
+    world["badjsonl"] = d / "bad.jsonl"
+    world["badjsonl"].write_text("\n".join(lines) + "\n")
+    world["nohead"] = d / "nohead.tsv"
+    world["nohead"].write_text("".join(f"{i}\t{t}\t{label}\n" for i, (t, label) in enumerate(make_sentences(60, 9))))
+    world["ids"] = write_tsv(d / "ids.tsv", [(t, str(int(label == "positive"))) for t, label in make_sentences(60, 10)])
+    return world

@@ -13,6 +13,10 @@ from tiny_families import ARCHITECTURES, build_teacher
 
 #: what each architecture's e2e bundle does: "built" (gated on token parity) or the refusal's words
 E2E = {"wordpiece": "built", "wordpiece-roberta": "built", "bpe": "built", "unigram": "built"}
+# Saved through their own tokenizer classes (as real checkpoints are), transformers 5 gives ALBERT's
+# and DeBERTa-v2's SentencePiece tokenizers normaliser steps (NFKD, accents stripped, lower case;
+# NFC, Strip) that the in-graph tokenizer does not run: refused in one line, python and web work.
+E2E_REFUSED = {"albert": "normaliser step", "deberta-v2": "normaliser step"}
 WITH_TOKEN_TYPES = {"bert", "electra", "albert"}
 TEXTS = ["the film was good", "dull and tedious plot", "zzqx unseen words, naïve €", "a " * 80 + "good"]
 
@@ -52,7 +56,7 @@ def test_every_architecture_through_every_stage(arch, toy_files, tmp_path, cache
 
     bundles = {}
     for fmt in ("python", "onnx-e2e", "web"):
-        expected = E2E[ARCHITECTURES[arch][1]] if fmt == "onnx-e2e" else "built"
+        expected = E2E_REFUSED.get(arch, E2E[ARCHITECTURES[arch][1]]) if fmt == "onnx-e2e" else "built"
         if expected != "built":
             with pytest.raises(KdeployError, match=expected):
                 package(PackageSettings(formats=[fmt], archive=None), export_dir=tmp_path / "onnx",

@@ -220,3 +220,25 @@ def test_a_score_task_finds_a_score_column_by_default(tmp_path):
     (tmp_path / "train.tsv").write_text("sentence1\tsentence2\tscore\n" + rows)
     task = load_task_data(DataConfig(train=str(tmp_path / "train.tsv"), task="regression"))
     assert task.pairs and sorted(set(task.splits["train"]["label"]))[:2] == [0.5, 1.5]
+
+
+# --- odd training files: a class seen once, replacement characters already in the text -----
+
+def test_class_seen_once_still_carves_a_validation_split(tmp_path, capsys):
+    from kdeploy.data import DataConfig, load_task_data
+
+    rows = make_sentences(60) + [("a neutral film", "neutral")]
+    path = write_tsv(tmp_path / "t.tsv", rows)
+    data = load_task_data(DataConfig(train=str(path)))
+    assert sum(len(s) for s in data.splits.values()) == 61 and "neutral" in data.label_names
+    assert "without stratification" in capsys.readouterr().err
+
+
+def test_replacement_characters_already_in_the_text_are_kept_unless_refused(tmp_path):
+    from kdeploy.data import DataConfig, load_task_data
+    from kdeploy.errors import KdeployError
+
+    path = write_tsv(tmp_path / "t.tsv", [(t + " \ufffd", l) for t, l in make_sentences(40)])
+    assert load_task_data(DataConfig(train=str(path))).splits["train"][0]["text"].endswith("\ufffd")
+    with pytest.raises(KdeployError, match="holds U\\+FFFD"):
+        load_task_data(DataConfig(train=str(path), reject_replacement_characters=True))

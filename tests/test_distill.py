@@ -1,10 +1,15 @@
 """The distill stage end to end on tiny models: outputs, cached teacher logits, resume, students."""
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
+import yaml
 from transformers import AutoModelForSequenceClassification
 
-from conftest import data_of, distill_settings, finetune_settings
+from conftest import cli, data_of, distill_settings, finetune_settings
 from kdeploy.data import DataConfig
 from kdeploy.distill.api import distill, finetune
 from kdeploy.distill.config import DistillSettings, StudentConfig
@@ -232,3 +237,94 @@ def test_the_loss_is_chosen_by_name(teacher_dir, toy_files, tmp_path, cache_dir)
     record = distill(distill_settings(student={"kind": "layers", "layers": 1}, loss="logit-mse", train={"epochs": 1}),
                      teacher=str(teacher_dir), data=data_of(toy_files), out=tmp_path / "s")
     assert record.config["settings"]["loss"] == "logit-mse" and record.test.examples == 40
+
+
+# --- training gone wrong: divergence, interrupted saves and runs, fp16 on a CPU, odd students
+
+def test_training_that_diverges_stops_and_saves_nothing(tiny_bert, toy_files, tmp_path, cache_dir, monkeypatch):
+    from conftest import data_of, distill_settings
+    from kdeploy.distill import losses
+    from kdeploy.distill.api import distill
+    from kdeploy.distill.trainer import DivergedError
+
+    from kdeploy.distill import methods
+
+    real = losses.kd_loss
+    nan_loss = lambda *a, **k: real(*a, **k) * float("nan")  # noqa: E731
+    monkeypatch.setitem(methods.LOSSES, "kd", nan_loss)  # first: undone to the real loss, however it resolves
+    monkeypatch.setattr(losses, "kd_loss", nan_loss)
+    with pytest.raises(DivergedError, match="the loss became nan"):
+        distill(distill_settings(), teacher=str(tiny_bert), data=data_of(toy_files), out=tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+
+
+def test_resume_skips_a_checkpoint_interrupted_while_it_was_saved(tmp_path):
+    """Ctrl-C during a save leaves checkpoint-N without trainer_state.json (written last);
+    resuming from it crashed. The newest complete one is taken."""
+    from kdeploy.distill.trainer import last_checkpoint
+
+    folder = tmp_path / "checkpoints"
+    for step, complete in ((9, True), (10, True), (20, False)):
+        (folder / f"checkpoint-{step}").mkdir(parents=True)
+        if complete:
+            (folder / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path) == str(folder / "checkpoint-10")
+    (folder / "checkpoint-9" / "trainer_state.json").unlink()
+    (folder / "checkpoint-10" / "trainer_state.json").unlink()
+    assert last_checkpoint(tmp_path) is None
+
+
+def test_ctrl_c_during_run_says_so(tiny_base_bert, toy_files, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    fast = {"epochs": 50, "learning_rate": 3e-3, "batch_size": 16, "max_length": 32, "early_stopping": 0}  # a long run
+    recipe.write_text(yaml.safe_dump({"name": "r", "data": {k: str(v) for k, v in toy_files.items()},
+                                      "finetune": {"model": str(tiny_base_bert), "train": fast}}))
+    proc = subprocess.Popen([sys.executable, "-m", "kdeploy", "run", str(recipe), "--out", str(tmp_path / "run")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "KDEPLOY_CACHE": str(tmp_path / "cache")})
+    for line in iter(proc.stdout.readline, b""):  # wait until the first epoch's checkpoint is saved
+        if b"epoch 2/" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "error: interrupted" in err.decode() and b"Traceback" not in err
+    assert not (tmp_path / "run" / "teacher").exists()  # nothing that looks complete
+    assert (tmp_path / "run" / ".teacher.work" / "checkpoints").is_dir()  # but resumable
+    assert "--resume" not in err.decode() and "run the same command again to continue" in err.decode()
+    # issue 22 #10: the same command again resumes (the folder holds only kdeploy's own work)
+    code, out, err = cli("run", recipe, "--out", tmp_path / "run")
+    assert code == 0, err
+    assert "not written by kdeploy" not in err and (tmp_path / "run" / "teacher" / "kdeploy.json").is_file()
+
+
+def test_fp16_on_a_cpu_is_recorded_as_what_ran(tiny_bert, toy_files, tmp_path, cache_dir):  # issue 22 #7
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU fp16 does run")
+    code, out, err = cli("distill", "--teacher", tiny_bert, "--train", toy_files["train"], "--epochs", "1",
+                         "--mixed-precision", "fp16", "--out", tmp_path / "s")
+    assert code == 0, err
+    assert "--mixed-precision fp16 needs a CUDA GPU; training in fp32" in out + err
+    assert json.loads((tmp_path / "s" / "kdeploy.json").read_text())["precision"] == "fp32"
+
+
+def test_a_static_student_wider_than_its_teacher_is_capped(tiny_bert, toy_files, tmp_path, cache_dir):  # issue 22 #12
+    code, out, err = cli("distill", "--teacher", tiny_bert, "--train", toy_files["train"], "--epochs", "1",
+                         "--student", "static", "--out", tmp_path / "s")
+    assert code == 0, err
+    assert "embedding width 256 is wider than the teacher's static vectors can fill (32" in out + err
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["embedding_dim"] == 32
+
+
+def test_score_task_tables_say_pearson(tmp_path):  # issue 22 #20: Pearson r was shown under "val acc"
+    from kdeploy.distill.result import TrainingResult
+    from kdeploy.metrics import Scores
+
+    r = TrainingResult(stage="distill", model={"builder": "static"}, parameters=10, config={},
+                       validation=Scores(accuracy=0.81, macro_f1=0.79, metric="pearson"),
+                       test=Scores(accuracy=0.8, macro_f1=0.78, metric="pearson"))
+    headers, rows = r.table()
+    assert headers[1:4] == ["val Pearson r", "test Pearson r", "test Spearman ρ"]
+    assert rows[-1][1:4] == ["0.810", "0.800", "0.780"]

@@ -4,6 +4,7 @@ that merely held a report.json / bundle.json / kdeploy.json; Predictor(extract_t
 a user's files)."""
 from __future__ import annotations
 
+import os
 import tarfile
 
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from kdeploy.errors import KdeployError
 from kdeploy.fsutil import LEDGER, RECORD_FILES, atomic_dir, check_output, written_by_kdeploy
-from test_hostile_inputs import assert_one_error_line, cli, tree
+from conftest import assert_one_error_line, cli, tree
 
 
 def _user_folder(root, record: str):
@@ -111,3 +112,64 @@ def test_a_lock_taken_a_moment_ago_is_named_as_such(tmp_path):
         assert "?" not in str(exc.value) and "started a moment ago" in str(exc.value)
     finally:
         os.close(fd)
+
+
+# --- out folders kdeploy did not write, locks, stale temporaries, permissions, links ---------
+
+def test_out_that_kdeploy_did_not_write_is_refused_unless_overwrite(tiny_bert, toy_files, tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("my notes")
+    before = tree(notes)
+    code, _, err = cli("export", tiny_bert, "--out", notes, "--data", toy_files["test"], "--quantize", "none",
+                       "--optimize", "none")
+    assert_one_error_line(code, err, "was not written by kdeploy")
+    assert tree(notes) == before
+    code, _, err = cli("export", tiny_bert, "--out", notes, "--data", toy_files["test"], "--quantize", "none",
+                       "--optimize", "none", "--overwrite")
+    assert code == 0, err
+    assert (notes / "export_report.json").is_file() and not (notes / "todo.txt").exists()
+    code, _, err = cli("export", tiny_bert, "--out", notes, "--data", toy_files["test"], "--quantize", "none",
+                       "--optimize", "none")
+    assert code == 0, err  # kdeploy wrote it now: replaced without --overwrite
+
+
+def test_a_second_writer_is_told_who_holds_the_output(tiny_bert, toy_files, tmp_path):
+    from kdeploy.fsutil import output_lock
+
+    out = tmp_path / "student"
+    with output_lock(out, "kdeploy distill (the first run)"):
+        code, _, err = cli("distill", "--teacher", tiny_bert, "--train", toy_files["train"], "--out", out)
+    assert_one_error_line(code, err, "is being written by another kdeploy process")
+    assert f"pid {os.getpid()}" in err and "the first run" in err
+    assert not out.exists()
+
+
+def test_stale_temporary_folders_are_swept_by_the_next_run(tiny_bert, toy_files, tmp_path):
+    out = tmp_path / "onnx"
+    killed = tmp_path / ".onnx.tmp-killed"
+    killed.mkdir()
+    (killed / "model.onnx").write_bytes(b"x" * 1000)
+    code, _, err = cli("export", tiny_bert, "--out", out, "--data", toy_files["test"], "--quantize", "none")
+    assert code == 0, err
+    assert not killed.exists() and out.is_dir()
+
+
+def test_outputs_get_the_permissions_the_umask_gives(tiny_bundle):
+    archive = tiny_bundle.with_name("B.tar.gz")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert tiny_bundle.stat().st_mode & 0o777 == 0o777 & ~mask
+    assert (tiny_bundle / "bundle.json").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert archive.stat().st_mode & 0o777 == 0o666 & ~mask
+    with tarfile.open(archive) as tf:
+        modes = {m.name: m.mode & 0o777 for m in tf.getmembers()}
+    assert all(mode & 0o044 for mode in modes.values()), modes  # readable by a service user
+
+
+def test_an_out_that_is_a_symbolic_link_is_named_one(tiny_bundle, exported_tiny, tmp_path):  # issue 22 #24
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    code, _, err = cli("bench", f"{exported_tiny}/model.int8.onnx", "--out", tmp_path / "link")
+    assert_one_error_line(code, err, "is a symbolic link")
+    assert list((tmp_path / "real").iterdir()) == []

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FILLER, NEGATIVE, POSITIVE, distill_settings, finetune_settings
+from conftest import FILLER, NEGATIVE, POSITIVE, assert_one_error_line, cli, distill_settings, finetune_settings
 
 from kdeploy.data import DataConfig, load_task_data
 from kdeploy.errors import KdeployError
@@ -259,3 +259,19 @@ def test_pair_e2e_model_matches_python(tmp_path, pair_files):
     for pair in pairs:
         want, got = python.predict([pair], batch_size=1)[0], graph.predict([pair])[0]
         assert want["label"] == got["label"] and abs(want["score"] - got["score"]) <= 1e-5
+
+
+# --- a pair bundle from the CLI: bench on pair data, predict refuses a third field ----------
+
+def test_a_pair_bundle_benches_on_pair_data(hostile_world, tmp_path):  # issue 22 #15: was a TypeError
+    code, _, err = cli("bench", hostile_world["BP"], "--data", hostile_world["pairs"], "--out", tmp_path / "o")
+    assert code == 0, err
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["models"][0]["accuracy"]["examples"] == 40
+
+
+def test_pair_lines_with_a_third_field_are_refused(hostile_world):  # issue 22 #8: the label must not join the passage
+    code, _, err = cli("predict", hostile_world["BP"], stdin=b"great film\tlovely\tpositive\n")
+    assert_one_error_line(code, err, "this line has 3 tab-separated fields")
+    code, out, err = cli("predict", hostile_world["BP"], stdin=b"great film\tlovely movie\n")
+    assert code == 0 and json.loads(out)["text_pair"] == "lovely movie"

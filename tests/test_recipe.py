@@ -1,10 +1,12 @@
 """Recipes: validated before anything runs; re-runs skip finished stages."""
 import json
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import assert_one_error_line, cli
 from kdeploy.errors import KdeployError
 from kdeploy.pipeline import default_recipe_path, load_recipe, run_recipe
 
@@ -199,3 +201,67 @@ def test_a_relative_data_path_that_is_missing_says_where_it_was_looked_for(tmp_p
     assert "data/train.tsv not found" in said and f"current folder, {tmp_path}" in said
     assert f"run from {tmp_path / 'recipes'}" in said
     assert not (tmp_path / "runs").exists()
+
+
+# --- recipes through `kdeploy run`: type errors, alias bombs, lists of texts, the summary ---
+
+@pytest.mark.parametrize("section,message", [
+    ({"data": {"train": 5}, "distill": {"teacher": "t"}}, "data.train: expected text, got 5 (int)"),
+    ({"data": {"train": "t.tsv"}, "distill": 5}, "distill: expected a mapping of settings, got 5 (int)"),
+    ({"data": {"train": "t.tsv"}, "distill": {"teacher": "t", "train": {"batch_size": 2.5}}},
+     "distill.train.batch_size: expected a whole number, got 2.5"),
+    ({"data": {"train": "t.tsv"}, "distill": {"teacher": "t", "alpha": "high"}},
+     "distill.alpha: expected a number, got 'high'"),
+])
+def test_recipe_type_errors_refuse_the_run_in_one_line(section, message, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "r", **section}))
+    code, _, err = cli("run", recipe, "--out", tmp_path / "run")
+    assert_one_error_line(code, err, message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_recipe_alias_bomb_is_refused_at_once(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    recipe = tmp_path / "bomb.yaml"
+    recipe.write_text("\n".join(lines) + "\nname: x\ndata: {train: t.tsv, label_names: *a8}\n")
+    started = time.perf_counter()
+    code, _, err = cli("run", recipe, "--out", tmp_path / "run")
+    assert_one_error_line(code, err, "expands to more than")
+    assert time.perf_counter() - started < 30
+
+
+def test_a_recipe_list_of_texts_is_never_split_on_commas(tmp_path):  # issue 22 #6
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "r", "data": {"train": "t.tsv"}, "distill": {"teacher": "t"},
+                                      "package": {"sample_texts": "A gripping, beautiful film"}}))
+    code, _, err = cli("run", recipe, "--out", tmp_path / "run")
+    assert_one_error_line(code, err, "package.sample_texts: expected a list of text, got the single text")
+    from kdeploy.configtools import coerce
+
+    assert coerce("1,3", list[int], "layers") == [1, 3]  # numbers hold no commas: a CLI-style list is fine
+    assert coerce(["A gripping, beautiful film"], list[str], "s") == ["A gripping, beautiful film"]
+
+
+def test_dry_run_refuses_a_recipe_whose_data_is_missing(tmp_path):  # issue 22 #22
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "r", "data": {"train": str(tmp_path / "missing.tsv")},
+                                      "distill": {"teacher": "t"}}))
+    code, out, err = cli("run", recipe, "--dry-run")
+    assert_one_error_line(code, err, "missing.tsv not found")
+    assert "would run" not in out
+
+
+def test_run_summary_names_its_split_and_metric(tiny_bert, toy_files, tmp_path, cache_dir):  # issue 22 #20, #26
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "name": "r", "data": {"train": str(toy_files["train"]), "validation": str(toy_files["validation"])},
+        "distill": {"teacher": str(tiny_bert), "student": {"kind": "layers", "layers": 1}, "train": {"epochs": 1}},
+        "export": {"quantize": "int8", "max_accuracy_drop": 100},
+        "package": {"sample_texts": ["a lovely film", "dull and boring"]}}))
+    code, out, err = cli("run", recipe, "--out", tmp_path / "run")
+    assert code == 0, err
+    assert "r: validation split" in out and "validation acc" in out and "test acc" not in out
+    samples = out[out.index("student (bundle)"):].splitlines()[:3]
+    assert "teacher" in samples[0] and "lovely film" in samples[1] and samples[1].count("0.") >= 2  # both answers

@@ -5,10 +5,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
-from conftest import data_of, finetune_settings
+from conftest import cli, data_of, finetune_settings
 from kdeploy.distill.api import finetune
 from kdeploy.errors import KdeployError
 from kdeploy.pipeline import load_recipe
@@ -229,3 +230,36 @@ def test_a_refused_search_leaves_nothing_that_blocks_the_corrected_command(teach
     from kdeploy.search.api import _check_settings
 
     assert _check_settings(tmp_path / "s", _settings(4), str(teacher), data_of(toy_files)) is not None
+
+
+# --- search from the CLI: spaces without the default point, a killed trial -----------------
+
+@pytest.mark.parametrize("flags", [["--families", "static"], ["--layers", "1,3"], ["--heads", "0.25,0.5"]],
+                         ids=["families-static", "layers-1-3", "heads"])
+def test_search_spaces_without_the_default_point(flags, tiny_bert, toy_files, tmp_path, cache_dir):  # issue 22 #11
+    code, out, err = cli("search", "--teacher", tiny_bert, "--train", toy_files["train"], "--trials", "1",
+                         "--epochs", "1", *flags, "--out", tmp_path / "s")
+    assert code == 0, err
+    front = json.loads((tmp_path / "s" / "front.json").read_text())
+    assert front["trials"]["complete"] == 1 and front["trials"]["fail"] == 0
+
+
+def test_a_killed_search_retries_the_trial_and_sweeps_it(tiny_bert, toy_files, tmp_path, cache_dir):  # issue 22 #23
+    out = tmp_path / "s"
+    args = [sys.executable, "-m", "kdeploy", "search", "--teacher", str(tiny_bert), "--train",
+            str(toy_files["train"]), "--trials", "2", "--epochs", "3", "--out", str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "trials" / "001" / ".student.work").exists():
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert (out / "trials" / "001").exists(), "the search ended before its second trial could be killed"
+    code, _, err = cli("search", "--teacher", tiny_bert, "--train", toy_files["train"], "--trials", "2",
+                       "--epochs", "3", "--out", out)
+    assert code == 0, err
+    front = json.loads((out / "front.json").read_text())
+    assert front["trials"] == {"complete": 2, "pruned": 0, "fail": 0, "interrupted": 1}
+    debris = [str(p.relative_to(out)) for p in out.rglob("*")
+              if p.name.startswith(".") and p.name != ".kdeploy-output.json"]
+    assert not debris and not (out / "trials" / "001").exists()
