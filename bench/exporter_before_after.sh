@@ -22,10 +22,14 @@ from tiny_families import build_teacher
 for arch in ('roberta', 'xlm-roberta'):
     build_teacher(arch, Path('$ROOT/$OUT/models') / arch)")
 declare -A MODEL=([demo-student]="$STUDENT" [tiny-roberta]="$PWD/$OUT/models/roberta" [tiny-xlm-r]="$PWD/$OUT/models/xlm-roberta")
+# the tiny models are random and named negative/positive: SST-2's 0/1 labels (ids take a model's names)
+SST2=$ROOT/../shared/data/sst2
+declare -A DATA=([demo-student]="--dataset builtin:rotten_tomatoes" [tiny-roberta]="--train $SST2/dev.tsv --test $SST2/test.tsv"
+                 [tiny-xlm-r]="--train $SST2/dev.tsv --test $SST2/test.tsv")
 for name in demo-student tiny-roberta tiny-xlm-r; do
-  "$OLD/.venv/bin/kdeploy" export "${MODEL[$name]}" --dataset builtin:rotten_tomatoes --max-accuracy-drop 100 \
+  "$OLD/.venv/bin/kdeploy" export "${MODEL[$name]}" ${DATA[$name]} --max-accuracy-drop 100 \
     --out "$OUT/old-$name" > "$OUT/old-$name.log" 2>&1
-  .venv/bin/kdeploy export "${MODEL[$name]}" --dataset builtin:rotten_tomatoes --max-accuracy-drop 100 \
+  .venv/bin/kdeploy export "${MODEL[$name]}" ${DATA[$name]} --max-accuracy-drop 100 \
     --out "$OUT/new-$name" > "$OUT/new-$name.log" 2>&1
 done
 .venv/bin/python - "$OUT" "$OLD" <<'PY'
@@ -38,7 +42,7 @@ for name in ("demo-student", "tiny-roberta", "tiny-xlm-r"):
     for side in ("old", "new"):
         r = json.loads((out / f"{side}-{name}" / "export_report.json").read_text())
         par = r["parity"]
-        ver = r.get("environment", {}).get("versions", {}).get("transformers", "?")
+        ver = r.get("versions", {}).get("transformers", "?")
         int8 = next((f for f in r["files"] if "int8" in f), "-")
         acc = r.get("accuracy", {}).get("files", {}).get(int8, {})
         agree = acc.get("agreement")
