@@ -64,6 +64,7 @@ class BundleManifest:
     provider_advice: str = ""
     accuracy: dict | None = None
     accuracy_split: str | None = None
+    retention: dict | None = None  # the student against its teacher and the trivial answer (kdeploy.retention)
     parity: dict | None = None
     benchmark: dict | None = None
     provenance: dict = field(default_factory=dict)

@@ -69,7 +69,7 @@ def test_pair_columns_are_found_and_fingerprinted(pair_files, tmp_path):
 @pytest.mark.parametrize("flags, message", [
     (["--text-pair-column", "nope"], "no column 'nope'"),
     (["--label-column", "score"], "look like scores"),
-    (["--task", "regression"], "not a number"),
+    (["--task", "regression", "--label-column", "label"], "not a number"),
 ])
 def test_bad_pair_input_is_one_line(pair_files, tmp_path, tiny_base_bert, flags, message):
     run = subprocess.run([sys.executable, "-m", "kdeploy", "finetune", "--model", str(tiny_base_bert),

@@ -236,9 +236,13 @@ def server(bundles):
             pytest.fail("kdeploy serve did not become healthy in 180 s")
         yield {"url": url, "proc": proc}
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
+        if proc.poll() is None:  # a run that skipped the Ctrl-C test: stop it as a user would, then make sure
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(30)
 
 
 def call(url: str, body=None, key: str | None = KEY, raw: bytes | None = None, headers: dict | None = None):
@@ -376,6 +380,34 @@ def test_every_socket_of_the_server_is_on_loopback_and_private(server):
         assert any(a.stat().st_mode & 0o077 == 0 and a.stat().st_uid == os.getuid()
                    for a in (folder, *folder.parents) if a.exists()), f"{folder} is open to other users"
     assert not any("haproxy-serve" in str(f) for f in folders)
+
+
+def test_a_killed_servers_leftovers_are_swept_by_the_next_start(tmp_path, monkeypatch):
+    """A server killed outright (SIGKILL) cannot clean up: HAProxy outlived Ray, and the folder
+    stayed. The next local start removes folders marked as a server's whose server is gone, and
+    kills what still runs from them; a folder kdeploy did not mark stays."""
+    import tempfile
+
+    from kdeploy.serve import loopback
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / "kdeploy-stale"
+    (stale / "h").mkdir(parents=True)
+    (stale / "owner.json").write_text(json.dumps({"pid": int(dead.stdout), "kdeploy": "serve"}))
+    survivor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", str(stale / "h" / "haproxy.cfg")])
+    mine = tmp_path / "kdeploy-not-a-server"
+    mine.mkdir()
+    live = tmp_path / "kdeploy-live"
+    live.mkdir()
+    (live / "owner.json").write_text(json.dumps({"pid": os.getpid(), "kdeploy": "serve"}))
+    try:
+        assert loopback.sweep_stale() == [str(stale)]
+        assert survivor.wait(10) is not None  # killed
+    finally:
+        if survivor.poll() is None:
+            survivor.kill()
+    assert not stale.exists() and mine.exists() and live.exists()
 
 
 def _start(args: list[str], port: int, env: dict) -> tuple[subprocess.Popen, list[str]]:

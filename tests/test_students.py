@@ -147,7 +147,7 @@ def test_small_student_end_to_end(kind, tiny_bert, toy_files, tmp_path, cache_di
     from kdeploy.package.bundle import package
     from kdeploy.package.config import PackageSettings
 
-    student = {"kind": kind, "embedding_dim": 16, "hidden_size": 16, "num_filters": 8}
+    student = {"kind": kind, "embedding_dim": 16, **({"num_filters": 8} if kind == "cnn" else {"hidden_size": 16})}
     if kind == "static-normalized":
         student.update(kind="static", normalize=True)
     if kind == "static-weighted":

@@ -93,6 +93,7 @@ def package(
     archive: Annotated[Optional[str], typer.Option("--archive", help="tar.gz, zip or none.", show_default=shown(PackageSettings, "archive"))] = None,
     report: Annotated[Optional[Path], typer.Option("--report", help="A kdeploy bench report.json to record in the manifest.")] = None,
     ort_format: Annotated[bool, typer.Option("--ort-format", help="Also the ORT format (model.ort) for ONNX Runtime Mobile.")] = False,
+    allow_low_retention: Annotated[bool, typer.Option("--allow-low-retention", help="Bundle a student that kept less than half of its teacher's gain over the trivial answer (the verdict goes into the manifest and the card).")] = False,
     data_file: Annotated[Optional[str], typer.Option("--data", help="Labelled file whose texts the e2e gate compares (default: the student's validation split).", rich_help_panel="Data")] = None,
     overwrite: Overwrite = False, data_flags: dict | None = None,
 ) -> None:
@@ -102,7 +103,8 @@ def package(
     from ..package.bundle import package as run
 
     settings = settings_from(PackageSettings, {"model_file": model_file, "archive": archive,
-                                               "ort_format": ort_format or None, "formats": names(formats)})
+                                               "ort_format": ort_format or None, "formats": names(formats),
+                                               "allow_low_retention": allow_low_retention or None})
     data = eval_data(data_file, **data_flags)
     result = run(settings, export_dir=export_dir, out=out, report=report, data=data, overwrite=overwrite)
     for r in [result, *result.others]:

@@ -177,6 +177,7 @@ def export(
     atol: Annotated[Optional[float], typer.Option("--atol", help="Parity tolerance: max |logit difference| vs PyTorch.", rich_help_panel="Gates", show_default=shown(ExportSettings, "atol"))] = None,
     max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", help="Accuracy points a quantised model may lose.", rich_help_panel="Gates", show_default=shown(ExportSettings, "max_accuracy_drop"))] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", help="Default: the model's training max length.")] = None,
+    allow_low_retention: Annotated[bool, typer.Option("--allow-low-retention", help="Export a student that kept less than half of its teacher's gain over the trivial answer (its verdict is recorded).", rich_help_panel="Gates")] = False,
     data_file: Annotated[Optional[str], typer.Option("--data", help="A labelled evaluation file: parity inputs, calibration and the accuracy gate (never split).", rich_help_panel="Data")] = None,
     trust_remote_code: TrustRemote = False, overwrite: Overwrite = False, data_flags: dict | None = None,
 ) -> None:
@@ -189,6 +190,6 @@ def export(
         "calibration_samples": calibration_samples, "calibration_method": calibration_method, "opset": opset,
         "int8_format": int8_format,
         "atol": atol, "max_accuracy_drop": max_accuracy_drop, "max_length": max_length,
-        "trust_remote_code": trust_remote_code or None})
+        "allow_low_retention": allow_low_retention or None, "trust_remote_code": trust_remote_code or None})
     data = eval_data(data_file, **data_flags)
     run(settings, model=model, out=out, data=data, overwrite=overwrite).render(f"export → {out}")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..configtools import to_dict
-from ..console import main_process
+from ..console import main_process, say
 from ..data import DataConfig, TaskData, load_task_data
 from ..errors import KdeployError
 from ..fsutil import check_output, claimed_output
@@ -251,6 +251,7 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
         store, layer_record = _teacher_features(objective, teachers, names[0], student, train_set, settings, cache_dir,
                                                 args, timings)
         teachers.models.clear()  # free the teachers before training
+        record_task = task  # the labelled data as given (the transfer set adds the teacher's copies)
         trainer, fitted = fit(student, tokenizer, task.with_train(train_set), settings.train, args, work, resume,
                               teacher_logits=logits["train"] if settings.alpha > 0 else None, alpha=settings.alpha,
                               temperature=settings.temperature, layer_objective=objective, feature_store=store,
@@ -259,9 +260,22 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
             fitted, stage="distill", model={**described, "parameters": _parameters(student)},
             parameters=_parameters(student), config=config, data=task.summary(), teacher=mixed, teachers=members,
             alpha=settings.alpha, temperature=settings.temperature, teacher_logits_cached=hits,
-            training_examples=counts, timings=timings, layer_objective=layer_record)
+            training_examples=counts, timings=timings, layer_objective=layer_record,
+            retention=_retention(record_task, fitted, mixed))
+        if record.retention is not None:
+            say(record.retention.line())
         save_model(trainer, tokenizer, out, record, overwrite)
     return record
+
+
+def _retention(task: TaskData, fitted, teacher):
+    """The student's verdict on validation: against its teacher and the trivial answer."""
+    from ..retention import verdict
+
+    if "validation" not in task.splits or teacher is None:
+        return None
+    return verdict(fitted.validation, teacher.validation, task.splits["train"]["label"],
+                   task.splits["validation"]["label"], task.label_names, "validation")
 
 
 def _task_and_teachers(settings: DistillSettings, names: list[str], data: DataConfig):

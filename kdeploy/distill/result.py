@@ -7,6 +7,7 @@ from pathlib import Path
 from ..metrics import Scores
 from ..modelio.record import MODEL_RECORD
 from ..results import Result, metric_cells, metric_names
+from ..retention import Retention
 
 
 @dataclass
@@ -47,6 +48,7 @@ class TrainingResult(Result):
     layer_objective: dict | None = None
     layer_loss_means: dict[str, float] | None = None
     pruning: dict | None = None
+    retention: Retention | None = None  # the student against its teacher and the trivial answer (validation)
     learning_rate_probe: dict | None = None  # finetune given no rate: each rate's validation loss after the probe
     reference: dict | None = None  # logits of the model as training left it, on a few texts (checked on reload)
     versions: dict = field(default_factory=dict)

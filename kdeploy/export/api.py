@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..configtools import to_dict
+from ..console import say
 from ..data import FALLBACK_TEXTS, DataConfig, TaskData, data_still_there, load_task_data
 from ..errors import KdeployError
 from ..fsutil import atomic_dir, claimed_output
@@ -102,6 +103,9 @@ def export(settings: ExportSettings, model: str | Path, out: str | Path, data: D
             raise KdeployError("--openvino needs OpenVINO, which is not installed: pip install openvino "
                                "(or drop --openvino)")
     record = ModelRecord.of(model_dir)
+    if record.retention is not None:  # before any work: a student that learned little is not exported silently
+        say(record.retention.line())
+        record.retention.check(settings.allow_low_retention, str(model_dir))
     data = data or data_still_there(record.data_config)
     if settings.gated and data is None:
         raise KdeployError("quantised or fp16 exports are accuracy-gated: give labelled data (--data FILE, --test, "
@@ -163,6 +167,8 @@ def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: Data
         if reloaded is not None:
             result.provenance["reload_max_abs_diff"] = reloaded  # the model on disk vs as training left it
         result.data_fingerprint = data.fingerprint if data is not None else None
+        result.retention = record.retention
+        result.low_retention_allowed = True if record.retention is not None and not record.retention.passed else None
         result.versions, result.machine = library_versions(), machine()
         result.save(tmp / REPORT)
     return result

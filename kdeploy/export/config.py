@@ -55,6 +55,7 @@ class ExportSettings:
     max_accuracy_drop: float = 1.0  # points of accuracy a quantised file may lose
     max_length: int | None = None  # default: the model's training max length
     eval_split: str = "test"  # falls back to validation when absent
+    allow_low_retention: bool = False  # export a student below the retention floor anyway (its verdict travels with it)
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..metrics import Scores
 from ..modelio.invariance import Invariance
+from ..retention import Retention
 from ..results import Result, pct
 from .files import FileRole, role_of
 
@@ -95,6 +96,8 @@ class ExportResult(Result):
     timings: dict[str, float] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     data_fingerprint: str | None = None
+    retention: Retention | None = None  # the student's verdict, from its record
+    low_retention_allowed: bool | None = None  # shipped below the floor with --allow-low-retention
     versions: dict = field(default_factory=dict)
     machine: dict = field(default_factory=dict)
     title = "export"

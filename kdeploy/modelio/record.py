@@ -61,6 +61,18 @@ class ModelRecord:
         return self._at("data", "truncation")
 
     @property
+    def retention(self):
+        """The student's verdict against its teacher and the trivial answer (None: not a distilled
+        student, or a record from before verdicts)."""
+        from ..retention import Retention
+
+        raw = self._at("retention", kind=dict)
+        try:
+            return Retention(**raw) if raw else None
+        except TypeError:  # a hand-edited record: no verdict rather than a wrong one
+            return None
+
+    @property
     def pairs(self) -> bool | None:
         """Whether the training data were text pairs (None: the record does not say)."""
         return bool(self._at("data", "pairs", kind=bool)) if self._at("data", "label_names", kind=list) else None

@@ -14,6 +14,7 @@ from ..errors import KdeployError
 from ..export.files import PREFERENCE
 from ..formats import FORMATS
 from ..configtools import to_dict
+from ..console import say
 from ..fsutil import atomic_dir, check_output, claimed_output, normal_permissions, write_text
 from ..manifest import (BUNDLE_FORMAT, LEGACY_MANIFEST, MANIFEST, BundleManifest, FileEntry, bundle_digest,
                         verify_bundle)
@@ -43,6 +44,9 @@ def package(settings: PackageSettings, export_dir: str | Path, out: str | Path, 
     if report is not None and not Path(report).is_file():
         raise KdeployError(f"--report {report}: file not found (give a report.json written by kdeploy bench)")
     export = ExportResult.load(export_dir / REPORT)
+    if export.retention is not None:  # the export's --allow-low-retention carries over; said again here
+        say(export.retention.line())
+        export.retention.check(settings.allow_low_retention or bool(export.low_retention_allowed), str(export_dir))
     results = [_package_one(kind, settings, export_dir, export, folder, report, data, overwrite)
                for kind, folder in format_folders(out, settings.formats)]
     results[0].others = results[1:]
@@ -158,6 +162,8 @@ def _manifest(settings: PackageSettings, export_dir: Path, export, report: Path 
         accuracy={k: v for k, v in to_dict(scores).items() if v is not None} if scores else None, accuracy_split=export.accuracy.split if export.accuracy else None,
         parity={k: v.max_abs_diff for k, v in export.parity.items()},
         benchmark=_bench_figures(report, model_path) if report else None,
+        retention=({**to_dict(export.retention), "passed": export.retention.passed, "learned": export.retention.learned}
+                   if export.retention is not None else None),
         provenance={**export.provenance, "data_fingerprint": export.data_fingerprint,
                     "export_versions": export.versions, "package_versions": library_versions()})
 

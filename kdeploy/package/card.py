@@ -100,6 +100,15 @@ def model_card(m: BundleManifest) -> str:
                   f"(macro-F1 {100 * acc['macro_f1']:.2f}%; {acc.get('examples')} examples"
                   + (f"; {acc['drop_points']:.2f} points below the fp32 export" if acc.get("drop_points") is not None
                      else "") + ").", ""]
+    r = m.retention
+    if r:
+        learned = r.get("learned")
+        lines += [f"Retention on the {r.get('split')} split: {_figure(r, 'student')} against the teacher's "
+                  f"{_figure(r, 'teacher')} and {_figure(r, 'trivial')} for the trivial answer ({r.get('trivial_answer')})"
+                  + (f"; the student kept {100 * learned:.0f}% of the teacher's gain over it" if learned is not None
+                     else "") + "."
+                  + ("" if r.get("passed", True) else " **Below kdeploy's retention floor: shipped with "
+                     "`--allow-low-retention`; the student learned little of what its teacher knows.**"), ""]
     b = m.benchmark
     if b:
         for bs, s in b["latency"].items():
@@ -124,3 +133,10 @@ def model_card(m: BundleManifest) -> str:
               "digest (the sha256 of `bundle.json`, printed by `kdeploy package`) with "
               "`Predictor(path, expected_digest=...)` or `kdeploy predict --digest ...`.", ""]
     return "\n".join(lines)
+
+
+def _figure(r: dict, key: str) -> str:
+    value = r.get(key)
+    if value is None:
+        return "?"
+    return f"{100 * value:.2f}%" if r.get("metric") == "accuracy" else f"Pearson r {value:.3f}"

@@ -16,6 +16,7 @@ class PackageSettings:
     archive: str | None = "tar.gz"  # tar.gz, zip, or none
     ort_format: bool = False  # also model.ort (+ required_operators.config) for ONNX Runtime Mobile
     formats: list[str] = field(default_factory=lambda: ["python"])  # the first goes to --out, others to OUT-FORMAT
+    allow_low_retention: bool = False  # bundle a student below the retention floor (export may have allowed it already)
 
     def __post_init__(self) -> None:
         if self.archive is not None and str(self.archive).lower() in ("none", "no", ""):

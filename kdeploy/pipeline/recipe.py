@@ -36,7 +36,7 @@ class Recipe:
     data: DataConfig
     description: str = ""
     steps: dict[str, Step] = field(default_factory=dict)  # in the order of the stage table
-    source: str = ""  # the recipe file it was read from, for messages (never written back)
+    source: str = field(default="", compare=False)  # the recipe file it was read from, for messages (never written back)
 
     def __post_init__(self) -> None:
         self.steps = {s.name: self.steps[s.name] for s in STAGES if s.name in self.steps}

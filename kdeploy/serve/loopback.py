@@ -19,6 +19,7 @@ place that knows it:
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -30,6 +31,8 @@ from pathlib import Path
 from ..errors import KdeployError
 
 HOOK = "kdeploy.serve.loopback.setup_worker"
+PREFIX = "kdeploy-"
+OWNER = "owner.json"  # marks a folder as a local instance's, with the pid of the server that made it
 REPLICA_DIR_ENV = "KDEPLOY_SERVE_DIR"
 LOOPBACK_ADDRESSES = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
@@ -44,7 +47,9 @@ class LocalInstance:
     """The private folder and environment of one local Ray instance, and its clean stop."""
 
     def __init__(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="kdeploy-"))  # 0700: only this user
+        sweep_stale()
+        self.folder = Path(tempfile.mkdtemp(prefix=PREFIX))  # 0700: only this user
+        (self.folder / OWNER).write_text(json.dumps({"pid": os.getpid(), "kdeploy": "serve"}))
         # HAProxy's socket paths get Ray's 56-character node id inserted and may be 97 characters at most
         haproxy = self.folder / "h"
         if len(str(haproxy)) > 97 - len("/" + "0" * 56 + "/metrics.sock"):
@@ -107,6 +112,51 @@ class LocalInstance:
             psutil.wait_procs(alive, timeout=grace_s)
         shutil.rmtree(self.folder, ignore_errors=True)
         return killed
+
+
+def sweep_stale() -> list[str]:
+    """What a server killed outright (SIGKILL, a crash) left: the folders of local instances whose
+    server is gone (only folders kdeploy marked as its own, of this user), and any process still
+    running from one (HAProxy outlives a killed Ray). Run before each local start."""
+    import shutil
+
+    swept = []
+    for folder in Path(tempfile.gettempdir()).glob(PREFIX + "*"):
+        try:
+            owner = json.loads((folder / OWNER).read_text())
+            if folder.stat().st_uid != os.getuid() or owner.get("kdeploy") != "serve" or _alive(int(owner["pid"])):
+                continue
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        _kill_processes_of(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        swept.append(str(folder))
+    return swept
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_processes_of(folder: Path) -> None:
+    try:
+        import psutil
+    except ModuleNotFoundError:
+        return
+    mark = str(folder) + os.sep
+    for p in psutil.process_iter(["cmdline", "uids"]):
+        try:
+            if p.info["uids"] and p.info["uids"].real == os.getuid() and \
+                    any(mark in arg for arg in (p.info["cmdline"] or [])):
+                p.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
 
 
 def setup_worker() -> None:

@@ -1,0 +1,118 @@
+"""The retention verdict (issue 44): the student against its teacher and the trivial answer, in
+one line, recorded, and gating export and package unless --allow-low-retention."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from kdeploy.errors import KdeployError
+from kdeploy.metrics import Scores
+from kdeploy.retention import LEARNED_FLOOR, Retention, trivial_answer, verdict
+
+
+def test_the_trivial_answer_is_the_training_majority_scored_on_the_split():
+    share, answer = trivial_answer([1, 1, 0, 1], [0, 0, 1, 0], ["negative", "positive"], "accuracy")
+    assert (share, answer) == (0.25, "always positive")  # the training majority, however the split is made
+    assert trivial_answer([0.1, 3.0], [1.0, 2.0], ["score"], "pearson") == (0.0, "a constant score")
+    assert trivial_answer([0, 1], [0, 1], ["a", "b"], "accuracy")[1] == "always a"  # a tie: the first label
+
+
+@pytest.mark.parametrize("student, teacher, trivial, learned, passed", [
+    (0.8655, 0.8863, 0.499, 0.9463, True),   # SST-2, width student (bench/results/sst2_ladder.md, test)
+    (0.8533, 0.8583, 0.567, 0.9828, True),   # SICK entailment, 3 layers (sick_entailment.md, test)
+    (0.6481, 0.7826, 0.665, -0.1437, False),  # the unseen paraphrase task of issue 44 (test)
+    (0.70, 0.80, 0.60, 0.5, True),           # exactly at the floor
+    (0.51, 0.505, 0.50, None, True),         # the teacher learned nothing: no judgement
+])
+def test_golden_verdicts(student, teacher, trivial, learned, passed):
+    r = Retention("accuracy", "test", student, teacher, trivial, "always x")
+    assert (r.learned is None) == (learned is None)
+    if learned is not None:
+        assert r.learned == pytest.approx(learned, abs=1e-3)
+    assert r.passed is passed
+    line = r.line()
+    assert "\n" not in line and f"{100 * student:.2f}%" in line and f"{100 * trivial:.2f}%" in line
+    assert ("below the 50% floor" in line) is (not passed)
+
+
+def test_a_score_task_is_judged_on_pearson_from_zero():
+    r = verdict(Scores(0.40, 0.38, metric="pearson"), Scores(0.85, 0.80, metric="pearson"), [1.0, 2.0], [1.5, 3.0],
+                ["score"], "validation")
+    assert r.metric == "pearson" and r.trivial == 0.0 and r.learned == pytest.approx(0.40 / 0.85)
+    assert not r.passed and "r 0.400" in r.line() and LEARNED_FLOOR == 0.5
+
+
+def _student_with(tmp_path, tiny_bert, retention: Retention):
+    """A model folder whose record carries a verdict (as distill writes it)."""
+    from kdeploy.configtools import to_dict
+
+    folder = tmp_path / "student"
+    shutil.copytree(tiny_bert, folder)
+    (folder / "kdeploy.json").write_text(json.dumps({"stage": "distill", "retention": to_dict(retention)}))
+    return folder
+
+
+LOW = Retention("accuracy", "validation", 0.6740, 0.8120, 0.665, "always paraphrase")
+
+
+def test_export_and_package_refuse_a_student_that_learned_little_unless_allowed(tiny_bert, toy_files, tmp_path):
+    from conftest import data_of
+    from kdeploy.export.api import export
+    from kdeploy.export.config import ExportSettings
+    from kdeploy.manifest import BundleManifest
+    from kdeploy.package.bundle import package
+    from kdeploy.package.config import PackageSettings
+
+    student = _student_with(tmp_path, tiny_bert, LOW)
+    settings = dict(optimize=None, quantize="int8", max_accuracy_drop=100)
+    with pytest.raises(KdeployError, match=r"kept 6% of the teacher's gain.*--allow-low-retention"):
+        export(ExportSettings(**settings), model=student, out=tmp_path / "onnx", data=data_of(toy_files))
+    assert not (tmp_path / "onnx").exists()  # refused before any work
+
+    result = export(ExportSettings(**settings, allow_low_retention=True), model=student, out=tmp_path / "onnx",
+                    data=data_of(toy_files))
+    assert result.retention == LOW and result.low_retention_allowed
+    bundle = package(PackageSettings(archive=None), export_dir=tmp_path / "onnx", out=tmp_path / "bundle")
+    manifest = BundleManifest.parse((tmp_path / "bundle" / "bundle.json").read_bytes(), "bundle")
+    assert manifest.retention["passed"] is False and manifest.retention["learned"] == pytest.approx(LOW.learned)
+    card = (tmp_path / "bundle" / "README.md").read_text()
+    assert "Below kdeploy's retention floor" in card and "67.40%" in card
+
+
+def test_a_student_that_kept_what_its_teacher_learned_passes_silently_through(tiny_bert, toy_files, tmp_path):
+    from conftest import data_of
+    from kdeploy.export.api import export
+    from kdeploy.export.config import ExportSettings
+
+    good = Retention("accuracy", "validation", 0.86, 0.88, 0.50, "always positive")
+    student = _student_with(tmp_path, tiny_bert, good)
+    result = export(ExportSettings(optimize=None, quantize=None), model=student, out=tmp_path / "onnx",
+                    data=data_of(toy_files))
+    assert result.retention == good and not result.low_retention_allowed
+
+
+def test_distill_records_and_says_its_verdict(trained_teacher_for_retention, toy_files, tmp_path, cache_dir, capsys):
+    from conftest import data_of, distill_settings
+    from kdeploy.distill.api import distill
+    from kdeploy.distill.result import TrainingResult
+
+    record = distill(distill_settings(student={"layers": 1}), teacher=str(trained_teacher_for_retention),
+                     data=data_of(toy_files), out=tmp_path / "student", cache_dir=cache_dir)
+    r = record.retention
+    assert r is not None and r.split == "validation" and r.trivial_answer.startswith("always ")
+    assert r.student == pytest.approx(record.validation.accuracy) and r.teacher == pytest.approx(
+        record.teacher.validation.accuracy)
+    assert TrainingResult.of_folder(tmp_path / "student").retention == r  # recorded, typed
+    assert r.line() in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def trained_teacher_for_retention(tmp_path_factory, tiny_base_bert, toy_files):
+    from conftest import data_of, finetune_settings
+    from kdeploy.distill.api import finetune
+
+    out = tmp_path_factory.mktemp("retention") / "teacher"
+    finetune(finetune_settings(), model=str(tiny_base_bert), data=data_of(toy_files), out=out)
+    return out
