@@ -259,7 +259,28 @@ def test_a_killed_search_retries_the_trial_and_sweeps_it(tiny_bert, toy_files, t
                        "--epochs", "3", "--out", out)
     assert code == 0, err
     front = json.loads((out / "front.json").read_text())
-    assert front["trials"] == {"complete": 2, "pruned": 0, "fail": 0, "interrupted": 1}
+    assert front["trials"] == {"complete": 2, "pruned": 0, "fail": 0, "interrupted": 1, "low_retention": 0}
     debris = [str(p.relative_to(out)) for p in out.rglob("*")
               if p.name.startswith(".") and p.name != ".kdeploy-output.json"]
     assert not debris and not (out / "trials" / "001").exists()
+
+
+def test_a_fast_student_that_learned_nothing_is_kept_off_the_front():
+    """Issue 44: a trial whose student kept less than half of its teacher's gain over the trivial
+    answer is marked and never placed on the front as a fast model."""
+    from types import SimpleNamespace
+
+    from optuna.trial import TrialState
+
+    from kdeploy.search.api import summarise
+
+    def trial(number, accuracy, latency, low=False, baseline=False):
+        return SimpleNamespace(number=number, state=TrialState.COMPLETE, values=[accuracy, latency],
+                               params={"family": "layers", "layers": 2},
+                               user_attrs={"low_retention": low, "baseline": baseline})
+
+    study = SimpleNamespace(trials=[trial(0, 0.86, 2.0, baseline=True), trial(1, 0.85, 1.5),
+                                    trial(2, 0.67, 0.3, low=True)])
+    result = summarise(study)
+    assert [r.trial for r in result.front] == [1, 0]
+    assert any(r.trial == 2 and r.low_retention for r in result.all) and result.trials["low_retention"] == 1

@@ -89,6 +89,7 @@ def _search(settings: SearchSettings, teacher: str, data: DataConfig, out: Path,
 
 
 INTERRUPTED = "interrupted"
+LOW_RETENTION = "low_retention"
 WORKER, MACHINE = "worker", "machine"  # who ran a trial (host:out) and where it was timed
 
 
@@ -177,7 +178,8 @@ def _row(t) -> TrialRow:
     p = dict(t.params)
     return TrialRow(trial=t.number, family=p.pop("family", "layers"), accuracy=t.values[0], latency_ms=t.values[1],
                     throughput_bs32=t.user_attrs.get("throughput_bs32"), size_mib=t.user_attrs.get("size_mib"),
-                    baseline=bool(t.user_attrs.get("baseline")), params=p, machine=t.user_attrs.get(MACHINE))
+                    baseline=bool(t.user_attrs.get("baseline")), params=p, machine=t.user_attrs.get(MACHINE),
+                    low_retention=bool(t.user_attrs.get(LOW_RETENTION)))
 
 
 def pareto(rows: list[TrialRow]) -> list[TrialRow]:
@@ -197,7 +199,7 @@ def summarise(study, here: str | None = None) -> SearchResult:
     complete = [_row(t) for t in study.trials if t.state == TrialState.COMPLETE]
     local = [r for r in complete if here is None or r.machine in (None, here)]
     elsewhere = dict(Counter(r.machine for r in complete if here is not None and r.machine not in (None, here)))
-    front = pareto(local)
+    front = pareto([r for r in local if not r.low_retention])  # a fast student that learned nothing is no choice
     baseline = next((r for r in local if r.baseline), None)
     better = [r for r in front if baseline and not r.baseline and r.latency_ms < baseline.latency_ms
               and r.accuracy >= baseline.accuracy]
@@ -216,6 +218,7 @@ def summarise(study, here: str | None = None) -> SearchResult:
     counts = {s.name.lower(): sum(t.state == s and not t.user_attrs.get(INTERRUPTED) for t in study.trials)
               for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     counts["interrupted"] = sum(bool(t.user_attrs.get(INTERRUPTED)) for t in study.trials)
+    counts["low_retention"] = sum(r.low_retention for r in local)  # complete, but off the front
     return SearchResult(front=front, baseline=baseline, faster_at_no_lower_accuracy=better, verdict=verdict,
                         trials=counts, all=local, machine=here, other_machines=elsewhere)
 

@@ -20,6 +20,7 @@ class TrialRow:
     params: dict = field(default_factory=dict)  # the family's knobs, alpha, temperature, learning rate
     recipe: str | None = None
     machine: str | None = None  # where its latency was measured (a shared study has several)
+    low_retention: bool = False  # kept less than half of its teacher's gain over the trivial answer: off the front
 
     def knobs(self) -> str:
         shown = {k: v for k, v in self.params.items() if k not in ("alpha", "temperature")}

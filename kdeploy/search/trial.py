@@ -60,7 +60,9 @@ def trial_recipe(number: int, params: dict, settings: SearchSettings, teacher: s
     if heads or ffn or vocab:
         steps["prune"] = Step(PruneSettings(vocab=vocab, heads=heads, ffn=ffn, recover_epochs=settings.recover_epochs,
                                             seed=settings.seed, max_length=settings.max_length), PruneInputs())
-    steps["export"] = Step(ExportSettings(optimize="O2", quantize="int8", max_accuracy_drop=100.0), ExportInputs())
+    # a trial's student that learned little is exported all the same and marked (kept off the front)
+    steps["export"] = Step(ExportSettings(optimize="O2", quantize="int8", max_accuracy_drop=100.0,
+                                          allow_low_retention=True), ExportInputs())
     steps["bench"] = Step(BenchSettings(split="validation", batch_sizes=[1, 32], iterations=settings.latency_iterations,
                                         warmup=5, rounds=3, threads=settings.threads, peaks=False),
                           BenchInputs(models=["int8"]))
@@ -122,6 +124,9 @@ def run_trial(trial, settings: SearchSettings, teacher: str, data: DataConfig, o
     def after_distill(result):
         trial.set_user_attr("first_epoch_accuracy", stop.first_epoch)
         trial.set_user_attr("student_validation_accuracy", result.validation.accuracy if result.validation else None)
+        if result.retention is not None:
+            trial.set_user_attr("retention_learned", result.retention.learned)
+            trial.set_user_attr("low_retention", not result.retention.passed)
         if stop.stopped:
             raise optuna.TrialPruned(f"first-epoch accuracy {stop.first_epoch:.4f} far below the median")
 
