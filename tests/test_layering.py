@@ -23,6 +23,7 @@ ALLOWED_ACROSS = {
     ("package", "kdeploy.export.result"): "a bundle is made from an export folder's record",
     ("package", "kdeploy.export.files"): "a bundle takes an export file by its role",
     ("runtime", "kdeploy.export.files"): "an export file's fp32 sibling, by its role",
+    ("runtime", "kdeploy.export.result"): "a student's retention verdict, from its export report",
     ("package", "kdeploy.runtime.result"): "a bench report's figures go into the manifest",
 }
 

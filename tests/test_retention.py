@@ -80,6 +80,14 @@ def test_export_and_package_refuse_a_student_that_learned_little_unless_allowed(
     card = (tmp_path / "bundle" / "README.md").read_text()
     assert "Below kdeploy's retention floor" in card and "67.40%" in card
 
+    from kdeploy.runtime.bench import bench
+    from kdeploy.runtime.config import BenchSettings
+
+    report = bench(BenchSettings(batch_sizes=[1], iterations=3, warmup=0, threads=1, peaks=False),
+                   models=[str(tmp_path / "onnx" / "model.int8.onnx"), str(tmp_path / "bundle")], out=tmp_path / "r",
+                   data=data_of(toy_files))
+    assert all(any("kept 6% of the teacher's gain" in n for n in m.notes) for m in report.models)  # beside its figures
+
 
 def test_a_student_that_kept_what_its_teacher_learned_passes_silently_through(tiny_bert, toy_files, tmp_path):
     from conftest import data_of

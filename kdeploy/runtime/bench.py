@@ -78,6 +78,7 @@ def benchmark(settings: BenchSettings, models: list[str], data: DataConfig | Non
             ref = next(c for c in candidates if c.name == reference)
             candidates += make_baselines(settings, task, ref, encoder, threads, Path(work), skipped, exports)
         _text_in_notes(settings, candidates)
+        _retention_notes(candidates)
         results = {c.name: ModelBench(name=c.name, kind=c.kind, path=_path_of(c), size_mib=c.size_mib,
                                       provider=c.provider, provider_requested=settings.provider, threads=c.threads,
                                       memory_mib=c.memory_mib, notes=c.notes, precision=c.precision, origin=c.origin,
@@ -120,6 +121,33 @@ def _path_of(c: Candidate) -> str:
     """A baseline lives in a temporary folder while it is timed: `bench` records where its files
     are kept (the report's baselines/<name>/), `benchmark` alone keeps none."""
     return "" if c.kind.startswith("baseline-") else str(c.path)
+
+
+def _retention_notes(candidates: list[Candidate]) -> None:
+    """A student's verdict (against its teacher and the trivial answer) beside its figures: from
+    its record (a model folder), its export report, or its bundle's manifest."""
+    from ..errors import KdeployError
+    from ..export.result import REPORT, ExportResult
+    from ..modelio.record import ModelRecord
+    from ..retention import Retention
+
+    for c in candidates:
+        if c.kind.startswith("baseline-"):
+            continue
+        if c.kind == "bundle":
+            raw = getattr(c.keep.manifest, "retention", None) or {}
+            known = {k: raw.get(k) for k in ("metric", "split", "student", "teacher", "trivial", "trivial_answer")}
+            verdict = Retention(**known) if None not in known.values() else None
+        else:
+            folder = c.path if c.path.is_dir() else c.path.parent
+            verdict = ModelRecord.of(folder).retention
+            if verdict is None and (folder / REPORT).is_file():
+                try:
+                    verdict = ExportResult.of_folder(folder).retention
+                except KdeployError:  # a report kdeploy cannot read: no verdict rather than a wrong one
+                    verdict = None
+        if verdict is not None:
+            c.notes.append(verdict.line())
 
 
 def _text_in_notes(settings: BenchSettings, candidates: list[Candidate]) -> None:
