@@ -132,8 +132,8 @@ def _retention_notes(candidates: list[Candidate]) -> None:
     from ..retention import Retention
 
     for c in candidates:
-        if c.kind.startswith("baseline-"):
-            continue
+        if c.kind.startswith("baseline-") or (c.kind != "bundle" and not Path(c.path).exists()):
+            continue  # a baseline, or a hub id: no record of kdeploy's beside it
         if c.kind == "bundle":
             raw = getattr(c.keep.manifest, "retention", None) or {}
             known = {k: raw.get(k) for k in ("metric", "split", "student", "teacher", "trivial", "trivial_answer")}
