@@ -402,12 +402,41 @@ def test_a_killed_servers_leftovers_are_swept_by_the_next_start(tmp_path, monkey
     live.mkdir()
     (live / "owner.json").write_text(json.dumps({"pid": os.getpid(), "kdeploy": "serve"}))
     try:
-        assert loopback.sweep_stale() == [str(stale)]
+        assert str(stale) in loopback.sweep_stale()
         assert survivor.wait(10) is not None  # killed
     finally:
         if survivor.poll() is None:
             survivor.kill()
     assert not stale.exists() and mine.exists() and live.exists()
+
+
+def test_a_stop_kills_only_the_instances_processes(tmp_path, monkeypatch):
+    """The clean-up kills what Ray left running, never another subprocess of the application that
+    called serve_bundles: only this process's children that name the instance's folder (Ray's
+    daemons) and what they started."""
+    import tempfile
+
+    pytest.importorskip("psutil")
+    from kdeploy.serve.loopback import LocalInstance
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # too long for HAProxy: /tmp is used instead
+    local = LocalInstance()
+    assert local.folder.parent == Path("/tmp")
+    sleeper = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); time.sleep(120)"
+    daemon = subprocess.Popen([sys.executable, "-c", sleeper, f"--session-dir={local.folder}/ray"])
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        time.sleep(1.0)  # the daemon's own child is up
+        local.remember_children()
+        assert daemon.pid in local.pids and len(local.pids) == 2 and bystander.pid not in local.pids
+        daemon.terminate()  # as ray.shutdown() does; its child is left behind, as Ray's agents were
+        local.clean_up(grace_s=1.0)
+        assert bystander.poll() is None and not local.folder.exists()
+        assert _gone(local.pids - {daemon.pid}, 10) == set()
+    finally:
+        for proc in (daemon, bystander):
+            if proc.poll() is None:
+                proc.kill()
 
 
 def _start(args: list[str], port: int, env: dict) -> tuple[subprocess.Popen, list[str]]:

@@ -48,13 +48,9 @@ class LocalInstance:
 
     def __init__(self) -> None:
         sweep_stale()
-        self.folder = Path(tempfile.mkdtemp(prefix=PREFIX))  # 0700: only this user
+        self.folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=_base()))  # 0700: only this user
         (self.folder / OWNER).write_text(json.dumps({"pid": os.getpid(), "kdeploy": "serve"}))
-        # HAProxy's socket paths get Ray's 56-character node id inserted and may be 97 characters at most
         haproxy = self.folder / "h"
-        if len(str(haproxy)) > 97 - len("/" + "0" * 56 + "/metrics.sock"):
-            raise KdeployError(f"the temporary folder {tempfile.gettempdir()} has too long a path for HAProxy's "
-                               "sockets; set TMPDIR to a shorter one (e.g. /tmp)")
         self.env = {
             REPLICA_DIR_ENV: str(self.folder),  # the replicas' copies of the bundles go here too
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
@@ -79,12 +75,21 @@ class LocalInstance:
         setup_worker()
 
     def remember_children(self) -> None:
-        """Every process started under this one so far (Ray's daemons, workers, HAProxy)."""
+        """The processes of this instance started so far: Ray's daemons (this process's children
+        that name the instance's folder on their command line: gcs_server, raylet, agents) and all
+        they started (workers, HAProxy). Nothing else this process runs: an application that
+        calls `serve_bundles` keeps its own subprocesses."""
         try:
             import psutil
         except ModuleNotFoundError:
             return
-        self.pids.update(p.pid for p in psutil.Process().children(recursive=True))
+        mark = str(self.folder)
+        for child in psutil.Process().children():
+            try:
+                if any(mark in arg for arg in child.cmdline()):
+                    self.pids.update([child.pid, *(p.pid for p in child.children(recursive=True))])
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
 
     def clean_up(self, grace_s: float = 5.0) -> list[str]:
         """After `ray.shutdown()`: any process of this instance still running is killed (Ray's
@@ -114,6 +119,21 @@ class LocalInstance:
         return killed
 
 
+# HAProxy's socket paths get Ray's 56-character node id inserted and may be 97 characters at most
+_ROOM = 97 - len("/" + PREFIX + "x" * 8 + "/h/" + "0" * 56 + "/metrics.sock")
+SHORT_BASE = "/tmp"
+
+
+def _base() -> str:
+    """The temporary folder, or /tmp where its path is too long for HAProxy's sockets (a pytest
+    or macOS TMPDIR is): refused only when neither fits."""
+    for base in (tempfile.gettempdir(), SHORT_BASE):
+        if len(base) <= _ROOM and os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK):
+            return base
+    raise KdeployError(f"the temporary folder {tempfile.gettempdir()} has too long a path for HAProxy's sockets "
+                       f"(and {SHORT_BASE} cannot be used); set TMPDIR to a shorter one")
+
+
 def sweep_stale() -> list[str]:
     """What a server killed outright (SIGKILL, a crash) left: the folders of local instances whose
     server is gone (only folders kdeploy marked as its own, of this user), and any process still
@@ -121,7 +141,7 @@ def sweep_stale() -> list[str]:
     import shutil
 
     swept = []
-    for folder in Path(tempfile.gettempdir()).glob(PREFIX + "*"):
+    for folder in [f for base in dict.fromkeys([tempfile.gettempdir(), SHORT_BASE]) for f in Path(base).glob(PREFIX + "*")]:
         try:
             owner = json.loads((folder / OWNER).read_text())
             if folder.stat().st_uid != os.getuid() or owner.get("kdeploy") != "serve" or _alive(int(owner["pid"])):
