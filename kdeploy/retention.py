@@ -46,6 +46,23 @@ class Retention:
     trivial: float
     trivial_answer: str  # what the trivial model answers ("positive", "a constant score")
 
+    @classmethod
+    def from_record(cls, raw) -> "Retention | None":
+        """A verdict as a record, report or manifest holds it; None where it is absent or not one
+        (a hand-edited file: no verdict rather than a wrong one, or a crash)."""
+        import math
+
+        if not isinstance(raw, dict):
+            return None
+        try:
+            out = cls(**{f: raw[f] for f in ("metric", "split", "student", "teacher", "trivial", "trivial_answer")})
+        except (KeyError, TypeError):
+            return None
+        numbers = (out.student, out.teacher, out.trivial)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
+            return None
+        return out
+
     @property
     def ratio(self) -> float | None:
         return self.student / self.teacher if self.teacher > 0 else None

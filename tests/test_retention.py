@@ -124,3 +124,18 @@ def trained_teacher_for_retention(tmp_path_factory, tiny_base_bert, toy_files):
     out = tmp_path_factory.mktemp("retention") / "teacher"
     finetune(finetune_settings(), model=str(tiny_base_bert), data=data_of(toy_files), out=out)
     return out
+
+
+@pytest.mark.parametrize("raw", [None, [], {"metric": "accuracy"}, {**{"metric": "accuracy", "split": "validation",
+                                 "student": "0.9", "teacher": 0.9, "trivial": 0.5, "trivial_answer": "x"}},
+                                 {"metric": "accuracy", "split": "validation", "student": float("nan"), "teacher": 0.9,
+                                  "trivial": 0.5, "trivial_answer": "x"}])
+def test_a_verdict_that_is_not_one_is_no_verdict(raw):
+    """A hand-edited record or manifest: no verdict rather than a wrong one, or a crash in bench."""
+    assert Retention.from_record(raw) is None
+
+
+def test_a_recorded_verdict_reads_back():
+    from kdeploy.configtools import to_dict
+
+    assert Retention.from_record({**to_dict(LOW), "passed": False, "learned": 0.06}) == LOW  # a manifest's extra keys

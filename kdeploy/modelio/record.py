@@ -66,11 +66,7 @@ class ModelRecord:
         student, or a record from before verdicts)."""
         from ..retention import Retention
 
-        raw = self._at("retention", kind=dict)
-        try:
-            return Retention(**raw) if raw else None
-        except TypeError:  # a hand-edited record: no verdict rather than a wrong one
-            return None
+        return Retention.from_record(self._at("retention", kind=dict))
 
     @property
     def pairs(self) -> bool | None:

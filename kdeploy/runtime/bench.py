@@ -135,9 +135,7 @@ def _retention_notes(candidates: list[Candidate]) -> None:
         if c.kind.startswith("baseline-") or (c.kind != "bundle" and not Path(c.path).exists()):
             continue  # a baseline, or a hub id: no record of kdeploy's beside it
         if c.kind == "bundle":
-            raw = getattr(c.keep.manifest, "retention", None) or {}
-            known = {k: raw.get(k) for k in ("metric", "split", "student", "teacher", "trivial", "trivial_answer")}
-            verdict = Retention(**known) if None not in known.values() else None
+            verdict = Retention.from_record(getattr(c.keep.manifest, "retention", None))
         else:
             folder = c.path if c.path.is_dir() else c.path.parent
             verdict = ModelRecord.of(folder).retention
