@@ -3,7 +3,7 @@
     pip install kdeploy            # the slim core: onnxruntime + tokenizers + numpy (+ the CLI's typer/rich/pyyaml)
     from kdeploy.edge import Predictor
     p = Predictor("bundle.tar.gz")
-    p.predict(["a gripping film"])  # [{"label": "positive", "score": 0.97, "probabilities": {...}}]
+    p.predict(["a gripping film"])  # [ClassPrediction(label="positive", score=0.97, probabilities={...})]
     p.predict([("A man plays a guitar", "A person plays music")])   # a sentence-pair model
     p.rank("how do I reset my router", passages)  # a reranker: passages by score, best first
 
@@ -24,6 +24,7 @@ from .errors import KdeployError
 from .formats import FORMATS
 from .manifest import (LEGACY_FORMAT, LEGACY_MANIFEST, MANIFEST, METADATA_KEY, BundleError, BundleManifest,
                        bundle_digest, normal_digest, verify_bundle)
+from .tasks import Prediction, task_kind
 from .truncation import Reader
 
 __all__ = ["Predictor", "BundleError", "verify_bundle"]
@@ -40,12 +41,6 @@ def _text(value, i: int) -> str:
         raise KdeployError(f"input {i + 1}: holds a lone surrogate (U+{ord(value[exc.start]):04X} at character "
                            f"{exc.start}), which is not valid Unicode; decode the text with errors='replace'") from None
     return value
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
 
 
 def _extract(archive: Path, target: Path, expected_digest: str | None) -> Path:
@@ -192,6 +187,8 @@ class Predictor:
         if model_format == "ort" and not m.ort_model:
             raise BundleError(f"{bundle}: the bundle has no ORT-format model; package it with --ort-format")
         self.labels: list[str] = list(m.label_names)
+        self.kind = task_kind(m.task)  # how outputs become answers, and the typed prediction
+        self.thresholds: dict[str, float] | None = dict(m.thresholds) if m.thresholds else None
         self.max_length: int = m.max_length
         try:
             self.tokenizer = Tokenizer.from_file(str(bundle / m.tokenizer))
@@ -278,16 +275,19 @@ class Predictor:
                 out.append(_text(t, i))
         return out
 
-    def _result(self, p: np.ndarray) -> dict:
-        if self.manifest.task == "regression":
-            return {"score": float(p[0])}
-        k = int(p.argmax())
-        return {"label": self.labels[k], "score": float(p[k]),
-                "probabilities": {label: float(v) for label, v in zip(self.labels, p)}}
+    @property
+    def threshold_array(self) -> np.ndarray | None:
+        """The decision thresholds in label order (multi-label), as every format applies them."""
+        from .tasks.base import thresholds_of
 
-    def _predict_e2e(self, texts: list[str], chunk: int) -> list[dict]:
+        return thresholds_of(self.thresholds, self.labels)
+
+    def _result(self, p: np.ndarray) -> Prediction:
+        return self.kind.prediction(p, self.labels, self.thresholds)
+
+    def _predict_e2e(self, texts: list[str], chunk: int) -> list[Prediction]:
         """The graph loops over its rows itself (each at its own length); chunks bound memory."""
-        out: list[dict] = []
+        out: list[Prediction] = []
         for start in range(0, len(texts), chunk):
             rows = texts[start:start + chunk]
             batch = np.array([list(t) for t in rows] if self.manifest.pairs else rows, dtype=object)
@@ -313,16 +313,17 @@ class Predictor:
             batch = np.array([list(t) for t in examples] if self.manifest.pairs else examples, dtype=object)
             return self.session.run(["probabilities"], {"text": batch})[0].astype(np.float64)
         logits = self.session.run(None, self._feeds(self._encode(examples)))[0].astype(np.float64)
-        return logits if self.manifest.task == "regression" else _softmax(logits)
+        return self.kind.outputs(logits)
 
     def logits(self, texts: list[str]) -> np.ndarray:
         if self.e2e:
             raise BundleError(f"{self.folder}: an e2e bundle returns probabilities, not logits; use predict()")
         return self.session.run(None, self._feeds(self._encode(self._examples(texts))))[0].astype(np.float32)
 
-    def predict(self, texts, batch_size: int | None = None, max_tokens: int = 1024) -> list[dict]:
-        """One result per text (or (first, second) pair, for a pair model), in order:
-        {"label", "score", "probabilities"}; a score (regression) model gives {"score"}.
+    def predict(self, texts, batch_size: int | None = None, max_tokens: int = 1024) -> list[Prediction]:
+        """One typed prediction per text (or (first, second) pair, for a pair model), in order:
+        the task kind's (`kdeploy.tasks`): ClassPrediction(label, score, probabilities),
+        ScorePrediction(score), or LabelsPrediction(labels above their thresholds, scores).
 
         Texts are tokenised once, sorted by length and run in batches of similar length: by
         default as many as fit `max_tokens` padded tokens (the predictor picks the batch
@@ -341,10 +342,10 @@ class Predictor:
         encs = self._encode(texts)
         groups = buckets([e.ids for e in encs], batch_size) if batch_size else \
             token_batches([len(e.ids) for e in encs], max_tokens)
-        results: list[dict] = [{}] * len(texts)
+        results: list = [None] * len(texts)
         for idx in groups:
             logits = self.session.run(None, self._feeds([encs[i] for i in idx]))[0].astype(np.float32)
-            for i, p in zip(idx, logits if self.manifest.task == "regression" else _softmax(logits)):
+            for i, p in zip(idx, self.kind.outputs(logits)):
                 results[i] = self._result(p)
         return results
 
@@ -366,6 +367,6 @@ class Predictor:
             raise KdeployError(f"top_k must be a whole number of at least 1 (or None for all), got {top_k!r}")
         results = self.predict([(query, p) for p in passages], batch_size=batch_size)
         key = label or self.labels[-1]
-        scores = [r["score"] if self.manifest.task == "regression" else r["probabilities"][key] for r in results]
+        scores = [r.relevance(key) for r in results]
         order = sorted(range(len(passages)), key=lambda i: -scores[i])[:top_k]
         return [{"index": i, "passage": passages[i], "score": scores[i]} for i in order]

@@ -75,7 +75,8 @@ class BundleManifest:
     model_weights: str | None = None  # an OpenVINO IR's .bin beside its .xml
     kind: str = "python"  # python: model + tokenizer.json; onnx-e2e: text in, label out; web: transformers.js
     pairs: bool = False  # the model reads sentence pairs
-    task: str = "classification"  # or regression: one score per example
+    task: str = "classification"  # a task kind's name (kdeploy.tasks): classification, regression, multi-label
+    thresholds: dict | None = None  # multi-label: {label: decision threshold}, tuned on validation, applied everywhere
     pair_truncation: str = "longest_first"
     truncation: str = "head"  # a long single text: head, tail or head+tail:N (kdeploy.truncation), in every format
     # Measured on this bundle at package time: each text alone vs in batches vs beside long texts.
@@ -134,7 +135,9 @@ class BundleManifest:
 
     def _check(self, where: str) -> None:
         loaded = [self.model, self.tokenizer] + [x for x in (self.ort_model, self.model_weights) if x]
-        if self.task not in ("classification", "regression") or self.pair_truncation not in (
+        from .tasks import TASKS
+
+        if self.task not in TASKS or self.pair_truncation not in (
                 "longest_first", "only_first", "only_second") or not isinstance(self.pairs, bool):
             raise BundleError(f"{where}: malformed task settings in the manifest ({self.task!r}, {self.pair_truncation!r})")
         if not self._truncation_is_canonical():
@@ -157,6 +160,11 @@ class BundleManifest:
                 or not all(isinstance(n, str) for n in self.label_names) \
                 or len(set(self.label_names)) != len(self.label_names):
             raise BundleError(f"{where}: the manifest's label names must be distinct strings")
+        if self.thresholds is not None and (
+                not isinstance(self.thresholds, dict) or set(self.thresholds) != set(self.label_names)
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0
+                           for v in self.thresholds.values())):
+            raise BundleError(f"{where}: the manifest's thresholds must give each label one number in [0, 1]")
         if not isinstance(self.max_length, int) or not 2 <= self.max_length <= 1 << 16:
             raise BundleError(f"{where}: the manifest's max_length {self.max_length!r} is not a token count")
         if not isinstance(self.pad_token_id, int) or self.pad_token_id < 0:

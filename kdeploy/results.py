@@ -85,6 +85,8 @@ def build(hint: Any, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
         hints = typing.get_type_hints(hint)
+        if hasattr(hint, "upgrade"):  # a record written in an older shape
+            data = hint.upgrade(data)
         kwargs = {f.name: build(hints.get(f.name, Any), data[f.name])
                   for f in dataclasses.fields(hint) if f.init and f.name in data}
         return hint(**kwargs)
@@ -100,18 +102,18 @@ def pct(x: float | None) -> str:
     return f"{100 * x:.2f}" if isinstance(x, (int, float)) else "-"
 
 
-def metric_cells(scores, metric: str) -> list[str]:
-    """A Scores' two figures as a table shows them: percentages for accuracy and macro-F1,
-    three decimals for Pearson r and Spearman ρ (a score task's), "-" when absent."""
-    if scores is None:
-        return ["-", "-"]
-    if metric == "pearson":
-        return [f"{v:.3f}" if isinstance(v, (int, float)) else "-" for v in (scores.accuracy, scores.macro_f1)]
-    return [pct(scores.accuracy), pct(scores.macro_f1)]
+def metric_cells(scores, n: int = 2) -> list[str]:
+    """A Scores' first figures as a table shows them: percentages for shares, three decimals
+    for correlations, "-" when absent."""
+    return scores.cells(n) if scores is not None else ["-"] * n
 
 
-def metric_names(metric: str) -> tuple[str, str]:
-    return ("Pearson r", "Spearman ρ") if metric == "pearson" else ("acc", "macro F1")
+def metric_names(task: str | None, n: int = 2) -> list[str]:
+    """The column titles of a task's first metrics."""
+    from .metrics import SHORT
+    from .tasks import task_kind
+
+    return [SHORT[m] for m in task_kind(task).metrics[:n]]
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:

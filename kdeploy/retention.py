@@ -5,7 +5,8 @@ Retention as a plain ratio (student ÷ teacher accuracy) hides a student that le
 a paraphrase task where a constant "paraphrase" scores 66.5%, a student at 67.4% validation
 against a teacher at 81.2% keeps "83%" of the teacher and every other gate stayed green. So the
 verdict also measures both models from the trivial baseline — the majority class of the training
-labels (for classes), a constant score (for scores, whose Pearson r is 0) — and the gate reads the
+labels (for classes), a constant score (for scores, whose Pearson r is 0), every label always (for
+multi-label; each task kind's entry says its own) — and the gate reads the
 share of the teacher's gain over that baseline the student kept:
 
     learned = (student − trivial) / (teacher − trivial)
@@ -26,7 +27,6 @@ says so and the gate does not judge the student.
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 from .errors import KdeployError
@@ -37,9 +37,9 @@ TEACHER_MARGIN = 0.02  # a teacher closer than this (2 points, or r 0.02) to the
 
 @dataclass
 class Retention:
-    """One split's figures (accuracy, or Pearson r for a score task), as fractions."""
+    """One split's figures on the task's main metric (accuracy, Pearson r, macro-F1), as fractions."""
 
-    metric: str  # accuracy | pearson
+    metric: str  # the main metric's name (kdeploy.metrics.TITLES)
     split: str
     student: float
     teacher: float
@@ -88,8 +88,12 @@ class Retention:
 
     def line(self) -> str:
         """The verdict in one plain line."""
-        scale, unit = (100, " points") if self.metric == "accuracy" else (1, "")
-        f = (lambda v: f"{100 * v:.2f}%") if self.metric == "accuracy" else (lambda v: f"r {v:.3f}")
+        from .metrics import PERCENT, TITLES
+
+        share = self.metric in PERCENT
+        scale, unit = (100, " points") if share else (1, "")
+        title = "" if self.metric == "accuracy" else f"{TITLES.get(self.metric, self.metric)} "
+        f = (lambda v: f"{title}{100 * v:.2f}%") if share else (lambda v: f"{title}{v:.3f}")
         trivial = f"the trivial answer ({self.trivial_answer}: {f(self.trivial)})"
         kept = f"{100 * self.ratio:.1f}% of the teacher" if self.ratio is not None else "?"
         head = (f"retention on {self.split}: student {f(self.student)}, teacher {f(self.teacher)} ({kept}); "
@@ -110,26 +114,19 @@ class Retention:
                            "ship it anyway, with this verdict recorded)")
 
 
-def trivial_answer(train_labels, eval_labels, label_names: list[str], metric: str) -> tuple[float, str]:
-    """(score of the trivial model on the evaluated split, what it answers): the training split's
-    majority class for classes; a constant for scores (Pearson r 0)."""
-    if metric != "accuracy":
-        return 0.0, "a constant score"
-    counts = Counter(int(v) for v in train_labels)
-    if not counts or len(eval_labels) == 0:
-        raise KdeployError("no labels to find the trivial answer with")
-    majority = min(counts, key=lambda k: (-counts[k], k))
-    share = sum(int(v) == majority for v in eval_labels) / len(eval_labels)
-    name = label_names[majority] if 0 <= majority < len(label_names) else str(majority)
-    return share, f"always {name}"
+def trivial_answer(train_labels, eval_labels, label_names: list[str], task: str = "classification") -> tuple[float, str]:
+    """(score of the trivial model on the evaluated split, what it answers): the task kind's own
+    (the training split's majority class; a constant score; every label, always)."""
+    from .tasks import task_kind
+
+    return task_kind(task).trivial_score(train_labels, eval_labels, label_names)
 
 
 def verdict(student_scores, teacher_scores, train_labels, eval_labels, label_names: list[str],
-            split: str) -> Retention | None:
+            split: str, task: str = "classification") -> Retention | None:
     """The verdict from a student's and a teacher's `Scores` on one split (None: one is missing)."""
     if student_scores is None or teacher_scores is None:
         return None
-    metric = student_scores.metric
-    trivial, answer = trivial_answer(train_labels, eval_labels, label_names, metric)
-    return Retention(metric=metric, split=split, student=float(student_scores.accuracy),
-                     teacher=float(teacher_scores.accuracy), trivial=float(trivial), trivial_answer=answer)
+    trivial, answer = trivial_answer(train_labels, eval_labels, label_names, task)
+    return Retention(metric=student_scores.metric, split=split, student=float(student_scores.main),
+                     teacher=float(teacher_scores.main), trivial=float(trivial), trivial_answer=answer)

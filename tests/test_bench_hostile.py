@@ -130,7 +130,7 @@ def _model(name, kind, origin, accuracy, p50, throughput=None):
     m = ModelBench(name=name, kind=kind, path="", size_mib=1.0, provider="cpu", provider_requested="cpu", threads=1,
                    origin=origin)
     m.latency = {1: summary(1, p50), 32: summary(32, 32 * p50)}
-    m.accuracy = BenchScores(accuracy=accuracy, macro_f1=accuracy)
+    m.accuracy = BenchScores({"accuracy": accuracy, "macro_f1": accuracy})
     return m
 
 
@@ -293,4 +293,4 @@ def test_a_bundle_scores_data_by_its_own_label_names(exported_tiny, toy_files, t
     assert abs(expected - inverted) > 0.2  # the file tells a swapped mapping apart
     report = bench(_settings(), models=[str(bundle)], out=tmp_path / "report",
                    data=data_of({**toy_files, "test": test}, label_names=list(reversed(labels))))
-    assert report.models[0].accuracy.accuracy == pytest.approx(expected, abs=1e-9)
+    assert report.models[0].accuracy.main == pytest.approx(expected, abs=1e-9)

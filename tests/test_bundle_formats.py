@@ -226,7 +226,7 @@ def test_bench_times_bundles_end_to_end(bundles, tmp_path, toy_files):
                           data=data_of(toy_files))
     kinds = [m.provider for m in report.models]
     assert kinds == ["python bundle", "onnx-e2e bundle", "web bundle"]
-    accuracies = {round(m.accuracy.accuracy, 6) for m in report.models}
+    accuracies = {round(m.accuracy.main, 6) for m in report.models}
     assert len(accuracies) == 1  # the same answers from every format
     assert all(m.latency[1].p50_ms > 0 and m.latency[4].throughput_per_s > 0 for m in report.models)
 

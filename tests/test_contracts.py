@@ -79,11 +79,11 @@ def test_entries_survive_the_report_round_trip(tmp_path):
 
     result = ExportResult(model="m", config={}, max_length=8, label_names=["a", "b"])
     result.files[INT8.file] = ExportFile(mib=0.5, dtype="int8")
-    result.accuracy = ExportAccuracy(split="test", examples=4, pytorch=Scores(accuracy=0.75, macro_f1=0.7),
-                                     files={INT8.file: GatedScores(accuracy=0.5, macro_f1=0.4, gate_passed=True)})
+    result.accuracy = ExportAccuracy(split="test", examples=4, pytorch=Scores({"accuracy": 0.75, "macro_f1": 0.7}),
+                                     files={INT8.file: GatedScores({"accuracy": 0.5, "macro_f1": 0.4}, gate_passed=True)})
     result.save(tmp_path / "r.json")
     back = ExportResult.load(tmp_path / "r.json")
-    assert back.entry(INT8).scores.accuracy == 0.5 and back.entry(INT8).scores.gate_passed
+    assert back.entry(INT8).scores.main == 0.5 and back.entry(INT8).scores.gate_passed
 
 
 def test_the_model_block_round_trips_and_keeps_its_defaults_in_one_place():

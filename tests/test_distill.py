@@ -20,7 +20,7 @@ from kdeploy.errors import KdeployError
 def teacher_dir(tmp_path_factory, toy_files, tiny_base_bert):
     out = tmp_path_factory.mktemp("teacher") / "teacher"
     record = finetune(finetune_settings(), model=str(tiny_base_bert), data=data_of(toy_files), out=out)
-    assert record.test.accuracy > 0.8, record  # the toy task is learnable
+    assert record.test.main > 0.8, record  # the toy task is learnable
     return out
 
 
@@ -45,7 +45,7 @@ def test_distill_records_and_reuses_cached_teacher_logits(teacher_dir, toy_files
     assert first.teacher_logits_cached == {"train": False, "validation": False, "test": False}
     assert first.model["teacher_layers"] == [0, 3]
     assert first.alpha == 0.5 and first.temperature == 2.0
-    assert first.teacher.test.accuracy > 0.8
+    assert first.teacher.test.main > 0.8
     assert len(list((cache_dir / "teacher-logits").glob("*.npy"))) == 3
     second = distill(distill_settings(alpha=0.9, temperature=4.0), teacher=str(teacher_dir), data=data_of(toy_files),
                      out=tmp_path / "s2")
@@ -54,7 +54,7 @@ def test_distill_records_and_reuses_cached_teacher_logits(teacher_dir, toy_files
     student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "s2")
     assert student.config.num_hidden_layers == 2
     assert student.config.id2label == {0: "negative", 1: "positive"}  # inherits the teacher's label names
-    assert second.test.accuracy > 0.7
+    assert second.test.main > 0.7
     saved = json.loads((tmp_path / "s2" / "kdeploy.json").read_text())
     assert saved["alpha"] == 0.9 and saved["model"]["teacher_layers"] == [0, 3]
 
@@ -202,7 +202,7 @@ def test_early_stopping_stops_and_a_rising_run_says_so(tiny_base_bert, toy_files
     assert len(scores) < 8 and scores[-1] <= max(scores[:-1])  # stopped on a plateau, before the budget
     assert record.still_improving is False
     assert _still_improving([{"validation_accuracy": a} for a in (0.706, 0.728, 0.758)], TrainConfig())
-    assert "still rising at the last epoch (70.6 → 72.8 → 75.8%)" in " ".join(capsys.readouterr().err.split())
+    assert "validation accuracy was still rising at the last epoch (70.60 → 72.80 → 75.80)" in " ".join(capsys.readouterr().err.split())
     assert not _still_improving([{"validation_accuracy": a} for a in (0.70, 0.75, 0.74)], TrainConfig())
     with pytest.raises(KdeployError, match="early_stopping is a patience"):
         TrainConfig(early_stopping=-1)
@@ -323,8 +323,8 @@ def test_score_task_tables_say_pearson(tmp_path):  # issue 22 #20: Pearson r was
     from kdeploy.metrics import Scores
 
     r = TrainingResult(stage="distill", model={"builder": "static"}, parameters=10, config={},
-                       validation=Scores(accuracy=0.81, macro_f1=0.79, metric="pearson"),
-                       test=Scores(accuracy=0.8, macro_f1=0.78, metric="pearson"))
+                       validation=Scores({"pearson": 0.81, "spearman": 0.79}),
+                       test=Scores({"pearson": 0.8, "spearman": 0.78}))
     headers, rows = r.table()
     assert headers[1:4] == ["val Pearson r", "test Pearson r", "test Spearman ρ"]
     assert rows[-1][1:4] == ["0.810", "0.800", "0.780"]

@@ -80,7 +80,7 @@ def test_output_folder_contract(tiny_bert, toy_files, tmp_path):
     assert "drop_points" in int8 and "agreement" in int8
     fp32 = saved["accuracy"]["files"]["model.onnx"]
     assert fp32["agreement_with"] == "pytorch" and fp32["agreement"] == 1.0 and fp32["max_abs_diff_vs_pytorch"] < 1e-4
-    assert fp32["accuracy"] == saved["accuracy"]["pytorch"]["accuracy"]
+    assert fp32["metrics"]["accuracy"] == saved["accuracy"]["pytorch"]["metrics"]["accuracy"]
     assert "onnxruntime" in saved["versions"] and saved["machine"]["cores"]
     assert report.files["model.int8.onnx"].mib < report.files["model.onnx"].mib
     choice = saved["choice"]  # both fusion plans were built and timed here; the faster one was kept
@@ -149,20 +149,20 @@ def test_parity_gate_fails_on_wrong_numbers(tiny_bilstm, toy_files, tmp_path, mo
 
 
 def test_accuracy_gate_fails_when_threshold_is_impossible(tiny_bert, toy_files, tmp_path, monkeypatch):
-    import kdeploy.metrics as acc
+    from kdeploy.tasks.classification import Classification
 
-    original = acc.score
+    original = Classification.score
 
     calls = []
 
-    def pessimistic(logits, labels, reference=None):
-        out = original(logits, labels, reference)
+    def pessimistic(self, logits, labels, reference=None, thresholds=None):
+        out = original(self, logits, labels, reference, thresholds)
         calls.append(out)
         if len(calls) >= 3:  # scored in order: pytorch, model.onnx, then each int8 attempt: every one "loses" 3 points
-            out.accuracy -= 0.03
+            out.metrics["accuracy"] -= 0.03
         return out
 
-    monkeypatch.setattr(acc, "score", pessimistic)
+    monkeypatch.setattr(Classification, "score", pessimistic)
     with pytest.raises(AccuracyGateError, match="loses 3.00 accuracy points.*--max-accuracy-drop 0.5; on 40 examples "
                                                 "it gets 0 wrong .*McNemar p=1.0.*the [23] other int8 variants tried \\(per-tensor, "):
         export(ExportSettings(optimize=None, quantize="int8", max_accuracy_drop=0.5), model=tiny_bert,
@@ -202,7 +202,7 @@ def test_isa_detection_matches_the_machine():
 
 def test_the_gate_says_how_sure_it_is():
     """McNemar on the disagreements: golden values from the exact binomial."""
-    from kdeploy.export.choose import mcnemar
+    from kdeploy.metrics import mcnemar
 
     ref = np.array([1] * 90 + [0] * 10, bool)
     cand = ref.copy()

@@ -63,7 +63,7 @@ def test_different_label_names_suggest_the_flag(tiny_bert, tmp_path):
 
 
 def test_label_names_beyond_the_ids_are_noted(hostile_world, capsys):  # issue 22 #21
-    from kdeploy.data.labels import label_space
+    from kdeploy.tasks.labels import label_space
 
     names, mapping, ids_only = label_space(["0", "1", "0"], None, ["a", "b", "c"], "ids.tsv")
     assert names == ["a", "b", "c"] and "'c' will have no examples" in capsys.readouterr().err

@@ -104,8 +104,8 @@ def test_an_invariance_failure_is_refused_for_the_default(tiny_bert, toy_files, 
 
     real = invariance.check_invariance
 
-    def moving(run, examples, regression=False, tolerance=invariance.TOLERANCE):
-        got = real(run, examples, regression, tolerance)
+    def moving(run, examples, task="classification", tolerance=invariance.TOLERANCE, thresholds=None):
+        got = real(run, examples, task, tolerance, thresholds)
         got.max_abs_diff, got.flips = 0.02, 1
         return got
 

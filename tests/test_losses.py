@@ -67,15 +67,15 @@ def test_gradients_flow_to_student_only():
     assert t.grad is None
 
 
-def test_single_output_is_a_score_loss():
-    """One output is a score task: (1-α)·MSE(y, s) on labelled rows (NaN marks transfer text)
-    + α·MSE(t, s); golden value."""
+def test_a_score_task_has_a_score_loss():
+    """A score task (the registry's entry, not the output's shape, says so): (1-α)·MSE(y, s) on
+    labelled rows (NaN marks transfer text) + α·MSE(t, s); golden value."""
     s, t = torch.tensor([[1.0], [2.0]]), torch.tensor([[1.5], [2.5]])
     y = torch.tensor([0.0, float("nan")])
-    assert torch.isclose(kd_loss(s, t, y, 0.5, 2.0), torch.tensor(0.5 * 1.0 + 0.5 * 0.25))
-    assert torch.isclose(kd_loss(s, t, y, 1.0, 2.0), torch.tensor(0.25))  # T plays no part for a score
+    assert torch.isclose(kd_loss(s, t, y, 0.5, 2.0, task="regression"), torch.tensor(0.5 * 1.0 + 0.5 * 0.25))
+    assert torch.isclose(kd_loss(s, t, y, 1.0, 2.0, task="regression"), torch.tensor(0.25))  # T plays no part
     with pytest.raises(ValueError, match="a score student needs a score teacher"):
-        kd_loss(s, torch.zeros(2, 3), y, 0.5, 2.0)
+        kd_loss(s, torch.zeros(2, 3), y, 0.5, 2.0, task="regression")
 
 
 def test_missing_inputs_are_refused():

@@ -22,4 +22,4 @@ def test_quickstart_notebook_executes(tmp_path, monkeypatch):
     assert sum(1 for o in outputs if "image/png" in o.get("data", {})) == 3  # the report's plots
     assert (tmp_path / "qs" / "bundle.tar.gz").exists()
     last = nb.cells[-1].outputs[-1]["data"]["text/plain"]
-    assert "'label'" in last and "'probabilities'" in last
+    assert "ClassPrediction(label=" in last and "probabilities=" in last  # the typed prediction

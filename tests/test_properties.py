@@ -86,7 +86,7 @@ def test_the_predictor_gives_one_result_per_input(predictor, batch, batch_size):
     for r in results:
         assert r["label"] in predictor.labels
         assert abs(sum(r["probabilities"].values()) - 1) < 1e-5
-        json.dumps(r)  # serialisable, as `kdeploy predict` writes it
+        json.dumps(r.to_dict())  # serialisable, as `kdeploy predict` writes it
 
 
 @settings(max_examples=20, deadline=None)

@@ -13,10 +13,10 @@ from kdeploy.retention import LEARNED_FLOOR, Retention, trivial_answer, verdict
 
 
 def test_the_trivial_answer_is_the_training_majority_scored_on_the_split():
-    share, answer = trivial_answer([1, 1, 0, 1], [0, 0, 1, 0], ["negative", "positive"], "accuracy")
+    share, answer = trivial_answer([1, 1, 0, 1], [0, 0, 1, 0], ["negative", "positive"], "classification")
     assert (share, answer) == (0.25, "always positive")  # the training majority, however the split is made
-    assert trivial_answer([0.1, 3.0], [1.0, 2.0], ["score"], "pearson") == (0.0, "a constant score")
-    assert trivial_answer([0, 1], [0, 1], ["a", "b"], "accuracy")[1] == "always a"  # a tie: the first label
+    assert trivial_answer([0.1, 3.0], [1.0, 2.0], ["score"], "regression") == (0.0, "a constant score")
+    assert trivial_answer([0, 1], [0, 1], ["a", "b"], "classification")[1] == "always a"  # a tie: the first label
 
 
 @pytest.mark.parametrize("student, teacher, trivial, learned, passed", [
@@ -38,8 +38,8 @@ def test_golden_verdicts(student, teacher, trivial, learned, passed):
 
 
 def test_a_score_task_is_judged_on_pearson_from_zero():
-    r = verdict(Scores(0.40, 0.38, metric="pearson"), Scores(0.85, 0.80, metric="pearson"), [1.0, 2.0], [1.5, 3.0],
-                ["score"], "validation")
+    r = verdict(Scores({"pearson": 0.40, "spearman": 0.38}), Scores({"pearson": 0.85, "spearman": 0.80}), [1.0, 2.0], [1.5, 3.0],
+                ["score"], "validation", "regression")
     assert r.metric == "pearson" and r.trivial == 0.0 and r.learned == pytest.approx(0.40 / 0.85)
     assert not r.passed and "r 0.400" in r.line() and LEARNED_FLOOR == 0.5
 
@@ -110,8 +110,8 @@ def test_distill_records_and_says_its_verdict(trained_teacher_for_retention, toy
                      data=data_of(toy_files), out=tmp_path / "student", cache_dir=cache_dir)
     r = record.retention
     assert r is not None and r.split == "validation" and r.trivial_answer.startswith("always ")
-    assert r.student == pytest.approx(record.validation.accuracy) and r.teacher == pytest.approx(
-        record.teacher.validation.accuracy)
+    assert r.student == pytest.approx(record.validation.main) and r.teacher == pytest.approx(
+        record.teacher.validation.main)
     assert TrainingResult.of_folder(tmp_path / "student").retention == r  # recorded, typed
     assert r.line() in capsys.readouterr().out
 

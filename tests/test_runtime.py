@@ -91,7 +91,7 @@ def test_bench_reports(tiny_bert, exported, toy_files, tmp_path):
             assert key in m["latency"]["1"]
         assert m["latency"]["1"]["calls"] == 10
         assert m["size_mib"] > 0 and m["threads"] == 1 and m["provider"]
-        assert 0 <= m["accuracy"]["accuracy"] <= 1 and "agreement" in m["accuracy"]
+        assert 0 <= m["accuracy"]["metrics"]["accuracy"] <= 1 and "agreement" in m["accuracy"]
     onnx_fp32 = next(m for m in saved["models"] if m["name"].endswith("model.onnx"))
     assert onnx_fp32["accuracy"]["agreement"] == 1.0  # same function as the PyTorch reference
     assert onnx_fp32["provider"] == "CPUExecutionProvider"

@@ -136,8 +136,8 @@ def test_early_stop_compares_a_trial_with_peers_of_its_own_depth():
 
     def first_epoch(reference, accuracy):
         stop, control = EarlyStop(reference, points=3.0), SimpleNamespace(should_training_stop=False)
-        stop.on_evaluate(None, None, control, metrics={"eval_accuracy": accuracy})
-        stop.on_evaluate(None, None, control, metrics={"eval_accuracy": 0.0})  # only the first epoch counts
+        stop.on_evaluate(None, None, control, metrics={"eval_main": accuracy})
+        stop.on_evaluate(None, None, control, metrics={"eval_main": 0.0})  # only the first epoch counts
         return stop.stopped, control.should_training_stop
 
     assert first_epoch(first_epoch_peers(trials, 3), 0.82) == (True, True)  # 4 points below its peers' median

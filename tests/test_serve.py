@@ -37,6 +37,8 @@ KEY = "test-key-0123456789"
 # ---- requests, checked without a server -------------------------------------------------------
 
 def test_predict_shapes_follow_text_embeddings_inference():
+    from kdeploy.tasks import ClassPrediction
+
     one = predict_request({"inputs": "a text"}, pairs=False, max_texts=8)
     assert one.examples == ["a text"] and one.single
     many = predict_request({"inputs": ["a", "b"]}, pairs=False, max_texts=8)
@@ -45,7 +47,7 @@ def test_predict_shapes_follow_text_embeddings_inference():
     assert pair.examples == [("a", "b")] and pair.single
     pairs = predict_request({"inputs": [["a", "b"], ["c", "d"]]}, pairs=True, max_texts=8)
     assert pairs.examples == [("a", "b"), ("c", "d")] and not pairs.single
-    assert label_scores({"label": "b", "score": 0.7, "probabilities": {"a": 0.3, "b": 0.7}}) == \
+    assert label_scores(ClassPrediction("b", 0.7, {"a": 0.3, "b": 0.7})) == \
         [{"label": "b", "score": 0.7}, {"label": "a", "score": 0.3}]
     assert rerank_request({"query": "q", "texts": ["x"]}, pairs=True, max_texts=8).texts == ["x"]
 

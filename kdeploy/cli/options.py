@@ -22,6 +22,13 @@ def shown(cls: type, dotted: str) -> str:
 
 
 DATA = "Data"
+
+
+def task_help() -> str:
+    from ..tasks import help_text
+
+    return "The task kind: " + help_text() + "."
+
 Train = Annotated[Optional[str], typer.Option("--train", help="Training file (.csv/.tsv/.jsonl/.parquet).", rich_help_panel=DATA)]
 Validation = Annotated[Optional[str], typer.Option("--validation", help="Validation file; carved from train (seeded) when absent.", rich_help_panel=DATA)]
 Test = Annotated[Optional[str], typer.Option("--test", help="Test file, scored once at the end.", rich_help_panel=DATA)]
@@ -29,10 +36,11 @@ Dataset = Annotated[Optional[str], typer.Option("--dataset", help="Hub dataset (
 DatasetConfig = Annotated[Optional[str], typer.Option("--dataset-config", help="Hub dataset configuration name.", rich_help_panel=DATA)]
 TextColumn = Annotated[Optional[str], typer.Option("--text-column", help="Default: text, sentence, review, ...", rich_help_panel=DATA)]
 TextPairColumn = Annotated[Optional[str], typer.Option("--text-pair-column", help="The second text of a sentence pair (default: found: sentence1/sentence2, premise/hypothesis, question1/question2, query/passage, ...).", rich_help_panel=DATA)]
-TaskKind = Annotated[Optional[str], typer.Option("--task", help="classification, or regression (one score per example: float labels, MSE, Pearson/Spearman).", show_default=shown(DataConfig, "task"), rich_help_panel=DATA)]
+TaskKind = Annotated[Optional[str], typer.Option("--task", help=task_help(), show_default=shown(DataConfig, "task"), rich_help_panel=DATA)]
+LabelSeparator = Annotated[Optional[str], typer.Option("--label-separator", help="multi-label: what joins a row's label names in one column.", show_default=shown(DataConfig, "label_separator"), rich_help_panel=DATA)]
 PairTruncation = Annotated[Optional[str], typer.Option("--pair-truncation", help="Which text of a pair gives up tokens: longest_first, only_first, only_second.", show_default=shown(DataConfig, "pair_truncation"), rich_help_panel=DATA)]
 Truncation = Annotated[Optional[str], typer.Option("--truncation", help="Which tokens of a text longer than --max-length are read: head, tail, or head+tail[:N] (N from the start, the rest from the end; default N: a quarter). Recorded in the model and honoured by every bundle format. [default: the model's own, else head]", rich_help_panel=DATA)]
-LabelColumn = Annotated[Optional[str], typer.Option("--label-column", help="Default: label, labels, category, ...", rich_help_panel=DATA)]
+LabelColumn = Annotated[Optional[str], typer.Option("--label-column", help="Default: label, labels, category, ... (multi-label: several 0/1 columns, joined by ',').", rich_help_panel=DATA)]
 LabelNames = Annotated[Optional[str], typer.Option("--label-names", help="Names for integer labels, in id order: negative,positive.", rich_help_panel=DATA)]
 Encoding = Annotated[Optional[str], typer.Option("--encoding", help="Text encoding of the files: any Python codec (utf-8, latin-1, cp1252, ...).", show_default=shown(DataConfig, "encoding"), rich_help_panel=DATA)]
 EncodingErrors = Annotated[Optional[str], typer.Option("--encoding-errors", help="strict: stop at an undecodable byte; replace: use U+FFFD and count them.", show_default=shown(DataConfig, "encoding_errors"), rich_help_panel=DATA)]
@@ -57,7 +65,7 @@ def data_config(**flags):
 #: The data options, declared once; `data_options` adds them to a command.
 DATA_OPTIONS = {"train": Train, "validation": Validation, "test": Test, "dataset": Dataset,
                 "dataset_config": DatasetConfig, "text_column": TextColumn, "text_pair_column": TextPairColumn,
-                "task": TaskKind, "pair_truncation": PairTruncation, "truncation": Truncation,
+                "task": TaskKind, "label_separator": LabelSeparator, "pair_truncation": PairTruncation, "truncation": Truncation,
                 "label_column": LabelColumn, "label_names": LabelNames, "encoding": Encoding,
                 "encoding_errors": EncodingErrors, "max_train_samples": MaxTrain, "max_eval_samples": MaxEval}
 

@@ -167,7 +167,7 @@ def predict(
     results = predictor.predict(items, **({"batch_size": batch_size} if batch_size else {}))
     for item, result in zip(items, results):
         fields = {"text": item[0], "text_pair": item[1]} if predictor.manifest.pairs else {"text": item}
-        line = json.dumps({**fields, **result}, ensure_ascii=False)
+        line = json.dumps({**fields, **result.to_dict()}, ensure_ascii=False)
         # one record per line for every reader: escape the characters some split lines on
         sys.stdout.write(line.translate(_LINE_BREAKS) + "\n")
 

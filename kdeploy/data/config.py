@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from ..errors import KdeployError
 
 ENCODING_ERRORS = ("strict", "replace")
-TASKS = ("classification", "regression")  # regression: one score per example (relatedness, relevance)
 PAIR_TRUNCATION = ("longest_first", "only_first", "only_second")
 
 
@@ -24,7 +23,8 @@ class DataConfig:
     text_column: str | None = None
     text_pair_column: str | None = None  # the second text of a pair (default: found, e.g. sentence1/sentence2)
     label_column: str | None = None
-    task: str = "classification"  # or regression: float labels, one output, MSE, Pearson/Spearman
+    task: str = "classification"  # a task kind's name (kdeploy.tasks): classification, regression, multi-label
+    label_separator: str = ","  # multi-label: the names of a row's labels joined by this
     pair_truncation: str = "longest_first"  # which text of a pair gives up tokens past max_length
     truncation: str | None = None  # which tokens of a long single text are read: head, tail, head+tail[:N] (None: the model's own, else head)
     label_names: list[str] | None = None  # names for integer labels, in id order
@@ -56,16 +56,19 @@ class DataConfig:
         except LookupError:
             raise KdeployError(f"unknown text encoding {self.encoding!r}; give a Python codec name such as "
                                "utf-8, latin-1 or cp1252") from None
-        if self.task not in TASKS:
-            raise KdeployError(f"--task must be classification or regression, got {self.task!r}")
+        from ..tasks import task_kind
+
+        kind = task_kind(self.task)
         if self.pair_truncation not in PAIR_TRUNCATION:
             raise KdeployError(f"pair_truncation must be one of {', '.join(PAIR_TRUNCATION)}, got {self.pair_truncation!r}")
         if self.truncation is not None:
             from ..truncation import check
 
             self.truncation = check(self.truncation)
-        if self.task == "regression" and self.label_names:
-            raise KdeployError("--label-names names classes; a regression task has one score (drop --label-names)")
+        if not kind.named_labels and self.label_names:
+            raise KdeployError(f"--label-names names classes; a {kind.name} task has one score (drop --label-names)")
+        if not self.label_separator or self.label_separator.strip() != self.label_separator:
+            raise KdeployError(f"--label-separator must be a non-blank character (or characters), got {self.label_separator!r}")
         if self.encoding_errors not in ENCODING_ERRORS:
             raise KdeployError(f"encoding_errors must be strict or replace, got {self.encoding_errors!r}")
 

@@ -1,5 +1,6 @@
 """Loading and normalising: every source becomes `TaskData`: splits of `text` (and `text_pair`
-for sentence-pair tasks) with a `label` (ClassLabel, or a float score for regression)."""
+for sentence-pair tasks) with a `label` in the task kind's schema (`kdeploy.tasks`): a class id,
+a float score, or a multi-hot row of labels."""
 from __future__ import annotations
 
 import hashlib
@@ -9,9 +10,10 @@ from typing import Any
 
 from ..console import note
 from ..errors import KdeployError
+from ..tasks import task_kind
 from .config import DataConfig
 from .files import file_kind, read_table, read_text_lines
-from .labels import alignment, is_missing, label_key, label_space
+from ..tasks.labels import alignment, is_missing
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "sentence1")
 LABEL_COLUMNS = ("label", "labels", "category", "class", "target")
@@ -28,7 +30,7 @@ class TaskData:
     """The splits (`text`, `label`), the label names in id order, and a content fingerprint."""
 
     splits: Any  # datasets.DatasetDict
-    label_names: list[str]  # classes in id order; for regression, the one score's name
+    label_names: list[str]  # labels in id order; for a score task, the one score's name
     fingerprint: str
     sources: dict[str, str] = field(default_factory=dict)
     ids_only: bool = False  # the labels were bare integers with no names given
@@ -38,8 +40,15 @@ class TaskData:
     truncation: str | None = None  # single texts past max_length: head, tail, head+tail[:N]; None: the model's own
 
     @property
+    def kind(self):
+        """The task kind's registry entry (`kdeploy.tasks.TaskKind`)."""
+        from ..tasks import task_kind
+
+        return task_kind(self.task)
+
+    @property
     def num_labels(self) -> int:
-        return 1 if self.task == "regression" else len(self.label_names)
+        return self.kind.num_labels(self.label_names)
 
     def texts(self, split: str) -> list:
         """The split's inputs: strings, or (first, second) tuples for a pair task."""
@@ -70,7 +79,7 @@ class TaskData:
     def aligned_to(self, model_names: list[str] | None, what: str) -> "TaskData":
         """The data with its label ids renumbered to a model's label order (names matched
         case-insensitively; bare integer ids take the model's names)."""
-        if model_names is None or self.task == "regression":
+        if model_names is None or not self.kind.named_labels:
             return self
         mapping, message = alignment(self.label_names, model_names, self.ids_only, what)
         if message:
@@ -93,10 +102,12 @@ class TaskData:
 def features_of(names: list[str], pairs: bool, task: str):
     import datasets
 
+    from ..tasks import task_kind
+
     columns = {"text": datasets.Value("string")}
     if pairs:
         columns["text_pair"] = datasets.Value("string")
-    columns["label"] = datasets.Value("float32") if task == "regression" else datasets.ClassLabel(names=names)
+    columns["label"] = task_kind(task).label_feature(names)
     return datasets.Features(columns)
 
 
@@ -106,13 +117,26 @@ def _renamed(data: TaskData, names: list[str], mapping: list[int] | None) -> Tas
     features = features_of(names, data.pairs, data.task)
     splits = {}
     for split, ds in data.splits.items():
-        labels = [mapping[v] for v in ds["label"]] if mapping else list(ds["label"])
+        labels = _remapped(list(ds["label"]), mapping) if mapping else list(ds["label"])
         columns = {"text": list(ds["text"]), **({"text_pair": list(ds["text_pair"])} if data.pairs else {}),
                    "label": labels}
         splits[split] = datasets.Dataset.from_dict(columns, features=features)
     splits = datasets.DatasetDict(splits)
     return replace(data, splits=splits, label_names=list(names), fingerprint=_fingerprint(splits, names, data.pairs),
                    ids_only=False)
+
+
+def _remapped(labels: list, mapping: list[int]) -> list:
+    """Labels renumbered: class ids through the mapping, multi-hot rows with their columns moved."""
+    if labels and isinstance(labels[0], list):
+        out = []
+        for row in labels:
+            new = [0.0] * len(row)
+            for old, value in enumerate(row):
+                new[mapping[old]] = value
+            out.append(new)
+        return out
+    return [mapping[v] for v in labels]
 
 
 def _as_text(item) -> str:
@@ -239,9 +263,14 @@ def _check_texts(texts, column: str, where: str, cfg: DataConfig, second: bool) 
 def _parse_split(split: str, entry, cfg: DataConfig) -> tuple[list[str], list[str] | None, list, str] | None:
     columns, where = entry[0], entry[1]
     tcol, pcol = text_columns(columns, cfg, where)
-    lcol = _pick(columns, cfg.label_column, SCORE_COLUMNS if cfg.task == "regression" else LABEL_COLUMNS,
-                 "score" if cfg.task == "regression" else "label", where, "--label-column")
-    texts, labels = columns[tcol], columns[lcol]
+    kind = task_kind(cfg.task)
+    texts = columns[tcol]
+    if kind.empty_labels and cfg.label_column and "," in cfg.label_column:  # several 0/1 columns, one per label
+        lcol, labels = cfg.label_column, _indicator_columns(columns, cfg.label_column, where)
+    else:
+        lcol = _pick(columns, cfg.label_column, LABEL_COLUMNS if kind.named_labels else SCORE_COLUMNS,
+                     "label" if kind.named_labels else "score", where, "--label-column")
+        labels = columns[lcol]
     if len(texts) == 0:
         raise KdeployError(f"{where}: the {split} split is empty")
     _check_texts(texts, tcol, where, cfg, second=False)
@@ -259,32 +288,31 @@ def _parse_split(split: str, entry, cfg: DataConfig) -> tuple[list[str], list[st
         note(f"{where} has no labels; it is not used")
         return None
     for i, v in enumerate(labels):
-        if is_missing(v):
+        if is_missing(v) and not kind.empty_labels:
             raise KdeployError(f"{where}: row {i + 1} has no label in column {lcol!r}")
     return list(texts), pairs, list(labels), where
 
 
-def _scores(labels: list, where: str) -> list[float]:
-    out = []
-    for i, v in enumerate(labels):
-        try:
-            value = float(v)
-        except (TypeError, ValueError):
-            raise KdeployError(f"{where}: row {i + 1} has label {v!r}, not a number; a regression task needs "
-                               "numeric scores (or drop --task regression for classes)") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise KdeployError(f"{where}: row {i + 1} has a non-finite score {v!r}")
-        out.append(value)
-    return out
-
-
-def _looks_like_scores(labels: list) -> bool:
-    """Numbers that are not all whole: a score column given to a classification task."""
-    try:
-        values = [float(v) for v in labels]
-    except (TypeError, ValueError):
-        return False
-    return any(v != int(v) for v in values if v == v and abs(v) != float("inf"))
+def _indicator_columns(columns: dict, named: str, where: str) -> list[list[str]]:
+    """Several 0/1 columns (--label-column toxic,obscene,threat) as each row's list of names."""
+    names = [n.strip() for n in named.split(",") if n.strip()]
+    missing = [n for n in names if n not in columns]
+    if missing:
+        raise KdeployError(f"{where}: no column {missing[0]!r} (columns: {', '.join(map(str, columns))}); "
+                           "set --label-column to the 0/1 label columns, joined by ','")
+    rows = []
+    for i in range(len(columns[names[0]])):
+        row = []
+        for n in names:
+            v = columns[n][i]
+            key = str(v).strip()
+            if key in ("1", "1.0", "True", "true"):
+                row.append(n)
+            elif key not in ("0", "0.0", "False", "false", ""):
+                raise KdeployError(f"{where}: row {i + 1} has {v!r} in label column {n!r}; each label column "
+                                   "holds 0 or 1")
+        rows.append(row)
+    return rows
 
 
 def _normalise(raw: dict, cfg: DataConfig, sources: dict) -> TaskData:
@@ -306,31 +334,10 @@ def _normalise(raw: dict, cfg: DataConfig, sources: dict) -> TaskData:
         raise KdeployError(f"{parsed[single[0]][3]}: one text per row, but {parsed[next(iter(pair_splits))][3]} has "
                            "pairs; give every split both columns (or --text-column to use one)")
     pairs = bool(pair_splits)
-    space_split = "train" if "train" in parsed else next(iter(parsed))
-    encoded = {}
-    if cfg.task == "regression":
-        label_names = [cfg.label_column or "score"]
-        for split, (texts, seconds, labels, where) in parsed.items():
-            encoded[split] = {"text": texts, **({"text_pair": seconds} if pairs else {}), "label": _scores(labels, where)}
-        ids_only = False
-    else:
-        all_labels = [v for s in ([space_split] if space_split == "train" else parsed) for v in parsed[s][2]]
-        if _looks_like_scores(all_labels):
-            raise KdeployError(f"{parsed[space_split][3]}: the labels look like scores ({', '.join(map(str, all_labels[:3]))}"
-                               ", …); for a score task use --task regression")
-        label_names, to_id, ids_only = label_space(all_labels, class_names, cfg.label_names, parsed[space_split][3])
-        if space_split == "train" and len(label_names) < 2:
-            raise KdeployError(f"{parsed['train'][3]}: train has only one label ({label_names[0]!r}); "
-                               "a classifier needs at least two")
-        for split, (texts, seconds, labels, where) in parsed.items():
-            ids = []
-            for i, v in enumerate(labels):
-                key = label_key(v)
-                if key not in to_id:
-                    raise KdeployError(f"{where}: label {v!r} (row {i + 1}) never occurs in train "
-                                       f"(train labels: {', '.join(label_names)})")
-                ids.append(to_id[key])
-            encoded[split] = {"text": texts, **({"text_pair": seconds} if pairs else {}), "label": ids}
+    kind = task_kind(cfg.task)
+    label_names, labels, ids_only = kind.encode_labels(parsed, cfg.label_names, class_names, cfg)
+    encoded = {split: {"text": texts, **({"text_pair": seconds} if pairs else {}), "label": labels[split]}
+               for split, (texts, seconds, _, _) in parsed.items()}
 
     features = features_of(label_names, pairs, cfg.task)
     splits = datasets.DatasetDict({k: datasets.Dataset.from_dict(v, features=features) for k, v in encoded.items()})
@@ -349,32 +356,6 @@ def _normalise(raw: dict, cfg: DataConfig, sources: dict) -> TaskData:
 
 
 def _carve_validation(splits, cfg: DataConfig, sources: dict, where: str) -> None:
-    """A seeded validation split from train, stratified when every class can give one example."""
-    from collections import Counter
-
-    train = splits["train"]
-    regression = cfg.task == "regression"
-    if (not regression and len(set(train["label"])) < 2) or len(train) < 10:
-        raise KdeployError(f"{where}: too little training data to carve a validation split; give --validation")
-    import math
-
-    if regression:
-        carved = train.train_test_split(test_size=cfg.validation_fraction, seed=cfg.split_seed)
-        splits["train"], splits["validation"] = carved["train"], carved["test"]
-        sources["validation"] = f"{cfg.validation_fraction:.0%} of train, seed {cfg.split_seed}"
-        return
-
-    counts = Counter(train["label"])
-    held_out = math.ceil(cfg.validation_fraction * len(train))
-    rare = [train.features["label"].names[k] for k, n in counts.items() if n < 2]
-    stratified = not rare and held_out >= len(counts) and len(train) - held_out >= len(counts)
-    if rare:
-        note(f"{where}: class {', '.join(map(repr, rare))} occurs once, so the validation split is carved "
-             "without stratification; give --validation for a better one")
-    elif not stratified:
-        note(f"{where}: too few examples to hold out one of each of the {len(counts)} classes, so the validation "
-             "split is carved without stratification; give --validation for a better one")
-    carved = train.train_test_split(test_size=cfg.validation_fraction, seed=cfg.split_seed,
-                                    stratify_by_column="label" if stratified else None)
-    splits["train"], splits["validation"] = carved["train"], carved["test"]
+    """A seeded validation split from train (stratified where the task kind can)."""
+    splits["train"], splits["validation"] = task_kind(cfg.task).carve(splits["train"], cfg, where)
     sources["validation"] = f"{cfg.validation_fraction:.0%} of train, seed {cfg.split_seed}"

@@ -69,8 +69,7 @@ def finetune(settings: FinetuneSettings, model: str, data: DataConfig, out: str 
         settings, task = _window(settings, task, tok, None if from_scratch else built.config.to_dict())
         check_max_length(settings.train.max_length, built.config.to_dict(), f"model {model}")
         check_room(settings.train.max_length, tok, task.pairs)
-        if task.task == "regression":
-            built.config.problem_type = "regression"
+        built.config.problem_type = task.kind.problem_type
         task = read_as(task, tok, model, settings.train.max_length)
         settings, probe = _probed(settings, built, tok, task, from_scratch)
         config = _record_config(settings, {"model": model, "tokenizer": tokenizer}, data)
@@ -275,7 +274,7 @@ def _retention(task: TaskData, fitted, teacher):
     if "validation" not in task.splits or teacher is None:
         return None
     return verdict(fitted.validation, teacher.validation, task.splits["train"]["label"],
-                   task.splits["validation"]["label"], task.label_names, "validation")
+                   task.splits["validation"]["label"], task.label_names, "validation", task.task)
 
 
 def _task_and_teachers(settings: DistillSettings, names: list[str], data: DataConfig):
@@ -297,8 +296,7 @@ def _task_and_teachers(settings: DistillSettings, names: list[str], data: DataCo
         check_max_length(settings.train.max_length, model.config.to_dict(), f"teacher {name}")
         if model.config.num_labels != task.num_labels:
             raise KdeployError(f"teacher {name} has {model.config.num_labels} outputs, but the data "
-                               + ("is a score task (one output)" if task.task == "regression"
-                                  else f"has {task.num_labels} classes")
+                               + f"has {task.kind.describe_outputs(task.label_names)}"
                                + "; distil from a teacher fine-tuned on this task")
     return task, teachers
 
@@ -329,8 +327,7 @@ def _student(settings: DistillSettings, teachers, task: TaskData, first_teacher:
     task = read_as(task, tokenizer, first_teacher, settings.train.max_length)
     student.config.id2label = dict(enumerate(task.label_names))
     student.config.label2id = {n: i for i, n in enumerate(task.label_names)}
-    if task.task == "regression":
-        student.config.problem_type = "regression"
+    student.config.problem_type = task.kind.problem_type
     return student, tokenizer, described, task
 
 

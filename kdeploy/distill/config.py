@@ -212,7 +212,7 @@ def auto_max_length(lengths: list[int], limit: int | None, truncation_given: boo
     lengths of a sample of the training texts and the model's position limit (None: the
     student has no position table and reads the whole text at linear cost)."""
     short = SHORT_WINDOW if limit is None else min(SHORT_WINDOW, limit)  # never past the position table
-    capped = f" (the model's limit)" if short < SHORT_WINDOW else ""
+    capped = " (the model's limit)" if short < SHORT_WINDOW else ""
     if not lengths:
         return short, None, "no training texts to measure" + capped
     ordered = sorted(lengths)

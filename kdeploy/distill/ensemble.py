@@ -1,7 +1,8 @@
-"""Several teachers as one: average their softened distributions (model fusion).
+"""Several teachers as one: average their softened answers (model fusion).
 
-The mixture p = Σ_k w_k·softmax(t_k/T) is turned back into logits z = T·log p, so that
-softmax(z/T) = p exactly and the unchanged KD loss distils the ensemble. Each teacher
+The mixture p = Σ_k w_k·f(t_k/T), f the task kind's activation (softmax for classes, a sigmoid
+per label, the score itself), is turned back into logits z = T·f⁻¹(p), so that f(z/T) = p
+exactly and the unchanged KD loss distils the ensemble. Each teacher
 tokenises the text itself, so teachers with different tokenizers combine freely.
 """
 from __future__ import annotations
@@ -22,8 +23,12 @@ def normalise_weights(weights: list[float] | None, count: int) -> np.ndarray:
     return w / w.sum()
 
 
-def ensemble_logits(logits: list[np.ndarray], weights: np.ndarray, temperature: float) -> np.ndarray:
-    """T·log Σ_k w_k softmax(logits_k / T), computed stably in float64."""
+def ensemble_logits(logits: list[np.ndarray], weights: np.ndarray, temperature: float,
+                    task: str = "classification") -> np.ndarray:
+    """T·f⁻¹(Σ_k w_k f(logits_k / T)) for the task kind's activation f, in float64."""
+    from ..tasks import task_kind
+
+    kind = task_kind(task)
     if len(logits) == 1:
         return logits[0]
     shapes = {l.shape for l in logits}
@@ -31,8 +36,5 @@ def ensemble_logits(logits: list[np.ndarray], weights: np.ndarray, temperature: 
         raise KdeployError(f"the teachers' outputs differ in shape {sorted(shapes)}: they must share the label set")
     mix = np.zeros(logits[0].shape, dtype=np.float64)
     for w, z in zip(weights, logits):
-        z = z.astype(np.float64) / temperature
-        z = z - z.max(axis=-1, keepdims=True)
-        p = np.exp(z)
-        mix += w * p / p.sum(axis=-1, keepdims=True)
-    return (temperature * np.log(np.clip(mix, 1e-30, None))).astype(np.float32)
+        mix += w * kind.outputs(z.astype(np.float64) / temperature)
+    return (temperature * kind.logits_of(mix)).astype(np.float32)

@@ -52,8 +52,7 @@ def _batch(tokenizer, task, split, rows, cfg):
     texts = task.texts(split)
     labels = task.splits[split]["label"]
     enc = tokenize(tokenizer, [texts[i] for i in rows], cfg.max_length, return_tensors="pt")
-    dtype = torch.float32 if task.task == "regression" else torch.long
-    return select_inputs(enc), torch.tensor([labels[i] for i in rows], dtype=dtype)
+    return select_inputs(enc), torch.tensor([labels[i] for i in rows])  # the task's loss casts them
 
 
 def _one_pass(model, tokenizer, task, rows, cfg, rate: float, advance=lambda n=1: None) -> None:
@@ -67,7 +66,7 @@ def _one_pass(model, tokenizer, task, rows, cfg, rate: float, advance=lambda n=1
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(1.0, (s + 1) / warm))
     for start in range(0, len(rows), cfg.batch_size):
         inputs, labels = _batch(tokenizer, task, "train", rows[start:start + cfg.batch_size], cfg)
-        loss = model(**inputs, labels=labels).loss
+        loss = task.kind.hard_loss(model(**inputs).logits, labels)
         advance()
         if not torch.isfinite(loss):
             return
@@ -86,7 +85,7 @@ def _loss(model, tokenizer, task, split, rows, cfg, advance=lambda n=1: None) ->
         for start in range(0, len(rows), cfg.eval_batch_size):
             chunk = rows[start:start + cfg.eval_batch_size]
             inputs, labels = _batch(tokenizer, task, split, chunk, cfg)
-            total += float(model(**inputs, labels=labels).loss) * len(chunk)
+            total += float(task.kind.hard_loss(model(**inputs).logits, labels)) * len(chunk)
             count += len(chunk)
             advance()
     value = total / max(count, 1)

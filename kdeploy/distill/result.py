@@ -49,6 +49,7 @@ class TrainingResult(Result):
     layer_loss_means: dict[str, float] | None = None
     pruning: dict | None = None
     retention: Retention | None = None  # the student against its teacher and the trivial answer (validation)
+    thresholds: dict[str, float] | None = None  # multi-label: each label's decision threshold, tuned on validation
     learning_rate_probe: dict | None = None  # finetune given no rate: each rate's validation loss after the probe
     reference: dict | None = None  # logits of the model as training left it, on a few texts (checked on reload)
     versions: dict = field(default_factory=dict)
@@ -72,6 +73,14 @@ class TrainingResult(Result):
         return super().from_dict(data)
 
     @property
+    def task(self) -> str:
+        """The task kind's name, as the data was read."""
+        from ..tasks import kind_of_scores
+
+        recorded = (self.config.get("data") or {}).get("task") or (self.data or {}).get("task")
+        return recorded or kind_of_scores(self.validation or self.test).name
+
+    @property
     def description(self) -> str:
         m = self.model
         if m.get("builder") == "layers":
@@ -79,13 +88,12 @@ class TrainingResult(Result):
         return m.get("builder", "?")
 
     def table(self) -> tuple[list[str], list[list[str]]]:
-        metric = next((sc.metric for sc in (self.validation, self.test) if sc is not None), "accuracy")
-        main, second = metric_names(metric)
-        one = lambda sc: metric_cells(sc, metric)[0]  # noqa: E731
+        main, second = metric_names(self.task)
+        one = lambda sc: metric_cells(sc)[0]  # noqa: E731
         rows = []
         teacher = self.teacher
         if teacher and teacher.test:
-            rows.append(["teacher", one(teacher.validation), *metric_cells(teacher.test, metric), "", ""])
+            rows.append(["teacher", one(teacher.validation), *metric_cells(teacher.test), "", ""])
         rows.append(["student" if self.stage == "distill" else "model", one(self.validation),
-                     *metric_cells(self.test, metric), f"{self.parameters / 1e6:.1f}M", f"{self.train_seconds or 0:.0f}"])
+                     *metric_cells(self.test), f"{self.parameters / 1e6:.1f}M", f"{self.train_seconds or 0:.0f}"])
         return ["model", f"val {main}", f"test {main}", f"test {second}", "params", "train s"], rows

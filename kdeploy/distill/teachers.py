@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from ..console import say
 from ..data import TaskData, text_fingerprint
 from ..errors import KdeployError
-from ..metrics import score
 from ..modelio.loading import label_names_of, load_classifier, load_tokenizer, model_fingerprint
 from .result import TeacherSummary
 
@@ -90,15 +88,22 @@ def teacher_outputs(teachers: Teachers, data: TaskData, transfer_texts: list[str
             extra, hits[tag("transfer")] = cached_teacher_logits(model, tok, transfer_texts, key, length,
                                                                  cache_dir, shard, chunks)
             per_teacher[k]["train"] = np.concatenate([per_teacher[k]["train"], extra])
-    mixed = {split: ensemble_logits([p[split] for p in per_teacher], weights, temperature) for split in per_teacher[0]}
+    mixed = {split: ensemble_logits([p[split] for p in per_teacher], weights, temperature, data.task)
+             for split in per_teacher[0]}
     teachers.per_teacher = per_teacher
     return mixed, hits, round(time.perf_counter() - started, 2)
 
 
 def summaries(teachers: Teachers, logits_by_split: dict, data: TaskData, weights: np.ndarray) -> tuple[TeacherSummary, list]:
     """The (mixed) teacher's scores, and each member's when there are several."""
+    from ..tasks.base import thresholds_of
+
     def scored(model, fp, logits, weight=None):
-        splits = {s: score(logits[s], np.asarray(data.splits[s]["label"])) for s in ("validation", "test") if s in logits}
+        tuned = data.kind.tune(logits["validation"], np.asarray(data.splits["validation"]["label"]),
+                               data.label_names) if "validation" in logits else None  # as the student's will be
+        splits = {s: data.kind.score(logits[s], np.asarray(data.splits[s]["label"]),
+                                     thresholds=thresholds_of(tuned, data.label_names))
+                  for s in ("validation", "test") if s in logits}
         return TeacherSummary(model=model, fingerprint=fp, weight=weight, **splits)
 
     name = teachers.names if len(teachers.names) > 1 else teachers.names[0]

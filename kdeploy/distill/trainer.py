@@ -19,7 +19,9 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from ..console import note, say
 from ..errors import KdeployError
 from ..modelio.heads import eager_attention
-from ..metrics import Scores, classification_metrics
+from ..metrics import TITLES, Scores, shown
+from ..tasks import task_kind
+from ..tasks.base import thresholds_of
 from ..modelio.record import MODEL_RECORD
 from ..modelio.torch_infer import reference_logits
 from .config import TrainConfig
@@ -56,9 +58,9 @@ class _Collator:
 
 class DistillTrainer(Trainer):
     def __init__(self, *args, alpha: float = 0.0, temperature: float = 1.0, loss: str = "kd",
-                 layer_objective=None, **kwargs):
+                 layer_objective=None, task: str = "classification", **kwargs):
         super().__init__(*args, **kwargs)
-        self.alpha, self.temperature = alpha, temperature
+        self.alpha, self.temperature, self.task = alpha, temperature, task
         self.loss_fn = get_loss(loss)
         self.layer_objective = layer_objective
         if layer_objective is not None:
@@ -91,7 +93,7 @@ class DistillTrainer(Trainer):
             outputs = model(**inputs)
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
         alpha = self.alpha if (teacher_logits is not None and model.training) else 0.0
-        loss = self.loss_fn(logits, teacher_logits, labels, alpha, self.temperature)
+        loss = self.loss_fn(logits, teacher_logits, labels, alpha, self.temperature, task=self.task)
         if layered:
             extra, parts = self.layer_objective(outputs, teacher_features, inputs["attention_mask"])
             loss = loss + extra
@@ -114,11 +116,7 @@ class DistillTrainer(Trainer):
             logits = model(**inputs)["logits"]
             loss = None
             if labels is not None:
-                labels = labels.to(logits.device)
-                if logits.shape[-1] == 1:  # a score
-                    loss = torch.nn.functional.mse_loss(logits[:, 0].float(), labels.float()).detach()
-                else:
-                    loss = torch.nn.functional.cross_entropy(logits.float(), labels).detach()
+                loss = task_kind(self.task).hard_loss(logits, labels.to(logits.device)).detach()
         return loss, logits.detach(), labels
 
 
@@ -139,16 +137,15 @@ class _EpochTimer(TrainerCallback):
 class _EpochPrinter(TrainerCallback):
     """One readable line per epoch instead of the Trainer's raw log dicts."""
 
+    def __init__(self, task: str):
+        self.metrics = task_kind(task).metrics[:2]
+
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if not state.is_world_process_zero or not metrics or "eval_accuracy" not in metrics:
+        if not state.is_world_process_zero or not metrics or "eval_main" not in metrics:
             return
         loss = next((e["loss"] for e in reversed(state.log_history) if "loss" in e), float("nan"))
-        if "eval_pearson" in metrics:
-            say(f"epoch {round(state.epoch, 2):g}/{args.num_train_epochs:g}: train loss {loss:.4f}, "
-                f"validation Pearson r {metrics['eval_pearson']:.4f}, Spearman {metrics['eval_spearman']:.4f}")
-            return
-        say(f"epoch {round(state.epoch, 2):g}/{args.num_train_epochs:g}: train loss {loss:.4f}, "
-            f"validation accuracy {100 * metrics['eval_accuracy']:.2f}%, macro-F1 {100 * metrics['eval_macro_f1']:.2f}%")
+        figures = ", ".join(f"{TITLES[m]} {shown(m, metrics[f'eval_{m}'])}" for m in self.metrics)
+        say(f"epoch {round(state.epoch, 2):g}/{args.num_train_epochs:g}: train loss {loss:.4f}, validation {figures}")
 
 
 class _StepHeartbeat(TrainerCallback):
@@ -171,8 +168,16 @@ class _QuietProgress(ProgressCallback):
         pass
 
 
-def _compute_metrics(eval_pred):
-    return classification_metrics(eval_pred.predictions, eval_pred.label_ids)
+def metrics_of(task: str):
+    """The Trainer's compute_metrics: the task's named metrics, and its main one as "main" (what
+    the best epoch is kept by; multi-label at the default thresholds, tuned only at the end)."""
+    kind = task_kind(task)
+
+    def compute(eval_pred) -> dict[str, float]:
+        scores = kind.score(eval_pred.predictions, eval_pred.label_ids)
+        return {"main": scores.main, **scores.metrics}
+
+    return compute
 
 
 def tokenize_splits(splits, tokenizer, max_length: int, teacher_logits: np.ndarray | None = None,
@@ -227,7 +232,7 @@ def training_arguments(cfg: TrainConfig, work_dir: Path) -> TrainingArguments:
         save_strategy="epoch",
         logging_strategy="epoch",
         load_best_model_at_end=True,
-        metric_for_best_model="accuracy",
+        metric_for_best_model="main",
         greater_is_better=True,
         save_total_limit=1,
         save_only_model=False,
@@ -304,18 +309,19 @@ class Fitted:
     layer_loss_means: dict[str, float] | None = None
     validation: Scores | None = None
     test: Scores | None = None
+    thresholds: dict[str, float] | None = None  # decisions per label, tuned on validation (multi-label)
 
 
 def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_dir: Path, resume: bool = False,
         teacher_logits: np.ndarray | None = None, alpha: float = 0.0, temperature: float = 1.0,
         layer_objective=None, feature_store=None, callbacks: list | None = None, loss: str = "kd"):
-    """Train, keep the best epoch by validation accuracy, score validation and test.
+    """Train, keep the best epoch by the task's main validation metric, score validation and test.
 
     Returns (trainer, metrics and timings); the caller saves the model (main process only).
     """
     if model.config.num_labels != data.num_labels:
         raise KdeployError(f"the model has {model.config.num_labels} outputs but the data has "
-                           + ("one score per example" if data.task == "regression" else f"{data.num_labels} labels"))
+                           + data.kind.describe_outputs(data.label_names))
     encoded = tokenize_splits(data.splits, tokenizer, cfg.max_length, teacher_logits, data.pair_truncation)
     args = within_budget(args, len(encoded["train"]))
     timer = _EpochTimer()
@@ -326,12 +332,13 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
         eval_dataset=encoded["validation"],
         processing_class=tokenizer,
         data_collator=_Collator(tokenizer, feature_store if layer_objective is not None else None),
-        compute_metrics=_compute_metrics,
-        callbacks=[timer, _EpochPrinter(), *_stopping(cfg), *(callbacks or [])],
+        compute_metrics=metrics_of(data.task),
+        callbacks=[timer, _EpochPrinter(data.task), *_stopping(cfg), *(callbacks or [])],
         alpha=alpha if teacher_logits is not None else 0.0,
         temperature=temperature,
         loss=loss,
         layer_objective=layer_objective,
+        task=data.task,
     )
     _readable_progress(trainer)
     resume_from = last_checkpoint(work_dir) if resume else None
@@ -342,7 +349,7 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
     for callback in _stopping(cfg):  # the final scoring passes are not epochs to stop on (it would warn)
         trainer.remove_callback(type(callback))
 
-    epochs = _epoch_history(trainer.state.log_history)
+    epochs = _epoch_history(trainer.state.log_history, data.kind.metrics)
     split = "validation" if "validation" in data.splits else "train"
     result = Fitted(
         resumed_from=Path(resume_from).name if resume_from else None, train_seconds=round(train_seconds, 2),
@@ -350,21 +357,30 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
         best_checkpoint=Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None,
         data_parallel=_shard_record(trainer),
         precision="fp16" if trainer.args.fp16 else "bf16" if trainer.args.bf16 else "fp32",  # what ran, not what was asked
-        still_improving=_still_improving(epochs, cfg),
+        still_improving=_still_improving(epochs, cfg, data.kind.metrics[0]),
         reference=reference_logits(trainer.model, tokenizer, data.texts(split), cfg.max_length),
         layer_loss_means={k: round(v / trainer.layer_loss_calls, 6) for k, v in trainer.layer_loss_sums.items()}
         if trainer.layer_loss_calls else None)
+    _final_scores(trainer, encoded, data, result)
+    return trainer, result
+
+
+def _final_scores(trainer, encoded, data, result: Fitted) -> None:
+    """Validation and test scored with the kept model; a task with decision thresholds tunes
+    them on validation first (and the record keeps them)."""
+    predicted = {}
     for split in ("validation", "test"):
         if split in encoded:
             t0 = time.perf_counter()
-            metrics = trainer.evaluate(encoded[split], metric_key_prefix=split)
-            scores = Scores(accuracy=metrics[f"{split}_accuracy"], macro_f1=metrics[f"{split}_macro_f1"],
-                                   examples=len(encoded[split]), loss=metrics[f"{split}_loss"],
-                                   seconds=round(time.perf_counter() - t0, 2),
-                                   metric="pearson" if f"{split}_pearson" in metrics else "accuracy",
-                                   mse=metrics.get(f"{split}_mse"))
-            setattr(result, split, scores)
-    return trainer, result
+            predicted[split] = (trainer.predict(encoded[split], metric_key_prefix=split), time.perf_counter() - t0)
+    if "validation" in predicted:
+        out = predicted["validation"][0]
+        result.thresholds = data.kind.tune(out.predictions, out.label_ids, data.label_names)
+    for split, (out, seconds) in predicted.items():
+        scores = data.kind.score(out.predictions, out.label_ids, thresholds=thresholds_of(result.thresholds,
+                                                                                          data.label_names))
+        scores.loss, scores.seconds = out.metrics[f"{split}_loss"], round(seconds, 2)
+        setattr(result, split, scores)
 
 
 def _stopping(cfg: TrainConfig) -> list:
@@ -376,19 +392,20 @@ def _stopping(cfg: TrainConfig) -> list:
     return [EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping)]
 
 
-def _still_improving(epochs: list[dict], cfg: TrainConfig) -> bool:
-    """Whether the last epoch was the best so far: the model may be undertrained; said plainly."""
-    scores = [e["validation_accuracy"] for e in epochs if e.get("validation_accuracy") is not None]
+def _still_improving(epochs: list[dict], cfg: TrainConfig, metric: str = "accuracy") -> bool:
+    """Whether the last epoch was the best so far on the main metric: the model may be
+    undertrained; said plainly."""
+    scores = [e[f"validation_{metric}"] for e in epochs if e.get(f"validation_{metric}") is not None]
     rising = len(scores) >= 2 and scores[-1] > max(scores[:-1])
     if rising:
-        path = " → ".join(f"{100 * v:.1f}" for v in scores)
-        note(f"validation accuracy was still rising at the last epoch ({path}%): the model may be undertrained; "
+        path = " → ".join(shown(metric, v) for v in scores)
+        note(f"validation {TITLES[metric]} was still rising at the last epoch ({path}): the model may be undertrained; "
              f"give more --epochs{'' if cfg.early_stopping else ' with --early-stopping 2'} to train until it stops "
              "improving")
     return rising
 
 
-def _epoch_history(log_history: list[dict]) -> list[dict]:
+def _epoch_history(log_history: list[dict], metrics: tuple[str, ...] = ("accuracy", "macro_f1")) -> list[dict]:
     epochs: dict[float, dict] = {}
     for entry in log_history:
         if "epoch" not in entry:
@@ -396,7 +413,7 @@ def _epoch_history(log_history: list[dict]) -> list[dict]:
         row = epochs.setdefault(round(entry["epoch"], 2), {"epoch": round(entry["epoch"], 2)})
         if "loss" in entry:
             row["train_loss"] = entry["loss"]
-        for key in ("eval_accuracy", "eval_macro_f1", "eval_loss"):
+        for key in [f"eval_{m}" for m in metrics] + ["eval_loss"]:
             if key in entry:
                 row[key.replace("eval_", "validation_")] = entry[key]
     return [r for r in epochs.values() if len(r) > 1]

@@ -1,6 +1,6 @@
 """The training set of a distillation: the labelled split, then unlabelled text, then
-augmented copies of both. Transfer examples carry label -100 (NaN for a score task): the
-teacher's output is their only label. A pair's copies edit each of its two texts."""
+augmented copies of both. Transfer examples carry the task kind's `no_label` (-100 for a
+class, NaN for float labels): the teacher's output is their only label. A pair's copies edit each of its two texts."""
 from __future__ import annotations
 
 from ..data import TaskData, load_unlabeled_texts
@@ -13,7 +13,6 @@ def training_set(data: TaskData, unlabeled: str | None, augment: int, augment_se
 
     from ..errors import KdeployError
     from .augment import augment_texts
-    from .losses import IGNORE_INDEX
 
     texts = data.texts("train")
     labels = list(data.splits["train"]["label"])
@@ -34,12 +33,20 @@ def training_set(data: TaskData, unlabeled: str | None, augment: int, augment_se
     counts = {"labelled": len(texts), "unlabeled": len(extra), "augmented": len(augmented), "copies": int(augment)}
     if not transfer:
         return data.splits["train"], counts, transfer
-    regression = data.task == "regression"
-    no_label = float("nan") if regression else IGNORE_INDEX
+    no_label = data.kind.no_label(data.label_names)
     columns = {"text": [t[0] for t in texts + transfer] if data.pairs else texts + transfer}
     if data.pairs:
         columns["text_pair"] = [t[1] for t in texts + transfer]
     columns["label"] = labels + [no_label] * len(transfer)
     features = datasets.Features({**{k: datasets.Value("string") for k in columns if k != "label"},
-                                  "label": datasets.Value("float32" if regression else "int64")})
+                                  "label": _transfer_label(data)})
     return datasets.Dataset.from_dict(columns, features=features), counts, transfer
+
+
+def _transfer_label(data: TaskData):
+    """The label column once transfer rows join: the task's own float feature, or plain ids (a
+    ClassLabel cannot hold -100)."""
+    import datasets
+
+    feature = data.kind.label_feature(data.label_names)
+    return datasets.Value("int64") if isinstance(feature, datasets.ClassLabel) else feature

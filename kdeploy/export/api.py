@@ -6,6 +6,7 @@ export_report.json, written into a temporary folder and renamed into place.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +18,12 @@ from ..console import say
 from ..data import FALLBACK_TEXTS, DataConfig, TaskData, data_still_there, load_task_data
 from ..errors import KdeployError
 from ..fsutil import atomic_dir, claimed_output
+from ..metrics import TITLES
 from ..modelio.exported import KEY as EXPORTED_KEY, ExportedModel
 from ..modelio.inputs import set_truncation, tokenize, truncation_of_tokenizer
 from ..modelio.record import ModelRecord, check_data_kind, pairs_of_model, resolve_max_length
 from ..modelio.sizes import onnx_mib
+from ..tasks import kind_of_config
 from ..truncation import refit
 from .config import ExportSettings
 from .files import FP16, FP32, INT8, OPENVINO, OPTIMISED, role_of
@@ -64,8 +67,17 @@ class _Job:
     rejected: list = field(default_factory=list)  # candidates that failed the invariance pre-check
     sessions: dict = field(default_factory=dict)
     session_settings: dict = field(default_factory=dict)  # file name -> {"disabled_optimizers": [...]}
+    kind: object = None  # the task kind's entry (kdeploy.tasks), from the model's config
+    thresholds: dict | None = None  # multi-label: each label's decision threshold, from the model's record
     torch_ref: np.ndarray | None = None  # PyTorch's logits on the evaluation split (the accuracy step)
     fp32_logits: np.ndarray | None = None  # the fp32 export's, which derived files are compared with
+
+    @property
+    def threshold_array(self) -> np.ndarray | None:
+        from ..tasks.base import thresholds_of
+
+        return thresholds_of(self.thresholds, [str(self.model.config.id2label[i])
+                                               for i in range(self.model.config.num_labels)])
 
     def session(self, name: str):
         """One onnxruntime session per file, shared by the parity, calibration and accuracy checks."""
@@ -130,7 +142,8 @@ def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: Data
     asked = data_cfg.truncation if data_cfg is not None else None  # --truncation here overrides the record's
     set_truncation(tokenizer, refit(asked or truncation_of_tokenizer(tokenizer), max_length))
     label_names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
-    data = load_task_data(data_cfg) if data_cfg else None
+    kind = kind_of_config(model.config)
+    data = load_task_data(_as_task(data_cfg, kind.name)) if data_cfg else None
     if data is not None:
         check_data_kind(model_dir, data.pairs, "data")
         data = data.aligned_to(label_names_of(model), "model")
@@ -140,7 +153,8 @@ def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: Data
                           label_names=label_names)
     started = time.perf_counter()
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        job = _Job(settings, model_dir, model, tokenizer, max_length, data, texts, tmp)
+        job = _Job(settings, model_dir, model, tokenizer, max_length, data, texts, tmp, kind=kind,
+                   thresholds=record.thresholds)
         _fp32(job, result)
         base, gated = _fastest(job, result)
         if settings.fp16:
@@ -157,7 +171,7 @@ def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: Data
         setattr(model.config, EXPORTED_KEY, ExportedModel(
             max_length=max_length, label_names=label_names, opset=settings.opset, pairs=pairs,
             inputs=sorted(i.name for i in job.session(FP32.file).get_inputs()),
-            task="regression" if model.config.num_labels == 1 else "classification",
+            task=kind.name, thresholds=record.thresholds,
             pair_truncation=data.pair_truncation if data is not None else "longest_first",
             truncation=None if pairs else truncation_of_tokenizer(tokenizer),
             session={n: s for n, s in job.session_settings.items() if n in result.files}).to_json())
@@ -172,6 +186,11 @@ def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: Data
         result.versions, result.machine = library_versions(), machine()
         result.save(tmp / REPORT)
     return result
+
+
+def _as_task(data_cfg: DataConfig, task: str) -> DataConfig:
+    """The data read as the model's task: the model says what its labels are."""
+    return data_cfg if data_cfg.task == task else dataclasses.replace(data_cfg, task=task)
 
 
 def _parity_texts(data: TaskData | None) -> list[str]:
@@ -361,12 +380,12 @@ def _candidate_invariance(job: _Job, path: Path, session: dict):
 
 
 def _invariance_of(job: _Job, session, texts: list):
-    from ..modelio.invariance import as_outputs, check_invariance
+    from ..modelio.invariance import check_invariance
     from ..modelio.onnx_session import onnx_runner
 
     run = onnx_runner(session, job.tokenizer, job.max_length)
-    regression = job.model.config.num_labels == 1
-    return check_invariance(lambda batch: as_outputs(run(list(batch)), regression), texts, regression)
+    return check_invariance(lambda batch: job.kind.outputs(run(list(batch))), texts, job.kind.name,
+                            thresholds=job.threshold_array)
 
 
 def _invariant_only(job: _Job, candidates: list) -> list:
@@ -485,14 +504,13 @@ def _logits(job: _Job, name: str, texts) -> np.ndarray:
 
 def _accuracy(job: _Job, result: ExportResult, gated: list[str]) -> ExportAccuracy:
     """Every file scored on the evaluation split; derived files against the fp32 export."""
-    from ..metrics import score
     from ..modelio.batching import batched_logits
     from ..modelio.torch_infer import torch_logits
 
     split, texts, labels = _eval_split(job)
     t0 = time.perf_counter()
     torch_ref = batched_logits(lambda t: torch_logits(job.model, job.tokenizer, t, job.max_length), texts)
-    accuracy = ExportAccuracy(split=split, examples=len(labels), pytorch=score(torch_ref, labels))
+    accuracy = ExportAccuracy(split=split, examples=len(labels), pytorch=job.kind.score(torch_ref, labels, thresholds=job.threshold_array))
     job.fp32_logits, job.torch_ref = None, torch_ref
     for name in result.files:
         if result.parity.get(name) and result.parity[name].skipped:
@@ -506,17 +524,13 @@ def _accuracy(job: _Job, result: ExportResult, gated: list[str]) -> ExportAccura
 
 
 def _scored(job: _Job, accuracy: ExportAccuracy, name: str, logits, labels, derived: bool) -> GatedScores:
-    from ..metrics import score
-    from .choose import mcnemar
-
-    base = score(logits, labels, job.fp32_logits if derived else job.torch_ref)
+    base = job.kind.score(logits, labels, job.fp32_logits if derived else job.torch_ref, job.threshold_array)
     scored = GatedScores(**to_dict(base), agreement_with=FP32.file if derived else "pytorch",
                          max_abs_diff_vs_pytorch=float(np.abs(logits - job.torch_ref).max()))
     if derived:
-        scored.drop_points = round(100 * (accuracy.files[FP32.file].accuracy - scored.accuracy), 3)
+        scored.drop_points = accuracy.files[FP32.file].points(scored)
         scored.gate_passed = scored.drop_points <= job.settings.max_accuracy_drop
-        if scored.metric == "accuracy":  # a score task has no right/wrong per example to pair
-            scored.paired_test = mcnemar(job.fp32_logits.argmax(-1) == labels, logits.argmax(-1) == labels)
+        scored.paired_test = job.kind.paired_test(job.fp32_logits, logits, labels, job.threshold_array)
     return scored
 
 
@@ -550,16 +564,16 @@ def _gate_or_fall_back(job: _Job, result: ExportResult, gated: list[str], base: 
         test = f.paired_test or {}
         lo, hi = test.get("drop_ci95_points", [None, None])
         certainty = (f"; on {acc.examples} examples it gets {test.get('reference_only_correct')} wrong that the fp32 "
-                     f"file gets right and {test.get('candidate_only_correct')} the other way (McNemar p="
+                     f"file gets right and {test.get('candidate_only_correct')} the other way ({test.get('test')} p="
                      f"{test.get('p_value')}, drop 95% CI {lo:+.2f}..{hi:+.2f} points)") if test else ""
         tried = ", ".join(dict.fromkeys(_variant_name(a["variant"]) for a in attempts[1:]))
         advice = (f"the {len(attempts) - 1} other int8 variants tried ({tried}) lose too "
                   "much as well: export with --quantize none, or accept a larger --max-accuracy-drop"
                   if attempts else _suggestion(s))
-        what = "Pearson r (x100)" if f.metric == "pearson" else "accuracy"
+        what = TITLES[f.metric] + (" (x100)" if not f.percent else "")
         raise AccuracyGateError(
             f"{n} loses {f.drop_points:.2f} {what} points on {acc.split} "
-            f"({100 * acc.files[FP32.file].accuracy:.2f} → {100 * f.accuracy:.2f}), "
+            f"({100 * acc.files[FP32.file].main:.2f} → {100 * f.main:.2f}), "
             f"more than --max-accuracy-drop {s.max_accuracy_drop:g}{certainty}; {advice}")
 
 

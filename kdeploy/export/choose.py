@@ -3,8 +3,7 @@ timed on real sentences at batch 1 and in length-sorted batches of 32, interleav
 machine drift hits all alike, and the fastest that passes the gates is kept. The timings
 and the reason travel in export_report.json.
 
-Also here: how sure an accuracy gate's verdict is (a paired test on the examples where the
-quantised file and the fp32 export disagree).
+How sure an accuracy gate's verdict is (a paired test) is the task kind's (`kdeploy.tasks`).
 """
 from __future__ import annotations
 
@@ -112,19 +111,3 @@ def time_candidates(candidates: list[Candidate], main: str, singles: list[dict],
     for c in candidates:
         c.timing = Timing(bs1_p50_ms=round(1000 * float(np.median(one[c.name])), 4),
                           bs32_per_s=round(texts / many[c.name], 1))
-
-
-def mcnemar(reference_correct: np.ndarray, candidate_correct: np.ndarray) -> dict:
-    """Paired comparison of two classifiers on the same examples: how many each gets right that
-    the other does not, the exact two-sided McNemar p-value, and a 95% interval for the
-    accuracy drop in points (Wald interval of the paired difference)."""
-    ref, cand = np.asarray(reference_correct, bool), np.asarray(candidate_correct, bool)
-    n = len(ref)
-    b = int((ref & ~cand).sum())  # only the reference right
-    c = int((~ref & cand).sum())  # only the candidate right
-    k, m = min(b, c), b + c
-    p = min(1.0, 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2 ** m) if m else 1.0
-    diff = (b - c) / n if n else 0.0
-    se = math.sqrt(max(m - (b - c) ** 2 / n, 0.0)) / n if n else 0.0
-    return {"reference_only_correct": b, "candidate_only_correct": c, "p_value": round(p, 4),
-            "drop_ci95_points": [round(100 * (diff - 1.96 * se), 3), round(100 * (diff + 1.96 * se), 3)]}

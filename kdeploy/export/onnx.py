@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 
-from ..errors import KdeployError
 from ..modelio.onnx_export import export_transformer
 
 

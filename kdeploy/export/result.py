@@ -129,7 +129,7 @@ class ExportResult(Result):
             inv = info.invariance
             rows.append([name, f"{info.mib:.1f}",
                          f"{parity.max_abs_diff:.1e}" if parity.max_abs_diff is not None else "-",
-                         pct(parity.argmax_agreement), pct(acc.accuracy if acc else None),
+                         pct(parity.argmax_agreement), acc.cells(1)[0] if acc else "-",
                          f"{acc.drop_points:+.2f}" if acc and acc.drop_points is not None else "-",
                          "-" if inv is None else f"{'yes' if inv.passed else 'NO'} ({inv.max_abs_diff:.0e}, "
                                                  f"{inv.flips} flips)",

@@ -19,7 +19,8 @@ class ExportedModel:
     outputs: list[str] = field(default_factory=lambda: ["logits"])
     opset: int | None = None
     pairs: bool | None = None  # None: the config says nothing (a model from elsewhere)
-    task: str = "classification"  # or regression
+    task: str = "classification"  # a task kind's name (kdeploy.tasks)
+    thresholds: dict | None = None  # multi-label: {label: decision threshold}, tuned on validation
     pair_truncation: str = "longest_first"
     truncation: str | None = None  # kdeploy.truncation's strategy; None: head (pairs never truncate this way)
     session: dict = field(default_factory=dict)  # file name -> onnxruntime session settings
@@ -32,7 +33,8 @@ class ExportedModel:
         if not isinstance(block, dict):
             return None
         kinds = {"max_length": int, "label_names": list, "inputs": list, "outputs": list, "opset": int,
-                 "pairs": bool, "task": str, "pair_truncation": str, "truncation": str, "session": dict}
+                 "pairs": bool, "task": str, "pair_truncation": str, "truncation": str, "session": dict,
+                 "thresholds": dict}
         values = {f.name: block[f.name] for f in fields(cls)
                   if f.name in block and isinstance(block[f.name], kinds[f.name])
                   and not (kinds[f.name] is int and isinstance(block[f.name], bool))}
@@ -53,6 +55,7 @@ class ExportedModel:
     def to_json(self, *only: str) -> dict:
         """The block as config.json holds it (`only`: just these keys, as the web bundle keeps)."""
         out = asdict(self)
-        if self.truncation is None:
-            out.pop("truncation")
+        for key in ("truncation", "thresholds"):
+            if out[key] is None:
+                out.pop(key)
         return {k: out[k] for k in only} if only else out

@@ -3,8 +3,9 @@
 A model whose activations are scaled per call (dynamic int8) answers a text differently alone,
 in a batch of its neighbours and beside a much longer text (padding changes the scale), so a
 server that micro-batches requests would answer a user by who else was asking. This check runs
-each text three ways and compares the outputs (probabilities for a classifier, the score for a
-score model). Torch-free: export, package (every format) and bench all use it.
+each text three ways and compares the outputs (what a user reads: probabilities, sigmoid
+scores, the score) and the answers the task kind decides from them (a class, the labels above
+their thresholds; a score has none to flip). Torch-free: export, package (every format) and bench all use it.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class Invariance:
 
     texts: int
     max_abs_diff: float  # probabilities (classifier) or scores (score model)
-    flips: int  # texts whose label changes between the arms (always 0 for a score model)
+    flips: int  # texts whose answer (class, label set) changes between the arms (always 0 for a score model)
     tolerance: float = TOLERANCE
     worst: str | None = None  # the text that moved most, cut to 80 characters
 
@@ -39,19 +40,13 @@ class Invariance:
                 f"over {self.texts} texts")
 
 
-def as_outputs(logits: np.ndarray, regression: bool) -> np.ndarray:
-    """Logits -> what a user reads: softmax probabilities, or the score itself."""
-    logits = np.asarray(logits, dtype=np.float64)
-    if regression:
-        return logits
-    z = np.exp(logits - logits.max(-1, keepdims=True))
-    return z / z.sum(-1, keepdims=True)
-
-
-def check_invariance(run: Callable[[list], np.ndarray], examples: Sequence, regression: bool = False,
-                     tolerance: float = TOLERANCE) -> Invariance:
+def check_invariance(run: Callable[[list], np.ndarray], examples: Sequence, task: str = "classification",
+                     tolerance: float = TOLERANCE, thresholds: np.ndarray | None = None) -> Invariance:
     """`run(examples)` makes exactly one model call on the examples given and returns one
-    output row (probabilities or score) per example."""
+    output row (what a user reads) per example; `task` names the kind whose answers are compared."""
+    from ..tasks import task_kind
+
+    kind = task_kind(task)
     examples = list(examples)
     if not examples:
         return Invariance(texts=0, max_abs_diff=0.0, flips=0, tolerance=tolerance)
@@ -68,12 +63,23 @@ def check_invariance(run: Callable[[list], np.ndarray], examples: Sequence, regr
         chunk = examples[start:start + step]
         beside[start:start + len(chunk)] = np.asarray(run(chunk + [longest]), dtype=np.float64)[:len(chunk)]
     diff = np.maximum(np.abs(batched - alone).max(-1), np.abs(beside - alone).max(-1))
-    flips = 0 if regression else int(((batched.argmax(-1) != alone.argmax(-1))
-                                      | (beside.argmax(-1) != alone.argmax(-1))).sum())
+    flips = _flips(kind, alone, batched, beside, thresholds)
     worst = examples[int(diff.argmax())]
     text = str(worst)
     return Invariance(texts=len(examples), max_abs_diff=float(diff.max()), flips=flips, tolerance=tolerance,
                       worst=text if len(text) <= 80 else text[:77] + "...")
+
+
+def _flips(kind, alone: np.ndarray, batched: np.ndarray, beside: np.ndarray, thresholds) -> int:
+    """Texts whose decided answer differs from their answer alone in either arm."""
+    reference = kind.decisions(alone, thresholds)
+    if reference is None:
+        return 0
+    moved = np.zeros(len(alone), dtype=bool)
+    for other in (batched, beside):
+        diff = kind.decisions(other, thresholds) != reference
+        moved |= diff.reshape(len(alone), -1).any(-1)
+    return int(moved.sum())
 
 
 def longest_first(examples: Sequence, limit: int) -> list:

@@ -69,6 +69,15 @@ class ModelRecord:
         return Retention.from_record(self._at("retention", kind=dict))
 
     @property
+    def thresholds(self) -> dict[str, float] | None:
+        """Multi-label: each label's decision threshold, tuned on validation when the model was trained."""
+        raw = self._at("thresholds", kind=dict)
+        if not raw or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0
+                              for v in raw.values()):
+            return None
+        return {str(k): float(v) for k, v in raw.items()}
+
+    @property
     def pairs(self) -> bool | None:
         """Whether the training data were text pairs (None: the record does not say)."""
         return bool(self._at("data", "pairs", kind=bool)) if self._at("data", "label_names", kind=list) else None

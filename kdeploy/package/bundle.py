@@ -19,6 +19,7 @@ from ..fsutil import atomic_dir, check_output, claimed_output, normal_permission
 from ..manifest import (BUNDLE_FORMAT, LEGACY_MANIFEST, MANIFEST, BundleManifest, FileEntry, bundle_digest,
                         verify_bundle)
 from ..modelio.exported import ExportedModel
+from ..tasks import task_kind
 from ..modelio.record import read_config
 from ..modelio.sizes import mib
 from ..safety import sha256_of
@@ -44,6 +45,9 @@ def package(settings: PackageSettings, export_dir: str | Path, out: str | Path, 
     if report is not None and not Path(report).is_file():
         raise KdeployError(f"--report {report}: file not found (give a report.json written by kdeploy bench)")
     export = ExportResult.load(export_dir / REPORT)
+    kind = task_kind((ExportedModel.read(export_dir) or ExportedModel()).task)
+    for fmt in settings.formats:  # a format the task has no bundle for, before any work
+        kind.refuse("--format", fmt, kind.formats)
     if export.retention is not None:  # the export's --allow-low-retention carries over; said again here
         say(export.retention.line())
         export.retention.check(settings.allow_low_retention or bool(export.low_retention_allowed), str(export_dir))
@@ -115,7 +119,7 @@ def _bench_figures(report_path: Path, model_path: Path) -> dict | None:
         if Path(m.path).resolve() == model_path.resolve() or m.name.endswith(model_path.name):
             return {"latency": {str(bs): {"p50_ms": s.p50_ms, "throughput_per_s": s.throughput_per_s}
                                 for bs, s in m.latency.items()},
-                    "accuracy": m.accuracy.accuracy if m.accuracy else None, "size_mib": m.size_mib,
+                    "accuracy": m.accuracy.metrics if m.accuracy else None, "size_mib": m.size_mib,
                     "provider": m.provider, "threads": m.threads, "machine": report.environment.get("machine"),
                     "reference": report.reference,
                     "p50_speedup_vs_reference": {str(k): v for k, v in m.vs_reference.p50_speedup.items()}}
@@ -153,7 +157,7 @@ def _manifest(settings: PackageSettings, export_dir: Path, export, report: Path 
         source_file=name, dtype=dtype, tokenizer="tokenizer.json",
         label_names=kd.label_names or export.label_names, max_length=kd.max_length or export.max_length,
         pad_token=pad_token, pad_token_id=pad_id, inputs=kd.inputs, outputs=kd.outputs,
-        pairs=bool(kd.pairs), task=kd.task, pair_truncation=kd.pair_truncation, truncation=kd.truncation or "head",
+        pairs=bool(kd.pairs), task=kd.task, thresholds=kd.thresholds, pair_truncation=kd.pair_truncation, truncation=kd.truncation or "head",
         opset=kd.opset, files={}, session=kd.session_of(name) or None,
         provider_advice=("OpenVINO on an Intel CPU (pip install openvino)" if name.endswith(".xml")
                          else "CPUExecutionProvider (int8 has no CUDA kernels)" if dtype == "int8"
@@ -206,7 +210,7 @@ def _gate_invariance(tmp: Path, manifest: BundleManifest, export, data) -> None:
     hostile = hostile_pairs() if manifest.pairs else list(HOSTILE_TEXTS)
     examples = longest_first([tuple(t) if manifest.pairs else t for t in texts], INVARIANCE_TEXTS) + hostile
     predictor = Predictor(tmp)
-    result = check_invariance(predictor.outputs, examples, manifest.task == "regression")
+    result = check_invariance(predictor.outputs, examples, manifest.task, thresholds=predictor.threshold_array)
     manifest.batch_invariant, manifest.invariance = result.passed, to_dict(result)
     source = export.files.get(manifest.source_file)
     if source is not None and source.batch_invariant and not result.passed:

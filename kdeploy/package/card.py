@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from ..formats import FORMATS
 from ..manifest import BundleManifest
+from ..metrics import PERCENT, TITLES as METRIC_TITLES, Scores
+from ..results import build
+from ..tasks import task_kind
 
 EXAMPLE = "a gripping, beautifully acted film"
 
@@ -78,8 +81,9 @@ def model_card(m: BundleManifest) -> str:
     model = m.provenance.get("model") or m.provenance.get("student") or {}
     what = (f"{len(model['teacher_layers'])}-layer student" if model.get("teacher_layers")
             else model.get("builder", "model"))
-    lines = [f"# Text classifier: {what} (kdeploy bundle)", "",
+    lines = [f"# {task_kind(m.task).title}: {what} (kdeploy bundle)", "",
              f"Labels: {', '.join(m.label_names)}. Max length: {m.max_length} tokens (longer text is truncated).",
+             *_thresholds(m),
              f"Model: `{m.model}` ({m.dtype}, from `{m.source_file}`, opset {m.opset}); run it on {m.provider_advice}.",
              ""]
     inv = m.invariance or {}
@@ -96,8 +100,8 @@ def model_card(m: BundleManifest) -> str:
         lines += [f"ORT format: `{m.ort_model}` (same model, for ONNX Runtime Mobile and other minimal builds; "
                   f"`{m.ort_operators}` lists the operators a reduced build must include).", ""]
     if acc:
-        lines += [f"Accuracy on the {m.accuracy_split} split: {100 * acc['accuracy']:.2f}% "
-                  f"(macro-F1 {100 * acc['macro_f1']:.2f}%; {acc.get('examples')} examples"
+        scores = build(Scores, acc)
+        lines += [f"On the {m.accuracy_split} split: {scores.summary()} ({acc.get('examples')} examples"
                   + (f"; {acc['drop_points']:.2f} points below the fp32 export" if acc.get("drop_points") is not None
                      else "") + ").", ""]
     r = m.retention
@@ -117,10 +121,9 @@ def model_card(m: BundleManifest) -> str:
         lines.append("")
     p = m.provenance
     teacher = p.get("teacher") or {}
-    test = teacher.get("test") or {}
+    test = build(Scores, teacher.get("test")) if isinstance(teacher.get("test"), dict) else None
     lines += ["## Provenance", "",
-              f"- teacher: {teacher.get('model', '-')}"
-              + (f" (test accuracy {100 * test['accuracy']:.2f}%)" if test.get("accuracy") is not None else ""),
+              f"- teacher: {teacher.get('model', '-')}" + (f" (test: {test.summary()})" if test and test.metrics else ""),
               f"- distillation: α={p.get('alpha')}, T={p.get('temperature')}",
               f"- data fingerprint: {p.get('data_fingerprint')}",
               f"- kdeploy {p.get('package_versions', {}).get('kdeploy', '?')}, "
@@ -135,8 +138,18 @@ def model_card(m: BundleManifest) -> str:
     return "\n".join(lines)
 
 
+def _thresholds(m: BundleManifest) -> list[str]:
+    if not m.thresholds:
+        return []
+    return [f"Thresholds (a label is chosen when its sigmoid score reaches its own, tuned on validation; every "
+            f"format and the server apply them): {', '.join(f'{k} {v:g}' for k, v in m.thresholds.items())}."]
+
+
 def _figure(r: dict, key: str) -> str:
     value = r.get(key)
     if value is None:
         return "?"
-    return f"{100 * value:.2f}%" if r.get("metric") == "accuracy" else f"Pearson r {value:.3f}"
+    metric = r.get("metric") or "accuracy"
+    title = "" if metric == "accuracy" else f"{METRIC_TITLES.get(metric, metric)} "
+    return f"{title}{100 * value:.2f}%" if metric in PERCENT else f"{title}{value:.3f}"
+

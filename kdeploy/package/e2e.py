@@ -1,8 +1,9 @@
-"""Text in, label out, in one ONNX file: the tokenizer op, the student and a softmax.
+"""Text in, label out, in one ONNX file: the tokenizer op, the student and the task's head.
 
     text: string [N]  (or [N, 2] for a sentence-pair model)
-      └─ Loop over the N rows: BertTokenizer → [1, L] ids → the model → Softmax
-    probabilities: float [N, C], label: string [N]
+      └─ Loop over the N rows: BertTokenizer → [1, L] ids → the model → Softmax (or Sigmoid)
+    classes:     probabilities: float [N, C], label: string [N]
+    multi-label: probabilities: float [N, C] (sigmoid), selected: bool [N, C] (each ≥ its threshold)
 
 Each row runs at its own length (no padding, so int8's per-batch activation scales are the
 ones the Python predictor uses at batch 1). The model's weights live in the loop body: as
@@ -17,14 +18,17 @@ from pathlib import Path
 from ..errors import KdeployError
 from .tokenizer_graph import DOMAIN, tokenizer_nodes
 
-INPUT, PROBABILITIES, LABEL = "text", "probabilities", "label"
+INPUT, PROBABILITIES, LABEL, SELECTED = "text", "probabilities", "label", "selected"
+HEADS = {"softmax": "Softmax", "sigmoid": "Sigmoid"}  # a task kind's activation -> the graph's last operator
 E2E_MODEL = "model.e2e.onnx"
 E2E_METADATA_KEY = "kdeploy.e2e"
 
 
 def build_e2e(model_path: Path, attributes: dict, table: tuple[str, str, str], label_names: list[str],
-              pairs: bool = False, pair_truncation: str = "longest_first", truncation: str = "head"):
-    """The end-to-end ModelProto around the ONNX model at `model_path`."""
+              pairs: bool = False, pair_truncation: str = "longest_first", truncation: str = "head",
+              activation: str = "softmax", thresholds: list[float] | None = None):
+    """The end-to-end ModelProto around the ONNX model at `model_path`: `activation` is the task
+    kind's (softmax: a label per row; sigmoid: the labels at or above `thresholds`)."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -55,7 +59,10 @@ def build_e2e(model_path: Path, attributes: dict, table: tuple[str, str, str], l
             nodes.append(helper.make_node("Unsqueeze", [value, p + "axis0"], [name]))
     nodes.extend(graph.node)
     nodes.append(helper.make_node("Cast", [logits], [p + "logits32"], to=TensorProto.FLOAT))
-    nodes.append(helper.make_node("Softmax", [p + "logits32"], [p + "row_probabilities"], axis=-1))
+    if activation not in HEADS:
+        raise KdeployError(f"--format onnx-e2e: a model read through {activation!r} has no e2e head here")
+    head = {"axis": -1} if activation == "softmax" else {}
+    nodes.append(helper.make_node(HEADS[activation], [p + "logits32"], [p + "row_probabilities"], **head))
     nodes.append(helper.make_node("Identity", [p + "cond_in"], [p + "cond_out"]))
     body = helper.make_graph(
         nodes, "kdeploy_row",
@@ -66,11 +73,12 @@ def build_e2e(model_path: Path, attributes: dict, table: tuple[str, str, str], l
         initializer=list(graph.initializer))  # inside the body, so onnxruntime pre-packs them (4x faster)
 
     n = len(label_names)
-    outer = _outer_nodes(p, body, label_names, pairs)
+    outer = _outer_nodes(p, body, label_names, pairs, thresholds if activation == "sigmoid" else None)
     shape = [None, 2] if pairs else [None]
+    answer = (helper.make_tensor_value_info(SELECTED, TensorProto.BOOL, [None, n]) if activation == "sigmoid"
+              else helper.make_tensor_value_info(LABEL, TensorProto.STRING, [None]))
     e2e = helper.make_graph(outer, "kdeploy_e2e", [helper.make_tensor_value_info(INPUT, TensorProto.STRING, shape)],
-                            [helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT, [None, n]),
-                             helper.make_tensor_value_info(LABEL, TensorProto.STRING, [None])])
+                            [helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT, [None, n]), answer])
     return _as_model(e2e, model, pairs, attributes["max_length"], truncation)
 
 
@@ -96,8 +104,9 @@ def _row_nodes(p: str, pairs: bool) -> list:
     return nodes
 
 
-def _outer_nodes(p: str, body, label_names: list[str], pairs: bool) -> list:
-    """The loop over rows (each at its own length), then the label of each row's best probability."""
+def _outer_nodes(p: str, body, label_names: list[str], pairs: bool, thresholds: list[float] | None = None) -> list:
+    """The loop over rows (each at its own length), then the label of each row's best
+    probability (or, with thresholds, whether each label reaches its own)."""
     from onnx import TensorProto, helper
 
     n = len(label_names)
@@ -112,6 +121,13 @@ def _outer_nodes(p: str, body, label_names: list[str], pairs: bool) -> list:
         helper.make_node("Loop", [p + "rows", p + "true"], [p + "stacked"], body=body),
         helper.make_node("Constant", [], [p + "axis1"], value=helper.make_tensor(p + "a1", TensorProto.INT64, [1], [1])),
         helper.make_node("Squeeze", [p + "stacked", p + "axis1"], [PROBABILITIES]),
+    ]
+    if thresholds is not None:
+        return outer + [
+            helper.make_node("Constant", [], [p + "limits"], value=helper.make_tensor(
+                p + "th", TensorProto.FLOAT, [n], [float(t) for t in thresholds])),
+            helper.make_node("GreaterOrEqual", [PROBABILITIES, p + "limits"], [SELECTED])]
+    outer += [
         helper.make_node("ArgMax", [PROBABILITIES], [p + "best"], axis=1, keepdims=0),
         helper.make_node("Constant", [], [p + "names"], value=helper.make_tensor(
             p + "n", TensorProto.STRING, [n], [s.encode("utf-8") for s in label_names])),

@@ -76,7 +76,7 @@ def _tokenizer_session(tokenizer_only, tokenizer_json: Path):
 def check_e2e(e2e_model: Path, tokenizer_only, model_file: Path, tokenizer_json: Path, texts: list, source: str,
               max_length: int, pairs: bool = False, disabled_optimizers: list[str] | None = None,
               pair_truncation: str = "longest_first", threads: int | None = 2,
-              truncation: str = "head") -> E2EParity:
+              truncation: str = "head", task: str = "classification") -> E2EParity:
     """Compare token ids (tokenizer-only graph vs `tokenizers`) and probabilities (e2e graph vs
     the plain ONNX model fed by `tokenizers`, one text at a time)."""
     from ..modelio.onnx_session import create_session
@@ -88,16 +88,19 @@ def check_e2e(e2e_model: Path, tokenizer_only, model_file: Path, tokenizer_json:
     e2e = e2e_session(e2e_model, threads, disabled_optimizers)
     plain = create_session(model_file, "cpu", threads, disabled_optimizers=disabled_optimizers)
     feeds = [i.name for i in plain.get_inputs()]
+    from ..tasks import task_kind
+
+    kind = task_kind(task)
     result = E2EParity(texts=len(texts), identical=0, source=source, probability_texts=0, max_abs_diff=0.0)
     with progress_bar("e2e parity", len(texts)) as advance:
         for k, text in enumerate(texts):
-            _compare(k, text, pairs, reference, tok_session, e2e, plain, feeds, result)
+            _compare(k, text, pairs, reference, tok_session, e2e, plain, feeds, result, kind)
             advance()
     return result
 
 
 def _compare(k: int, text, pairs: bool, reference, tok_session, e2e, plain, feeds: list[str],
-             result: E2EParity) -> None:
+             result: E2EParity, kind) -> None:
     from .e2e import INPUT
 
     compared = text
@@ -116,9 +119,8 @@ def _compare(k: int, text, pairs: bool, reference, tok_session, e2e, plain, feed
     if k >= MAX_PROBABILITY_TEXTS or got != enc.ids:  # a token difference already fails the gate
         return
     columns = {"input_ids": enc.ids, "attention_mask": enc.attention_mask, "token_type_ids": enc.type_ids}
-    logits = plain.run(None, {n: np.asarray([columns[n]], dtype=np.int64) for n in feeds})[0][0].astype(np.float64)
-    expected = np.exp(logits - logits.max())
-    expected /= expected.sum()
+    logits = plain.run(None, {n: np.asarray([columns[n]], dtype=np.int64) for n in feeds})[0].astype(np.float64)
+    expected = kind.outputs(logits)[0]  # what the python predictor answers
     batch = np.array([list(text)], dtype=object) if pairs else np.array([text], dtype=object)
     probs = e2e.run(["probabilities"], {INPUT: batch})[0][0]
     result.max_abs_diff = max(result.max_abs_diff, float(np.abs(probs - expected).max()))

@@ -45,10 +45,8 @@ def web_model_name(dtype: str) -> str:
 
 
 def check_web_task(pairs: bool, task: str) -> None:
-    """What transformers.js's text-classification pipeline would get wrong, refused up front."""
-    if task == "regression":
-        raise KdeployError("--format web: transformers.js's text-classification pipeline applies a softmax, which "
-                           "turns one score into 1.0; bundle a score model as python")
+    """What transformers.js's text-classification pipeline would get wrong, refused up front (the
+    task kinds it cannot run at all are refused by their registry entry, before any work)."""
     if pairs:
         raise KdeployError("--format web: transformers.js truncates a long pair by cutting its end (the second "
                            "text and its [SEP]) where BERT takes tokens from the longer text; bundle a pair model as "
@@ -83,8 +81,13 @@ def web_keep_first(tokenizer_json: Path, max_length: int, truncation: str) -> in
 
 
 def write_web(tmp: Path, export_dir: Path, model_file: Path, dtype: str, labels: list[str], max_length: int,
-              pairs: bool, tokenizer_json: Path, truncation: str = "head") -> list[str]:
-    """Write the transformers.js layout into tmp; return the names the manifest lists."""
+              pairs: bool, tokenizer_json: Path, truncation: str = "head", task: str = "classification",
+              thresholds: dict | None = None) -> list[str]:
+    """Write the transformers.js layout into tmp; return the names the manifest lists. The
+    config's problem_type is the task kind's: transformers.js's text-classification pipeline
+    applies a sigmoid for multi_label_classification and a softmax otherwise."""
+    from ..tasks import task_kind
+
     from .binding import bind_labels
 
     check_web_model(model_file)
@@ -96,11 +99,11 @@ def write_web(tmp: Path, export_dir: Path, model_file: Path, dtype: str, labels:
         config = {"model_type": "bert", "architectures": ["BertForSequenceClassification"],
                   "kdeploy_student": model_type, "vocab_size": config.get("vocab_size")}
     config.update({"id2label": {str(i): n for i, n in enumerate(labels)}, "label2id": {n: i for i, n in enumerate(labels)},
-                   "problem_type": "single_label_classification",
+                   "problem_type": task_kind(task).problem_type,
                    "transformers.js_config": {"dtype": DTYPE_FILE[dtype][0]}})
     config[EXPORTED_KEY] = ExportedModel(label_names=labels, max_length=max_length, pairs=pairs, inputs=kd.inputs,
-                                         truncation=truncation).to_json("label_names", "max_length", "pairs",
-                                                                        "inputs", "truncation")
+                                         truncation=truncation, task=task, thresholds=thresholds).to_json(
+        "label_names", "max_length", "pairs", "inputs", "truncation", "task", *(["thresholds"] if thresholds else []))
     folder = tmp / MODEL_DIR
     (folder / "onnx").mkdir(parents=True)
     write_json(folder / "config.json", config)
@@ -115,7 +118,7 @@ def write_web(tmp: Path, export_dir: Path, model_file: Path, dtype: str, labels:
     model_name = web_model_name(dtype)
     bind_labels(model_file, tmp / model_name, labels)
     add_truncation(tmp / model_name, max_length, web_keep_first(tokenizer_json, max_length, truncation))
-    write_text(tmp / "index.html", index_html(labels, pairs))
+    write_text(tmp / "index.html", index_html(labels, pairs, thresholds))
     return [f"{MODEL_DIR}/config.json", f"{MODEL_DIR}/tokenizer_config.json", f"{MODEL_DIR}/tokenizer.json",
             model_name, "index.html"]
 
@@ -160,7 +163,8 @@ def add_truncation(path: Path, max_length: int, first: int | None = None) -> Non
     onnx.save(model, str(path))
 
 
-def index_html(labels: list[str], pairs: bool) -> str:
+def index_html(labels: list[str], pairs: bool, thresholds: dict | None = None) -> str:
+    """The demo page; a multi-label model's labels at or above their thresholds are marked ✓."""
     second = ('<textarea id="second" rows="2" placeholder="second sentence"></textarea>' if pairs else "")
     feed = "{ text: first, text_pair: document.getElementById('second').value }" if pairs else "first"
     return f"""<!doctype html>
@@ -185,6 +189,7 @@ env.allowLocalModels = true;
 env.localModelPath = new URL('./', location.href).pathname;  // a path: transformers.js probes local files by path
 env.backends.onnx.wasm.wasmPaths = new URL('./vendor/', location.href).href;  // no CDN
 const classify = await pipeline('text-classification', '{MODEL_DIR}');
+const thresholds = {json.dumps(thresholds) if thresholds else "null"};  // multi-label: a label is chosen at or above its own
 const go = document.getElementById('go');
 go.textContent = 'classify'; go.disabled = false;
 go.onclick = async () => {{
@@ -195,7 +200,8 @@ go.onclick = async () => {{
   const table = document.getElementById('out');
   table.replaceChildren(...scores.map(s => {{
     const row = document.createElement('tr');
-    for (const value of [s.label, s.score.toFixed(4)]) {{
+    const mark = thresholds ? (s.score >= thresholds[s.label] ? '✓' : '') : '';
+    for (const value of [s.label, s.score.toFixed(4), mark]) {{
       const cell = document.createElement('td'); cell.textContent = value; row.append(cell);
     }}
     return row;

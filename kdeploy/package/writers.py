@@ -10,6 +10,7 @@ from pathlib import Path
 from ..configtools import to_dict
 from ..errors import KdeployError
 from ..manifest import BundleManifest
+from ..tasks import task_kind
 from .binding import bind_labels
 
 
@@ -43,7 +44,8 @@ def web(tmp: Path, export_dir: Path, source: Path, manifest: BundleManifest, set
 
     check_web_task(manifest.pairs, manifest.task)
     names = write_web(tmp, export_dir, source, manifest.dtype, manifest.label_names, manifest.max_length,
-                      manifest.pairs, export_dir / "tokenizer.json", manifest.truncation)
+                      manifest.pairs, export_dir / "tokenizer.json", manifest.truncation, manifest.task,
+                      manifest.thresholds)
     manifest.model, manifest.tokenizer = names[3], names[2]
     # transformers.js cannot disable onnxruntime optimizers: the export's fusion plan (e.g. lean's
     # SkipLayerNorm off) does not reach the browser, and int8 amplifies that kernel difference
@@ -55,9 +57,6 @@ def web(tmp: Path, export_dir: Path, source: Path, manifest: BundleManifest, set
 def e2e(tmp: Path, export_dir: Path, source: Path, manifest: BundleManifest, settings, export,
         data) -> tuple[list[str], dict]:
     """One ONNX file, text in and label out, gated on token and probability parity."""
-    if manifest.task == "regression":
-        raise KdeployError("--format onnx-e2e ends in a softmax over classes; a score (regression) model is "
-                           "bundled as python")
     shutil.copyfile(export_dir / "tokenizer.json", tmp / "tokenizer.json")  # what the graph's tokenizer came from
     parity = _e2e_model(tmp, source, manifest, export, data)
     return [manifest.model, "tokenizer.json"], parity
@@ -84,15 +83,19 @@ def _e2e_model(tmp: Path, source: Path, manifest: BundleManifest, export, data) 
         plain, fused = Path(scratch) / "model.onnx", Path(scratch) / "fused.onnx"
         bind_labels(source, plain, manifest.label_names)
         with_load_time_fusions(plain, fused, disabled)
+        kind = task_kind(manifest.task)
+        thresholds = [manifest.thresholds[n] for n in manifest.label_names] if manifest.thresholds else None
+        if kind.thresholds and thresholds is None:
+            thresholds = [0.5] * len(manifest.label_names)
         onnx.save(build_e2e(fused, attributes, table, manifest.label_names, manifest.pairs, manifest.pair_truncation,
-                            manifest.truncation), str(tmp / E2E_MODEL))
+                            manifest.truncation, kind.activation, thresholds), str(tmp / E2E_MODEL))
         hostile = hostile_pairs() if manifest.pairs else list(HOSTILE_TEXTS)
         parity = check_e2e(tmp / E2E_MODEL, tokenizer_model(attributes, table, manifest.pairs,
                                                             pair_truncation=manifest.pair_truncation,
                                                             truncation=manifest.truncation), plain,
                            tmp / "tokenizer.json", texts + hostile, f"{where} + {len(hostile)} hostile "
                            + ("pairs" if manifest.pairs else "texts"), manifest.max_length, manifest.pairs,
-                           disabled, manifest.pair_truncation, truncation=manifest.truncation)
+                           disabled, manifest.pair_truncation, truncation=manifest.truncation, task=manifest.task)
     gate(parity)
     manifest.model = E2E_MODEL
     manifest.parity = {**(manifest.parity or {}), "e2e": to_dict(parity)}

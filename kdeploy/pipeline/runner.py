@@ -42,21 +42,20 @@ class RunResult(Result):
     dry_run: bool = False
     title = "run"
 
-    def split_and_metric(self) -> tuple[str, str]:
+    def split_and_task(self) -> tuple[str, str]:
         """The split the run's scores come from (test where the recipe has one, else validation)
-        and the task's metric (accuracy, or Pearson r for a score task)."""
+        and the task kind whose metrics they are."""
         scored = [x for x in (self.results.get("finetune"), self.results.get("distill")) if x is not None]
         has_test = any(x.test is not None for x in scored) or (
             "export" in self.results and self.results["export"].accuracy is not None
             and self.results["export"].accuracy.split == "test")
         split = "test" if has_test else "validation"
-        metric = next((getattr(x, split).metric for x in scored if getattr(x, split) is not None), "accuracy")
-        return split, metric
+        return split, next((x.task for x in scored), "classification")
 
     def table(self):
         """One block of rows per stage that has some, each from the stage table's own row function."""
-        split, metric = self.split_and_metric()
-        cells = lambda sc: metric_cells(sc, metric)  # noqa: E731
+        split, task = self.split_and_task()
+        cells = metric_cells
         rows = []
         for stage in STAGES:
             if stage.name in self.results and stage.rows:
@@ -65,13 +64,13 @@ class RunResult(Result):
             from .show import bench_rows
 
             rows += bench_rows(self.results, split, cells)
-        main, second = metric_names(metric)
+        main, second = metric_names(task)
         return ["model", f"{split} {main}", second, "params", "size MiB", "train s"], rows
 
     def render(self, title: str | None = None) -> None:
         if self.dry_run:
             return  # the plan was printed as it was made
-        super().render(title or f"{self.recipe}: {self.split_and_metric()[0]} split")
+        super().render(title or f"{self.recipe}: {self.split_and_task()[0]} split")
         say(f"run folder: {self.folder}  ({self.seconds:.0f} s)")
         if "bench" in self.results:
             from .show import bench_summary

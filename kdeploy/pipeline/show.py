@@ -80,17 +80,22 @@ def package(step, outcome, teacher: str | None = None) -> None:
         for i, (text, pred) in enumerate(zip(texts, student)):
             shown = " | ".join(text) if outcome.manifest.pairs else text
             cells = [_answer(pred)] + ([_answer(taught[i])] if taught else [])
-            mark = " *" if taught and pred.get("label") != taught[i].get("label") else ""
+            mark = " *" if taught and _decided(pred) != _decided(taught[i]) else ""
             say("  " + "  ".join(f"{c:>22}" for c in cells) + f"  {shown}{mark}")
-        if taught and any(p.get("label") != t.get("label") for p, t in zip(student, taught)):
+        if taught and any(_decided(p) != _decided(t) for p, t in zip(student, taught)):
             say("  * the student's label differs from its teacher's")
 
 
-def _answer(pred: dict) -> str:
-    return f"{pred['label']} {pred['score']:.3f}" if "label" in pred else f"score {pred['score']:.3f}"
+def _answer(pred) -> str:
+    return pred.line().replace("\t", " ")
 
 
-def _teacher_answers(teacher: str, examples: list) -> list[dict] | None:
+def _decided(pred):
+    """What a prediction decided (its class, or its set of labels; None for a score)."""
+    return pred.get("label", pred.get("labels"))
+
+
+def _teacher_answers(teacher: str, examples: list) -> list | None:
     """The teacher's own answers (PyTorch, fp32) for the sample texts; None where the teacher
     cannot be loaded here (it is shown as missing, not guessed)."""
     import numpy as np
@@ -109,9 +114,10 @@ def _teacher_answers(teacher: str, examples: list) -> list[dict] | None:
                                 getattr(tokenizer, "model_max_length", None))
     with torch.inference_mode():
         logits = torch_logits(model, tokenizer, examples, length).astype(np.float64)
-    if logits.shape[-1] == 1:
-        return [{"score": float(v[0])} for v in logits]
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
+    from ..modelio.record import ModelRecord
+    from ..tasks import kind_of_config
+
+    kind = kind_of_config(model.config)
     names = [str(model.config.id2label[i]) for i in range(logits.shape[-1])]
-    return [{"label": names[int(p.argmax())], "score": float(p.max())} for p in probs]
+    thresholds = ModelRecord.of(teacher).thresholds
+    return [kind.prediction(row, names, thresholds) for row in kind.outputs(logits)]

@@ -17,7 +17,8 @@ from ..configtools import to_dict
 from ..data import DataConfig, TaskData, data_still_there, load_task_data, load_unlabeled_texts
 from ..errors import KdeployError
 from ..fsutil import claimed_output
-from ..metrics import Scores, score
+from ..metrics import Scores
+from ..tasks.base import thresholds_of
 from ..modelio.record import MODEL_RECORD, ModelRecord, resolve_max_length
 from .config import PruneSettings
 from .result import PruneResult
@@ -98,7 +99,7 @@ def _prune(settings: PruneSettings, model_dir: Path, out: Path, data_cfg: DataCo
                                                                           "teacher": teacher}},
         before=before, after=after, parameters_before=params_before, parameters=params,
         agreement=float((before_logits.argmax(-1) == after_logits.argmax(-1)).mean()),
-        accuracy_change_points=round(100 * (after.accuracy - before.accuracy), 3), seconds=seconds, **extra)
+        accuracy_change_points=after.points(before), seconds=seconds, **extra)
     _save(out, model, tokenizer, {**record.raw, "pruning": result.to_dict()}, data.texts(split), max_length, overwrite)
     return result
 
@@ -137,7 +138,10 @@ def _score(model, tokenizer, data: TaskData, split: str, max_length: int) -> tup
     from ..modelio.torch_infer import compute_logits
 
     logits = compute_logits(model, tokenizer, data.texts(split), max_length)
-    return score(logits, np.asarray(data.splits[split]["label"])), logits, sum(p.numel() for p in model.parameters())
+    thresholds = thresholds_of(ModelRecord.of(getattr(model, "name_or_path", "") or ".").thresholds, data.label_names) \
+        if data.kind.thresholds else None
+    return (data.kind.score(logits, np.asarray(data.splits[split]["label"]), thresholds=thresholds), logits,
+            sum(p.numel() for p in model.parameters()))
 
 
 def _recover(settings: PruneSettings, data: DataConfig, pruned_dir: Path, out: Path, teacher: str,

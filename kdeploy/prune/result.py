@@ -38,8 +38,8 @@ class PruneResult(Result):
         return cls.from_dict(pruning)
 
     def table(self):
-        rows = [["before", f"{self.parameters_before:,}", pct(self.before.accuracy), "", ""],
-                ["after", f"{self.parameters:,}", pct(self.after.accuracy), pct(self.agreement),
+        rows = [["before", f"{self.parameters_before:,}", self.before.cells(1)[0], "", ""],
+                ["after", f"{self.parameters:,}", self.after.cells(1)[0], pct(self.agreement),
                  f"{self.accuracy_change_points:+.2f}"]]
         return ["model", "parameters", f"{self.eval_split} accuracy", "agreement", "change (pts)"], rows
 

@@ -10,7 +10,7 @@ every model, so the front shows plainly whether a student earns its keep.
 
 Each is optional: absent its package, it is skipped with a note. Each is timed from text to
 probabilities, as the bundles are. Pairs are read as one text ("first | second"); a score
-(regression) task has no baseline here. A user who picks a baseline still has to ship it, so each
+task has no baseline here (each task kind's registry entry names the baselines it has). A user who picks a baseline still has to ship it, so each
 is exported to ONNX where its library can (tfidf-lr by skl2onnx, text in; model2vec by its own
 `model2vec.onnx`, token ids in beside its tokenizer.json; fastText has no exporter), checked
 against the library on the validation texts, and the files land in the report's `baselines/<name>/`
@@ -50,6 +50,7 @@ class Fitted:
     how: str  # how it was fitted, for the report's notes
     export: Callable | None = None  # folder -> (probabilities fn over texts from the written ONNX file, what it is)
     not_exported: str = ""  # why there is no ONNX file, when export is None
+    thresholds: np.ndarray | None = None  # multi-label: each label's threshold, tuned on validation as a student's
 
 
 BASELINES = Registry("baseline")
@@ -258,8 +259,9 @@ class _WordTokens:
 
 def train_baseline(name: str, task, split_for_choice: str, ctx: FitContext) -> tuple[Fitted, float]:
     """(the fitted baseline, seconds to fit) on the task's train split."""
-    if task.task == "regression":
-        raise KdeployError(f"{name}: the baselines classify; a score (regression) task has none here")
+    task.kind.refuse("baseline", name, task.kind.baselines)
+    if task.kind.thresholds:
+        return _multi_label(name, task, split_for_choice, ctx)
     x = [as_text(t) for t in task.texts("train")]
     y = [int(k) for k in task.splits["train"]["label"]]
     vx = [as_text(t) for t in task.texts(split_for_choice)]
@@ -268,6 +270,80 @@ def train_baseline(name: str, task, split_for_choice: str, ctx: FitContext) -> t
     t0 = time.perf_counter()
     fitted = BASELINES[name].fit(x, y, vx, vy, task.num_labels, ctx)
     return fitted, time.perf_counter() - t0
+
+
+def _multi_label(name: str, task, split_for_choice: str, ctx: FitContext) -> tuple[Fitted, float]:
+    """A multi-label task: the baseline's multi-label form, its thresholds tuned on validation the
+    way a student's are (so the comparison is fair)."""
+    x = [as_text(t) for t in task.texts("train")]
+    y = np.asarray(task.splits["train"]["label"], dtype=np.float64)
+    vx = [as_text(t) for t in task.texts(split_for_choice)]
+    vy = np.asarray(task.splits[split_for_choice]["label"], dtype=np.float64)
+    ctx.folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    fitted = MULTI_LABEL_BASELINES[name](x, y, vx, vy, ctx)
+    tuned = task.kind.tune(task.kind.logits_of(fitted.proba(vx)), vy, task.label_names)
+    fitted.thresholds = np.asarray([tuned[n] for n in task.label_names])
+    return fitted, time.perf_counter() - t0
+
+
+def _tfidf_ovr(x, y, vx, vy, ctx: FitContext) -> Fitted:
+    """TF-IDF (word 1-2-grams) + one logistic regression per label (one-vs-rest); C picked on
+    validation macro-F1 at 0.5."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    from ..tasks.multi_label import multilabel_metrics
+
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
+    train, val = vec.fit_transform(x), vec.transform(vx)
+    present = y.sum(0) > 0  # a label with no training example gets probability 0
+    best = None
+    for c in (1.0, 4.0, 16.0):
+        clf = OneVsRestClassifier(LogisticRegression(C=c, max_iter=2000, random_state=ctx.seed), n_jobs=1)
+        clf.fit(train, y[:, present])
+        f1 = multilabel_metrics(clf.predict_proba(val) >= 0.5, vy[:, present])["macro_f1"]
+        if best is None or f1 > best[0]:
+            best = (f1, c, clf)
+    _, c, clf = best
+    np.save(ctx.folder / "coef.npy", np.stack([e.coef_[0] for e in clf.estimators_]).astype(np.float32))
+    np.save(ctx.folder / "idf.npy", vec.idf_.astype(np.float32))
+    (ctx.folder / "vocabulary.txt").write_text("\n".join(vec.vocabulary_), encoding="utf-8")
+
+    def proba(texts):
+        out = np.zeros((len(texts), y.shape[1]), dtype=np.float64)
+        out[:, present] = clf.predict_proba(vec.transform(texts))
+        return out
+    return Fitted(proba, f"one-vs-rest, C {c} (of 1-16, on validation), {len(vec.vocabulary_):,} n-grams",
+                  not_exported="the one-vs-rest baseline ships as its weights (coef.npy, idf.npy, vocabulary.txt)")
+
+
+def _fasttext_ova(x, y, vx, vy, ctx: FitContext) -> Fitted:
+    """fastText supervised with -loss ova (one-vs-all: a sigmoid per label), as its docs advise
+    for multi-label."""
+    import fasttext
+
+    train = ctx.folder / "train.txt"
+    train.write_text("".join(" ".join(f"__label__{j}" for j in np.flatnonzero(row)) + f" {' '.join(t.split())}\n"
+                             for t, row in zip(x, y)), encoding="utf-8")
+    model = fasttext.train_supervised(input=str(train), wordNgrams=2, epoch=25, lr=0.5, seed=ctx.seed, loss="ova",
+                                      thread=ctx.threads, verbose=0)
+    train.unlink()
+    model.save_model(str(ctx.folder / "model.bin"))
+
+    def proba(texts):
+        out = np.zeros((len(texts), y.shape[1]), dtype=np.float64)
+        labels, probs = model.predict([" ".join(t.split()) for t in texts], k=-1, threshold=0.0)
+        for row, (names, ps) in enumerate(zip(labels, probs)):
+            for name, p in zip(names, ps):
+                out[row, int(name.removeprefix("__label__"))] = p
+        return out
+    return Fitted(proba, "-loss ova, wordNgrams 2, 25 epochs, lr 0.5",
+                  not_exported="fastText has no ONNX exporter; it ships as its own model.bin")
+
+
+MULTI_LABEL_BASELINES = {"tfidf-lr": _tfidf_ovr, "fasttext": _fasttext_ova}
 
 
 def export_baseline(fitted: Fitted, folder: Path, texts: list[str]) -> str:
@@ -310,9 +386,9 @@ def baseline_candidate(name: str, task, choice_split: str, ctx: FitContext, expo
         shutil.copytree(ctx.folder, exports, dirs_exist_ok=True)  # what ships instead: the library's own files
         notes.append(f"{exported}; its library's own files are in the report's baselines/{name}/")
 
-    def run(enc: dict) -> np.ndarray:
-        return np.log(np.clip(fitted.proba([as_text(t) for t in enc["texts"]]), 1e-30, None))
+    def run(enc: dict) -> np.ndarray:  # its probabilities read back as logits, the task kind's way
+        return task.kind.logits_of(fitted.proba([as_text(t) for t in enc["texts"]]))
 
     return Candidate(f"{name} (baseline)", f"baseline-{name}", ctx.folder, size, _WordTokens(), 1 << 20,
                      run, provider=name, threads=ctx.threads, precision="fp32", origin=f"baseline:{name}",
-                     end_to_end=True, notes=notes, train_seconds=round(seconds, 2))
+                     end_to_end=True, notes=notes, train_seconds=round(seconds, 2), thresholds=fitted.thresholds)

@@ -311,35 +311,52 @@ def _efficiency(candidates: list[Candidate], results: dict, work: dict, peaks: d
 
 
 def _score(settings: BenchSettings, task: TaskData, candidates: list[Candidate], results: dict, reference: str) -> str:
-    from ..metrics import score
     from ..modelio.batching import batched_logits
 
     split = settings.split if settings.split in task.splits else task.eval_split
     labels = np.asarray(task.splits[split]["label"])
     texts = task.texts(split)
     logits = {c.name: batched_logits(c.run_texts, texts) for c in candidates}
+    kind = task.kind
     for c in candidates:
-        results[c.name].accuracy = BenchScores(**to_dict(score(logits[c.name], labels, logits[reference])))
-    _invariances(candidates, results, texts, regression=logits[reference].shape[-1] == 1)
-    ref_acc = results[reference].accuracy.accuracy
+        if kind.thresholds and c.thresholds is None:
+            c.thresholds = _shipped_thresholds(c.path, task.label_names)
+        results[c.name].accuracy = BenchScores(**to_dict(kind.score(logits[c.name], labels, logits[reference],
+                                                                     c.thresholds)))
+    _invariances(candidates, results, texts, kind.name)
+    ref = results[reference].accuracy
     for c in candidates:
         a = results[c.name].accuracy
-        a.drop_points_vs_reference = round(100 * (ref_acc - a.accuracy), 3)
-        a.retention = a.accuracy / ref_acc if ref_acc else None
+        a.drop_points_vs_reference = ref.points(a)
+        a.retention = a.main / ref.main if ref.main else None
     return split
 
 
 INVARIANCE_TEXTS = 1000
 
 
-def _invariances(candidates: list[Candidate], results: dict, texts: list, regression: bool) -> None:
-    """Whether each model gives a text one answer alone and among others (dynamic int8 does not)."""
-    from ..modelio.invariance import as_outputs, check_invariance, longest_first
+def _shipped_thresholds(path, label_names: list[str]):
+    """The decision thresholds a model ships with: its record's (a trained folder), or its export
+    folder's config block (an ONNX file); None (the defaults) for a model from elsewhere."""
+    from ..modelio.exported import ExportedModel
+    from ..modelio.record import ModelRecord
+    from ..tasks.base import thresholds_of
 
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    found = ModelRecord.of(folder).thresholds or (ExportedModel.read(folder) or ExportedModel()).thresholds
+    return thresholds_of(found, label_names)
+
+
+def _invariances(candidates: list[Candidate], results: dict, texts: list, task: str) -> None:
+    """Whether each model gives a text one answer alone and among others (dynamic int8 does not)."""
+    from ..modelio.invariance import check_invariance, longest_first
+    from ..tasks import task_kind
+
+    kind = task_kind(task)
     sample = longest_first(texts, INVARIANCE_TEXTS)
     for c in candidates:
-        results[c.name].invariance = check_invariance(lambda b, c=c: as_outputs(c.run_texts(list(b)), regression),
-                                                      sample, regression)
+        results[c.name].invariance = check_invariance(lambda b, c=c: kind.outputs(c.run_texts(list(b))), sample,
+                                                      task, thresholds=c.thresholds)
 
 
 def _compare(models: list[ModelBench], ref: ModelBench) -> None:

@@ -51,7 +51,7 @@ def plots(report: BenchReport, values: dict[str, dict[int, list[float]]] | None 
     bs = min(report.batch_sizes)
     out = {}
     if all(m.accuracy is not None for m in models):
-        pts = [(m.latency[bs].p50_ms, 100 * m.accuracy.accuracy) for m in models]
+        pts = [(m.latency[bs].p50_ms, 100 * m.accuracy.main) for m in models]
         front = pareto_front(pts)
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for m, (x, y) in zip(models, pts):

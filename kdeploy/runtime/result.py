@@ -17,7 +17,7 @@ REPORT = "report.json"
 @dataclass
 class BenchScores(Scores):
     drop_points_vs_reference: float | None = None
-    retention: float | None = None  # accuracy as a share of the reference's
+    retention: float | None = None  # the main metric as a share of the reference's
 
 
 @dataclass
@@ -95,18 +95,26 @@ class BenchReport(Result):
         headers = ["model", "provider"]
         for bs in self.batch_sizes:
             headers += [f"p50 ms bs{bs}", f"sent/s bs{bs}"]
-        headers += ["MiB", "accuracy", "drop pts", "batch-invariant"]
+        headers += ["MiB", self.metric_titles()[0], "drop pts", "batch-invariant"]
         rows = []
         for m in self.models:
             row = [m.name, m.provider]
             for bs in self.batch_sizes:
                 row += [f"{m.latency[bs].p50_ms:.2f}", f"{m.latency[bs].throughput_per_s:.0f}"]
             a = m.accuracy
-            row += [f"{m.size_mib:.1f}", pct(a.accuracy if a else None),
+            row += [f"{m.size_mib:.1f}", a.cells(1)[0] if a else "-",
                     f"{a.drop_points_vs_reference:+.2f}" if a and a.drop_points_vs_reference is not None else "-",
                     _invariance_cell(m.invariance)]
             rows.append(row)
         return headers, rows
+
+    def metric_titles(self) -> list[str]:
+        """The titles of the scored models' first two metrics (accuracy, macro-F1 for classes)."""
+        from ..metrics import TITLES
+
+        scored = next((m.accuracy for m in self.models if m.accuracy is not None), None)
+        names = list(scored.metrics)[:2] if scored is not None else ["accuracy", "macro_f1"]
+        return [TITLES.get(n, n) for n in names] + ["-"] * (2 - len(names))
 
     def render(self, title: str | None = None) -> None:
         from ..console import errors, say
@@ -149,7 +157,7 @@ class BenchReport(Result):
             ratio = m.vs_reference.size_ratio
             sizes.append([m.name, f"{m.size_mib:.1f}", f"{ratio:.3f}" if ratio is not None else "-",
                           f"{m.memory_mib:.1f}" if m.memory_mib is not None else "-",
-                         pct(a.accuracy if a else None), pct(a.macro_f1 if a else None),
+                         *(a.cells(2) if a else ["-", "-"]),
                          pct(a.agreement if a else None),
                          a.drop_points_vs_reference if a and a.drop_points_vs_reference is not None else "-",
                          _invariance_cell(m.invariance)])
@@ -166,7 +174,7 @@ class BenchReport(Result):
                       "precision. MACs include padding.", "",
                       markdown_table(["model", "batch", "precision", "GMAC/s", "% of peak", "% padding"], rows), ""]
         lines += ["## Size, memory and accuracy", "", markdown_table(
-            ["model", "size MiB", "size ratio", "RSS growth on load MiB", "accuracy", "macro-F1",
+            ["model", "size MiB", "size ratio", "RSS growth on load MiB", *self.metric_titles(),
              "agreement with reference", "drop (points)", "batch-invariant (max |Δp|, flips)"], sizes)]
         notes = [f"- {m.name}: {n}" for m in self.models for n in m.notes] + [f"- {n}" for n in self.skipped]
         if self.machine_load:

@@ -67,7 +67,7 @@ def baseline_verdicts(report: BenchReport) -> list[str]:
 
 
 def _verdict(b: ModelBench, s: ModelBench) -> str:
-    ba, sa = 100 * b.accuracy.accuracy, 100 * s.accuracy.accuracy
+    ba, sa = 100 * b.accuracy.main, 100 * s.accuracy.main
     gap = ba - sa
     shared = sorted(set(b.latency) & set(s.latency))
     bs = shared[0] if shared else None

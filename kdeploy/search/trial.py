@@ -81,9 +81,9 @@ class EarlyStop:
         self.stopped = False
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if self.first_epoch is not None or not metrics or "eval_accuracy" not in metrics:
+        if self.first_epoch is not None or not metrics or "eval_main" not in metrics:
             return
-        self.first_epoch = metrics["eval_accuracy"]
+        self.first_epoch = metrics["eval_main"]  # the task's main metric
         if len(self.reference) >= 3 and self.first_epoch < statistics.median(self.reference) - self.points / 100:
             self.stopped = True
             control.should_training_stop = True
@@ -123,7 +123,7 @@ def run_trial(trial, settings: SearchSettings, teacher: str, data: DataConfig, o
 
     def after_distill(result):
         trial.set_user_attr("first_epoch_accuracy", stop.first_epoch)
-        trial.set_user_attr("student_validation_accuracy", result.validation.accuracy if result.validation else None)
+        trial.set_user_attr("student_validation_accuracy", result.validation.main if result.validation else None)
         if result.retention is not None:
             trial.set_user_attr("retention_learned", result.retention.learned)
             trial.set_user_attr("low_retention", not result.retention.passed)
@@ -134,7 +134,7 @@ def run_trial(trial, settings: SearchSettings, teacher: str, data: DataConfig, o
     recipe.dump(folder / RECIPE)
     export, bench = run.results["export"], run.results["bench"]
     int8 = export.entry(INT8)
-    accuracy = int8.scores.accuracy
+    accuracy = int8.scores.main  # the task's main metric (accuracy, Pearson r, macro-F1)
     latency = bench.models[0].latency[1].p50_ms
     trial.set_user_attr("throughput_bs32", bench.models[0].latency[32].throughput_per_s)
     trial.set_user_attr("size_mib", int8.info.mib)

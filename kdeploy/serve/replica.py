@@ -225,9 +225,7 @@ class BundleDeployment(BundleServer):
         async def work():
             req = rerank_request(await self._body(request), self.pairs, self.options["max_texts"])
             self._room(len(req.texts))
-            m = self.predictor.manifest
-            scores = rerank_scores(await self._results([(req.query, t) for t in req.texts]),
-                                   self.predictor.labels, m.task == "regression")
+            scores = rerank_scores(await self._results([(req.query, t) for t in req.texts]), self.predictor.labels)
             order = sorted(range(len(scores)), key=lambda i: -scores[i])
             return JSONResponse([{"index": i, "score": scores[i], **({"text": req.texts[i]} if req.return_text else {})}
                                  for i in order])
@@ -239,7 +237,8 @@ class BundleDeployment(BundleServer):
         async def work():
             m, o = self.predictor.manifest, self.options
             return JSONResponse({
-                "model_id": self.name, "model_type": "regression" if m.task == "regression" else "classifier",
+                "model_id": self.name, "model_type": self.predictor.kind.serve_type, "task": m.task,
+                **({"thresholds": m.thresholds} if m.thresholds else {}),
                 "labels": self.predictor.labels, "pairs": m.pairs, "max_input_length": m.max_length,
                 "bundle_digest": self.predictor.digest, "dtype": m.dtype, "batch_invariant": m.batch_invariant,
                 "kdeploy_version": __version__, "max_batch_size": o["max_batch_size"],

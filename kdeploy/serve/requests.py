@@ -150,15 +150,13 @@ def rerank_request(body: dict, pairs: bool, max_texts: int) -> RerankRequest:
                          return_text=body.get("return_text", False))
 
 
-def label_scores(result: dict) -> list[dict]:
-    """A predictor result in TEI's shape: every label with its probability, best first."""
-    if "probabilities" not in result:  # a score (regression) model
-        return [{"score": result["score"]}]
-    return [{"label": label, "score": p}
-            for label, p in sorted(result["probabilities"].items(), key=lambda kv: -kv[1])]
+def label_scores(result) -> list[dict]:
+    """A typed prediction in TEI's shape: every label with its score, best first (multi-label:
+    sigmoid scores, each marked whether it reaches its threshold; a score model: its score)."""
+    return result.label_scores()
 
 
-def rerank_scores(results: list[dict], labels: list[str], regression: bool) -> list[float]:
+def rerank_scores(results: list, labels: list[str]) -> list[float]:
     """A pair bundle's relevance per passage: its score, or the probability of its last label
     (as `Predictor.rank`)."""
-    return [r["score"] if regression else r["probabilities"][labels[-1]] for r in results]
+    return [r.relevance(labels[-1]) for r in results]

@@ -37,6 +37,7 @@ class Candidate:
     end_to_end: bool = False  # timed from text (a bundle): run_encoded reads enc["texts"]
     keep: object = None  # what must live as long as the candidate (a bundle's extracted folder)
     train_seconds: float | None = None  # a baseline: how long it took to fit
+    thresholds: np.ndarray | None = None  # multi-label: the decision threshold per label it ships with
 
     def run_texts(self, texts: list[str]) -> np.ndarray:
         enc = dict(tokenize(self.tokenizer, texts, self.max_length, return_tensors="np"))

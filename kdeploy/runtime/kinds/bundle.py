@@ -36,15 +36,13 @@ def _bundle(name, path, ctx) -> Candidate:
     predictor = Predictor(path, threads=ctx.threads)
     model = predictor.folder / predictor.manifest.model
 
-    def run(enc: dict) -> np.ndarray:
-        results = predictor.predict(enc["texts"], batch_size=len(enc["texts"]))
-        probs = np.array([[r["probabilities"][label] for label in predictor.labels] for r in results], dtype=np.float64)
-        return np.log(np.clip(probs, 1e-30, None))  # log-probabilities: logits up to a constant per row
+    def run(enc: dict) -> np.ndarray:  # one call, as predict() makes it, read back as logits by the task kind
+        return predictor.kind.logits_of(predictor.outputs(enc["texts"]))
 
     cand = Candidate(name, "bundle", path, mib(path) if path.is_dir() else mib(path), _BundleTokens(predictor),
                      predictor.max_length, run, provider=f"{predictor.manifest.kind} bundle", threads=ctx.threads,
                      precision=predictor.manifest.dtype if predictor.manifest.dtype in ("int8", "fp32") else "fp32",
-                     end_to_end=True, keep=predictor)
+                     end_to_end=True, keep=predictor, thresholds=predictor.threshold_array)
     if model.suffix == ".onnx" and not predictor.e2e:
         from ..macs import onnx_mac_count
 

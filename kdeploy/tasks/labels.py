@@ -79,3 +79,51 @@ def alignment(data_names: list[str], model_names: list[str], ids_only: bool, wha
     hint = (f"; if they are the same classes in this order, pass --label-names {','.join(model_names)}"
             if len(data_names) == len(model_names) else "")
     raise KdeployError(f"the {what} predicts {model_names} but the data has labels {data_names}{hint}")
+
+
+def looks_like_scores(labels: list) -> bool:
+    """Numbers that are not all whole: a score column given to a task of labels."""
+    try:
+        values = [float(v) for v in labels]
+    except (TypeError, ValueError):
+        return False
+    return bool(values) and any(v != int(v) for v in values if v == v and abs(v) != float("inf"))
+
+
+def looks_like_labels_lists(labels: list, separator: str) -> str | None:
+    """A few examples when labels read as several per row (lists, or names joined by the
+    separator in a good share of the rows), else None: a multi-label file given to a one-class task."""
+    lists = [v for v in labels if isinstance(v, (list, tuple))]
+    if lists:
+        return f"e.g. {list(lists[0])!r}"
+    joined = [v for v in labels if isinstance(v, str) and separator in v.strip(separator + " ")]
+    if joined and len(joined) >= max(2, len(labels) // 50):
+        return f"{len(joined)} rows such as {joined[0]!r} hold several names joined by {separator!r}"
+    return None
+
+
+def label_sets(labels: list, separator: str, names: list[str] | None, where: str) -> list[list[str]]:
+    """Each row's label names: a list (JSON), names joined by `separator`, or integer ids into
+    `names`; an empty cell is a row with no label."""
+    out = []
+    for i, v in enumerate(labels):
+        if isinstance(v, (list, tuple)):
+            items = list(v)
+        elif is_missing(v):
+            items = []
+        else:
+            items = [part for part in str(v).split(separator)]
+        row = []
+        for item in items:
+            key = label_key(item)
+            if not key:
+                continue
+            if is_int(key) and names and not any(key == n for n in names):
+                k = int(key)
+                if not 0 <= k < len(names):
+                    raise KdeployError(f"{where}: row {i + 1} has label id {k}, but there are {len(names)} label names")
+                key = names[k]
+            if key not in row:
+                row.append(key)
+        out.append(row)
+    return out

@@ -1,0 +1,105 @@
+"""Typed predictions: one class per task kind, which the predictor returns, `kdeploy predict`
+prints and the server serialises. Each says itself three ways (`to_dict` for JSON, `label_scores`
+for TEI's `/predict` shape, `line` for a terminal) and knows its relevance for ranking, so that
+logic lives here once. Torch- and numpy-free.
+
+They also read like the dicts earlier versions returned (`p["label"]`), so code written against
+those keeps working.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class _Mapping:
+    """Read access by key, as the dicts the predictor returned before it returned types."""
+
+    def to_dict(self) -> dict:  # pragma: no cover - each prediction says itself
+        raise NotImplementedError
+
+    def __getitem__(self, key: str):
+        return self.to_dict()[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.to_dict()
+
+    def keys(self):
+        return self.to_dict().keys()
+
+    def __iter__(self):
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
+    def get(self, key: str, default=None):
+        return self.to_dict().get(key, default)
+
+
+@dataclass(frozen=True)
+class ClassPrediction(_Mapping):
+    """One class per text: the most probable label, its probability and every label's."""
+
+    label: str
+    score: float
+    probabilities: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "score": self.score, "probabilities": dict(self.probabilities)}
+
+    def label_scores(self) -> list[dict]:
+        """TEI's shape: every label with its probability, best first."""
+        return [{"label": k, "score": v} for k, v in sorted(self.probabilities.items(), key=lambda kv: -kv[1])]
+
+    def relevance(self, label: str) -> float:
+        return self.probabilities[label]
+
+    def line(self) -> str:
+        return f"{self.label}\t{self.score:.4f}"
+
+
+@dataclass(frozen=True)
+class ScorePrediction(_Mapping):
+    """One score per text (relatedness, relevance): the model's output as it is."""
+
+    score: float
+
+    def to_dict(self) -> dict:
+        return {"score": self.score}
+
+    def label_scores(self) -> list[dict]:
+        return [{"score": self.score}]
+
+    def relevance(self, label: str | None = None) -> float:
+        return self.score
+
+    def line(self) -> str:
+        return f"{self.score:.4f}"
+
+
+@dataclass(frozen=True)
+class LabelsPrediction(_Mapping):
+    """Any number of labels per text: every label whose sigmoid score reaches its threshold
+    (tuned on validation), best first, and every label's score."""
+
+    labels: list[str]
+    scores: dict[str, float]
+    thresholds: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return {"labels": list(self.labels), "scores": dict(self.scores)}
+
+    def label_scores(self) -> list[dict]:
+        """TEI's shape (sigmoid scores, best first), each label marked whether it is chosen."""
+        return [{"label": k, "score": v, "selected": v >= self.thresholds[k]}
+                for k, v in sorted(self.scores.items(), key=lambda kv: -kv[1])]
+
+    def relevance(self, label: str) -> float:
+        return self.scores[label]
+
+    def line(self) -> str:
+        chosen = ", ".join(f"{k} {self.scores[k]:.4f}" for k in self.labels)
+        return chosen or "(no label)"
+
+
+Prediction = ClassPrediction | ScorePrediction | LabelsPrediction
