@@ -22,8 +22,17 @@ import numpy as np
 
 from .errors import KdeployError
 from .formats import FORMATS
-from .manifest import (LEGACY_FORMAT, LEGACY_MANIFEST, MANIFEST, METADATA_KEY, BundleError, BundleManifest,
-                       bundle_digest, normal_digest, verify_bundle)
+from .manifest import (
+    LEGACY_FORMAT,
+    LEGACY_MANIFEST,
+    MANIFEST,
+    METADATA_KEY,
+    BundleError,
+    BundleManifest,
+    bundle_digest,
+    normal_digest,
+    verify_bundle,
+)
 from .tasks import Prediction, task_kind
 from .truncation import Reader
 

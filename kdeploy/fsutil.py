@@ -27,17 +27,23 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .errors import KdeployError
+from .names import (
+    BENCH_REPORT,
+    BUNDLE_MANIFEST,
+    EXPORT_REPORT,
+    MODEL_RECORD,
+    RUN_RECORD,
+)
 
 #: Files that mark a folder as kdeploy's own output (model record, export report, bench report,
 #: bundle manifest, run state, search state): a name alone proves nothing (see `written_by_kdeploy`).
-RECORD_FILES = ("kdeploy.json", "export_report.json", "report.json", "bundle.json", "kdeploy-run.json",
-                "search.json")
+RECORD_FILES = (MODEL_RECORD, EXPORT_REPORT, BENCH_REPORT, BUNDLE_MANIFEST, RUN_RECORD, "search.json")
 #: The ledger of a published output folder: kdeploy's marker and every file it wrote there.
 LEDGER = ".kdeploy-output.json"
 LEDGER_FORMAT = "kdeploy-output/1"
 #: Folders kdeploy fills over many steps (a recipe run, a search) rather than publishing at once;
 #: recognised by their state file's content, which names what kdeploy put there.
-STATE_FILES = ("kdeploy-run.json", "search.json")
+STATE_FILES = (RUN_RECORD, "search.json")
 
 
 class OutputError(KdeployError):

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from .errors import KdeployError
 from .formats import FORMATS
+from .names import BUNDLE_MANIFEST, LEGACY_MANIFEST
 from .truncation import resolve
 
-MANIFEST = "bundle.json"
-LEGACY_MANIFEST = "kdeploy.json"  # kdeploy-bundle/1 (kdeploy 0.1) named its manifest like the model record
+MANIFEST = BUNDLE_MANIFEST
 BUNDLE_FORMAT = "kdeploy-bundle/2"
 LEGACY_FORMAT = "kdeploy-bundle/1"
 MAX_MANIFEST_BYTES = 1 << 20

@@ -137,13 +137,13 @@ FAST = dict(epochs=3, learning_rate=3e-3, warmup_ratio=0.0, batch_size=16, max_l
 
 
 def distill_settings(**kwargs):
-    """DistillSettings with FAST training and no augmentation unless asked; `train=` overrides
-    single training settings."""
+    """DistillSettings with FAST training, no augmentation and a 2-layer student unless asked
+    (the depth probe has its own tests); `train=` overrides single training settings."""
     from kdeploy.configtools import settings_from
     from kdeploy.distill.config import DistillSettings
 
     train = {**FAST, **kwargs.pop("train", {})}
-    return settings_from(DistillSettings, {"train": train, "augment": 0, **kwargs})
+    return settings_from(DistillSettings, {"train": train, "augment": 0, "student": {"layers": 2}, **kwargs})
 
 
 def finetune_settings(**kwargs):

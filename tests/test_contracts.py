@@ -236,3 +236,19 @@ def test_every_stage_names_its_api_loader_and_display():
     assert {s.name for s in STAGES if s.show} == {"bench", "package"}
     assert {s.name for s in STAGES if s.rows} == {"finetune", "distill", "prune", "export"}
     assert all(callable(s.table_rows()) for s in STAGES if s.rows)
+
+
+def test_record_and_file_names_are_declared_once():
+    """kdeploy.json, bundle.json, report.json, export_report.json, config.json, tokenizer.json:
+    spelled in kdeploy/names.py only (assets.py lists a hub snapshot's files with their checksums)."""
+    names = ("kdeploy.json", "bundle.json", "report.json", "export_report.json", "config.json", "tokenizer.json",
+             "kdeploy-run.json")
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel in ("names.py", "assets.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in names:
+                found.append(f"{rel}:{node.lineno} {node.value}")
+    assert not found, found

@@ -15,7 +15,7 @@ LEVELS = {"base": 0, "data": 1, "modelio": 1, "edge": 2, "distill": 3, "prune": 
           "package": 3, "serve": 3, "pipeline": 4, "search": 5, "cli": 6}
 BASE = {"kdeploy", "kdeploy.errors", "kdeploy.truncation", "kdeploy.registry", "kdeploy.configtools", "kdeploy.fsutil", "kdeploy.safety",
         "kdeploy.environment", "kdeploy.metrics", "kdeploy.console", "kdeploy.progress", "kdeploy.results",
-        "kdeploy.assets", "kdeploy.manifest", "kdeploy.formats", "kdeploy.retention"}
+        "kdeploy.assets", "kdeploy.manifest", "kdeploy.formats", "kdeploy.retention", "kdeploy.names"}
 # the only places one stage uses another: its public API or its torch-free record types
 ALLOWED_ACROSS = {
     ("prune", "kdeploy.distill.api"): "head-pruning recovery is a distillation",
@@ -170,7 +170,7 @@ def test_the_predictor_imports_only_what_a_device_installs():
                    "kdeploy.safety",
                    "kdeploy.modelio",
                    "kdeploy.modelio.onnx_session", "kdeploy.modelio.inputs", "kdeploy.modelio.batching",
-                   "kdeploy.truncation", "kdeploy.tasks", "kdeploy.tasks.base", "kdeploy.tasks.predictions",
+                   "kdeploy.truncation", "kdeploy.names", "kdeploy.tasks", "kdeploy.tasks.base", "kdeploy.tasks.predictions",
                    "kdeploy.tasks.classification", "kdeploy.tasks.regression", "kdeploy.tasks.multi_label"}, own
 
 

@@ -139,3 +139,38 @@ def test_a_recorded_verdict_reads_back():
     from kdeploy.configtools import to_dict
 
     assert Retention.from_record({**to_dict(LOW), "passed": False, "learned": 0.06}) == LOW  # a manifest's extra keys
+
+
+# --- the student's depth when none is given (issue 44, item 3) ---------------------------------
+
+def test_the_depth_probe_keeps_the_smallest_depth_near_the_best():
+    from kdeploy.distill.depth_probe import MARGIN_POINTS, candidate_depths, choose
+
+    assert MARGIN_POINTS == 1.0
+    assert choose({2: 0.712, 3: 0.780, 4: 0.784}) == 3  # 2 is 7.2 points short; 3 within 0.4 of the best
+    assert choose({2: 0.875, 3: 0.880, 4: 0.879}) == 2  # within 0.5: the smallest
+    assert choose({2: 0.60, 3: 0.70, 4: 0.80}) == 4
+    assert choose({2: 0.70, 3: 0.71}) == 2  # exactly at the margin counts as within it
+    assert candidate_depths(6) == [2, 3, 4] and candidate_depths(12) == [2, 3, 4]
+    assert candidate_depths(4) == [2, 3] and candidate_depths(2) == [1]
+
+
+def test_with_no_depth_given_the_probe_chooses_records_and_repeats_its_choice(tiny_bert, toy_files, tmp_path,
+                                                                                cache_dir, capfd):
+    from conftest import FAST, data_of
+    from kdeploy.configtools import settings_from
+    from kdeploy.distill.api import distill
+    from kdeploy.distill.config import DistillSettings
+
+    settings = settings_from(DistillSettings, {"train": FAST, "augment": 0})  # no student layers: auto
+    assert settings.student.layers == "auto"
+    first = distill(settings, str(tiny_bert), data_of(toy_files), tmp_path / "a")
+    said = capfd.readouterr()
+    line = " ".join(next(x for x in (said.out + said.err).splitlines() if "student depth:" in x).split())
+    probe = first.depth_probe
+    assert set(probe["scores"]) == {"2", "3"} and probe["chosen"] in (2, 3)  # the tiny teacher has 4 layers
+    assert len(first.model["teacher_layers"]) == probe["chosen"] and probe["seconds"] >= 0
+    assert f"student depth: {probe['chosen']} layers" in line and "--student-layers N to choose" in line
+    second = distill(settings, str(tiny_bert), data_of(toy_files), tmp_path / "b")
+    assert second.depth_probe["scores"] == probe["scores"] and second.depth_probe["chosen"] == probe["chosen"]
+    assert json.loads((tmp_path / "a" / "kdeploy.json").read_text())["depth_probe"]["chosen"] == probe["chosen"]

@@ -163,7 +163,7 @@ def test_default_point_is_distills_own_defaults():
     from kdeploy.search.config import DEFAULT_POINT
 
     d = DistillSettings()
-    assert (d.temperature, d.alpha, d.train.learning_rate, d.student.layers) == (2.0, 0.5, 1e-4, 2)  # golden
+    assert (d.temperature, d.alpha, d.train.learning_rate, d.student.layers) == (2.0, 0.5, 1e-4, "auto")  # golden
     assert DEFAULT_POINT == {"family": "layers", "temperature": 2.0, "alpha": 0.5, "learning_rate": 1e-4,
                              "layers": 2, "heads": 0.0, "vocab": False}
 

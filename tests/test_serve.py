@@ -30,6 +30,7 @@ from kdeploy.serve.requests import HttpError, label_scores, parse_json, predict_
 
 from conftest import build_tiny_bert
 from test_pairs import write_pairs
+from test_tasks import LABELS, make_tagged, write_tagged
 
 KEY = "test-key-0123456789"
 
@@ -192,7 +193,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def bundles(tmp_path_factory, exported_tiny) -> dict[str, Path]:
-    """The tiny text bundle, and a tiny pair bundle (a random BERT named for entailment)."""
+    """The tiny text bundle, a tiny pair bundle (a random BERT named for entailment), and a tiny
+    multi-label bundle (a random BERT with recorded thresholds)."""
     from kdeploy.data import DataConfig
     from kdeploy.export.api import export
     from kdeploy.export.config import ExportSettings
@@ -205,8 +207,17 @@ def bundles(tmp_path_factory, exported_tiny) -> dict[str, Path]:
     pair_model = build_tiny_bert(root / "pair-model", label_names=("contradiction", "entailment"))
     export(ExportSettings(optimize=None, quantize="int8", max_accuracy_drop=100), model=pair_model, out=pair_export,
            data=DataConfig(train=str(pair_files["train"]), test=str(pair_files["test"])))
+    tags_model = build_tiny_bert(root / "tags-model", num_labels=3, label_names=LABELS)
+    config = json.loads((tags_model / "config.json").read_text())
+    (tags_model / "config.json").write_text(json.dumps({**config, "problem_type": "multi_label_classification"}))
+    (tags_model / "kdeploy.json").write_text(json.dumps({"thresholds": dict(zip(LABELS, (0.45, 0.5, 0.55)))}))
+    tagged = {k: write_tagged(root / f"tags-{k}.tsv", make_tagged(n, s)) for k, n, s in (("train", 60, 1),
+                                                                                         ("test", 30, 2))}
+    export(ExportSettings(optimize=None, quantize="int8", max_accuracy_drop=100), model=tags_model,
+           out=root / "tags-onnx", data=DataConfig(train=str(tagged["train"]), test=str(tagged["test"]),
+                                                   task="multi-label"))
     out = {}
-    for name, folder in (("text", exported_tiny), ("pair", pair_export)):
+    for name, folder in (("text", exported_tiny), ("pair", pair_export), ("tags", root / "tags-onnx")):
         out[name] = root / f"{name}-bundle"
         package(PackageSettings(archive=None), export_dir=folder, out=out[name])
     return out
@@ -218,7 +229,7 @@ def server(bundles):
     port = _free_port()
     env = {**os.environ, "KDEPLOY_API_KEY": KEY}
     proc = subprocess.Popen([sys.executable, "-m", "kdeploy", "serve", f"text={bundles['text']}",
-                             f"pair={bundles['pair']}", "--port", str(port), "--batch-wait-ms", "400",
+                             f"pair={bundles['pair']}", f"tags={bundles['tags']}", "--port", str(port), "--batch-wait-ms", "400",
                              "--max-texts", "50", "--max-request-bytes", "20000", "--threads", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
@@ -229,7 +240,7 @@ def server(bundles):
             if proc.poll() is not None:
                 pytest.fail(f"kdeploy serve exited {proc.returncode}:\n{proc.stdout.read()}")
             try:
-                if call(f"{url}/text/health")[0] == 200 and call(f"{url}/pair/health")[0] == 200:
+                if all(call(f"{url}/{name}/health")[0] == 200 for name in ("text", "pair", "tags")):
                     break
             except OSError:
                 pass
@@ -292,6 +303,27 @@ def test_routes_answer_as_a_single_predict_call(server, bundles):
     code, body, _ = call(f"{url}/text/rerank", {"query": "q", "texts": ["a"]})
     assert code == 422 and b"sentence-pair bundle" in body
     assert call(f"{url}/text/openapi.json")[0] == 200
+
+
+@pytest.mark.slow
+def test_a_multi_label_bundle_is_served_with_its_thresholds(server, bundles):
+    """TEI's shape with sigmoid scores (not a softmax over the labels), each label marked whether
+    it reaches its threshold: the same decision the python bundle makes."""
+    from kdeploy.edge import Predictor
+
+    url = server["url"]
+    texts = ["the film was very good", "a dull plot", "Überraschend gut 👍"]
+    code, body, _ = call(f"{url}/tags/predict", {"inputs": texts})
+    assert code == 200
+    p = Predictor(bundles["tags"])
+    assert json.loads(body) == [r.label_scores() for r in p.predict(texts)]  # exactly, not close
+    for row, r in zip(json.loads(body), p.predict(texts)):
+        assert sorted(d["label"] for d in row if d["selected"]) == sorted(r.labels)
+    info = json.loads(call(f"{url}/tags/info")[1])
+    assert info["task"] == "multi-label" and info["model_type"] == "multi-label classifier"
+    assert info["thresholds"] == dict(zip(LABELS, (0.45, 0.5, 0.55))) == p.thresholds
+    code, body, _ = call(f"{url}/tags/rerank", {"query": "q", "texts": ["a"]})
+    assert code == 422 and b"multi-label bundle answers /predict, not /rerank" in body
 
 
 @pytest.mark.slow

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FILLER, NEGATIVE, POSITIVE, build_tiny_bert, cli, distill_settings, finetune_settings
+from conftest import (FILLER, NEGATIVE, POSITIVE, assert_one_error_line, build_tiny_bert, cli, distill_settings,
+                      finetune_settings)
 
 from kdeploy.data import DataConfig, load_task_data
 from kdeploy.errors import KdeployError
@@ -36,7 +37,7 @@ def test_every_task_entry_names_all_its_parts(name):
     assert kind.metrics and all(m in __import__("kdeploy.metrics", fromlist=["TITLES"]).TITLES for m in kind.metrics)
     assert kind.activation in ("softmax", "sigmoid", "identity")
     assert kind.formats <= {"python", "onnx-e2e", "web"} and "python" in kind.formats
-    assert kind.students and kind.students <= {"layers", "bilstm", "cnn", "static"}
+    assert kind.students and kind.students <= {"layers", "bilstm", "cnn", "static", "pretrained"}
 
 
 def test_no_task_is_recognised_outside_the_registry():
@@ -291,9 +292,9 @@ def test_bench_scores_a_tagger_beside_its_multi_label_baselines(tagger, tagged, 
     from kdeploy.runtime.config import BenchSettings
 
     settings = BenchSettings(batch_sizes=[1, 4], iterations=5, warmup=0, threads=1, peaks=False, baselines=[name])
-    _, report = benchmark(settings, models=[str(tagger["dir"] / "student"),
-                                            str(tagger["dir"] / "onnx" / "model.int8.onnx")],
-                          data=tagged_data(tagged))
+    data = DataConfig(train=str(tagged["train"]), validation=str(tagged["validation"]), test=str(tagged["test"]))
+    _, report = benchmark(settings, models=[str(tagger["dir"] / "student"),  # no --task: the model says
+                                            str(tagger["dir"] / "onnx" / "model.int8.onnx")], data=data)
     student, int8, base = report.models[0], report.models[1], report.model(f"{name} (baseline)")
     assert student.accuracy.metric == "macro_f1" and base.accuracy.metric == "macro_f1"
     # the student is scored with the thresholds it ships with, as every bundle applies them
@@ -301,3 +302,28 @@ def test_bench_scores_a_tagger_beside_its_multi_label_baselines(tagger, tagged, 
     assert int8.invariance.flips == 0 and base.invariance is not None
     if name == "tfidf-lr":  # the toy tags are words: one-vs-rest on n-grams finds them
         assert base.accuracy.main >= 0.9
+
+
+def test_the_cli_says_which_task_the_labels_look_like(tagged, toy_files, tiny_bert, tmp_path):
+    code, _, err = cli("distill", "--teacher", str(tiny_bert), "--train", str(tagged["train"]), "--out",
+                       str(tmp_path / "s"))
+    assert_one_error_line(code, err, "the labels look like several labels per text")
+    assert "use --task multi-label" in err and not (tmp_path / "s").exists()
+    code, _, err = cli("finetune", "--model", str(tiny_bert), "--task", "multi-label", "--train",
+                       str(toy_files["train"]), "--out", str(tmp_path / "t"))
+    assert_one_error_line(code, err, "every row has exactly one label")
+    code, _, err = cli("finetune", "--model", str(tiny_bert), "--task", "tags", "--train", str(tagged["train"]),
+                       "--out", str(tmp_path / "u"))
+    assert_one_error_line(code, err, "unknown task 'tags'; choose one of classification, regression, multi-label")
+
+
+@pytest.mark.parametrize("kind", ["bilstm", "static"])
+def test_other_student_families_tag_too(tagger, tagged, tmp_path, kind):
+    """A multi-label student need not be a transformer: the task's losses and thresholds are the
+    registry's, whatever the student is."""
+    from kdeploy.distill.api import distill
+
+    student = distill(distill_settings(student={"kind": kind}, train={"epochs": 8, "learning_rate": 1e-2}),
+                      str(tagger["dir"] / "teacher"), tagged_data(tagged), tmp_path / kind)
+    assert student.test.metric == "macro_f1" and student.test.main > 0.5, student.test
+    assert set(student.thresholds) == set(LABELS)

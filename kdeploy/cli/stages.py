@@ -66,7 +66,8 @@ def finetune(
 
 
 @app.command(epilog="Examples:\n\n  kdeploy distill --teacher runs/teacher --train train.tsv --validation dev.tsv --test test.tsv "
-             "--student-layers 2 --alpha 0.5 --temperature 2 --epochs 3 --out runs/student\n\n"
+             "--alpha 0.5 --temperature 2 --epochs 3 --out runs/student   (depth: probed)\n\n"
+             "  kdeploy distill --teacher runs/teacher --train train.tsv --student-layers 3 --out runs/student\n\n"
              "  kdeploy distill --teacher runs/teacher --train train.tsv --layer-loss hidden --layer-loss attention "
              "--augment 2 --out runs/student\n\n"
              "  kdeploy distill --teacher runs/teacher-a --teacher runs/teacher-b --train train.tsv --out runs/student\n\n"
@@ -82,7 +83,7 @@ def distill(
     out: Out,
     teacher: Annotated[list[str], typer.Option("--teacher", help="Task teacher: a model folder or hub id. Repeat for an ensemble.")],
     student: Annotated[Optional[str], typer.Option("--student", help="layers (from the teacher), bilstm, cnn, static (token vectors), or a pretrained model folder / hub id (kdeploy list).", rich_help_panel="Student", show_default=shown(DistillSettings, "student.kind"))] = None,
-    student_layers: Annotated[Optional[str], typer.Option("--student-layers", help="Teacher layers to keep: a count (evenly spaced) or indices 0,5.", rich_help_panel="Student", show_default=shown(DistillSettings, "student.layers"))] = None,
+    student_layers: Annotated[Optional[str], typer.Option("--student-layers", help="Teacher layers to keep: a count (evenly spaced), indices 0,5, or auto (a one-epoch probe of 2, 3 and 4 layers keeps the smallest within 1 point of the best).", rich_help_panel="Student", show_default=shown(DistillSettings, "student.layers"))] = None,
     own_layers: Annotated[Optional[int], typer.Option("--student-own-layers", help="A pretrained --student (another tokenizer): keep this many of its own layers, evenly spaced. [default: all]", rich_help_panel="Student")] = None,
     hidden_size: Annotated[Optional[int], typer.Option("--hidden-size", help="bilstm hidden size; static: the head's hidden layer (0: linear).", rich_help_panel="Student", show_default=shown(DistillSettings, "student.hidden_size"))] = None,
     embedding_dim: Annotated[Optional[int], typer.Option("--embedding-dim", help="bilstm/cnn/static token-vector size (bilstm/cnn default: the teacher's width, its embeddings; static: 256; another width starts from the teacher's static vectors).", rich_help_panel="Student")] = None,

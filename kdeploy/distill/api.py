@@ -8,6 +8,7 @@ Both return a `TrainingResult`, also saved as the output folder's kdeploy.json.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -87,8 +88,6 @@ def finetune(settings: FinetuneSettings, model: str, data: DataConfig, out: str 
 def _probed(settings: FinetuneSettings, built, tokenizer, task: TaskData, from_scratch: bool):
     """The settings with the probe's learning rate when no rate was given (said in one line), and
     what the probe measured; a model trained from scratch keeps its rate."""
-    from dataclasses import replace
-
     from ..console import note, say
     from .lr_probe import PROBE_MIN_EXAMPLES, probe_learning_rate
 
@@ -143,8 +142,6 @@ def check_student_reads(kind: str, task: TaskData) -> None:
 def _window(settings, task: TaskData, tokenizer, model_config: dict | None):
     """The settings with `max_length: auto` resolved from the training texts' token lengths
     (said in one line), and the data with head+tail when a long text meets a transformer."""
-    from dataclasses import replace
-
     from ..console import say
     from .config import auto_max_length
 
@@ -169,8 +166,6 @@ def read_as(task: TaskData, tokenizer, source: str, max_length: int) -> TaskData
     """The data with the single-text truncation the trained model will record, set on its
     tokenizer: the data's (--truncation), else the one `source` (a teacher, a base model)
     was trained with (its head count re-chosen when it does not fit this window), else head."""
-    from dataclasses import replace
-
     from ..modelio.inputs import set_truncation
     from ..modelio.record import truncation_of
     from ..truncation import refit, resolve
@@ -235,17 +230,21 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
     args, work = _arguments(out, config, settings.train, resume)
     with kept_until_done(work, args.process_index == 0):
         set_seed(settings.train.seed)  # the student is built (and checked against the teacher) before the teacher runs
-        student, tokenizer, described, task = _student(settings, teachers, task, names[0])
+        student, tokenizer, described, task = _student(_provisional(settings), teachers, task, names[0])
+        logits, hits, seconds = teacher_outputs(teachers, task, transfer, weights, settings.temperature,
+                                                settings.train.max_length, cache_dir, args.device,
+                                                settings.teacher_chunks)  # sharded
+        timings = {"teacher_logits_seconds": seconds}
+        settings, depth = _depth(settings, teachers, task, train_set, logits["train"], args)
+        if depth is not None:  # the student at the depth the probe chose
+            set_seed(settings.train.seed)
+            student, tokenizer, described, task = _student(settings, teachers, task, names[0])
         objective = None
         if settings.layer_losses:
             from .layers import layer_objective
 
             objective = layer_objective(settings.layer_losses, settings.layer_map, teachers.models[0],
                                         teachers.tokenizers[0], student, tokenizer)
-        logits, hits, seconds = teacher_outputs(teachers, task, transfer, weights, settings.temperature,
-                                                settings.train.max_length, cache_dir, args.device,
-                                                settings.teacher_chunks)  # sharded
-        timings = {"teacher_logits_seconds": seconds}
         mixed, members = summaries(teachers, logits, task, weights)
         store, layer_record = _teacher_features(objective, teachers, names[0], student, train_set, settings, cache_dir,
                                                 args, timings)
@@ -259,12 +258,50 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
             fitted, stage="distill", model={**described, "parameters": _parameters(student)},
             parameters=_parameters(student), config=config, data=task.summary(), teacher=mixed, teachers=members,
             alpha=settings.alpha, temperature=settings.temperature, teacher_logits_cached=hits,
-            training_examples=counts, timings=timings, layer_objective=layer_record,
+            training_examples=counts, timings=timings, layer_objective=layer_record, depth_probe=depth,
             retention=_retention(record_task, fitted, mixed))
         if record.retention is not None:
             say(record.retention.line())
         save_model(trainer, tokenizer, out, record, overwrite)
     return record
+
+
+def _provisional(settings: DistillSettings) -> DistillSettings:
+    """Settings a student can be built from before the depth probe runs (it needs the teacher's
+    outputs): the shallowest candidate depth stands in for "auto"."""
+    if not settings.student.probes_depth:
+        return settings
+    from .depth_probe import DEPTHS
+
+    return replace(settings, student=replace(settings.student, layers=min(DEPTHS)))
+
+
+def _depth(settings: DistillSettings, teachers, task: TaskData, train_set, teacher_logits, args):
+    """(settings with the student's depth, what the probe measured) when no depth was given;
+    (settings, None) otherwise. Under a data-parallel launch the probe does not run (its short
+    trainings would each be sharded): the middle candidate is used, and said."""
+    if not settings.student.probes_depth:
+        return settings, None
+    from .depth_probe import candidate_depths, probe_depth, say_choice
+    from .students import build_student, teacher_depth
+
+    depths = candidate_depths(teacher_depth(teachers.models[0]))
+    if args.world_size > 1:
+        depth = depths[len(depths) // 2]
+        say(f"student depth: {depth} layers (the depth probe does not run under a data-parallel launch; "
+            "--student-layers N to choose)")
+        return replace(settings, student=replace(settings.student, layers=depth)), None
+
+    def build(depth: int):
+        config = replace(settings.student, layers=depth)
+        student, tokenizer, _ = build_student(config, teachers.models[0], teachers.tokenizers[0], task.label_names,
+                                              settings.trust_remote_code)
+        student.config.problem_type = task.kind.problem_type
+        return student, tokenizer
+    depth, measured = probe_depth(settings, task, train_set, teacher_logits if settings.alpha > 0 else None, build,
+                                  depths)
+    say_choice(measured)
+    return replace(settings, student=replace(settings.student, layers=depth)), measured
 
 
 def _retention(task: TaskData, fitted, teacher):
@@ -288,6 +325,7 @@ def _task_and_teachers(settings: DistillSettings, names: list[str], data: DataCo
         if Path(name).is_dir():
             task = task.aligned_to(label_names_in(name), f"teacher {name}")
     check_student_reads(settings.student.kind, task)
+    task.kind.refuse("student", settings.student.builder, task.kind.students)
     if settings.teacher_chunks and task.pairs:
         raise KdeployError("--teacher-chunks reads one long text window by window; a sentence pair has no windows "
                            "to average (drop --teacher-chunks)")

@@ -56,7 +56,7 @@ class StudentConfig:
     """What the student is. `kind` is a registered builder or a model path / hub id."""
 
     kind: str = "layers"
-    layers: str | int = 2  # for `layers`: how many teacher layers to keep, or explicit indices "0,3,5"
+    layers: str | int = "auto"  # for `layers`: how many teacher layers to keep, indices "0,3,5", or auto (a depth probe)
     embedding_dim: int | None = None  # bilstm/cnn: None = the teacher's width, initialised from its embeddings
     hidden_size: int = 256  # bilstm
     num_layers: int = 1  # bilstm
@@ -70,6 +70,8 @@ class StudentConfig:
         check_finite(self)
         if isinstance(self.layers, str) and self.layers.strip().isdigit():
             self.layers = int(self.layers)
+        if isinstance(self.layers, str) and self.layers.strip().lower() == "auto":
+            self.layers = "auto"
         if isinstance(self.layers, int) and self.layers < 1:
             raise KdeployError(f"student layers must be at least 1, got {self.layers}")
         if isinstance(self.layers, (list, tuple)):
@@ -88,6 +90,11 @@ class StudentConfig:
     @property
     def builder(self) -> str:
         return self.kind if self.kind in STUDENTS else "pretrained"
+
+    @property
+    def probes_depth(self) -> bool:
+        """A `layers` student with no depth given: the depth probe chooses it (kdeploy.distill.depth_probe)."""
+        return self.builder == "layers" and self.layers == "auto"
 
     def check_fields(self) -> None:
         """Refuse a knob this student does not read (--embedding-dim on a layers student, --student-layers

@@ -51,6 +51,7 @@ class TrainingResult(Result):
     retention: Retention | None = None  # the student against its teacher and the trivial answer (validation)
     thresholds: dict[str, float] | None = None  # multi-label: each label's decision threshold, tuned on validation
     learning_rate_probe: dict | None = None  # finetune given no rate: each rate's validation loss after the probe
+    depth_probe: dict | None = None  # distill given no depth: each depth's validation score after the probe
     reference: dict | None = None  # logits of the model as training left it, on a few texts (checked on reload)
     versions: dict = field(default_factory=dict)
     machine: dict = field(default_factory=dict)

@@ -40,8 +40,13 @@ def parse_layer_indices(spec: str | int, depth: int) -> list[int]:
     return idx
 
 
+def teacher_depth(model) -> int:
+    """How many transformer layers a model has (ALBERT: applications of its shared layer)."""
+    return int(getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layers", None) or 0)
+
+
 def _find_layer_stack(model) -> tuple[str, nn.ModuleList]:
-    depth = getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layers", None)
+    depth = teacher_depth(model)
     for name, module in model.named_modules():
         if isinstance(module, nn.ModuleList) and depth and len(module) == depth and name:
             return name, module

@@ -314,7 +314,7 @@ class Fitted:
 
 def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_dir: Path, resume: bool = False,
         teacher_logits: np.ndarray | None = None, alpha: float = 0.0, temperature: float = 1.0,
-        layer_objective=None, feature_store=None, callbacks: list | None = None, loss: str = "kd"):
+        layer_objective=None, feature_store=None, callbacks: list | None = None, loss: str = "kd", quiet: bool = False):
     """Train, keep the best epoch by the task's main validation metric, score validation and test.
 
     Returns (trainer, metrics and timings); the caller saves the model (main process only).
@@ -333,7 +333,7 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
         processing_class=tokenizer,
         data_collator=_Collator(tokenizer, feature_store if layer_objective is not None else None),
         compute_metrics=metrics_of(data.task),
-        callbacks=[timer, _EpochPrinter(data.task), *_stopping(cfg), *(callbacks or [])],
+        callbacks=[timer, *([] if quiet else [_EpochPrinter(data.task)]), *_stopping(cfg), *(callbacks or [])],
         alpha=alpha if teacher_logits is not None else 0.0,
         temperature=temperature,
         loss=loss,
@@ -357,7 +357,7 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
         best_checkpoint=Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None,
         data_parallel=_shard_record(trainer),
         precision="fp16" if trainer.args.fp16 else "bf16" if trainer.args.bf16 else "fp32",  # what ran, not what was asked
-        still_improving=_still_improving(epochs, cfg, data.kind.metrics[0]),
+        still_improving=None if quiet else _still_improving(epochs, cfg, data.kind.metrics[0]),
         reference=reference_logits(trainer.model, tokenizer, data.texts(split), cfg.max_length),
         layer_loss_means={k: round(v / trainer.layer_loss_calls, 6) for k, v in trainer.layer_loss_sums.items()}
         if trainer.layer_loss_calls else None)

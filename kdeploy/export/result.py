@@ -6,11 +6,12 @@ from pathlib import Path
 
 from ..metrics import Scores
 from ..modelio.invariance import Invariance
-from ..retention import Retention
+from ..names import EXPORT_REPORT
 from ..results import Result, pct
+from ..retention import Retention
 from .files import FileRole, role_of
 
-REPORT = "export_report.json"
+REPORT = EXPORT_REPORT
 
 
 @dataclass

@@ -8,6 +8,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..names import MODEL_CONFIG
+
 KEY = "kdeploy"  # the block's key in config.json
 
 
@@ -43,7 +45,7 @@ class ExportedModel:
     @classmethod
     def read(cls, folder: str | Path) -> ExportedModel | None:
         """The block of `folder/config.json`; None without one (or with a config that is not JSON)."""
-        path = Path(folder) / "config.json"
+        path = Path(folder) / MODEL_CONFIG
         try:
             return cls.from_config(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError):

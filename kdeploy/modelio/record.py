@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import KdeployError
+from ..names import BUNDLE_MANIFEST, MODEL_CONFIG, MODEL_RECORD  # noqa: F401  (MODEL_RECORD: re-exported)
 from .exported import ExportedModel
 
-MODEL_RECORD = "kdeploy.json"
 DEFAULT_MAX_LENGTH = 128  # what training uses unless told otherwise
 POSITION_CAP = 512
 
@@ -110,7 +110,7 @@ class ModelRecord:
 
 
 def read_config(model_dir: str | Path) -> dict:
-    path = Path(model_dir) / "config.json"
+    path = Path(model_dir) / MODEL_CONFIG
     if not path.is_file():
         return {}
     try:
@@ -213,7 +213,7 @@ def pairs_of_model(path: str | Path) -> bool | None:
     elsewhere, which says nothing. The data given to export or bench must be of this kind."""
     path = Path(path)
     folder = path if path.is_dir() else path.parent
-    manifest = folder / "bundle.json"
+    manifest = folder / BUNDLE_MANIFEST
     if manifest.is_file():
         try:
             value = json.loads(manifest.read_text(encoding="utf-8")).get("pairs")
@@ -237,3 +237,28 @@ def check_data_kind(model: str | Path, pairs: bool, where: str, known: bool | No
     raise KdeployError(f"{model}: the model reads {model_kind}, but the {where} holds {data_kind}; give data of the "
                        f"model's kind" + (" (two text columns, e.g. sentence1/sentence2)" if known else
                                           " (one text column)"))
+
+
+def task_of_model(path: str | Path) -> str | None:
+    """The task kind a model was trained for, as the model itself says (a bundle's manifest, an
+    export's config block, a trained folder's config.json problem_type); None where nothing says.
+    Data given to export or bench is read as this task: the model says what its labels are."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    manifest = folder / BUNDLE_MANIFEST
+    if manifest.is_file():
+        try:
+            value = json.loads(manifest.read_text(encoding="utf-8")).get("task")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            value = None
+        if isinstance(value, str):
+            return value
+    config = read_config(folder)
+    exported = ExportedModel.from_config(config)
+    if exported is not None:
+        return exported.task
+    if config:
+        from ..tasks import kind_of_config
+
+        return kind_of_config(config).name
+    return None

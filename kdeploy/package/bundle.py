@@ -10,19 +10,33 @@ import time
 import zipfile
 from pathlib import Path
 
+from ..configtools import to_dict
+from ..console import say
 from ..errors import KdeployError
 from ..export.files import PREFERENCE
 from ..formats import FORMATS
-from ..configtools import to_dict
-from ..console import say
-from ..fsutil import atomic_dir, check_output, claimed_output, normal_permissions, write_text
-from ..manifest import (BUNDLE_FORMAT, LEGACY_MANIFEST, MANIFEST, BundleManifest, FileEntry, bundle_digest,
-                        verify_bundle)
+from ..fsutil import (
+    atomic_dir,
+    check_output,
+    claimed_output,
+    normal_permissions,
+    write_text,
+)
+from ..manifest import (
+    BUNDLE_FORMAT,
+    LEGACY_MANIFEST,
+    MANIFEST,
+    BundleManifest,
+    FileEntry,
+    bundle_digest,
+    verify_bundle,
+)
 from ..modelio.exported import ExportedModel
-from ..tasks import task_kind
 from ..modelio.record import read_config
 from ..modelio.sizes import mib
+from ..names import TOKENIZER_FILE
 from ..safety import sha256_of
+from ..tasks import task_kind
 from .card import model_card
 from .config import ARCHIVES, PackageSettings
 from .result import PackageResult
@@ -132,7 +146,7 @@ def _pad(export_dir: Path, config: dict) -> tuple[str, int]:
     pad_token = tok_config.get("pad_token") or "[PAD]"
     if isinstance(pad_token, dict):
         pad_token = pad_token.get("content", "[PAD]")
-    vocab = json.loads((export_dir / "tokenizer.json").read_text(encoding="utf-8"))["model"].get("vocab", {})
+    vocab = json.loads((export_dir / TOKENIZER_FILE).read_text(encoding="utf-8"))["model"].get("vocab", {})
     pad_id = config.get("pad_token_id")
     if isinstance(vocab, dict) and pad_token in vocab:
         pad_id = vocab[pad_token]
@@ -143,7 +157,7 @@ def _manifest(settings: PackageSettings, export_dir: Path, export, report: Path 
     from ..environment import library_versions
 
     model_path = _pick_model(export_dir, settings.model_file)
-    if not (export_dir / "tokenizer.json").is_file():
+    if not (export_dir / TOKENIZER_FILE).is_file():
         raise KdeployError(f"{export_dir}: no tokenizer.json (a fast tokenizer is needed on the device)")
     config = read_config(export_dir)
     kd = ExportedModel.from_config(config) or ExportedModel()
@@ -154,7 +168,7 @@ def _manifest(settings: PackageSettings, export_dir: Path, export, report: Path 
     scores = export.scores(name)
     return BundleManifest(
         format=BUNDLE_FORMAT, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), model=BUNDLE_MODEL,
-        source_file=name, dtype=dtype, tokenizer="tokenizer.json",
+        source_file=name, dtype=dtype, tokenizer=TOKENIZER_FILE,
         label_names=kd.label_names or export.label_names, max_length=kd.max_length or export.max_length,
         pad_token=pad_token, pad_token_id=pad_id, inputs=kd.inputs, outputs=kd.outputs,
         pairs=bool(kd.pairs), task=kd.task, thresholds=kd.thresholds, pair_truncation=kd.pair_truncation, truncation=kd.truncation or "head",
@@ -283,7 +297,7 @@ def _check_archive_target(archive: Path, inputs: list, overwrite: bool) -> None:
         raise KdeployError(f"{archive} is a folder; refusing to replace it by the bundle archive")
     if archive.exists() and not overwrite:
         try:
-            read_member(archive, {MANIFEST, "kdeploy.json"})
+            read_member(archive, {MANIFEST, LEGACY_MANIFEST})
         except KdeployError:
             raise KdeployError(f"{archive} exists and is not a kdeploy bundle archive; move it away, or pass "
                                "--overwrite to replace it") from None

@@ -27,7 +27,9 @@ from pathlib import Path
 
 from ..errors import KdeployError
 from ..fsutil import write_json, write_text
-from ..modelio.exported import KEY as EXPORTED_KEY, ExportedModel
+from ..modelio.exported import KEY as EXPORTED_KEY
+from ..modelio.exported import ExportedModel
+from ..names import MODEL_CONFIG, TOKENIZER_FILE
 
 NO_LIMIT = 1_000_000_000  # model_max_length for transformers.js: the graph truncates (see above)
 TRANSFORMERS_JS = "4.3.2"  # the version the bundle was tested with (bench/web_parity.py)
@@ -87,11 +89,10 @@ def write_web(tmp: Path, export_dir: Path, model_file: Path, dtype: str, labels:
     config's problem_type is the task kind's: transformers.js's text-classification pipeline
     applies a sigmoid for multi_label_classification and a softmax otherwise."""
     from ..tasks import task_kind
-
     from .binding import bind_labels
 
     check_web_model(model_file)
-    config = json.loads((export_dir / "config.json").read_text(encoding="utf-8"))
+    config = json.loads((export_dir / MODEL_CONFIG).read_text(encoding="utf-8"))
     kd = ExportedModel.from_config(config) or ExportedModel()
     config.pop(EXPORTED_KEY, None)
     model_type = config.get("model_type")
@@ -106,7 +107,7 @@ def write_web(tmp: Path, export_dir: Path, model_file: Path, dtype: str, labels:
         "label_names", "max_length", "pairs", "inputs", "truncation", "task", *(["thresholds"] if thresholds else []))
     folder = tmp / MODEL_DIR
     (folder / "onnx").mkdir(parents=True)
-    write_json(folder / "config.json", config)
+    write_json(folder / MODEL_CONFIG, config)
     tok_config_path = export_dir / "tokenizer_config.json"
     tok_config = json.loads(tok_config_path.read_text(encoding="utf-8")) if tok_config_path.exists() else {}
     tok_config.update({"model_max_length": NO_LIMIT, "truncation_side": "right", "padding_side": "right"})
@@ -114,7 +115,7 @@ def write_web(tmp: Path, export_dir: Path, model_file: Path, dtype: str, labels:
     spec = json.loads(tokenizer_json.read_text(encoding="utf-8"))
     spec["added_tokens"] = []  # typed "[SEP]" is text; the post-processor adds the real ones by id
     spec["truncation"] = spec["padding"] = None  # transformers.js ignores them; the graph truncates
-    write_json(folder / "tokenizer.json", spec)
+    write_json(folder / TOKENIZER_FILE, spec)
     model_name = web_model_name(dtype)
     bind_labels(model_file, tmp / model_name, labels)
     add_truncation(tmp / model_name, max_length, web_keep_first(tokenizer_json, max_length, truncation))

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..configtools import to_dict
 from ..errors import KdeployError
 from ..manifest import BundleManifest
+from ..names import TOKENIZER_FILE
 from ..tasks import task_kind
 from .binding import bind_labels
 
@@ -26,11 +27,11 @@ def python(tmp: Path, export_dir: Path, source: Path, manifest: BundleManifest, 
         shutil.copyfile(source.with_suffix(".bin"), tmp / "model.bin")
         manifest.model, manifest.model_weights = "model.xml", "model.bin"
         manifest.runtime = {"name": "openvino", "precision": "bf16"}
-        shutil.copyfile(export_dir / "tokenizer.json", tmp / "tokenizer.json")
-        return ["model.xml", "model.bin", "tokenizer.json"], None
+        shutil.copyfile(export_dir / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
+        return ["model.xml", "model.bin", TOKENIZER_FILE], None
     bind_labels(source, tmp / manifest.model, manifest.label_names)
-    shutil.copyfile(export_dir / "tokenizer.json", tmp / "tokenizer.json")
-    names = [manifest.model, "tokenizer.json"]
+    shutil.copyfile(export_dir / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
+    names = [manifest.model, TOKENIZER_FILE]
     if settings.ort_format:
         names += convert_to_ort(tmp / manifest.model, tmp)
         manifest.ort_model, manifest.ort_operators = ORT_MODEL, OPERATORS
@@ -44,7 +45,7 @@ def web(tmp: Path, export_dir: Path, source: Path, manifest: BundleManifest, set
 
     check_web_task(manifest.pairs, manifest.task)
     names = write_web(tmp, export_dir, source, manifest.dtype, manifest.label_names, manifest.max_length,
-                      manifest.pairs, export_dir / "tokenizer.json", manifest.truncation, manifest.task,
+                      manifest.pairs, export_dir / TOKENIZER_FILE, manifest.truncation, manifest.task,
                       manifest.thresholds)
     manifest.model, manifest.tokenizer = names[3], names[2]
     # transformers.js cannot disable onnxruntime optimizers: the export's fusion plan (e.g. lean's
@@ -57,9 +58,9 @@ def web(tmp: Path, export_dir: Path, source: Path, manifest: BundleManifest, set
 def e2e(tmp: Path, export_dir: Path, source: Path, manifest: BundleManifest, settings, export,
         data) -> tuple[list[str], dict]:
     """One ONNX file, text in and label out, gated on token and probability parity."""
-    shutil.copyfile(export_dir / "tokenizer.json", tmp / "tokenizer.json")  # what the graph's tokenizer came from
+    shutil.copyfile(export_dir / TOKENIZER_FILE, tmp / TOKENIZER_FILE)  # what the graph's tokenizer came from
     parity = _e2e_model(tmp, source, manifest, export, data)
-    return [manifest.model, "tokenizer.json"], parity
+    return [manifest.model, TOKENIZER_FILE], parity
 
 
 def _e2e_model(tmp: Path, source: Path, manifest: BundleManifest, export, data) -> dict:
@@ -72,8 +73,8 @@ def _e2e_model(tmp: Path, source: Path, manifest: BundleManifest, export, data) 
     from .parity import check_e2e, gate
     from .tokenizer_graph import in_graph_tokenizer, tokenizer_model
 
-    named = source.parent / "tokenizer.json"  # the export's own copy: errors name the folder the user gave
-    attributes, table = in_graph_tokenizer(named if named.is_file() else tmp / "tokenizer.json", manifest.max_length,
+    named = source.parent / TOKENIZER_FILE  # the export's own copy: errors name the folder the user gave
+    attributes, table = in_graph_tokenizer(named if named.is_file() else tmp / TOKENIZER_FILE, manifest.max_length,
                                            manifest.pairs)
     from .bundle import gate_texts
 
@@ -93,7 +94,7 @@ def _e2e_model(tmp: Path, source: Path, manifest: BundleManifest, export, data) 
         parity = check_e2e(tmp / E2E_MODEL, tokenizer_model(attributes, table, manifest.pairs,
                                                             pair_truncation=manifest.pair_truncation,
                                                             truncation=manifest.truncation), plain,
-                           tmp / "tokenizer.json", texts + hostile, f"{where} + {len(hostile)} hostile "
+                           tmp / TOKENIZER_FILE, texts + hostile, f"{where} + {len(hostile)} hostile "
                            + ("pairs" if manifest.pairs else "texts"), manifest.max_length, manifest.pairs,
                            disabled, manifest.pair_truncation, truncation=manifest.truncation, task=manifest.task)
     gate(parity)

@@ -16,12 +16,13 @@ from typing import Any
 
 from ..console import say
 from ..fsutil import check_output, output_lock, write_json
+from ..names import RUN_RECORD
 from ..results import Result, metric_cells, metric_names
 from .digest import Contents, stage_digest
 from .recipe import Recipe, check_data_files
 from .stages import BY_NAME, STAGES, Stage, teachers_of
 
-RUN_STATE = "kdeploy-run.json"
+RUN_STATE = RUN_RECORD
 
 
 @dataclass

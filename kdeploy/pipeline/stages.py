@@ -13,11 +13,11 @@ from typing import Any, Callable
 from ..distill.config import DistillSettings, FinetuneSettings
 from ..export.config import ExportSettings
 from ..export.files import FP32, INT8
+from ..names import BENCH_REPORT, BUNDLE_MANIFEST, EXPORT_REPORT, MODEL_RECORD
 from ..package.config import PackageSettings
 from ..prune.config import PruneSettings
 from ..registry import named as _named
 from ..runtime.config import BenchSettings
-
 
 # --- the recipe keys that pick each stage's inputs (beside its settings) --------------------
 
@@ -136,27 +136,27 @@ def _wire_bench(recipe, outputs):
 def _wire_package(recipe, outputs):
     report = outputs.get("bench")
     return {"export_dir": str(outputs["export"]), "data": recipe.data,  # data: the e2e format's parity gate
-            "report": str(report / "report.json") if report and (report / "report.json").exists() else None}
+            "report": str(report / BENCH_REPORT) if report and (report / BENCH_REPORT).exists() else None}
 
 
 STAGES: list[Stage] = [
-    Stage("finetune", FinetuneSettings, FinetuneInputs, "teacher", "kdeploy.json", "kdeploy.distill.api:finetune",
+    Stage("finetune", FinetuneSettings, FinetuneInputs, "teacher", MODEL_RECORD, "kdeploy.distill.api:finetune",
           _wire_finetune, load="kdeploy.distill.result:TrainingResult.of_folder",
           rows="kdeploy.pipeline.show:finetune_rows"),
-    Stage("distill", DistillSettings, DistillInputs, "student", "kdeploy.json", "kdeploy.distill.api:distill",
+    Stage("distill", DistillSettings, DistillInputs, "student", MODEL_RECORD, "kdeploy.distill.api:distill",
           _wire_distill, load="kdeploy.distill.result:TrainingResult.of_folder",
           rows="kdeploy.pipeline.show:distill_rows"),
-    Stage("prune", PruneSettings, PruneInputs, "pruned", "kdeploy.json", "kdeploy.prune.api:prune", _wire_prune,
+    Stage("prune", PruneSettings, PruneInputs, "pruned", MODEL_RECORD, "kdeploy.prune.api:prune", _wire_prune,
           load="kdeploy.prune.result:PruneResult.of_folder", rows="kdeploy.pipeline.show:prune_rows",
           requires=("distill", "prune needs a distill stage (it prunes the student)")),
-    Stage("export", ExportSettings, ExportInputs, "onnx", "export_report.json", "kdeploy.export.api:export",
+    Stage("export", ExportSettings, ExportInputs, "onnx", EXPORT_REPORT, "kdeploy.export.api:export",
           _wire_export, load="kdeploy.export.result:ExportResult.of_folder", rows="kdeploy.pipeline.show:export_rows",
           requires=("distill", "export needs a distill stage (it exports the student)")),
-    Stage("bench", BenchSettings, BenchInputs, "report", "report.json", "kdeploy.runtime.bench:bench", _wire_bench,
+    Stage("bench", BenchSettings, BenchInputs, "report", BENCH_REPORT, "kdeploy.runtime.bench:bench", _wire_bench,
           load="kdeploy.runtime.result:BenchReport.of_folder",
           requires=("export", "bench needs an export stage (it measures the exported student)"),
           show="kdeploy.pipeline.show:bench"),
-    Stage("package", PackageSettings, PackageInputs, "bundle", "bundle.json", "kdeploy.package.bundle:package",
+    Stage("package", PackageSettings, PackageInputs, "bundle", BUNDLE_MANIFEST, "kdeploy.package.bundle:package",
           _wire_package, load="kdeploy.package.bundle:existing_bundle",
           requires=("export", "package needs an export stage (it bundles the exported student)"),
           show="kdeploy.pipeline.show:package"),

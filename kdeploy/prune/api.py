@@ -92,13 +92,13 @@ def _prune(settings: PruneSettings, model_dir: Path, out: Path, data_cfg: DataCo
                                           data_cfg.encoding_errors)
         model, tokenizer, extra["vocab"] = trim_vocabulary(model, tokenizer, texts, max_length)
         extra["eval_token_coverage"] = vocabulary_coverage(tokenizer, data.texts(split))
-    after, after_logits, params = _score(model, tokenizer, data, split, max_length)
+    after, after_logits, params = _score(model, tokenizer, data, split, max_length, reference=before_logits)
     result = PruneResult(
         eval_split=split, config={"settings": to_dict(settings), "inputs": {"model": str(model_dir),
                                                                           "extra_corpus": extra_corpus,
                                                                           "teacher": teacher}},
         before=before, after=after, parameters_before=params_before, parameters=params,
-        agreement=float((before_logits.argmax(-1) == after_logits.argmax(-1)).mean()),
+        agreement=after.agreement,  # the task's own: same class, same label set, or the scores' correlation
         accuracy_change_points=after.points(before), seconds=seconds, **extra)
     _save(out, model, tokenizer, {**record.raw, "pruning": result.to_dict()}, data.texts(split), max_length, overwrite)
     return result
@@ -134,13 +134,14 @@ def _save(out: Path, model, tokenizer, record: dict, texts: list, max_length: in
                                         "versions": library_versions(), "machine": machine()})
 
 
-def _score(model, tokenizer, data: TaskData, split: str, max_length: int) -> tuple[Scores, np.ndarray, int]:
+def _score(model, tokenizer, data: TaskData, split: str, max_length: int,
+           reference: np.ndarray | None = None) -> tuple[Scores, np.ndarray, int]:
     from ..modelio.torch_infer import compute_logits
 
     logits = compute_logits(model, tokenizer, data.texts(split), max_length)
     thresholds = thresholds_of(ModelRecord.of(getattr(model, "name_or_path", "") or ".").thresholds, data.label_names) \
         if data.kind.thresholds else None
-    return (data.kind.score(logits, np.asarray(data.splits[split]["label"]), thresholds=thresholds), logits,
+    return (data.kind.score(logits, np.asarray(data.splits[split]["label"]), reference, thresholds), logits,
             sum(p.numel() for p in model.parameters()))
 
 

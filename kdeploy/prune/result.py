@@ -41,7 +41,10 @@ class PruneResult(Result):
         rows = [["before", f"{self.parameters_before:,}", self.before.cells(1)[0], "", ""],
                 ["after", f"{self.parameters:,}", self.after.cells(1)[0], pct(self.agreement),
                  f"{self.accuracy_change_points:+.2f}"]]
-        return ["model", "parameters", f"{self.eval_split} accuracy", "agreement", "change (pts)"], rows
+        from ..metrics import TITLES
+
+        return ["model", "parameters", f"{self.eval_split} {TITLES.get(self.after.metric, self.after.metric)}",
+                "agreement", "change (pts)"], rows
 
     def summary_line(self) -> str:
         parts = []

@@ -30,6 +30,7 @@ from torch import nn
 
 from ..errors import KdeployError
 from ..modelio.inputs import tokenize
+from ..names import TOKENIZER_FILE
 
 
 def used_token_ids(tokenizer, texts: list[str], max_length: int | None = None) -> set[int]:
@@ -88,7 +89,7 @@ def tokenizer_kind(model_dir: str | Path) -> str | None:
     """The model type in a folder's tokenizer.json (WordPiece, BPE, Unigram, ...), torch-free;
     None without a fast tokenizer."""
     try:
-        spec = json.loads((Path(model_dir) / "tokenizer.json").read_text(encoding="utf-8"))
+        spec = json.loads((Path(model_dir) / TOKENIZER_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     model = spec.get("model") if isinstance(spec, dict) else None
@@ -103,7 +104,7 @@ def trim_vocabulary(model, tokenizer, texts: list[str], max_length: int | None =
         raise KdeployError("vocabulary trimming needs a fast tokenizer (tokenizer.json)")
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer.save_pretrained(tmp)
-        spec = json.loads((Path(tmp) / "tokenizer.json").read_text(encoding="utf-8"))
+        spec = json.loads((Path(tmp) / TOKENIZER_FILE).read_text(encoding="utf-8"))
         kind = spec["model"].get("type")
         if kind not in TRIMMABLE:
             raise KdeployError(f"vocabulary trimming supports {', '.join(TRIMMABLE)} tokenizers; this one is {kind}")
@@ -156,7 +157,7 @@ def _rewrite_tokenizer_files(folder: Path, spec: dict, old_to_new: dict[int, int
     for key in ("cls", "sep"):  # BertProcessing form
         if isinstance(post.get(key), list):
             post[key][1] = old_to_new[post[key][1]]
-    (folder / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+    (folder / TOKENIZER_FILE).write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
     _rewrite_slow_files(folder, spec)
     config_path = folder / "tokenizer_config.json"
     if config_path.exists():

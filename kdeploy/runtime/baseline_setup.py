@@ -11,11 +11,11 @@ import re
 from pathlib import Path
 
 from ..errors import KdeployError
+from ..names import EXPORT_REPORT, MODEL_CONFIG
 
 PIP = {"sklearn": "scikit-learn", "fasttext": "fasttext-numpy2", "model2vec": "'model2vec[distill]'", "torch": "torch"}
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 ENCODER_FIX = "give --baseline-encoder FOLDER (a transformer encoder with its weights) or a hub model id"
-EXPORT_REPORT = "export_report.json"  # what kdeploy export writes beside its files; its "model": the source folder
 OVERLAP = 0.5  # this share of the scored texts in the train split: the baselines would be scored on what they learnt
 
 
@@ -94,7 +94,7 @@ def usable_encoder(folder: str | Path) -> bool:
     from ..modelio.record import read_config
 
     folder = Path(folder)
-    if not (folder.is_dir() and (folder / "config.json").is_file() and any((folder / w).is_file() for w in WEIGHTS)):
+    if not (folder.is_dir() and (folder / MODEL_CONFIG).is_file() and any((folder / w).is_file() for w in WEIGHTS)):
         return False
     try:
         return not str(read_config(folder).get("model_type", "")).startswith("kdeploy-")
@@ -149,7 +149,7 @@ def check_encoder(name: str) -> str:
         raise KdeployError(f"--baseline-encoder {name}: no such folder; {ENCODER_FIX}")
     from huggingface_hub import try_to_load_from_cache
 
-    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+    if isinstance(try_to_load_from_cache(name, MODEL_CONFIG), str):
         return name
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
         raise KdeployError(f"--baseline-encoder {name}: not a local folder, and the hub is off (HF_HUB_OFFLINE=1) "
@@ -169,7 +169,7 @@ def check_encoder(name: str) -> str:
 def _why_not(path: Path) -> str:
     if not path.is_dir():
         return "not a folder"
-    if not (path / "config.json").is_file():
+    if not (path / MODEL_CONFIG).is_file():
         return "no config.json in it"
     if not any((path / w).is_file() for w in WEIGHTS):
         return ("no weights in it (an export folder holds ONNX files only: give the model it was exported from)"
@@ -188,6 +188,8 @@ def make_baselines(settings, task, ref, encoder: str | None, threads: int, work:
     if task is None or "train" not in task.splits:
         raise KdeployError("--baselines are trained on the students' own train split: give --train (and "
                            "--validation) beside --data")
+    for name in settings.baselines:  # a baseline the task kind has none of, before any is trained
+        task.kind.refuse("baseline", name, task.kind.baselines)
     aligned = task.aligned_to(label_names_in(ref.path if ref.path.is_dir() else ref.path.parent), "model")
     check_overlap(aligned, settings.split if settings.split in aligned.splits else aligned.eval_split)
     choice = "validation" if "validation" in aligned.splits else "train"

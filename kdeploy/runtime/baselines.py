@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import KdeployError
+from ..names import TOKENIZER_FILE
 from ..registry import Registry
 
 PAIR_JOIN = " | "
@@ -204,7 +205,7 @@ def _model2vec_onnx(clf, folder: Path, classes: list[int], num_labels: int):
     with _quiet():
         export_model_to_onnx(pipeline, folder)
     session = ort.InferenceSession(str(folder / M2V_FILE), providers=["CPUExecutionProvider"])
-    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
     tokenizer.no_truncation()
     tokenizer.no_padding()
     limit = pipeline.model.max_length or 512

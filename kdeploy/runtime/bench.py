@@ -64,7 +64,8 @@ def benchmark(settings: BenchSettings, models: list[str], data: DataConfig | Non
     entries, reference = _entries(settings, models, teacher)
     encoder = check_before_work(settings, data, next(p for n, p, _ in entries if n == reference))
     load = MachineLoad.start()
-    task = load_task_data(data) if data is not None else None
+    task = load_task_data(_as_model_task(data, next(p for n, p, _ in entries if n == reference))) \
+        if data is not None else None
     threads = settings.threads or os.cpu_count()
     texts = _latency_texts(settings, task)
     with work_dir() as work:
@@ -333,6 +334,16 @@ def _score(settings: BenchSettings, task: TaskData, candidates: list[Candidate],
 
 
 INVARIANCE_TEXTS = 1000
+
+
+def _as_model_task(data: DataConfig, reference) -> DataConfig:
+    """The data read as the reference model's task (its config or manifest says what its labels are)."""
+    import dataclasses
+
+    from ..modelio.record import task_of_model
+
+    task = task_of_model(reference)
+    return data if task is None or task == data.task else dataclasses.replace(data, task=task)
 
 
 def _shipped_thresholds(path, label_names: list[str]):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import KdeployError
 from ..export.files import FP32
+from ..names import MODEL_CONFIG
 from .kinds import ALIASES, KINDS, Candidate, Context, missing_package  # noqa: F401 - the kinds, registered
 
 
@@ -75,7 +76,7 @@ def expand(spec: str) -> list[tuple[str, Path, str]]:
     onnx_files = sorted(path.glob("*.onnx"))
     if onnx_files and kind is None:
         return [(f"{path.name}/{p.name}", p, "onnx") for p in onnx_files]
-    if not (path / "config.json").exists():
+    if not (path / MODEL_CONFIG).exists():
         raise KdeployError(f"{path}: neither ONNX files nor a save_pretrained model folder")
     kind = kind or "pytorch"
     if KINDS[kind].applies_to == "onnx":
@@ -87,7 +88,7 @@ def is_bundle(path: Path) -> bool:
     from ..manifest import LEGACY_MANIFEST, MANIFEST
 
     if path.is_dir():  # (a model folder has a kdeploy.json record too, but also its config.json)
-        return (path / MANIFEST).is_file() or ((path / LEGACY_MANIFEST).is_file() and not (path / "config.json").exists())
+        return (path / MANIFEST).is_file() or ((path / LEGACY_MANIFEST).is_file() and not (path / MODEL_CONFIG).exists())
     return path.name.endswith((".tar.gz", ".tgz", ".zip"))
 
 

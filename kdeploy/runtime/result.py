@@ -7,11 +7,12 @@ from pathlib import Path
 
 from ..metrics import Scores
 from ..modelio.invariance import Invariance
+from ..names import BENCH_REPORT
 from ..results import Result, pct, print_table
 from ..results import markdown_table as _markdown_table
 from .latency import LatencySummary
 
-REPORT = "report.json"
+REPORT = BENCH_REPORT
 
 
 @dataclass

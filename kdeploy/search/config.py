@@ -15,8 +15,11 @@ def _default_point() -> dict:
     from ..distill.config import DistillSettings
 
     d = DistillSettings()
+    # a trial names its depth: distill's own default probes for one, so the point keeps the fixed
+    # depth kdeploy used before the probe (2), the hand-picked setting a search must beat
+    layers = 2 if d.student.probes_depth else int(d.student.layers)
     return {"family": "layers", "temperature": d.temperature, "alpha": d.alpha,
-            "learning_rate": d.train.learning_rate, "layers": int(d.student.layers), "heads": 0.0, "vocab": False}
+            "learning_rate": d.train.learning_rate, "layers": layers, "heads": 0.0, "vocab": False}
 
 
 DEFAULT_POINT = _default_point()

@@ -223,6 +223,9 @@ class BundleDeployment(BundleServer):
     async def rerank(self, request: Request) -> Response:
         """Passages by relevance to the query, best first (a sentence-pair bundle)."""
         async def work():
+            if "/rerank" not in self.predictor.kind.routes:
+                raise HttpError(422, f"a {self.predictor.kind.name} bundle answers "
+                                     f"{', '.join(self.predictor.kind.routes)}, not /rerank")
             req = rerank_request(await self._body(request), self.pairs, self.options["max_texts"])
             self._room(len(req.texts))
             scores = rerank_scores(await self._results([(req.query, t) for t in req.texts]), self.predictor.labels)

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import KdeployError
 
-STUDENTS = frozenset({"layers", "bilstm", "cnn", "static"})
+STUDENTS = frozenset({"layers", "bilstm", "cnn", "static", "pretrained"})  # pretrained: another tokenizer's model
 FORMATS = frozenset({"python", "onnx-e2e", "web"})
 BASELINES = frozenset({"tfidf-lr", "fasttext", "model2vec"})
 

@@ -80,7 +80,12 @@ class Classification(TaskKind):
         return IGNORE_INDEX
 
     def encode_labels(self, parsed, label_names_given, class_names, cfg):
-        from .labels import label_key, label_space, looks_like_labels_lists, looks_like_scores
+        from .labels import (
+            label_key,
+            label_space,
+            looks_like_labels_lists,
+            looks_like_scores,
+        )
 
         space_split = "train" if "train" in parsed else next(iter(parsed))
         all_labels = [v for s in ([space_split] if space_split == "train" else parsed) for v in parsed[s][2]]

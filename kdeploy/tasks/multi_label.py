@@ -227,6 +227,7 @@ MULTI_LABEL = MultiLabel(
     metrics=("macro_f1", "micro_f1", "subset_accuracy"),
     trivial="every label, always",
     thresholds=True,
+    routes=("/predict",),  # no single relevance to rank passages by
     empty_labels=True,
     serve_type="multi-label classifier",
     title="Multi-label tagger",

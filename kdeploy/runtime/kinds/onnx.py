@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ...modelio.onnx_session import create_session, feed, session_settings
 from ...modelio.sizes import onnx_mib
+from ...names import MODEL_CONFIG
 from .base import INT8_CUDA_WARNING, Candidate, Context, _tokenizer, register_kind
 
 
@@ -88,13 +89,13 @@ def _plain_export(path: Path, ctx: Context) -> Path:
             main_export(str(path), output=folder, task="text-classification", device="cpu", do_validation=False,
                         local_files_only=True)
         return folder
-    from ...modelio.onnx_export import export_transformer
     from ...modelio.loading import load_classifier, load_tokenizer
+    from ...modelio.onnx_export import export_transformer
 
     folder.mkdir(parents=True, exist_ok=True)
     export_transformer(load_classifier(str(path)), folder / "model.onnx", opset=18)
     load_tokenizer(str(path)).save_pretrained(folder)
-    (folder / "config.json").write_bytes((path / "config.json").read_bytes())
+    (folder / MODEL_CONFIG).write_bytes((path / MODEL_CONFIG).read_bytes())
     return folder
 
 
