@@ -100,8 +100,8 @@ def python_runs(bundle: Path, texts: list[str], threads: int, provider: str = "c
     for t in texts:
         t0 = time.perf_counter()
         r = p.predict([t], batch_size=1)[0]
-        results.append({"probabilities": r["probabilities"], "ms": 1000 * (time.perf_counter() - t0)})
-    return {"results": results, "labels": p.labels}
+        results.append({"probabilities": r.by_label(), "ms": 1000 * (time.perf_counter() - t0)})
+    return {"results": results, "labels": p.labels, "thresholds": p.thresholds}
 
 
 def node_runs(script: str, target: str, texts_file: Path, work: Path) -> dict:
@@ -113,10 +113,19 @@ def node_runs(script: str, target: str, texts_file: Path, work: Path) -> dict:
     return json.loads(out.read_text())
 
 
-def compare(reference: list[dict], other: list[dict], labels: list[str], texts: list[str], n_test: int) -> dict:
+def decided(scores: dict[str, float], thresholds: dict[str, float] | None):
+    """What a runtime's scores decide: the best label, or (multi-label) the labels at or above
+    their thresholds, as every kdeploy format applies them."""
+    if thresholds:
+        return sorted(k for k, v in scores.items() if v >= thresholds[k])
+    return max(scores, key=scores.get)
+
+
+def compare(reference: list[dict], other: list[dict], labels: list[str], texts: list[str], n_test: int,
+            thresholds: dict[str, float] | None = None) -> dict:
     def stats(rows):
-        agree = sum(max(r["probabilities"], key=r["probabilities"].get) ==
-                    max(o["probabilities"], key=o["probabilities"].get) for _, r, o in rows)
+        agree = sum(decided(r["probabilities"], thresholds) == decided(o["probabilities"], thresholds)
+                    for _, r, o in rows)
         diffs = sorted(((max(abs(r["probabilities"][k] - o["probabilities"][k]) for k in labels), t)
                         for t, r, o in rows), reverse=True)
         return {"texts": len(rows), "agreement": agree / max(len(rows), 1),
@@ -169,7 +178,7 @@ def main() -> None:
         texts_file.write_text(json.dumps(everything, ensure_ascii=False))
         runs = {}
         python = python_runs(folders["python"], everything, args.threads)
-        labels = python["labels"]
+        labels, thresholds = python["labels"], python["thresholds"]
         runs["python"] = python["results"]
         runs["onnx-e2e"] = python_runs(folders["onnx-e2e"], everything, args.threads)["results"]
         runs["python (web bundle)"] = python_runs(folders["web"], everything, args.threads)["results"]
@@ -196,7 +205,7 @@ def main() -> None:
         from kdeploy.edge import Predictor
 
         batched = Predictor(folders["python"], threads=args.threads).predict(everything)
-        runs_batched = [{"probabilities": r["probabilities"]} for r in batched]
+        runs_batched = [{"probabilities": r.by_label()} for r in batched]
 
     summary = {"source": source, "hostile_texts": len(HOSTILE_TEXTS), "threads": args.threads, "skipped": skipped,
                "machine": machine(), "versions": {**library_versions(), "node": node["versions"].get("node"),
@@ -206,8 +215,11 @@ def main() -> None:
     for name, results in runs.items():
         reference = REFERENCE.get(name, "python")
         summary["runtimes"][name] = {"latency": latency(results, n_test), "reference": reference,
-                                     "vs_python": compare(runs[reference], results, labels, everything, n_test)}
-    summary["python_batched_vs_python"] = compare(runs["python"], runs_batched, labels, everything, n_test)
+                                     "vs_python": compare(runs[reference], results, labels, everything, n_test,
+                                                          thresholds)}
+    summary["python_batched_vs_python"] = compare(runs["python"], runs_batched, labels, everything, n_test,
+                                                  thresholds)
+    summary["thresholds"] = thresholds
     lines = render(summary, args)
     print("\n".join(lines))
     if args.json:

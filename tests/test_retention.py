@@ -174,3 +174,16 @@ def test_with_no_depth_given_the_probe_chooses_records_and_repeats_its_choice(ti
     second = distill(settings, str(tiny_bert), data_of(toy_files), tmp_path / "b")
     assert second.depth_probe["scores"] == probe["scores"] and second.depth_probe["chosen"] == probe["chosen"]
     assert json.loads((tmp_path / "a" / "kdeploy.json").read_text())["depth_probe"]["chosen"] == probe["chosen"]
+
+
+def test_a_multi_label_task_is_judged_on_macro_f1_from_every_label_always():
+    import numpy as np
+
+    gold = np.array([[1, 0], [1, 0], [0, 1], [1, 0]], dtype=float)
+    r = verdict(Scores({"macro_f1": 0.62, "micro_f1": 0.7, "subset_accuracy": 0.5}),
+                Scores({"macro_f1": 0.80, "micro_f1": 0.85, "subset_accuracy": 0.7}), gold, gold, ["a", "b"],
+                "validation", "multi-label")
+    trivial = (2 * 3 / 7 + 2 * 1 / 5) / 2  # each label's F1 when always chosen: 2p/(1+p)
+    assert r.metric == "macro_f1" and r.trivial == pytest.approx(trivial) and r.trivial_answer == "every label, always"
+    assert r.learned == pytest.approx((0.62 - trivial) / (0.80 - trivial))
+    assert "macro-F1 62.00%" in r.line() and "every label, always: macro-F1" in r.line()

@@ -40,6 +40,12 @@ from .requests import HttpError, label_scores, parse_json, predict_request, rera
 log = logging.getLogger("ray.serve")
 FLUSH_S = 0.5
 _EXAMPLE = {"application/json": {"schema": {"type": "object"}, "example": {"inputs": ["a gripping film", "dull"]}}}
+_ANSWERS = {"application/json": {"schema": {"type": "array"}, "examples": {
+    "classification": {"value": [{"label": "positive", "score": 0.97}, {"label": "negative", "score": 0.03}]},
+    "multi-label": {"value": [{"label": "gratitude", "score": 0.91, "selected": True},
+                              {"label": "joy", "score": 0.34, "selected": True},
+                              {"label": "anger", "score": 0.02, "selected": False}]},
+    "regression": {"value": [{"score": 4.2}]}}}}
 _RERANK = {"application/json": {"schema": {"type": "object"},
                                 "example": {"query": "how do I reset my router", "texts": ["Hold the button."]}}}
 
@@ -209,9 +215,13 @@ def _error_type(status: int) -> str:
 @serve.deployment
 @serve.ingress(web)
 class BundleDeployment(BundleServer):
-    @web.post("/predict", openapi_extra={"requestBody": {"content": _EXAMPLE, "required": True}})
+    @web.post("/predict", openapi_extra={"requestBody": {"content": _EXAMPLE, "required": True},
+                                         "responses": {"200": {"content": _ANSWERS}}})
     async def predict(self, request: Request) -> Response:
-        """Label scores per text (or per pair), best first."""
+        """Label scores per text (or per pair), best first, in text-embeddings-inference's shape: a
+        classifier's softmax probabilities ([{"label", "score"}]); a multi-label tagger's sigmoid
+        scores, each marked whether it reaches its threshold ([{"label", "score", "selected"}]); a
+        score model's one score ([{"score"}]). One text gives one list; a list of texts, a list of them."""
         async def work():
             req = predict_request(await self._body(request), self.pairs, self.options["max_texts"])
             self._room(len(req.examples))

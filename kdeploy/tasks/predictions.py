@@ -54,6 +54,10 @@ class ClassPrediction(_Mapping):
     def relevance(self, label: str) -> float:
         return self.probabilities[label]
 
+    def by_label(self) -> dict[str, float]:
+        """Every label's score as a user reads it (here: its probability)."""
+        return dict(self.probabilities)
+
     def line(self) -> str:
         return f"{self.label}\t{self.score:.4f}"
 
@@ -72,6 +76,9 @@ class ScorePrediction(_Mapping):
 
     def relevance(self, label: str | None = None) -> float:
         return self.score
+
+    def by_label(self) -> dict[str, float]:
+        return {"score": self.score}
 
     def line(self) -> str:
         return f"{self.score:.4f}"
@@ -96,6 +103,10 @@ class LabelsPrediction(_Mapping):
 
     def relevance(self, label: str) -> float:
         return self.scores[label]
+
+    def by_label(self) -> dict[str, float]:
+        """Every label's sigmoid score."""
+        return dict(self.scores)
 
     def line(self) -> str:
         chosen = ", ".join(f"{k} {self.scores[k]:.4f}" for k in self.labels)
