@@ -45,7 +45,7 @@ _ANSWERS = {"application/json": {"schema": {"type": "array"}, "examples": {
     "multi-label": {"value": [{"label": "gratitude", "score": 0.91, "selected": True},
                               {"label": "joy", "score": 0.34, "selected": True},
                               {"label": "anger", "score": 0.02, "selected": False}]},
-    "regression": {"value": [{"score": 4.2}]}}}}
+    "score": {"value": [{"score": 4.2}]}}}}
 _RERANK = {"application/json": {"schema": {"type": "object"},
                                 "example": {"query": "how do I reset my router", "texts": ["Hold the button."]}}}
 
