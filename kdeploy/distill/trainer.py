@@ -170,11 +170,19 @@ class _QuietProgress(ProgressCallback):
 
 def metrics_of(task: str):
     """The Trainer's compute_metrics: the task's named metrics, and its main one as "main" (what
-    the best epoch is kept by; multi-label at the default thresholds, tuned only at the end)."""
+    the best epoch is kept by). A task with decision thresholds is judged at thresholds tuned on
+    the split itself, as it would ship: at 0.5, a multi-label model early in training answers
+    its majority label only (GoEmotions, epoch 1: macro-F1 2.4 at 0.5), which says nothing about
+    which epoch is best."""
     kind = task_kind(task)
 
     def compute(eval_pred) -> dict[str, float]:
-        scores = kind.score(eval_pred.predictions, eval_pred.label_ids)
+        logits, labels = eval_pred.predictions, eval_pred.label_ids
+        thresholds = None
+        if kind.thresholds:
+            names = [str(i) for i in range(np.asarray(logits).shape[-1])]
+            thresholds = thresholds_of(kind.tune(logits, labels, names), names)
+        scores = kind.score(logits, labels, thresholds=thresholds)
         return {"main": scores.main, **scores.metrics}
 
     return compute
