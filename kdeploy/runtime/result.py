@@ -125,6 +125,11 @@ class BenchReport(Result):
                     headers, rows)
         for line in self.headline:
             say(line)
+        machine = self.environment.get("machine") or {}
+        if machine.get("cpu_class"):
+            flags = ", ".join(machine.get("isa") or []) or "no AVX2"
+            say(f"CPU: {machine.get('cpu')}, class {machine['cpu_class']} ({flags}): int8 speed-ups differ 2-3x between "
+                "AVX2-only and VNNI machines; compare figures of one class")
         for m in self.models:
             for n in m.notes:
                 errors.print(f"note: {m.name}: {n}", markup=False)
