@@ -89,7 +89,7 @@ def search(
 
 @app.command(name="list")
 def list_registered() -> None:
-    """What is registered: builtin models and data, students, losses, layer losses, augmentations, int8 presets."""
+    """What is registered: task kinds, builtin models and data, students, losses, layer losses, augmentations, int8 presets."""
     from ..assets import BUILTIN_DATASETS, BUILTIN_MODELS
     from ..console import say
     from ..distill.augment import AUGMENTERS
@@ -100,7 +100,12 @@ def list_registered() -> None:
     from ..runtime.candidates import KINDS, missing_package
 
     from ..distill.families import FAMILIES
+    from ..tasks import TASKS
+
     sections = {
+        "task kinds (--task)": {n: f"{t.doc} [students: {', '.join(sorted(t.students))}; formats: "
+                                   f"{', '.join(sorted(t.formats))}; baselines: {', '.join(sorted(t.baselines)) or 'none'}]"
+                                for n, t in TASKS.items()},
         "builtin models (--model, --teacher; offline, verified by sha256)": BUILTIN_MODELS,
         "builtin datasets (--dataset)": BUILTIN_DATASETS,
         "student families, largest to smallest (kdeploy search --families; recipes in models/)": {
