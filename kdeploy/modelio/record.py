@@ -213,18 +213,24 @@ def pairs_of_model(path: str | Path) -> bool | None:
     elsewhere, which says nothing. The data given to export or bench must be of this kind."""
     path = Path(path)
     folder = path if path.is_dir() else path.parent
-    manifest = folder / BUNDLE_MANIFEST
-    if manifest.is_file():
-        try:
-            value = json.loads(manifest.read_text(encoding="utf-8")).get("pairs")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            value = None
-        if isinstance(value, bool):
-            return value
+    value = _manifest_value(folder, "pairs")
+    if isinstance(value, bool):
+        return value
     exported = ExportedModel.from_config(read_config(folder))
     if exported and exported.pairs is not None:
         return exported.pairs
     return ModelRecord.of(folder).pairs
+
+
+def _manifest_value(folder: Path, key: str):
+    """One value of a bundle folder's manifest, unchecked (None without a readable one)."""
+    manifest = folder / BUNDLE_MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        return json.loads(manifest.read_text(encoding="utf-8")).get(key)
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
 
 
 def check_data_kind(model: str | Path, pairs: bool, where: str, known: bool | None = None) -> None:
@@ -245,14 +251,9 @@ def task_of_model(path: str | Path) -> str | None:
     Data given to export or bench is read as this task: the model says what its labels are."""
     path = Path(path)
     folder = path if path.is_dir() else path.parent
-    manifest = folder / BUNDLE_MANIFEST
-    if manifest.is_file():
-        try:
-            value = json.loads(manifest.read_text(encoding="utf-8")).get("task")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            value = None
-        if isinstance(value, str):
-            return value
+    value = _manifest_value(folder, "task")
+    if isinstance(value, str):
+        return value
     config = read_config(folder)
     exported = ExportedModel.from_config(config)
     if exported is not None:
