@@ -39,9 +39,9 @@ def _recipe():
 def _row(name: str, seed: int, run, folder: Path, started: float) -> dict:
     student, report = run.results["distill"], run.results["export"]
     int8 = report.entry(INT8)
-    return {"student": name, "seed": seed, "student_test_accuracy": student.test.accuracy,
-            "int8_test_accuracy": int8.scores.accuracy, "int8_drop_points": int8.scores.drop_points,
-            "int8_mib": int8.info.mib, "teacher_test_accuracy": student.teacher.test.accuracy,
+    return {"student": name, "seed": seed, "student_test_accuracy": student.test.main,
+            "int8_test_accuracy": int8.scores.main, "int8_drop_points": int8.scores.drop_points,
+            "int8_mib": int8.info.mib, "teacher_test_accuracy": student.teacher.test.main,
             "parameters": student.parameters, "train_seconds": student.train_seconds,
             "model": student.model, "wall_seconds": round(time.perf_counter() - started, 1),
             "onnx": str(folder / "onnx" / INT8.file)}
@@ -59,7 +59,7 @@ def train(args) -> None:
     state_path = RUNS / "runs.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {"runs": []}
     if not args.dry_run:
-        state["teacher"] = {"test_accuracy": teacher_run.results["finetune"].test.accuracy,
+        state["teacher"] = {"test_accuracy": teacher_run.results["finetune"].test.main,
                             "train_seconds": teacher_run.results["finetune"].train_seconds, "path": teacher}
     arms = args.arms.split(",")  # the first arm over every seed (the headline), the others seed 1
     plans = [(arms[0], int(s)) for s in args.seeds.split(",")] + [(arm, 1) for arm in arms[1:]]

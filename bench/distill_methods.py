@@ -143,10 +143,10 @@ def _run_one(a, folder: Path, arm: str, seed: int, out_root: Path) -> dict:
     started = time.perf_counter()
     r = distill(cfg, teacher=teacher, data=data, out=out_root / f"{arm}-s{seed}", unlabeled=unlabeled,
                 overwrite=True).to_dict()
-    return {"arm": arm, "seed": seed, "test_accuracy": r["test"]["accuracy"],
-            "test_macro_f1": r["test"]["macro_f1"], "validation_accuracy": r["validation"]["accuracy"],
-            "teacher_test_accuracy": r["teacher"]["test"]["accuracy"],
-            "teachers_test_accuracy": [t["test"]["accuracy"] for t in r.get("teachers", [])],
+    return {"arm": arm, "seed": seed, "test_accuracy": r["test"]["metrics"]["accuracy"],
+            "test_macro_f1": r["test"]["metrics"]["macro_f1"], "validation_accuracy": r["validation"]["metrics"]["accuracy"],
+            "teacher_test_accuracy": r["teacher"]["test"]["metrics"]["accuracy"],
+            "teachers_test_accuracy": [t["test"]["metrics"]["accuracy"] for t in r.get("teachers", [])],
             "train_seconds": r["train_seconds"], "epoch_seconds": r["epoch_seconds"],
             "teacher_features_seconds": r.get("timings", {}).get("teacher_features_seconds"),
             "training_examples": r["training_examples"], "layer_map": r.get("layer_objective", {}).get("layer_map"),

@@ -105,7 +105,7 @@ def main() -> None:
           f"- sizes (MiB): " + ", ".join(f"{n}: {s}" for n, s in sizes.items()),
           f"- tokenizer p50: {result['tokenizer_p50_ms']:.3f} ms per sentence",
           f"- kdeploy export report: fp32 parity max |Δlogit| {report['parity']['model.onnx']['max_abs_diff']:.2e}; "
-          f"test accuracy fp32 {100 * acc['model.onnx']['accuracy']:.2f}%, int8 {100 * acc['model.int8.onnx']['accuracy']:.2f}% "
+          f"test accuracy fp32 {100 * acc['model.onnx']['metrics']['accuracy']:.2f}%, int8 {100 * acc['model.int8.onnx']['metrics']['accuracy']:.2f}% "
           f"(drop {acc['model.int8.onnx']['drop_points']:.2f} points, agreement {100 * acc['model.int8.onnx']['agreement']:.2f}%)",
           f"- wall time: kdeploy export with gates {kdeploy_seconds:.1f} s; optimum-cli export + quantize {optimum_seconds:.1f} s",
           ""]

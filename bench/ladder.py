@@ -67,10 +67,10 @@ def train(args) -> None:
                 continue
             student, pruned, report = run.results["distill"], run.results.get("prune"), run.results["export"]
             int8 = report.entry(INT8)
-            row = {"family": family, "seed": seed, "student_test_accuracy": student.test.accuracy,
-                   "pruned_test_accuracy": pruned.after.accuracy if pruned else None,
-                   "int8_test_accuracy": int8.scores.accuracy, "int8_drop_points": int8.scores.drop_points,
-                   "int8_mib": int8.info.mib, "teacher_test_accuracy": student.teacher.test.accuracy,
+            row = {"family": family, "seed": seed, "student_test_accuracy": student.test.main,
+                   "pruned_test_accuracy": pruned.after.main if pruned else None,
+                   "int8_test_accuracy": int8.scores.main, "int8_drop_points": int8.scores.drop_points,
+                   "int8_mib": int8.info.mib, "teacher_test_accuracy": student.teacher.test.main,
                    "parameters": pruned.parameters if pruned else student.parameters,
                    "train_seconds": student.train_seconds, "wall_seconds": round(time.perf_counter() - started, 1),
                    "onnx": str(folder / "onnx" / INT8.file), "recipe": recipe.to_dict()}

@@ -69,9 +69,9 @@ def train(args) -> None:
         student, report = run.results["distill"], run.results["export"]
         int8 = report.entry(INT8)
         row = {"seed": seed, "variant": variant(args), "recipe": recipe.to_dict(), "metric": int8.scores.metric,
-               "student_test": student.test.accuracy, "int8_test": int8.scores.accuracy,
-               "int8_test_second": int8.scores.macro_f1, "teacher_test": student.teacher.test.accuracy,
-               "teacher_test_second": student.teacher.test.macro_f1, "int8_mib": int8.info.mib,
+               "student_test": student.test.main, "int8_test": int8.scores.main,
+               "int8_test_second": int8.scores.second[1], "teacher_test": student.teacher.test.main,
+               "teacher_test_second": student.teacher.test.second[1], "int8_mib": int8.info.mib,
                "train_seconds": student.train_seconds, "wall_seconds": round(time.perf_counter() - started, 1),
                "onnx": str(folder / "onnx" / INT8.file)}
         state["runs"] = [r for r in state["runs"] if (r.get("variant", LEGACY), r["seed"]) != (variant(args), seed)]

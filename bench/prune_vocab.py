@@ -46,8 +46,8 @@ def main() -> None:
         rep = export(ExportSettings(max_accuracy_drop=100), model=model, out=out / name / "onnx", data=data,
                      overwrite=True)
         bundle = package(PackageSettings(), export_dir=out / name / "onnx", out=out / name / "bundle", overwrite=True)
-        rows[name] = {"int8_test_accuracy": rep.scores("model.int8.onnx").accuracy,
-                      "fp32_test_accuracy": rep.scores("model.onnx").accuracy,
+        rows[name] = {"int8_test_accuracy": rep.scores("model.int8.onnx").main,
+                      "fp32_test_accuracy": rep.scores("model.onnx").main,
                       "int8_mib": rep.files["model.int8.onnx"].mib, "bundle_mib": bundle.bundle_mib,
                       "archive_mib": bundle.archive_mib}
     result = {"date": date.today().isoformat(), "command": " ".join(["python", *sys.argv]),

@@ -53,10 +53,10 @@ def main() -> None:
             r = distill(cfg, teacher=a.teacher, data=data, out=f"{a.out}/{a.name}-a{alpha}-s{seed}",
                         overwrite=True).to_dict()
             r["teacher_logits_seconds"] = r["timings"]["teacher_logits_seconds"]
-            runs.append({"seed": seed, "alpha": alpha, "test_accuracy": r["test"]["accuracy"],
-                         "validation_accuracy": r["validation"]["accuracy"], "train_seconds": r["train_seconds"],
+            runs.append({"seed": seed, "alpha": alpha, "test_accuracy": r["test"]["metrics"]["accuracy"],
+                         "validation_accuracy": r["validation"]["metrics"]["accuracy"], "train_seconds": r["train_seconds"],
                          "epoch_seconds": r["epoch_seconds"], "teacher_logits_seconds": r["teacher_logits_seconds"],
-                         "teacher_test_accuracy": r["teacher"]["test"]["accuracy"]})
+                         "teacher_test_accuracy": r["teacher"]["test"]["metrics"]["accuracy"]})
             print(json.dumps(runs[-1]), flush=True)
 
     def summary(alpha):
@@ -70,7 +70,7 @@ def main() -> None:
         print(json.dumps({"name": a.name, "kd": summary(a.alpha)}))
         return
     hard, kd = summary(0.0), summary(a.alpha)
-    teacher_acc = teacher_record["test"]["accuracy"]
+    teacher_acc = teacher_record["test"]["metrics"]["accuracy"]
     result = {
         "date": date.today().isoformat(), "command": " ".join(["python", *sys.argv]),
         "machine": machine(), "versions": library_versions(),

@@ -28,4 +28,4 @@ for seed in (1, 2, 3):
                                         "train": {"epochs": 3, "learning_rate": 1e-3, "seed": seed}})
     r = distill(s, teacher="runs/demo/teacher", data=DataConfig(dataset="builtin:rotten_tomatoes"),
                 out=f"{args.out}/rt-static512{'n' if args.normalize else ''}-s{seed}")
-    print(seed, json.dumps({"test": r.test.accuracy, "validation": r.validation.accuracy}), flush=True)
+    print(seed, json.dumps({"test": r.test.main, "validation": r.validation.main}), flush=True)

@@ -69,12 +69,12 @@ def _static(args, arm: str, seed: int, out: Path) -> dict:
     result = distill(settings, teacher=args.teacher, data=_data(args.task), out=out / "student", overwrite=True)
     report = export(ExportSettings(), out / "student", out / "onnx", data=_data(args.task), overwrite=True)
     int8 = report.entry(INT8)
-    return {"arm": arm, "seed": seed, "fp32": result.test.accuracy, "int8": int8.scores.accuracy,
-            "validation": result.validation.accuracy, "epochs": len(result.epochs),
+    return {"arm": arm, "seed": seed, "fp32": result.test.main, "int8": int8.scores.main,
+            "validation": result.validation.main, "epochs": len(result.epochs),
             "best_checkpoint": result.best_checkpoint, "still_improving": result.still_improving,
             "training_examples": result.training_examples,
             "train_seconds": result.train_seconds, "wall_seconds": round(time.perf_counter() - started, 1),
-            "teacher_test": result.teacher.test.accuracy if result.teacher and result.teacher.test else None,
+            "teacher_test": result.teacher.test.main if result.teacher and result.teacher.test else None,
             "settings": {"learning_rate": settings.train.learning_rate, "epochs": settings.train.epochs,
                          "early_stopping": settings.train.early_stopping, "augment": settings.augment,
                          "hidden_size": settings.student.hidden_size, "dropout": settings.student.dropout}}
