@@ -53,7 +53,9 @@ def texts_of(export: Path, split: str, limit: int | None, data_file: str | None 
         data = data_still_there(recorded)
     if data is None:
         raise SystemExit(f"{export}: the export records no data whose files are still there; give --data FILE")
-    task = load_task_data(data)
+    from kdeploy.modelio.record import as_model_task, task_of_model
+
+    task = load_task_data(as_model_task(data, task_of_model(export)))
     texts = list(task.splits[split]["text"])[:limit]
     return texts, f"{data.dataset or data.test} {split} split ({len(texts)} texts)"
 

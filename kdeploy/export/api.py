@@ -6,7 +6,6 @@ export_report.json, written into a temporary folder and renamed into place.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from ..fsutil import atomic_dir, claimed_output
 from ..metrics import TITLES
 from ..modelio.exported import KEY as EXPORTED_KEY, ExportedModel
 from ..modelio.inputs import set_truncation, tokenize, truncation_of_tokenizer
-from ..modelio.record import ModelRecord, check_data_kind, pairs_of_model, resolve_max_length
+from ..modelio.record import ModelRecord, as_model_task, check_data_kind, pairs_of_model, resolve_max_length
 from ..modelio.sizes import onnx_mib
 from ..tasks import kind_of_config
 from ..truncation import refit
@@ -143,7 +142,7 @@ def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: Data
     set_truncation(tokenizer, refit(asked or truncation_of_tokenizer(tokenizer), max_length))
     label_names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
     kind = kind_of_config(model.config)
-    data = load_task_data(_as_task(data_cfg, kind.name)) if data_cfg else None
+    data = load_task_data(as_model_task(data_cfg, kind.name)) if data_cfg else None
     if data is not None:
         check_data_kind(model_dir, data.pairs, "data")
         data = data.aligned_to(label_names_of(model), "model")
@@ -186,11 +185,6 @@ def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: Data
         result.versions, result.machine = library_versions(), machine()
         result.save(tmp / REPORT)
     return result
-
-
-def _as_task(data_cfg: DataConfig, task: str) -> DataConfig:
-    """The data read as the model's task: the model says what its labels are."""
-    return data_cfg if data_cfg.task == task else dataclasses.replace(data_cfg, task=task)
 
 
 def _parity_texts(data: TaskData | None) -> list[str]:

@@ -263,3 +263,12 @@ def task_of_model(path: str | Path) -> str | None:
 
         return kind_of_config(config).name
     return None
+
+
+def as_model_task(data, task: str | None):
+    """A DataConfig read as the model's task (`task`, from `task_of_model` or its config): the
+    model says what its labels are, so export and bench need no --task. Unchanged when the model
+    says nothing."""
+    import dataclasses
+
+    return data if task is None or data.task == task else dataclasses.replace(data, task=task)

@@ -220,7 +220,7 @@ def _gate_invariance(tmp: Path, manifest: BundleManifest, export, data) -> None:
     from ..modelio.invariance import check_invariance, longest_first
     from .hostile_texts import HOSTILE_TEXTS, hostile_pairs
 
-    texts, _ = gate_texts(export, data)
+    texts, _ = gate_texts(export, data, manifest.task)
     hostile = hostile_pairs() if manifest.pairs else list(HOSTILE_TEXTS)
     examples = longest_first([tuple(t) if manifest.pairs else t for t in texts], INVARIANCE_TEXTS) + hostile
     predictor = Predictor(tmp)
@@ -233,20 +233,22 @@ def _gate_invariance(tmp: Path, manifest: BundleManifest, export, data) -> None:
                            "not writing a bundle whose answers move with the batch")
 
 
-def gate_texts(export, data) -> tuple[list, str]:
-    """The validation split of `data`, else of the data the student was trained on (if its
-    files are still there), else none (the hostile list alone; the result says so)."""
+def gate_texts(export, data, task: str | None = None) -> tuple[list, str]:
+    """The validation split of `data` (read as the bundle's `task`), else of the data the student
+    was trained on (if its files are still there), else none (the hostile list alone; the result
+    says so)."""
     from ..data import data_still_there, load_task_data
+    from ..modelio.record import as_model_task
 
     if data is None:
         recorded = (export.provenance or {}).get("data")
         data = data_still_there(recorded)
     if data is None:
         return [], "no validation split (give --data)"
-    task = load_task_data(data)
-    split = "validation" if "validation" in task.splits else next(iter(task.splits))
-    texts = task.texts(split)
-    return texts, f"the {split} split ({len(texts)} {'pairs' if task.pairs else 'texts'})"
+    read = load_task_data(as_model_task(data, task))
+    split = "validation" if "validation" in read.splits else next(iter(read.splits))
+    texts = read.texts(split)
+    return texts, f"the {split} split ({len(texts)} {'pairs' if read.pairs else 'texts'})"
 
 
 def _manifest_bytes(folder: Path) -> bytes | None:

@@ -78,7 +78,7 @@ def _e2e_model(tmp: Path, source: Path, manifest: BundleManifest, export, data) 
                                            manifest.pairs)
     from .bundle import gate_texts
 
-    texts, where = gate_texts(export, data)
+    texts, where = gate_texts(export, data, manifest.task)
     disabled = (manifest.session or {}).get("disabled_optimizers")
     with tempfile.TemporaryDirectory(prefix="kdeploy-e2e-") as scratch:
         plain, fused = Path(scratch) / "model.onnx", Path(scratch) / "fused.onnx"

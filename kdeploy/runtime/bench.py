@@ -17,7 +17,7 @@ from ..configtools import to_dict
 from ..data import FALLBACK_TEXTS, DataConfig, TaskData, load_task_data
 from ..errors import KdeployError
 from ..modelio.inputs import tokenize
-from ..modelio.record import check_data_kind
+from ..modelio.record import as_model_task, check_data_kind, task_of_model
 from .candidates import Candidate
 from .config import BenchSettings
 from .latency import Latency
@@ -64,7 +64,7 @@ def benchmark(settings: BenchSettings, models: list[str], data: DataConfig | Non
     entries, reference = _entries(settings, models, teacher)
     encoder = check_before_work(settings, data, next(p for n, p, _ in entries if n == reference))
     load = MachineLoad.start()
-    task = load_task_data(_as_model_task(data, next(p for n, p, _ in entries if n == reference))) \
+    task = load_task_data(as_model_task(data, task_of_model(next(p for n, p, _ in entries if n == reference)))) \
         if data is not None else None
     threads = settings.threads or os.cpu_count()
     texts = _latency_texts(settings, task)
@@ -334,16 +334,6 @@ def _score(settings: BenchSettings, task: TaskData, candidates: list[Candidate],
 
 
 INVARIANCE_TEXTS = 1000
-
-
-def _as_model_task(data: DataConfig, reference) -> DataConfig:
-    """The data read as the reference model's task (its config or manifest says what its labels are)."""
-    import dataclasses
-
-    from ..modelio.record import task_of_model
-
-    task = task_of_model(reference)
-    return data if task is None or task == data.task else dataclasses.replace(data, task=task)
 
 
 def _shipped_thresholds(path, label_names: list[str]):
