@@ -43,7 +43,6 @@ class TaskKind:
     thresholds: bool = False  # decisions per label, tuned on validation and carried with the model
     named_labels: bool = True  # labels have names (--label-names); False: one score
     empty_labels: bool = False  # a row may have no label (multi-label: none applies)
-    scored_by_correlation: bool = False  # the main metric is a correlation (no right/wrong per example)
 
     # ---- registry bookkeeping -------------------------------------------------------------
     PARTS: ClassVar[tuple[str, ...]] = (

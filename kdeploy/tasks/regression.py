@@ -111,5 +111,4 @@ REGRESSION = Regression(
     named_labels=False,
     serve_type="regression",
     title="Text scorer",
-    scored_by_correlation=True,
 )
