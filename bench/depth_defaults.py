@@ -93,7 +93,7 @@ def report(args) -> None:
 
     state = json.loads((RUNS / "runs.json").read_text())
     lines = ["# The student's depth: fixed at 2 (before) vs probed (after), on every task", "",
-             f"Machine: {machine()}. Command: `python bench/depth_defaults.py train && python "
+             f"Machine: {machine()}. Nothing else ran on the 2 cores (run it so). Command: `python bench/depth_defaults.py train && python "
              f"bench/depth_defaults.py report --name {args.name}`.", "",
              "| task | arm | depth | test (student / teacher) | learned share of the teacher's gain | verdict | "
              "probe s | train s |", "|" + "---|" * 8]

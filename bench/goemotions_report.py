@@ -47,7 +47,7 @@ def main() -> None:
     machine = out["machine"] or {}
     lines = ["# GoEmotions (multi-label, 28 labels): teacher, two students in int8, the cheap baselines", "",
              f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, class {machine.get('cpu_class')} (flags "
-             f"{', '.join(machine.get('isa', []) or [])}); one interleaved bench "
+             f"{', '.join(machine.get('isa', []) or [])}); one interleaved bench with nothing else running on the 2 cores "
              f"(batch 1 and 32, 200 calls each, 2 threads). Command: `bash bench/goemotions.sh && "
              "python bench/goemotions_report.py`.", "",
              f"Teacher (MiniLM-L6 fine-tuned, learning rate {teacher.config['settings']['train']['learning_rate']:g} "
