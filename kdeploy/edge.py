@@ -235,6 +235,8 @@ class Predictor:
             raise BundleError(f"{self.folder}: {model.name} carries no label names ({METADATA_KEY}); "
                               "re-package the export with kdeploy package")
         outputs = self.session.get_outputs()[0].shape
+        if self.kind.sentence_vectors:  # one vector per text, named by its one output
+            return
         if outputs and isinstance(outputs[-1], int) and outputs[-1] != len(self.labels):
             raise BundleError(f"{self.folder}: the model has {outputs[-1]} outputs but the manifest names "
                               f"{len(self.labels)} labels; refusing the bundle")
@@ -357,6 +359,28 @@ class Predictor:
             for i, p in zip(idx, self.kind.outputs(logits)):
                 results[i] = self._result(p)
         return results
+
+    def embed(self, texts, normalize: bool = True, dimensions: int | None = None, batch_size: int | None = None,
+              max_tokens: int = 1024) -> np.ndarray:
+        """A sentence embedder's vectors, float32 [N, D], in input order, with the model's own pooling
+        (and normalisation, where the model has it) done inside the graph. `dimensions` keeps the
+        first D of them (Matryoshka-style truncation); `normalize` L2-normalises what is returned
+        (after truncation), as TEI's and OpenAI's embeddings are."""
+        if not self.kind.sentence_vectors:
+            raise KdeployError(f"embed() needs a sentence-embedding bundle; this one is a {self.kind.name} model "
+                               "(use predict())")
+        width = int((self.manifest.pooling or {}).get("dimension") or 0)
+        if dimensions is not None and (isinstance(dimensions, bool) or not isinstance(dimensions, int)
+                                       or not 1 <= dimensions <= (width or dimensions)):
+            raise KdeployError(f"dimensions must be a whole number from 1 to {width or 'the model width'}, "
+                               f"got {dimensions!r}")
+        rows = self.predict(texts, batch_size=batch_size, max_tokens=max_tokens)
+        vectors = np.asarray([r.embedding for r in rows], dtype=np.float32).reshape(len(rows), -1)
+        if dimensions is not None:
+            vectors = vectors[:, :dimensions]
+        if normalize:
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+        return vectors.astype(np.float32)
 
     def rank(self, query: str, passages: list[str], top_k: int | None = None, label: str | None = None,
              batch_size: int | None = None) -> list[dict]:

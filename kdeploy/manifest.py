@@ -83,6 +83,7 @@ class BundleManifest:
     # False for dynamic int8 (activations scaled per call): its answers move with the batch.
     batch_invariant: bool | None = None
     invariance: dict | None = None
+    pooling: dict | None = None  # an embedder's {pooling, normalize, dimension}: done inside the graph
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}

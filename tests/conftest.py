@@ -88,6 +88,45 @@ def build_tiny_bert(folder: Path, num_labels: int = 2, layers: int = 4, label_na
     return folder
 
 
+def make_scored_pairs(n: int, seed: int) -> list[tuple[str, str, float]]:
+    """Toy scored pairs: two sentences of the same sentiment are similar (4-5), others not (0-1)."""
+    rng = random.Random(seed)
+
+    def sentence(cue):
+        words = rng.sample(FILLER, rng.randint(2, 6))
+        words.insert(rng.randrange(len(words) + 1), rng.choice(cue))
+        return " ".join(words)
+    rows = []
+    for i in range(n):
+        a_cue = POSITIVE if rng.random() < 0.5 else NEGATIVE
+        same = rng.random() < 0.5
+        b_cue = a_cue if same else (NEGATIVE if a_cue is POSITIVE else POSITIVE)
+        rows.append((sentence(a_cue), sentence(b_cue), round((4.0 if same else 0.0) + rng.random(), 2)))
+    return rows
+
+
+def write_scored_pairs(path: Path, rows) -> Path:
+    path.write_text("sentence1\tsentence2\tscore\n" + "".join(f"{a}\t{b}\t{s}\n" for a, b, s in rows))
+    return path
+
+
+def build_tiny_embedder(folder: Path) -> Path:
+    """A 4-layer, 32-wide BERT as a sentence-transformers folder: mean pooling, then Normalize."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from transformers import BertConfig, BertModel
+
+    base = folder.parent / f"{folder.name}-encoder"
+    tok = build_tokenizer(base)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(base)
+    encoder = Transformer(str(base), max_seq_length=64)
+    SentenceTransformer(modules=[encoder, Pooling(32, "mean"), Normalize()], device="cpu").save(str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))

@@ -171,7 +171,8 @@ def test_the_predictor_imports_only_what_a_device_installs():
                    "kdeploy.modelio",
                    "kdeploy.modelio.onnx_session", "kdeploy.modelio.inputs", "kdeploy.modelio.batching",
                    "kdeploy.truncation", "kdeploy.names", "kdeploy.tasks", "kdeploy.tasks.base", "kdeploy.tasks.predictions",
-                   "kdeploy.tasks.classification", "kdeploy.tasks.regression", "kdeploy.tasks.multi_label"}, own
+                   "kdeploy.tasks.classification", "kdeploy.tasks.regression", "kdeploy.tasks.multi_label",
+                   "kdeploy.tasks.embedding"}, own
 
 
 def test_no_function_is_longer_than_60_lines():

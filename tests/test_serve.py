@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -28,7 +29,7 @@ from kdeploy.serve.api import parse_bundles
 from kdeploy.serve.config import ServeSettings
 from kdeploy.serve.requests import HttpError, label_scores, parse_json, predict_request, rerank_request
 
-from conftest import build_tiny_bert
+from conftest import build_tiny_bert, build_tiny_embedder, make_scored_pairs, write_scored_pairs
 from test_pairs import write_pairs
 from test_tasks import LABELS, make_tagged, write_tagged
 
@@ -216,8 +217,14 @@ def bundles(tmp_path_factory, exported_tiny) -> dict[str, Path]:
     export(ExportSettings(optimize=None, quantize="int8", max_accuracy_drop=100), model=tags_model,
            out=root / "tags-onnx", data=DataConfig(train=str(tagged["train"]), test=str(tagged["test"]),
                                                    task="multi-label"))
+    embedder = build_tiny_embedder(root / "emb-model")
+    scored = {k: write_scored_pairs(root / f"emb-{k}.tsv", make_scored_pairs(n, s)) for k, n, s in (("train", 60, 1),
+                                                                                                   ("test", 30, 2))}
+    export(ExportSettings(quantize="int8", max_accuracy_drop=100), model=embedder, out=root / "emb-onnx",
+           data=DataConfig(train=str(scored["train"]), test=str(scored["test"]), task="embedding"))
     out = {}
-    for name, folder in (("text", exported_tiny), ("pair", pair_export), ("tags", root / "tags-onnx")):
+    for name, folder in (("text", exported_tiny), ("pair", pair_export), ("tags", root / "tags-onnx"),
+                         ("emb", root / "emb-onnx")):
         out[name] = root / f"{name}-bundle"
         package(PackageSettings(archive=None), export_dir=folder, out=out[name])
     return out
@@ -229,7 +236,7 @@ def server(bundles):
     port = _free_port()
     env = {**os.environ, "KDEPLOY_API_KEY": KEY}
     proc = subprocess.Popen([sys.executable, "-m", "kdeploy", "serve", f"text={bundles['text']}",
-                             f"pair={bundles['pair']}", f"tags={bundles['tags']}", "--port", str(port), "--batch-wait-ms", "400",
+                             f"pair={bundles['pair']}", f"tags={bundles['tags']}", f"emb={bundles['emb']}", "--port", str(port), "--batch-wait-ms", "400",
                              "--max-texts", "50", "--max-request-bytes", "20000", "--threads", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
@@ -240,7 +247,7 @@ def server(bundles):
             if proc.poll() is not None:
                 pytest.fail(f"kdeploy serve exited {proc.returncode}:\n{proc.stdout.read()}")
             try:
-                if all(call(f"{url}/{name}/health")[0] == 200 for name in ("text", "pair", "tags")):
+                if all(call(f"{url}/{name}/health")[0] == 200 for name in ("text", "pair", "tags", "emb")):
                     break
             except OSError:
                 pass
@@ -324,6 +331,35 @@ def test_a_multi_label_bundle_is_served_with_its_thresholds(server, bundles):
     assert info["thresholds"] == dict(zip(LABELS, (0.45, 0.5, 0.55))) == p.thresholds
     code, body, _ = call(f"{url}/tags/rerank", {"query": "q", "texts": ["a"]})
     assert code == 422 and b"multi-label bundle answers /predict, not /rerank" in body
+
+
+@pytest.mark.slow
+def test_an_embedder_answers_tei_embed_and_the_openai_client(server, bundles):
+    """/embed in TEI's shape and /v1/embeddings through the real `openai` client (its default
+    asks for base64), each equal to the bundle's own vectors; other routes refused by the task."""
+    from kdeploy.edge import Predictor
+
+    url, texts = server["url"], ["the film was very good", "dull boring plot", "Überraschend gut 👍"]
+    p = Predictor(bundles["emb"])
+    expected = np.stack([p.embed([t])[0] for t in texts])
+    code, body, _ = call(f"{url}/emb/embed", {"inputs": texts})
+    assert code == 200 and np.abs(np.array(json.loads(body)) - expected).max() < 1e-6
+    code, body, _ = call(f"{url}/emb/embed", {"inputs": texts[0], "dimensions": 8})
+    got = np.array(json.loads(body))
+    assert code == 200 and got.shape == (1, 8) and abs(np.linalg.norm(got) - 1) < 1e-5
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=f"{url}/emb/v1", api_key=KEY)
+    answer = client.embeddings.create(input=texts, model="emb")
+    assert [d.index for d in answer.data] == [0, 1, 2] and answer.usage.prompt_tokens > 0
+    assert np.abs(np.array([d.embedding for d in answer.data]) - expected).max() < 1e-6
+    floats = client.embeddings.create(input="dull boring plot", model="emb", encoding_format="float", dimensions=4)
+    assert len(floats.data[0].embedding) == 4
+    info = json.loads(call(f"{url}/emb/info")[1])
+    assert info["model_type"] == "embedding" and info["pooling"]["pooling"] == "mean" and info["dimensions"] == 32
+    code, body, _ = call(f"{url}/emb/predict", {"inputs": "a text"})
+    assert code == 422 and "answers /embed, /v1/embeddings" in json.loads(body)["error"]
+    code, body, _ = call(f"{url}/text/embed", {"inputs": "a text"})
+    assert code == 422 and "not /embed" in json.loads(body)["error"]
 
 
 @pytest.mark.slow

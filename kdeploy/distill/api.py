@@ -16,12 +16,13 @@ from ..configtools import to_dict
 from ..console import main_process, say
 from ..data import DataConfig, TaskData, load_task_data
 from ..errors import KdeployError
+from ..tasks import task_kind
 from ..fsutil import check_output, claimed_output
 from ..modelio.record import check_max_length, check_room, position_limit
 from .config import DistillSettings, FinetuneSettings, StudentConfig, TrainConfig
 from .families import ONE_TEXT_KINDS, TEACHER_LAYER_KINDS
 from .methods import STUDENTS
-from .result import TrainingResult
+from .result import TrainingResult, parameter_count, record_config
 from .workdir import kept_until_done, prepare, work_dir_of
 
 
@@ -34,11 +35,6 @@ def claimed(out: Path, inputs: list, overwrite: bool, what: str) -> Iterator[Non
     else:
         check_output(out, inputs, overwrite)
         yield
-
-
-def _record_config(settings, inputs: dict, data: DataConfig) -> dict:
-    return {"settings": to_dict(settings), "inputs": {k: v for k, v in inputs.items() if v is not None},
-            "data": to_dict(data)}
 
 
 def _arguments(out: Path, config: dict, train: TrainConfig, resume: bool):
@@ -73,13 +69,13 @@ def finetune(settings: FinetuneSettings, model: str, data: DataConfig, out: str 
         built.config.problem_type = task.kind.problem_type
         task = read_as(task, tok, model, settings.train.max_length)
         settings, probe = _probed(settings, built, tok, task, from_scratch)
-        config = _record_config(settings, {"model": model, "tokenizer": tokenizer}, data)
+        config = record_config(settings, {"model": model, "tokenizer": tokenizer}, data)
         args, work = _arguments(out, config, settings.train, resume)
         with kept_until_done(work, args.process_index == 0):
             from .trainer import fit, save_model
 
             trainer, fitted = fit(built, tok, task, settings.train, args, work, resume, callbacks=callbacks)
-            record = TrainingResult.trained(fitted, stage="finetune", model=described, parameters=_parameters(built),
+            record = TrainingResult.trained(fitted, stage="finetune", model=described, parameters=parameter_count(built),
                                             config=config, data=task.summary(), learning_rate_probe=probe)
             save_model(trainer, tok, out, record, overwrite)
     return record
@@ -183,10 +179,6 @@ def _inputs_of(train_set) -> list:
     return list(zip(texts, train_set["text_pair"])) if "text_pair" in train_set.column_names else texts
 
 
-def _parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def distill(settings: DistillSettings, teacher: str | list[str], data: DataConfig, out: str | Path,
             unlabeled: str | None = None, cache_dir: str | Path | None = None, resume: bool = False,
             overwrite: bool = False, callbacks: list | None = None) -> TrainingResult:
@@ -203,6 +195,11 @@ def distill(settings: DistillSettings, teacher: str | list[str], data: DataConfi
                            "folder; give a folder for the teacher-logit cache")
     out = Path(out)
     with claimed(out, [*names, *data.files(), unlabeled], overwrite, "kdeploy distill"):
+        if task_kind(data.task).sentence_vectors:  # no labels, no logits: the student learns the teacher's vectors
+            from .embedding import distill_embedding
+
+            return distill_embedding(settings, names, data, out, unlabeled, Path(cache_dir) if cache_dir else None,
+                                     resume, overwrite, callbacks)
         return _distill(settings, names, data, out, unlabeled, Path(cache_dir) if cache_dir else None, resume,
                         overwrite, callbacks)
 
@@ -226,7 +223,7 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
     check_room(settings.train.max_length, teachers.tokenizers[0], task.pairs)
     weights = normalise_weights(settings.teacher_weights, len(names))
     train_set, counts, transfer = _transfer_set(settings, task, teachers, unlabeled, data)
-    config = _record_config(settings, {"teacher": names if len(names) > 1 else names[0], "unlabeled": unlabeled}, data)
+    config = record_config(settings, {"teacher": names if len(names) > 1 else names[0], "unlabeled": unlabeled}, data)
     args, work = _arguments(out, config, settings.train, resume)
     with kept_until_done(work, args.process_index == 0):
         set_seed(settings.train.seed)  # the student is built (and checked against the teacher) before the teacher runs
@@ -255,8 +252,8 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
                               temperature=settings.temperature, layer_objective=objective, feature_store=store,
                               callbacks=callbacks, loss=settings.loss)
         record = TrainingResult.trained(
-            fitted, stage="distill", model={**described, "parameters": _parameters(student)},
-            parameters=_parameters(student), config=config, data=task.summary(), teacher=mixed, teachers=members,
+            fitted, stage="distill", model={**described, "parameters": parameter_count(student)},
+            parameters=parameter_count(student), config=config, data=task.summary(), teacher=mixed, teachers=members,
             alpha=settings.alpha, temperature=settings.temperature, teacher_logits_cached=hits,
             training_examples=counts, timings=timings, layer_objective=layer_record, depth_probe=depth,
             retention=_retention(record_task, fitted, mixed))

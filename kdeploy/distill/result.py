@@ -10,6 +10,18 @@ from ..results import Result, metric_cells, metric_names
 from ..retention import Retention
 
 
+def record_config(settings, inputs: dict, data) -> dict:
+    """What a record says the stage was given: its settings, its inputs, its data."""
+    from ..configtools import to_dict
+
+    return {"settings": to_dict(settings), "inputs": {k: v for k, v in inputs.items() if v is not None},
+            "data": to_dict(data)}
+
+
+def parameter_count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
 @dataclass
 class TeacherSummary:
     model: str | list[str]

@@ -20,21 +20,15 @@ from ..fsutil import atomic_dir, claimed_output
 from ..metrics import TITLES
 from ..modelio.exported import KEY as EXPORTED_KEY, ExportedModel
 from ..modelio.inputs import set_truncation, tokenize, truncation_of_tokenizer
-from ..modelio.record import ModelRecord, as_model_task, check_data_kind, pairs_of_model, resolve_max_length
+from ..modelio.record import (ModelRecord, as_model_task, check_data_kind, pairs_of_model, resolve_max_length,
+                              task_of_model)
 from ..modelio.sizes import onnx_mib
-from ..tasks import kind_of_config
+from ..tasks import kind_of_config, task_kind
 from ..truncation import refit
 from .config import ExportSettings
+from .errors import AccuracyGateError, InvarianceGateError  # noqa: F401  (re-exported: the stage's refusals)
 from .files import FP16, FP32, INT8, OPENVINO, OPTIMISED, role_of
 from .result import REPORT, ExportAccuracy, ExportFile, ExportResult, GatedScores
-
-
-class AccuracyGateError(KdeployError):
-    pass
-
-
-class InvarianceGateError(KdeployError):
-    pass
 
 
 def _suggestion(s: ExportSettings) -> str:
@@ -121,7 +115,12 @@ def export(settings: ExportSettings, model: str | Path, out: str | Path, data: D
     if settings.gated and data is None:
         raise KdeployError("quantised or fp16 exports are accuracy-gated: give labelled data (--data FILE, --test, "
                            "--dataset), export a model whose kdeploy.json records its data, or pass --quantize none")
+    task = task_of_model(model_dir)
     with claimed_output(out, [model_dir, *(data.files() if data else [])], overwrite, "kdeploy export"):
+        if task is not None and task_kind(task).sentence_vectors:  # a vector per text: its own graph and gates
+            from .embedding import export_embedding
+
+            return export_embedding(settings, model_dir, Path(out), data, record, overwrite, task)
         return _export(settings, model_dir, Path(out), data, record, overwrite)
 
 

@@ -26,6 +26,7 @@ class ExportedModel:
     pair_truncation: str = "longest_first"
     truncation: str | None = None  # kdeploy.truncation's strategy; None: head (pairs never truncate this way)
     session: dict = field(default_factory=dict)  # file name -> onnxruntime session settings
+    pooling: dict | None = None  # an embedder's: {pooling, normalize, dimension}, done inside the graph
 
     @classmethod
     def from_config(cls, config: dict) -> ExportedModel | None:
@@ -36,7 +37,7 @@ class ExportedModel:
             return None
         kinds = {"max_length": int, "label_names": list, "inputs": list, "outputs": list, "opset": int,
                  "pairs": bool, "task": str, "pair_truncation": str, "truncation": str, "session": dict,
-                 "thresholds": dict}
+                 "thresholds": dict, "pooling": dict}
         values = {f.name: block[f.name] for f in fields(cls)
                   if f.name in block and isinstance(block[f.name], kinds[f.name])
                   and not (kinds[f.name] is int and isinstance(block[f.name], bool))}

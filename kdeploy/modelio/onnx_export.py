@@ -47,8 +47,9 @@ class _Logits(torch.nn.Module):
         return self.model(**dict(zip(self.names, tensors))).logits
 
 
-def export_transformer(model, path: Path, opset: int) -> None:
+def export_transformer(model, path: Path, opset: int, graph=None, output: str = "logits") -> None:
     """A transformers classifier through torch.onnx.export: dynamic batch and sequence axes.
+    `graph`: another wrapper of `model` with the same inputs (an embedder's, `output` its name).
 
     The TorchScript exporter with eager attention is used on purpose: its graph is the one
     onnxruntime's transformer optimizer recognises (Attention and EmbedLayerNormalization fuse;
@@ -56,7 +57,7 @@ def export_transformer(model, path: Path, opset: int) -> None:
     marks that exporter deprecated; where it is gone or fails, the dynamo exporter takes over.
     Either way the parity gate compares the file with PyTorch at every shape before it is kept."""
     names = graph_inputs(model)
-    wrapper = _Logits(model, names).eval()
+    wrapper = (_Logits(model, names) if graph is None else graph(names)).eval()
     model.eval()
     example = _example(model, names)
     implementation = getattr(model.config, "_attn_implementation", None)
@@ -69,15 +70,15 @@ def export_transformer(model, path: Path, opset: int) -> None:
             # parity gate checks at every shape): not actionable by the user
             warnings.simplefilter("ignore")
             try:
-                axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
+                axes = {n: {0: "batch", 1: "sequence"} for n in names} | {output: {0: "batch"}}
                 with torch.no_grad():
-                    torch.onnx.export(wrapper, example, str(path), input_names=names, output_names=["logits"],
+                    torch.onnx.export(wrapper, example, str(path), input_names=names, output_names=[output],
                                       dynamic_axes=axes, opset_version=opset, dynamo=False)
             except (TypeError, RuntimeError, NotImplementedError, AttributeError) as exc:
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 try:
                     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
-                    torch.onnx.export(wrapper, example, str(path), input_names=names, output_names=["logits"],
+                    torch.onnx.export(wrapper, example, str(path), input_names=names, output_names=[output],
                                       dynamic_shapes=tuple({0: batch, 1: seq} for _ in names),
                                       opset_version=max(opset, 18), dynamo=True, external_data=False)
                 except Exception as exc2:  # both exporters refused: one line, both reasons

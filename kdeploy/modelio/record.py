@@ -255,6 +255,12 @@ def task_of_model(path: str | Path) -> str | None:
     if isinstance(value, str):
         return value
     config = read_config(folder)
+    from .st_folder import is_embedder
+
+    if ExportedModel.from_config(config) is None and is_embedder(folder):
+        from ..tasks import TASKS
+
+        return next(t.name for t in TASKS.values() if t.sentence_vectors)
     exported = ExportedModel.from_config(config)
     if exported is not None:
         return exported.task

@@ -172,7 +172,7 @@ def _manifest(settings: PackageSettings, export_dir: Path, export, report: Path 
         label_names=kd.label_names or export.label_names, max_length=kd.max_length or export.max_length,
         pad_token=pad_token, pad_token_id=pad_id, inputs=kd.inputs, outputs=kd.outputs,
         pairs=bool(kd.pairs), task=kd.task, thresholds=kd.thresholds, pair_truncation=kd.pair_truncation, truncation=kd.truncation or "head",
-        opset=kd.opset, files={}, session=kd.session_of(name) or None,
+        opset=kd.opset, files={}, session=kd.session_of(name) or None, pooling=kd.pooling,
         provider_advice=("OpenVINO on an Intel CPU (pip install openvino)" if name.endswith(".xml")
                          else "CPUExecutionProvider (int8 has no CUDA kernels)" if dtype == "int8"
                          else "CUDAExecutionProvider" if dtype == "fp16"
@@ -245,6 +245,16 @@ def gate_texts(export, data, task: str | None = None) -> tuple[list, str]:
         data = data_still_there(recorded)
     if data is None:
         return [], "no validation split (give --data)"
+    from ..tasks import task_kind
+
+    if task_kind(task).sentence_vectors:  # scored pairs, each text a row
+        from ..data.embedding import load_embedding_data
+
+        scored = load_embedding_data(as_model_task(data, task)).scored
+        split = "validation" if "validation" in scored else next(iter(scored), None)
+        if split is None:
+            return [], "no scored pairs (give --validation)"
+        return scored[split][0], f"the {split} split ({len(scored[split][0])} texts)"
     read = load_task_data(as_model_task(data, task))
     split = "validation" if "validation" in read.splits else next(iter(read.splits))
     texts = read.texts(split)

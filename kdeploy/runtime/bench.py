@@ -18,6 +18,7 @@ from ..data import FALLBACK_TEXTS, DataConfig, TaskData, load_task_data
 from ..errors import KdeployError
 from ..modelio.inputs import tokenize
 from ..modelio.record import as_model_task, check_data_kind, task_of_model
+from ..tasks import task_kind
 from .candidates import Candidate
 from .config import BenchSettings
 from .latency import Latency
@@ -62,6 +63,7 @@ def benchmark(settings: BenchSettings, models: list[str], data: DataConfig | Non
     from .memory import peak_rss_mib
 
     entries, reference = _entries(settings, models, teacher)
+    _refuse_embedders(entries)
     encoder = check_before_work(settings, data, next(p for n, p, _ in entries if n == reference))
     load = MachineLoad.start()
     task = load_task_data(as_model_task(data, task_of_model(next(p for n, p, _ in entries if n == reference)))) \
@@ -165,6 +167,16 @@ def _latency_inputs(settings: BenchSettings, candidates: list[Candidate]) -> str
     text_in = [c.name for c in candidates if c.end_to_end]
     return (f"fixed length, {settings.seq_length} tokens" + (f" (real sentences, {settings.batching} batches, for "
                                                              f"{', '.join(text_in)}: they take text)" if text_in else ""))
+
+
+def _refuse_embedders(entries: list) -> None:
+    """A sentence embedder is not scored on labels: said before any model loads."""
+    for _, path, _ in entries:
+        model_task = task_of_model(path) if Path(path).exists() else None
+        if model_task is not None and task_kind(model_task).sentence_vectors:
+            raise KdeployError(f"{path}: kdeploy bench times classifiers and scorers; for a sentence embedder, "
+                               "bench/embedding_report.py scores (STS-B, SICK, retrieval) and times it beside its "
+                               "teacher and a model2vec baseline")
 
 
 def _entries(settings: BenchSettings, models: list[str], teacher: str | None) -> tuple[list, str]:

@@ -35,7 +35,8 @@ from .. import __version__
 from ..errors import KdeployError
 from .loopback import REPLICA_DIR_ENV
 from .metrics import Counts
-from .requests import HttpError, label_scores, parse_json, predict_request, rerank_request, rerank_scores
+from .requests import (HttpError, embed_request, label_scores, openai_body, openai_request, parse_json, predict_request,
+                       rerank_request, rerank_scores, vectors)
 
 log = logging.getLogger("ray.serve")
 FLUSH_S = 0.5
@@ -46,6 +47,11 @@ _ANSWERS = {"application/json": {"schema": {"type": "array"}, "examples": {
                               {"label": "joy", "score": 0.34, "selected": True},
                               {"label": "anger", "score": 0.02, "selected": False}]},
     "score": {"value": [{"score": 4.2}]}}}}
+_EMBED = {"application/json": {"schema": {"type": "object"},
+                               "example": {"inputs": ["a gripping film"], "normalize": True}}}
+_EMBED_ANSWER = {"application/json": {"schema": {"type": "array"}, "example": [[0.021, -0.044, 0.013]]}}
+_OPENAI = {"application/json": {"schema": {"type": "object"},
+                                "example": {"input": ["a gripping film"], "model": "student", "encoding_format": "float"}}}
 _RERANK = {"application/json": {"schema": {"type": "object"},
                                 "example": {"query": "how do I reset my router", "texts": ["Hold the button."]}}}
 
@@ -87,6 +93,7 @@ class BundleServer:
         self.predictor = Predictor(folder, threads=options["threads"], expected_digest=digest,
                                    spin_wait=False)  # the proxy shares these cores
         self.pairs = self.predictor.manifest.pairs
+        self.width = int((self.predictor.manifest.pooling or {}).get("dimension") or 0)  # an embedder's
         self.batching = options["batching"]
         self.slots_per_token = options["max_batch_size"] / options["max_batch_tokens"]
         self._classify.set_max_batch_size(options["max_batch_size"])
@@ -145,6 +152,12 @@ class BundleServer:
                 raise HttpError(413, f"the body is over {cap} bytes; this server takes at most {cap} per request")
             chunks.append(chunk)
         return parse_json(b"".join(chunks))
+
+    def _route(self, route: str) -> None:
+        """A route this bundle's task does not answer: one line naming the ones it does."""
+        if route not in self.predictor.kind.routes:
+            raise HttpError(422, f"a {self.predictor.kind.name} bundle answers {', '.join(self.predictor.kind.routes)}, "
+                                 f"not {route}")
 
     def _room(self, n: int) -> None:
         if self.counts.pending + n > self.options["max_pending_texts"]:
@@ -223,6 +236,7 @@ class BundleDeployment(BundleServer):
         scores, each marked whether it reaches its threshold ([{"label", "score", "selected"}]); a
         score model's one score ([{"score"}]). One text gives one list; a list of texts, a list of them."""
         async def work():
+            self._route("/predict")
             req = predict_request(await self._body(request), self.pairs, self.options["max_texts"])
             self._room(len(req.examples))
             scores = [label_scores(r) for r in await self._results(req.examples)]
@@ -233,9 +247,7 @@ class BundleDeployment(BundleServer):
     async def rerank(self, request: Request) -> Response:
         """Passages by relevance to the query, best first (a sentence-pair bundle)."""
         async def work():
-            if "/rerank" not in self.predictor.kind.routes:
-                raise HttpError(422, f"a {self.predictor.kind.name} bundle answers "
-                                     f"{', '.join(self.predictor.kind.routes)}, not /rerank")
+            self._route("/rerank")
             req = rerank_request(await self._body(request), self.pairs, self.options["max_texts"])
             self._room(len(req.texts))
             scores = rerank_scores(await self._results([(req.query, t) for t in req.texts]), self.predictor.labels)
@@ -243,6 +255,32 @@ class BundleDeployment(BundleServer):
             return JSONResponse([{"index": i, "score": scores[i], **({"text": req.texts[i]} if req.return_text else {})}
                                  for i in order])
         return await self._answer(request, "rerank", work)
+
+    @web.post("/embed", openapi_extra={"requestBody": {"content": _EMBED, "required": True},
+                                       "responses": {"200": {"content": _EMBED_ANSWER}}})
+    async def embed(self, request: Request) -> Response:
+        """A sentence embedder's vectors in text-embeddings-inference's shape: one list of floats per
+        text (a list of them, even for one text); `dimensions` keeps the first D, `normalize`
+        (default true) L2-normalises them after that."""
+        async def work():
+            self._route("/embed")
+            req = embed_request(await self._body(request), self.width, self.options["max_texts"])
+            self._room(len(req.texts))
+            return JSONResponse(vectors(await self._results(req.texts), req.normalize, req.dimensions))
+        return await self._answer(request, "embed", work)
+
+    @web.post("/v1/embeddings", openapi_extra={"requestBody": {"content": _OPENAI, "required": True}})
+    async def openai_embeddings(self, request: Request) -> Response:
+        """OpenAI's embeddings route (what the `openai` client calls): vectors as floats or base64,
+        with the prompt's token count in `usage`. `model` is echoed; the bundle served answers."""
+        async def work():
+            self._route("/v1/embeddings")
+            req = openai_request(await self._body(request), self.width, self.options["max_texts"])
+            self._room(len(req.texts))
+            tokens = sum(min(len(e.ids), self.predictor.max_length) for e in self.predictor._encode(req.texts))
+            rows = vectors(await self._results(req.texts), req.normalize, req.dimensions)
+            return JSONResponse(openai_body(rows, req.model or self.name, tokens, req.base64))
+        return await self._answer(request, "embeddings", work)
 
     @web.get("/info")
     async def info(self, request: Request) -> Response:
@@ -252,6 +290,7 @@ class BundleDeployment(BundleServer):
             return JSONResponse({
                 "model_id": self.name, "model_type": self.predictor.kind.serve_type, "task": m.task,
                 **({"thresholds": m.thresholds} if m.thresholds else {}),
+                **({"pooling": m.pooling, "dimensions": self.width} if m.pooling else {}),
                 "labels": self.predictor.labels, "pairs": m.pairs, "max_input_length": m.max_length,
                 "bundle_digest": self.predictor.digest, "dtype": m.dtype, "batch_invariant": m.batch_invariant,
                 "kdeploy_version": __version__, "max_batch_size": o["max_batch_size"],

@@ -160,3 +160,80 @@ def rerank_scores(results: list, labels: list[str]) -> list[float]:
     """A pair bundle's relevance per passage: its score, or the probability of its last label
     (as `Predictor.rank`)."""
     return [r.relevance(labels[-1]) for r in results]
+
+
+@dataclass
+class EmbedRequest:
+    texts: list[str]
+    normalize: bool = True
+    dimensions: int | None = None
+    base64: bool = False  # OpenAI's encoding_format "base64": little-endian float32 bytes
+    model: str | None = None
+
+
+def _texts(inputs, key: str, max_texts: int) -> list[str]:
+    if isinstance(inputs, str):
+        return [_text(inputs, key)]
+    if not isinstance(inputs, list):
+        raise HttpError(422, f"{key} must be a string or a list of strings, got {_kind(inputs)}")
+    _count(len(inputs), max_texts, key)
+    if any(isinstance(t, (int, list)) and not isinstance(t, bool) for t in inputs):
+        raise HttpError(422, f"{key} must hold texts; token ids are not accepted (send the text)")
+    return [_text(t, f"{key}[{i}]") for i, t in enumerate(inputs)]
+
+
+def _dimensions(value, width: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= width:
+        raise HttpError(422, f"dimensions must be a whole number from 1 to {width}, got {value!r}")
+    return value
+
+
+def embed_request(body: dict, width: int, max_texts: int) -> EmbedRequest:
+    """TEI's /embed: {"inputs": str | [str], "normalize": true, "truncate": true, "dimensions": int?}."""
+    _keys(body, ("inputs", "normalize", "truncate", "dimensions", "prompt_name", "truncation_direction"), ("inputs",))
+    if body.get("truncate", True) is not True:
+        raise HttpError(422, "truncate must be true: a bundle always truncates texts to its max_length")
+    if body.get("truncation_direction", "Right") != "Right" or body.get("prompt_name") is not None:
+        raise HttpError(422, "truncation_direction Right and no prompt_name are what this bundle offers")
+    if not isinstance(body.get("normalize", True), bool):
+        raise HttpError(422, f"normalize must be true or false, got {_kind(body['normalize'])}")
+    return EmbedRequest(_texts(body["inputs"], "inputs", max_texts), body.get("normalize", True),
+                        _dimensions(body.get("dimensions"), width))
+
+
+def openai_request(body: dict, width: int, max_texts: int) -> EmbedRequest:
+    """OpenAI's /v1/embeddings: {"input": str | [str], "model", "dimensions"?, "encoding_format"?, "user"?}."""
+    _keys(body, ("input", "model", "dimensions", "encoding_format", "user"), ("input",))
+    form = body.get("encoding_format", "float")
+    if form not in ("float", "base64"):
+        raise HttpError(422, f"encoding_format must be float or base64, got {form!r}")
+    if body.get("model") is not None and not isinstance(body["model"], str):
+        raise HttpError(422, f"model must be a string, got {_kind(body['model'])}")
+    return EmbedRequest(_texts(body["input"], "input", max_texts), True, _dimensions(body.get("dimensions"), width),
+                        base64=form == "base64", model=body.get("model"))
+
+
+def vectors(results: list, normalize: bool, dimensions: int | None) -> list[list[float]]:
+    """Typed embeddings as lists: truncated to `dimensions`, then L2-normalised when asked."""
+    out = []
+    for r in results:
+        v = list(r.embedding[:dimensions] if dimensions else r.embedding)
+        if normalize:
+            norm = sum(x * x for x in v) ** 0.5 or 1.0
+            v = [x / norm for x in v]
+        out.append(v)
+    return out
+
+
+def openai_body(rows: list[list[float]], model: str, tokens: int, base64: bool) -> dict:
+    """OpenAI's embeddings response (base64: each vector's little-endian float32 bytes)."""
+    import base64 as b64
+    import struct
+
+    def encode(v):
+        return b64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode("ascii") if base64 else v
+
+    return {"object": "list", "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(rows)]}

@@ -7,15 +7,16 @@ from __future__ import annotations
 from ..errors import KdeployError
 from .base import TaskKind
 from .classification import CLASSIFICATION
+from .embedding import EMBEDDING
 from .multi_label import MULTI_LABEL
-from .predictions import ClassPrediction, LabelsPrediction, Prediction, ScorePrediction
+from .predictions import ClassPrediction, EmbeddingPrediction, LabelsPrediction, Prediction, ScorePrediction
 from .regression import REGRESSION
 
-TASKS: dict[str, TaskKind] = {t.name: t for t in (CLASSIFICATION, REGRESSION, MULTI_LABEL)}
+TASKS: dict[str, TaskKind] = {t.name: t for t in (CLASSIFICATION, REGRESSION, MULTI_LABEL, EMBEDDING)}
 DEFAULT_TASK = CLASSIFICATION.name
 
 __all__ = ["TASKS", "DEFAULT_TASK", "TaskKind", "task_kind", "ClassPrediction", "ScorePrediction", "LabelsPrediction",
-           "Prediction"]
+           "EmbeddingPrediction", "Prediction"]
 
 
 def task_kind(name: str | None) -> TaskKind:

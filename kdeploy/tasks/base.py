@@ -43,6 +43,7 @@ class TaskKind:
     thresholds: bool = False  # decisions per label, tuned on validation and carried with the model
     named_labels: bool = True  # labels have names (--label-names); False: one score
     empty_labels: bool = False  # a row may have no label (multi-label: none applies)
+    sentence_vectors: bool = False  # the model's output is a text's vector (compared by cosine), not scores per label
 
     # ---- registry bookkeeping -------------------------------------------------------------
     PARTS: ClassVar[tuple[str, ...]] = (

@@ -113,4 +113,27 @@ class LabelsPrediction(_Mapping):
         return chosen or "(no label)"
 
 
-Prediction = ClassPrediction | ScorePrediction | LabelsPrediction
+@dataclass(frozen=True)
+class EmbeddingPrediction(_Mapping):
+    """One vector per text (a sentence embedder's), as the model's pooling and normalisation give it."""
+
+    embedding: list[float]
+
+    def to_dict(self) -> dict:
+        return {"embedding": list(self.embedding)}
+
+    def label_scores(self) -> list[dict]:
+        return [{"embedding": list(self.embedding)}]
+
+    def relevance(self, label: str | None = None) -> float:
+        raise TypeError("an embedding has no relevance of its own: compare two by cosine")
+
+    def by_label(self) -> dict[str, float]:
+        return {}
+
+    def line(self) -> str:
+        head = ", ".join(f"{x:.4f}" for x in self.embedding[:4])
+        return f"[{head}, … {len(self.embedding)} dims]"
+
+
+Prediction = ClassPrediction | ScorePrediction | LabelsPrediction | EmbeddingPrediction
