@@ -302,7 +302,7 @@ class Predictor:
         for start in range(0, len(texts), chunk):
             rows = texts[start:start + chunk]
             batch = np.array([list(t) for t in rows] if self.manifest.pairs else rows, dtype=object)
-            out += [self._result(p) for p in self.session.run(["probabilities"], {"text": batch})[0]]
+            out += [self._result(p) for p in self.session.run([self.kind.e2e_output], {"text": batch})[0]]
         return out
 
     @property
@@ -322,7 +322,7 @@ class Predictor:
         examples = self._examples(texts)
         if self.e2e:
             batch = np.array([list(t) for t in examples] if self.manifest.pairs else examples, dtype=object)
-            return self.session.run(["probabilities"], {"text": batch})[0].astype(np.float64)
+            return self.session.run([self.kind.e2e_output], {"text": batch})[0].astype(np.float64)
         logits = self.session.run(None, self._feeds(self._encode(examples)))[0].astype(np.float64)
         return self.kind.outputs(logits)
 

@@ -118,7 +118,7 @@ def build_tiny_embedder(folder: Path) -> Path:
     from transformers import BertConfig, BertModel
 
     base = folder.parent / f"{folder.name}-encoder"
-    tok = build_tokenizer(base)
+    tok = build_tokenizer(base, continuation=True)  # every word spells out, as in a real vocabulary (the e2e gate)
     torch.manual_seed(0)
     BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
                          intermediate_size=64, max_position_embeddings=128)).save_pretrained(base)

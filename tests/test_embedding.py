@@ -131,10 +131,20 @@ def test_a_second_distillation_reuses_the_teachers_vectors(tiny_embedder, pair_f
     assert list((tmp_path / "cache" / "embeddings").glob("*.npy"))
 
 
-def test_an_embedding_task_refuses_what_does_not_apply(tiny_embedder, pair_files, tmp_path):
-    code, _, err = cli("distill", "--teacher", tiny_embedder, "--task", "embedding", "--train", pair_files["train"],
-                       "--student", "bilstm", "--out", tmp_path / "o")
-    assert code == 2 and "student 'bilstm' does not support a embedding task" in err
+@pytest.mark.parametrize("teacher, extra, message", [
+    ("embedder", ["--student", "bilstm"], "student 'bilstm' does not support a embedding task"),
+    ("embedder", ["--augment", "2"], "augmented copies are not used for an embedding student"),
+    ("classifier", [], "not a sentence embedder (no modules.json"),  # no pooling config: said, not assumed
+])
+def test_an_embedding_task_refuses_what_does_not_apply(tiny_embedder, tiny_bert, pair_files, tmp_path, teacher, extra,
+                                                       message):
+    from conftest import assert_one_error_line
+
+    folder = tiny_embedder if teacher == "embedder" else tiny_bert
+    code, _, err = cli("distill", "--teacher", folder, "--task", "embedding", "--train", pair_files["train"], *extra,
+                       "--out", tmp_path / "o")
+    assert_one_error_line(code, err, message)
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +200,27 @@ def test_the_python_bundle_embeds_as_sentence_transformers_does(exported, distil
         p.embed(texts, dimensions=33)
     code, _, err = cli("package", exported, "--out", tmp_path / "w", "--format", "web")
     assert code == 2 and "does not support a embedding task" in err
+
+
+def test_the_e2e_bundle_takes_text_and_gives_the_vector(exported, tmp_path):
+    """Tokenizer, model, pooling and normalisation in one graph: the same vectors as the python
+    bundle of the same file (gated at package time on the validation texts and the hostile list)."""
+    import onnxruntime as ort
+
+    from kdeploy.edge import Predictor, quiet_extensions
+
+    code, _, err = cli("package", exported, "--out", tmp_path / "p", "--format", "python,onnx-e2e", "--archive", "none")
+    assert code == 0, err
+    python, e2e = Predictor(tmp_path / "p"), Predictor(tmp_path / "p-onnx-e2e")
+    texts = ["the film was good", "Überraschend gut 👍", "", "awful " * 100]
+    assert np.abs(e2e.embed(texts) - python.embed(texts)).max() < 1e-5
+    manifest = json.loads((tmp_path / "p-onnx-e2e" / "bundle.json").read_text())
+    assert manifest["parity"]["e2e"]["identical"] == manifest["parity"]["e2e"]["texts"]
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(quiet_extensions())
+    session = ort.InferenceSession(str(tmp_path / "p-onnx-e2e" / manifest["model"]), options)
+    assert [o.name for o in session.get_outputs()] == ["sentence_embedding"]  # what a C/Java app reads
+    assert "sentence_embedding" in (tmp_path / "p-onnx-e2e" / "README.md").read_text()
 
 
 def test_embed_requests_follow_tei_and_openai_shapes():

@@ -8,7 +8,8 @@ from pathlib import Path
 from ..names import MODEL_CONFIG
 
 MODULES = "modules.json"  # sentence-transformers' list of the model's modules
-_HEADS = ("ForSequenceClassification", "ForTokenClassification", "ForMaskedLM", "ForQuestionAnswering")
+_HEADS = ("ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering")  # MaskedLM: what
+# all-mpnet-base-v2 and others still name in their config (its base's architecture), not a head they use
 
 
 def is_embedder(folder: str | Path) -> bool:

@@ -11,6 +11,14 @@ EXAMPLE = "a gripping, beautifully acted film"
 
 
 def use_python(m: BundleManifest) -> list[str]:
+    if task_kind(m.task).sentence_vectors:
+        return ["```python", "from kdeploy.edge import Predictor   # pip install kdeploy: onnxruntime, tokenizers, numpy",
+                "p = Predictor('path/to/bundle')", "vectors = p.embed(['your text here'])   # float32 [N, D]",
+                "```", "",
+                "Without kdeploy: tokenise with `tokenizers` (`Tokenizer.from_file('tokenizer.json')`, truncation to "
+                f"{m.max_length}), feed {', '.join(m.inputs or ['input_ids'])} as int64 [batch, length] (right-padded "
+                "with the pad id); the `sentence_embedding` output is the vector, pooled and normalised in the graph.",
+                ""]
     return ["```bash",
             "pip install kdeploy   # the slim core: onnxruntime, tokenizers, numpy; no torch",
             "kdeploy predict path/to/bundle \"your text here\"",
@@ -25,15 +33,19 @@ def use_python(m: BundleManifest) -> list[str]:
 
 def use_e2e(m: BundleManifest) -> list[str]:
     shape = "[N, 2] (pairs)" if m.pairs else "[N]"
-    return [f"`{m.model}` takes `text`: string {shape} and returns `probabilities`: float [N, {len(m.label_names)}] "
-            "and `label`: string [N]. The tokenizer is inside the graph as onnxruntime-extensions custom ops, so "
+    kind = task_kind(m.task)
+    outputs = [kind.e2e_output] if kind.sentence_vectors else ["probabilities", "label"]
+    returns = (f"`{kind.e2e_output}`: float [N, {(m.pooling or {}).get('dimension', 'D')}] (the sentence vector)"
+               if kind.sentence_vectors else
+               f"`probabilities`: float [N, {len(m.label_names)}] and `label`: string [N]")
+    return [f"`{m.model}` takes `text`: string {shape} and returns {returns}. The tokenizer is inside the graph as onnxruntime-extensions custom ops, so "
             "any ONNX Runtime binding runs it once the extensions library is registered. (`model.onnx` and "
             "`tokenizer.json` are the same model without the tokenizer, for the python predictor.)", "",
             "Python:", "", "```python", "import numpy as np, onnxruntime as ort",
             "from onnxruntime_extensions import get_library_path   # pip install onnxruntime-extensions",
             "options = ort.SessionOptions()", "options.register_custom_ops_library(get_library_path())",
             f"session = ort.InferenceSession('{m.model}', options)",
-            f"probabilities, label = session.run(None, {{'text': np.array(['{EXAMPLE}'], dtype=object)}})",
+            f"outputs = session.run(None, {{'text': np.array(['{EXAMPLE}'], dtype=object)}})",
             "```", "",
             "C++ (ONNX Runtime C/C++ API; link libortextensions from an onnxruntime-extensions build):", "",
             "```cpp", "#include <onnxruntime_cxx_api.h>",
@@ -43,8 +55,8 @@ def use_e2e(m: BundleManifest) -> list[str]:
             "Ort::AllocatorWithDefaultOptions alloc;", "int64_t shape[] = {1};",
             "Ort::Value text = Ort::Value::CreateTensor(alloc, shape, 1, ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING);",
             f"const char* rows[] = {{\"{EXAMPLE}\"}};", "text.FillStringTensor(rows, 1);",
-            "const char* in[] = {\"text\"}; const char* out[] = {\"probabilities\", \"label\"};",
-            "auto result = session.Run(Ort::RunOptions{nullptr}, in, &text, 1, out, 2);",
+            "const char* in[] = {\"text\"}; const char* out[] = {" + ", ".join(f'\"{n}\"' for n in outputs) + "};",
+            f"auto result = session.Run(Ort::RunOptions{{nullptr}}, in, &text, 1, out, {len(outputs)});",
             "const float* p = result[0].GetTensorData<float>();", "```", "",
             "Android (Java/Kotlin, `com.microsoft.onnxruntime:onnxruntime-android` + "
             "`com.microsoft.onnxruntime:onnxruntime-extensions-android`):", "",
@@ -81,8 +93,12 @@ def model_card(m: BundleManifest) -> str:
     model = m.provenance.get("model") or m.provenance.get("student") or {}
     what = (f"{len(model['teacher_layers'])}-layer student" if model.get("teacher_layers")
             else model.get("builder", "model"))
+    pooling = m.pooling or {}
+    what_it_gives = (f"Vectors: {pooling.get('dimension')} wide, {pooling.get('pooling')} pooling"
+                     f"{', L2-normalised' if pooling.get('normalize') else ''}, inside the graph."
+                     if task_kind(m.task).sentence_vectors else f"Labels: {', '.join(m.label_names)}.")
     lines = [f"# {task_kind(m.task).title}: {what} (kdeploy bundle)", "",
-             f"Labels: {', '.join(m.label_names)}. Max length: {m.max_length} tokens (longer text is truncated).",
+             f"{what_it_gives} Max length: {m.max_length} tokens (longer text is truncated).",
              *_thresholds(m),
              f"Model: `{m.model}` ({m.dtype}, from `{m.source_file}`, opset {m.opset}); run it on {m.provider_advice}.",
              ""]

@@ -4,6 +4,7 @@
       └─ Loop over the N rows: BertTokenizer → [1, L] ids → the model → Softmax (or Sigmoid)
     classes:     probabilities: float [N, C], label: string [N]
     multi-label: probabilities: float [N, C] (sigmoid), selected: bool [N, C] (each ≥ its threshold)
+    embedding:   sentence_embedding: float [N, D] (the model's pooling and normalisation inside)
 
 Each row runs at its own length (no padding, so int8's per-batch activation scales are the
 ones the Python predictor uses at batch 1). The model's weights live in the loop body: as
@@ -19,16 +20,17 @@ from ..errors import KdeployError
 from .tokenizer_graph import DOMAIN, tokenizer_nodes
 
 INPUT, PROBABILITIES, LABEL, SELECTED = "text", "probabilities", "label", "selected"
-HEADS = {"softmax": "Softmax", "sigmoid": "Sigmoid"}  # a task kind's activation -> the graph's last operator
+HEADS = {"softmax": "Softmax", "sigmoid": "Sigmoid", "identity": "Identity"}  # activation -> the last operator
 E2E_MODEL = "model.e2e.onnx"
 E2E_METADATA_KEY = "kdeploy.e2e"
 
 
 def build_e2e(model_path: Path, attributes: dict, table: tuple[str, str, str], label_names: list[str],
               pairs: bool = False, pair_truncation: str = "longest_first", truncation: str = "head",
-              activation: str = "softmax", thresholds: list[float] | None = None):
+              activation: str = "softmax", thresholds: list[float] | None = None, output: str = PROBABILITIES):
     """The end-to-end ModelProto around the ONNX model at `model_path`: `activation` is the task
-    kind's (softmax: a label per row; sigmoid: the labels at or above `thresholds`)."""
+    kind's (softmax: a label per row; sigmoid: the labels at or above `thresholds`; identity: the
+    model's output as it is, named `output`, e.g. an embedder's vector)."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -63,23 +65,35 @@ def build_e2e(model_path: Path, attributes: dict, table: tuple[str, str, str], l
         raise KdeployError(f"--format onnx-e2e: a model read through {activation!r} has no e2e head here")
     head = {"axis": -1} if activation == "softmax" else {}
     nodes.append(helper.make_node(HEADS[activation], [p + "logits32"], [p + "row_probabilities"], **head))
+    width = len(label_names) if activation != "identity" else _width(graph)
     nodes.append(helper.make_node("Identity", [p + "cond_in"], [p + "cond_out"]))
     body = helper.make_graph(
         nodes, "kdeploy_row",
         [helper.make_tensor_value_info(p + "i", TensorProto.INT64, []),
          helper.make_tensor_value_info(p + "cond_in", TensorProto.BOOL, [])],
         [helper.make_tensor_value_info(p + "cond_out", TensorProto.BOOL, []),
-         helper.make_tensor_value_info(p + "row_probabilities", TensorProto.FLOAT, [1, len(label_names)])],
+         helper.make_tensor_value_info(p + "row_probabilities", TensorProto.FLOAT, [1, width])],
         initializer=list(graph.initializer))  # inside the body, so onnxruntime pre-packs them (4x faster)
 
     n = len(label_names)
-    outer = _outer_nodes(p, body, label_names, pairs, thresholds if activation == "sigmoid" else None)
     shape = [None, 2] if pairs else [None]
-    answer = (helper.make_tensor_value_info(SELECTED, TensorProto.BOOL, [None, n]) if activation == "sigmoid"
-              else helper.make_tensor_value_info(LABEL, TensorProto.STRING, [None]))
+    if activation == "identity":  # the vector itself: no label to pick
+        outer = _loop_nodes(p, body, pairs, output)
+        outputs = [helper.make_tensor_value_info(output, TensorProto.FLOAT, [None, width])]
+    else:
+        outer = _outer_nodes(p, body, label_names, pairs, thresholds if activation == "sigmoid" else None)
+        answer = (helper.make_tensor_value_info(SELECTED, TensorProto.BOOL, [None, n]) if activation == "sigmoid"
+                  else helper.make_tensor_value_info(LABEL, TensorProto.STRING, [None]))
+        outputs = [helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT, [None, n]), answer]
     e2e = helper.make_graph(outer, "kdeploy_e2e", [helper.make_tensor_value_info(INPUT, TensorProto.STRING, shape)],
-                            [helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT, [None, n]), answer])
-    return _as_model(e2e, model, pairs, attributes["max_length"], truncation)
+                            outputs)
+    return _as_model(e2e, model, pairs, attributes["max_length"], truncation, [o.name for o in outputs])
+
+
+def _width(graph) -> int | None:
+    """The model output's last dimension (an embedder's width), when the graph says it."""
+    dims = graph.output[0].type.tensor_type.shape.dim
+    return dims[-1].dim_value or None if dims else None
 
 
 def _row_nodes(p: str, pairs: bool) -> list:
@@ -104,12 +118,10 @@ def _row_nodes(p: str, pairs: bool) -> list:
     return nodes
 
 
-def _outer_nodes(p: str, body, label_names: list[str], pairs: bool, thresholds: list[float] | None = None) -> list:
-    """The loop over rows (each at its own length), then the label of each row's best
-    probability (or, with thresholds, whether each label reaches its own)."""
+def _loop_nodes(p: str, body, pairs: bool, output: str = PROBABILITIES) -> list:
+    """The loop over rows (each at its own length), its rows stacked as `output`."""
     from onnx import TensorProto, helper
 
-    n = len(label_names)
     flatten = [helper.make_node("Constant", [], [p + "minus1"], value=helper.make_tensor(p + "m1", TensorProto.INT64,
                                                                                          [1], [-1])),
                helper.make_node("Reshape", [INPUT, p + "minus1"], [p + "flat_text"])] if pairs else []
@@ -120,8 +132,18 @@ def _outer_nodes(p: str, body, label_names: list[str], pairs: bool, thresholds: 
         helper.make_node("Constant", [], [p + "true"], value=helper.make_tensor(p + "t", TensorProto.BOOL, [], [True])),
         helper.make_node("Loop", [p + "rows", p + "true"], [p + "stacked"], body=body),
         helper.make_node("Constant", [], [p + "axis1"], value=helper.make_tensor(p + "a1", TensorProto.INT64, [1], [1])),
-        helper.make_node("Squeeze", [p + "stacked", p + "axis1"], [PROBABILITIES]),
+        helper.make_node("Squeeze", [p + "stacked", p + "axis1"], [output]),
     ]
+    return outer
+
+
+def _outer_nodes(p: str, body, label_names: list[str], pairs: bool, thresholds: list[float] | None = None) -> list:
+    """The loop over rows, then the label of each row's best probability (or, with thresholds,
+    whether each label reaches its own)."""
+    from onnx import TensorProto, helper
+
+    n = len(label_names)
+    outer = _loop_nodes(p, body, pairs)
     if thresholds is not None:
         return outer + [
             helper.make_node("Constant", [], [p + "limits"], value=helper.make_tensor(
@@ -136,7 +158,7 @@ def _outer_nodes(p: str, body, label_names: list[str], pairs: bool, thresholds: 
     return outer
 
 
-def _as_model(e2e, model, pairs: bool, max_length: int, truncation: str):
+def _as_model(e2e, model, pairs: bool, max_length: int, truncation: str, outputs: list[str]):
     """The graph as a model with the source's opsets and metadata, plus the e2e interface."""
     from onnx import helper
 
@@ -146,7 +168,7 @@ def _as_model(e2e, model, pairs: bool, max_length: int, truncation: str):
     out.metadata_props.extend(model.metadata_props)
     entry = out.metadata_props.add()
     entry.key, entry.value = E2E_METADATA_KEY, json.dumps(
-        {"input": INPUT, "pairs": pairs, "outputs": [PROBABILITIES, LABEL], "max_length": max_length,
+        {"input": INPUT, "pairs": pairs, "outputs": outputs, "max_length": max_length,
          "truncation": truncation, "custom_ops": "onnxruntime-extensions"})
     return out
 

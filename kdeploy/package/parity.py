@@ -122,7 +122,7 @@ def _compare(k: int, text, pairs: bool, reference, tok_session, e2e, plain, feed
     logits = plain.run(None, {n: np.asarray([columns[n]], dtype=np.int64) for n in feeds})[0].astype(np.float64)
     expected = kind.outputs(logits)[0]  # what the python predictor answers
     batch = np.array([list(text)], dtype=object) if pairs else np.array([text], dtype=object)
-    probs = e2e.run(["probabilities"], {INPUT: batch})[0][0]
+    probs = e2e.run([kind.e2e_output], {INPUT: batch})[0][0]
     result.max_abs_diff = max(result.max_abs_diff, float(np.abs(probs - expected).max()))
     result.probability_texts += 1
 

@@ -89,7 +89,7 @@ def _e2e_model(tmp: Path, source: Path, manifest: BundleManifest, export, data) 
         if kind.thresholds and thresholds is None:
             thresholds = [0.5] * len(manifest.label_names)
         onnx.save(build_e2e(fused, attributes, table, manifest.label_names, manifest.pairs, manifest.pair_truncation,
-                            manifest.truncation, kind.activation, thresholds), str(tmp / E2E_MODEL))
+                            manifest.truncation, kind.activation, thresholds, kind.e2e_output), str(tmp / E2E_MODEL))
         hostile = hostile_pairs() if manifest.pairs else list(HOSTILE_TEXTS)
         parity = check_e2e(tmp / E2E_MODEL, tokenizer_model(attributes, table, manifest.pairs,
                                                             pair_truncation=manifest.pair_truncation,

@@ -44,6 +44,7 @@ class TaskKind:
     named_labels: bool = True  # labels have names (--label-names); False: one score
     empty_labels: bool = False  # a row may have no label (multi-label: none applies)
     sentence_vectors: bool = False  # the model's output is a text's vector (compared by cosine), not scores per label
+    e2e_output: str = "probabilities"  # the onnx-e2e graph's (and so the e2e predictor's) output
 
     # ---- registry bookkeeping -------------------------------------------------------------
     PARTS: ClassVar[tuple[str, ...]] = (
