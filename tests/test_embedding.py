@@ -245,3 +245,26 @@ def test_embed_requests_follow_tei_and_openai_shapes():
     assert body["usage"] == {"prompt_tokens": 7, "total_tokens": 7} and body["data"][0]["index"] == 0
     decoded = struct.unpack("<4f", base64.b64decode(body["data"][0]["embedding"]))
     assert np.allclose(decoded, rows[0])
+
+
+def test_a_recipe_runs_an_embedder_through_every_stage(tiny_embedder, pair_files, tmp_path):
+    """distill → export → package from one recipe (no finetune: the teacher is an embedder as it
+    is); a second run finds every stage up to date."""
+    from kdeploy.pipeline import run_recipe
+    from kdeploy.pipeline.recipe import recipe_from_dict
+
+    raw = {"name": "emb", "data": {"train": str(pair_files["train"]), "validation": str(pair_files["validation"]),
+                                   "test": str(pair_files["test"]), "task": "embedding"},
+           "distill": {"teacher": str(tiny_embedder), "student": {"kind": "layers", "layers": 2},
+                       "train": {"epochs": 1, "batch_size": 32}},
+           "export": {"quantize": "int8", "max_accuracy_drop": 100},
+           "package": {"formats": ["python"], "archive": "none"}}
+    result = run_recipe(recipe_from_dict(raw, "test"), tmp_path / "run")
+    from kdeploy.edge import Predictor
+
+    vectors = Predictor(tmp_path / "run" / "bundle").embed(["the film was good"])
+    assert vectors.shape == (1, 32)
+    again = run_recipe(recipe_from_dict(raw, "test"), tmp_path / "run")
+    assert set(result.results) == {"distill", "export", "package"}
+    assert result.results["distill"].task == "embedding" and result.table()[1]  # the run's table has rows
+    assert [p.up_to_date for p in again.plan] == [True, True, True], [(p.stage, p.reason) for p in again.plan]
