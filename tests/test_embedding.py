@@ -198,8 +198,6 @@ def test_the_python_bundle_embeds_as_sentence_transformers_does(exported, distil
     assert p.manifest.pooling["pooling"] == "mean" and p.manifest.batch_invariant
     with pytest.raises(KdeployError, match="dimensions must be"):
         p.embed(texts, dimensions=33)
-    code, _, err = cli("package", exported, "--out", tmp_path / "w", "--format", "web")
-    assert code == 2 and "does not support a embedding task" in err
 
 
 def test_the_e2e_bundle_takes_text_and_gives_the_vector(exported, tmp_path):
@@ -268,3 +266,33 @@ def test_a_recipe_runs_an_embedder_through_every_stage(tiny_embedder, pair_files
     assert set(result.results) == {"distill", "export", "package"}
     assert result.results["distill"].task == "embedding" and result.table()[1]  # the run's table has rows
     assert [p.up_to_date for p in again.plan] == [True, True, True], [(p.stage, p.reason) for p in again.plan]
+
+
+def test_the_web_bundle_gives_the_same_vectors(exported, tmp_path):
+    """The transformers.js layout (feature-extraction; the graph pools and normalises, so the
+    pipeline's pooling is "none"): the Python predictor on its files, and Node's transformers.js
+    where bench/web/node_modules is installed, give the python bundle's vectors."""
+    import shutil
+    import subprocess
+
+    from kdeploy.edge import Predictor
+
+    code, _, err = cli("package", exported, "--out", tmp_path / "p", "--format", "python,web", "--archive", "none",
+                       "--model-file", "model.onnx")
+    assert code == 0, err
+    web = tmp_path / "p-web"
+    config = json.loads((web / "model" / "config.json").read_text())
+    assert "problem_type" not in config and "id2label" not in config
+    assert "feature-extraction" in (web / "index.html").read_text()
+    texts = ["the film was good", "Überraschend gut 👍", "awful " * 100]
+    python = Predictor(tmp_path / "p").embed(texts)
+    assert np.abs(Predictor(web).embed(texts) - python).max() < 1e-5
+    root = Path(__file__).resolve().parents[1] / "bench" / "web"
+    if not (root / "node_modules").is_dir() or not shutil.which("node"):
+        pytest.skip("Node parity needs node and bench/web/node_modules (npm install there)")
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    run = subprocess.run(["node", str(root / "node_embed.mjs"), str(web), str(tmp_path / "texts.json"),
+                          str(tmp_path / "out.json")], capture_output=True, text=True, timeout=120, cwd=root)
+    assert run.returncode == 0, run.stderr
+    node = np.array([r["embedding"] for r in json.loads((tmp_path / "out.json").read_text())["results"]])
+    assert np.abs(node - python).max() < 1e-5

@@ -83,8 +83,10 @@ def use_web(m: BundleManifest) -> list[str]:
             "python -m http.server 8000   # open http://localhost:8000/index.html", "```", "",
             "Node:", "", "```js", "import { pipeline, env } from '@huggingface/transformers';",
             "env.allowRemoteModels = false;", "env.localModelPath = '/path/to/this/bundle/';",
-            "const classify = await pipeline('text-classification', 'model');",
-            f"console.log(await classify('{EXAMPLE}', {{ top_k: null }}));", "```", "",
+            *(["const extract = await pipeline('feature-extraction', 'model');  // pooled and normalised in the graph",
+               f"console.log((await extract('{EXAMPLE}')).tolist()[0]);"] if task_kind(m.task).sentence_vectors else
+              ["const classify = await pipeline('text-classification', 'model');",
+               f"console.log(await classify('{EXAMPLE}', {{ top_k: null }}));"]), "```", "",
             "Python (the same files): `kdeploy predict path/to/this/bundle \"your text\"`.", ""]
 
 

@@ -55,8 +55,9 @@ def check_web_task(pairs: bool, task: str) -> None:
                            "python or onnx-e2e")
 
 
-def check_web_model(model_path: Path) -> None:
-    """Refuse what transformers.js cannot run as a text classifier, before anything is written."""
+def check_web_model(model_path: Path, output: str = "logits") -> None:
+    """Refuse what transformers.js cannot run as a text classifier (or, `output` its vector, as a
+    feature extractor), before anything is written."""
     import onnx
 
     model = onnx.load(str(model_path), load_external_data=False)
@@ -66,8 +67,23 @@ def check_web_model(model_path: Path) -> None:
     if set(inputs) - {"input_ids", "attention_mask", "token_type_ids"} or "input_ids" not in inputs:
         raise KdeployError(f"--format web: {model_path.name} takes {inputs}; transformers.js feeds input_ids, "
                            "attention_mask and token_type_ids only")
-    if "logits" not in outputs:
-        raise KdeployError(f"--format web: {model_path.name} outputs {outputs}; transformers.js reads 'logits'")
+    if output not in outputs:
+        raise KdeployError(f"--format web: {model_path.name} outputs {outputs}; transformers.js reads {output!r}")
+
+
+def output_as_logits(path: Path, output: str) -> None:
+    """Rename the graph's `output` to `logits`: what transformers.js's feature-extraction pipeline
+    reads (`last_hidden_state ?? logits ?? token_embeddings`). An embedder's graph already pools
+    and normalises, so the page calls the pipeline with pooling "none" and gets the vector."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        node.output[:] = ["logits" if o == output else o for o in node.output]
+    for o in model.graph.output:
+        if o.name == output:
+            o.name = "logits"
+    onnx.save(model, str(path))
 
 
 def web_keep_first(tokenizer_json: Path, max_length: int, truncation: str) -> int:
@@ -91,7 +107,9 @@ def write_web(tmp: Path, export_dir: Path, model_file: Path, dtype: str, labels:
     from ..tasks import task_kind
     from .binding import bind_labels
 
-    check_web_model(model_file)
+    kind = task_kind(task)
+    vector = kind.e2e_output if kind.sentence_vectors else None  # an embedder's one output
+    check_web_model(model_file, vector or "logits")
     config = json.loads((export_dir / MODEL_CONFIG).read_text(encoding="utf-8"))
     kd = ExportedModel.from_config(config) or ExportedModel()
     config.pop(EXPORTED_KEY, None)
@@ -99,9 +117,13 @@ def write_web(tmp: Path, export_dir: Path, model_file: Path, dtype: str, labels:
     if model_type not in KNOWN_TYPES:  # BiLSTM, CNN, static students: same inputs and logits as BERT
         config = {"model_type": "bert", "architectures": ["BertForSequenceClassification"],
                   "kdeploy_student": model_type, "vocab_size": config.get("vocab_size")}
-    config.update({"id2label": {str(i): n for i, n in enumerate(labels)}, "label2id": {n: i for i, n in enumerate(labels)},
-                   "problem_type": task_kind(task).problem_type,
-                   "transformers.js_config": {"dtype": DTYPE_FILE[dtype][0]}})
+    if vector:  # transformers.js's feature-extraction pipeline takes the encoder class of its model_type
+        config.pop("problem_type", None)
+        config.update({"transformers.js_config": {"dtype": DTYPE_FILE[dtype][0]}})
+    else:
+        config.update({"id2label": {str(i): n for i, n in enumerate(labels)},
+                       "label2id": {n: i for i, n in enumerate(labels)}, "problem_type": kind.problem_type,
+                       "transformers.js_config": {"dtype": DTYPE_FILE[dtype][0]}})
     config[EXPORTED_KEY] = ExportedModel(label_names=labels, max_length=max_length, pairs=pairs, inputs=kd.inputs,
                                          truncation=truncation, task=task, thresholds=thresholds).to_json(
         "label_names", "max_length", "pairs", "inputs", "truncation", "task", *(["thresholds"] if thresholds else []))
@@ -118,8 +140,10 @@ def write_web(tmp: Path, export_dir: Path, model_file: Path, dtype: str, labels:
     write_json(folder / TOKENIZER_FILE, spec)
     model_name = web_model_name(dtype)
     bind_labels(model_file, tmp / model_name, labels)
+    if vector:
+        output_as_logits(tmp / model_name, vector)
     add_truncation(tmp / model_name, max_length, web_keep_first(tokenizer_json, max_length, truncation))
-    write_text(tmp / "index.html", index_html(labels, pairs, thresholds))
+    write_text(tmp / "index.html", embed_html() if vector else index_html(labels, pairs, thresholds))
     return [f"{MODEL_DIR}/config.json", f"{MODEL_DIR}/tokenizer_config.json", f"{MODEL_DIR}/tokenizer.json",
             model_name, "index.html"]
 
@@ -162,6 +186,47 @@ def add_truncation(path: Path, max_length: int, first: int | None = None) -> Non
     del graph.node[:]
     graph.node.extend(nodes + body)
     onnx.save(model, str(path))
+
+
+def embed_html() -> str:
+    """The demo page of an embedder: two texts, their vectors and their cosine similarity."""
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>kdeploy sentence embedder</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto}}textarea{{width:100%}}</style>
+</head>
+<body>
+<h1>Sentence embedder</h1>
+<p>Two texts, their cosine similarity. Runs in this tab (transformers.js, onnxruntime-web WASM); nothing is sent anywhere.</p>
+<textarea id="first" rows="2">A man is playing a guitar.</textarea>
+<textarea id="second" rows="2">Someone plays an instrument.</textarea>
+<p><button id="go" disabled>loading…</button> <span id="time"></span></p>
+<p id="out"></p>
+<script type="module">
+import {{ pipeline, env }} from './vendor/transformers.min.js';
+env.allowRemoteModels = false;             // offline: only this folder
+env.allowLocalModels = true;
+env.localModelPath = new URL('./', location.href).pathname;
+env.backends.onnx.wasm.wasmPaths = new URL('./vendor/', location.href).href;  // no CDN
+const extract = await pipeline('feature-extraction', '{MODEL_DIR}');  // the graph pools and normalises
+const embed = async (text) => (await extract(text)).tolist()[0];
+const go = document.getElementById('go');
+go.textContent = 'compare'; go.disabled = false;
+go.onclick = async () => {{
+  const t0 = performance.now();
+  const [a, b] = [await embed(document.getElementById('first').value), await embed(document.getElementById('second').value)];
+  document.getElementById('time').textContent = `${{(performance.now() - t0).toFixed(1)}} ms`;
+  const dot = a.reduce((s, x, i) => s + x * b[i], 0);
+  const norm = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+  document.getElementById('out').textContent = `cosine ${{(dot / (norm(a) * norm(b))).toFixed(4)}} (${{a.length}} dims)`;
+}};
+window.kdeploy = {{ embed }};               // for scripted checks
+</script>
+</body>
+</html>
+"""
 
 
 def index_html(labels: list[str], pairs: bool, thresholds: dict | None = None) -> str:
