@@ -245,7 +245,7 @@ def test_embed_requests_follow_tei_and_openai_shapes():
     assert np.allclose(decoded, rows[0])
 
 
-def test_a_recipe_runs_an_embedder_through_every_stage(tiny_embedder, pair_files, tmp_path):
+def test_a_recipe_runs_an_embedder_through_every_stage(tiny_embedder, pair_files, tmp_path, cache_dir):
     """distill → export → package from one recipe (no finetune: the teacher is an embedder as it
     is); a second run finds every stage up to date."""
     from kdeploy.pipeline import run_recipe
@@ -296,3 +296,20 @@ def test_the_web_bundle_gives_the_same_vectors(exported, tmp_path):
     assert run.returncode == 0, run.stderr
     node = np.array([r["embedding"] for r in json.loads((tmp_path / "out.json").read_text())["results"]])
     assert np.abs(node - python).max() < 1e-5
+    if not shutil.which("chromium"):
+        pytest.skip("the Chromium check needs chromium (apt-get install chromium)")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("web_parity", root.parent / "web_parity.py")
+    web_parity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(web_parity)
+    server = web_parity.serve(web)  # the bundle and the npm packages' browser files, on loopback
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/index.html"
+        run = subprocess.run(["node", str(root / "browser_embed.mjs"), url, str(tmp_path / "texts.json"),
+                              str(tmp_path / "chromium.json")], capture_output=True, text=True, timeout=300, cwd=root)
+    finally:
+        server.shutdown()
+    assert run.returncode == 0, run.stderr
+    chromium = np.array([r["embedding"] for r in json.loads((tmp_path / "chromium.json").read_text())["results"]])
+    assert np.abs(chromium - python).max() < 1e-5
