@@ -26,6 +26,7 @@ from kdeploy.metrics import spearman
 from kdeploy.tasks.embedding import cosines
 
 RESULTS = Path(__file__).parent / "results"
+TRUNCATED = (128, 64)  # the first D dimensions, as /embed's and Predictor.embed's `dimensions` give
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -84,6 +85,10 @@ def quality(model: Model, sets: dict) -> dict:
     for name, (a, b, gold) in sets.items():
         v = model.vectors(a + b)
         out[f"{name}_spearman"] = float(spearman(cosines(v), gold))
+        if name == "stsb_test":  # what `dimensions=` (truncation, then renormalising) costs without Matryoshka training
+            for d in TRUNCATED:
+                if v.shape[1] > d:
+                    out[f"stsb_test_spearman_{d}"] = float(spearman(cosines(v[:, :d]), gold))
     a, b, gold = sets["stsb_test"]
     keep = np.flatnonzero(gold >= 4.0)
     qa, qb = model.vectors([a[i] for i in keep]), model.vectors([b[i] for i in keep])
@@ -144,7 +149,10 @@ def main() -> None:
         if hasattr(m, "made_seconds"):
             rows[m.name]["made_seconds"] = m.made_seconds
     command = "python bench/embedding_report.py " + " ".join(sys.argv[1:])
-    out = {"machine": machine(), "versions": library_versions(), "command": command, "threads": args.threads,
+    from kdeploy.environment import _PACKAGES
+
+    versions = library_versions((*_PACKAGES, "sentence-transformers", "model2vec"))
+    out = {"machine": machine(), "versions": versions, "command": command, "threads": args.threads,
            "alone": "run alone on the machine (nothing else running)", "reference": ref, "models": rows}
     (RESULTS / f"{args.name}.json").write_text(json.dumps(out, indent=2) + "\n")
     mc = out["machine"]
@@ -153,10 +161,12 @@ def main() -> None:
              "run alone. Quality: STS-B test (1,379 pairs) and SICK test (4,927 pairs) Spearman ρ of cosine × 100; "
              "retrieval: each first sentence of an STS-B test pair scored ≥ 4 finds its second among all of them. "
              f"Latency: batch-1 p50 over {args.calls} STS-B sentences, the models taking turns in blocks of {BLOCK}. Command: `{command}`.",
-             "", "| model | runs as | STS-B ρ | SICK ρ | recall@1 | MRR | % of reference STS-B | bs1 p50 ms | "
-                 "bs1 speed-up | bs32 texts/s |", "|" + "---|" * 10]
+             "", "| model | runs as | STS-B ρ | ρ, first 128 dims | ρ, first 64 | SICK ρ | recall@1 | MRR | "
+                 "% of reference STS-B | bs1 p50 ms | bs1 speed-up | bs32 texts/s |", "|" + "---|" * 12]
     for name, r in rows.items():
-        lines.append(f"| {name} | {r['kind']} | {100 * r['stsb_test_spearman']:.2f} | {100 * r['sick_test_spearman']:.2f} "
+        cut = [f"{100 * r[k]:.2f}" if k in r else "-" for k in (f"stsb_test_spearman_{d}" for d in TRUNCATED)]
+        lines.append(f"| {name} | {r['kind']} | {100 * r['stsb_test_spearman']:.2f} | {' | '.join(cut)} | "
+                     f"{100 * r['sick_test_spearman']:.2f} "
                      f"| {100 * r['recall_at_1']:.1f} | {r['mrr']:.3f} | {100 * r['of_reference_stsb']:.1f}% | "
                      f"{r['bs1_p50_ms']:.2f} | {r['bs1_speedup']:.1f}× | {r['bs32_per_s']:.0f} |")
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")

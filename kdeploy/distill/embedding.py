@@ -26,7 +26,8 @@ from .config import DistillSettings
 from .result import TeacherSummary, TrainingResult, parameter_count, record_config
 
 VECTORS_DIR = "embeddings"
-FLOOR = "the teacher's word vectors averaged, no layer"  # the trivial answer a student is measured from
+FLOOR = "the teacher's word vectors averaged, no layer"
+CHUNK = 8192  # texts the teacher embeds per step (the vectors go straight to a memory-mapped file)  # the trivial answer a student is measured from
 
 
 def student_depth(settings: DistillSettings, teacher_layers: int) -> tuple[int | str, str | None]:
@@ -116,10 +117,17 @@ def projected(student, texts: list[str], targets: np.ndarray, normalize: bool, s
 def teacher_vectors(teacher, fingerprint: str, texts: list[str], max_length: int, cache_dir: Path | None,
                     batch_size: int) -> tuple[np.ndarray, bool, float]:
     """(the teacher's vectors for `texts`, whether they came from the cache, seconds spent):
-    cached under the teacher's and the texts' content, memory-mapped on reuse."""
+    cached under the teacher's and the texts' content, memory-mapped on reuse. Computed a chunk
+    at a time into a memory-mapped file, so a corpus of millions of texts never holds its
+    vectors in memory, with progress as it goes."""
+    import os
+    import tempfile
+
     from ..data import text_fingerprint
-    from ..modelio.embedder import embed
-    from .logits_cache import _load, _save, cache_root
+    from ..fsutil import normal_permissions
+    from ..modelio.embedder import dimension_of, embed
+    from ..progress import progress_bar
+    from .logits_cache import _load, cache_root
 
     root = (Path(cache_dir) if cache_dir else cache_root()) / VECTORS_DIR
     path = root / f"{fingerprint}-{text_fingerprint(texts)}-{max_length}.npy"
@@ -128,11 +136,24 @@ def teacher_vectors(teacher, fingerprint: str, texts: list[str], max_length: int
         return found, True, 0.0
     t0 = time.perf_counter()
     say(f"the teacher embeds {len(texts):,} texts (once: cached for later runs)")
-    vectors = embed(teacher, texts, batch_size)
-    seconds = time.perf_counter() - t0
     root.mkdir(parents=True, exist_ok=True)
-    _save(vectors, path)
-    return vectors, False, seconds
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy", dir=root)
+    os.close(fd)
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(texts), dimension_of(teacher)))
+        with progress_bar("teacher vectors", len(texts)) as advance:
+            for start in range(0, len(texts), CHUNK):
+                chunk = texts[start:start + CHUNK]
+                out[start:start + len(chunk)] = embed(teacher, chunk, batch_size)
+                advance(len(chunk))
+        out.flush()
+        del out
+        normal_permissions(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return np.load(path, mmap_mode="r"), False, time.perf_counter() - t0
 
 
 def bag_of_embeddings(model, texts: list[str], max_length: int) -> np.ndarray:
@@ -284,7 +305,6 @@ def _train(student, kind, emb, vectors, settings: DistillSettings, out: Path, co
     from .workdir import kept_until_done, prepare, work_dir_of
 
     datasets.disable_progress_bars()
-    train = datasets.Dataset.from_dict({"text": emb.train, "label": np.asarray(vectors, dtype=np.float32).tolist()})
     evaluator = None
     if "validation" in emb.scored:
         rows, scores = emb.scored["validation"]
@@ -296,6 +316,7 @@ def _train(student, kind, emb, vectors, settings: DistillSettings, out: Path, co
     t = settings.train
     work = work_dir_of(out)
     prepare(work, config, resume)
+    train = _rows(emb.train, vectors, work)
     metric = "eval_validation_spearman_cosine"
     options = dict(
         output_dir=str(work), num_train_epochs=t.epochs, per_device_train_batch_size=t.batch_size,
@@ -327,6 +348,23 @@ def _train(student, kind, emb, vectors, settings: DistillSettings, out: Path, co
     best = trainer.state.best_model_checkpoint
     return {"epochs": epochs, "train_seconds": round(seconds, 2), "still_improving": rising,
             "best_checkpoint": Path(best).name if best else None, "precision": "fp32"}
+
+
+def _rows(texts: list[str], vectors, work: Path):
+    """(text, teacher vector) rows as a `datasets` table written a chunk at a time into the work
+    folder (Arrow on disk): the vectors are read from their memory-mapped file, never as lists."""
+    import datasets
+
+    width = int(vectors.shape[1])
+
+    def generate():
+        for start in range(0, len(texts), CHUNK):
+            block = np.asarray(vectors[start:start + CHUNK], dtype=np.float32)
+            for text, vector in zip(texts[start:start + CHUNK], block):
+                yield {"text": text, "label": vector}
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.Sequence(datasets.Value("float32"), length=width)})
+    return datasets.Dataset.from_generator(generate, features=features, cache_dir=str(work / "rows"))
 
 
 def _cuda() -> bool:

@@ -205,8 +205,9 @@ def _gate(job: _Runs, settings: ExportSettings, result: ExportResult, gated: lis
     for name, info in result.files.items():
         scored = result.scores(name)
         say(f"{name}: {info.mib:.1f} MiB" + (f", Spearman ρ {scored.main:.4f}" if scored else "")
-            + (f" ({scored.drop_points:+.2f} points vs fp32)" if scored and scored.drop_points is not None else "")
-            + (f", batch-invariant ({info.invariance.summary()})" if info.invariance else ""))
+            + (f" ({scored.drop_points:.2f} points below fp32)" if scored and scored.drop_points is not None else "")
+            + (f", batch {'invariant' if info.invariance.passed else 'VARIANT'} (max |Δ| "
+               f"{info.invariance.max_abs_diff:.1e} over {info.invariance.texts} texts)" if info.invariance else ""))
 
 
 def _module_files(model, folder: Path) -> None:
