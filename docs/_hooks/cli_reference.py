@@ -118,11 +118,12 @@ def _card(kind: str) -> str:
             from kdeploy.package.e2e import E2E_MODEL
         except ImportError:  # the train extra is absent: the file name the writer uses
             E2E_MODEL = "model.e2e.onnx"
-        manifest = SimpleNamespace(model=E2E_MODEL, pairs=False, label_names=["rotten", "fresh"])
+        manifest = SimpleNamespace(model=E2E_MODEL, pairs=False, label_names=["rotten", "fresh"], task="classification",
+                                   pooling=None)
         lines = card.use_e2e(manifest)
     else:
         lines = card.use_web(SimpleNamespace(model="model/onnx/model_quantized.onnx", pairs=False,
-                                             label_names=["rotten", "fresh"]))
+                                             label_names=["rotten", "fresh"], task="classification"))
     return "\n".join(lines)
 
 

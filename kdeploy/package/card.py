@@ -95,12 +95,8 @@ def model_card(m: BundleManifest) -> str:
     model = m.provenance.get("model") or m.provenance.get("student") or {}
     what = (f"{len(model['teacher_layers'])}-layer student" if model.get("teacher_layers")
             else model.get("builder", "model"))
-    pooling = m.pooling or {}
-    what_it_gives = (f"Vectors: {pooling.get('dimension')} wide, {pooling.get('pooling')} pooling"
-                     f"{', L2-normalised' if pooling.get('normalize') else ''}, inside the graph."
-                     if task_kind(m.task).sentence_vectors else f"Labels: {', '.join(m.label_names)}.")
     lines = [f"# {task_kind(m.task).title}: {what} (kdeploy bundle)", "",
-             f"{what_it_gives} Max length: {m.max_length} tokens (longer text is truncated).",
+             f"{_gives(m)} Max length: {m.max_length} tokens (longer text is truncated).",
              *_thresholds(m),
              f"Model: `{m.model}` ({m.dtype}, from `{m.source_file}`, opset {m.opset}); run it on {m.provider_advice}.",
              ""]
@@ -154,6 +150,15 @@ def model_card(m: BundleManifest) -> str:
               "digest (the sha256 of `bundle.json`, printed by `kdeploy package`) with "
               "`Predictor(path, expected_digest=...)` or `kdeploy predict --digest ...`.", ""]
     return "\n".join(lines)
+
+
+def _gives(m: BundleManifest) -> str:
+    """What the model answers: its labels, or (an embedder) its vectors and how they are pooled."""
+    if not task_kind(m.task).sentence_vectors:
+        return f"Labels: {', '.join(m.label_names)}."
+    pooling = m.pooling or {}
+    return (f"Vectors: {pooling.get('dimension')} wide, {pooling.get('pooling')} pooling"
+            f"{', L2-normalised' if pooling.get('normalize') else ''}, inside the graph.")
 
 
 def _thresholds(m: BundleManifest) -> list[str]:

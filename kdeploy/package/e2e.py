@@ -75,19 +75,27 @@ def build_e2e(model_path: Path, attributes: dict, table: tuple[str, str, str], l
          helper.make_tensor_value_info(p + "row_probabilities", TensorProto.FLOAT, [1, width])],
         initializer=list(graph.initializer))  # inside the body, so onnxruntime pre-packs them (4x faster)
 
-    n = len(label_names)
     shape = [None, 2] if pairs else [None]
-    if activation == "identity":  # the vector itself: no label to pick
-        outer = _loop_nodes(p, body, pairs, output)
-        outputs = [helper.make_tensor_value_info(output, TensorProto.FLOAT, [None, width])]
-    else:
-        outer = _outer_nodes(p, body, label_names, pairs, thresholds if activation == "sigmoid" else None)
-        answer = (helper.make_tensor_value_info(SELECTED, TensorProto.BOOL, [None, n]) if activation == "sigmoid"
-                  else helper.make_tensor_value_info(LABEL, TensorProto.STRING, [None]))
-        outputs = [helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT, [None, n]), answer]
+    outer, outputs = _answers(p, body, label_names, pairs, activation, thresholds, output, width)
     e2e = helper.make_graph(outer, "kdeploy_e2e", [helper.make_tensor_value_info(INPUT, TensorProto.STRING, shape)],
                             outputs)
     return _as_model(e2e, model, pairs, attributes["max_length"], truncation, [o.name for o in outputs])
+
+
+def _answers(p: str, body, label_names: list[str], pairs: bool, activation: str, thresholds, output: str,
+             width: int | None) -> tuple[list, list]:
+    """(the outer graph's nodes, its outputs): the rows' vectors as they are (identity), or the
+    probabilities and the label (softmax) or the labels at their thresholds (sigmoid)."""
+    from onnx import TensorProto, helper
+
+    n = len(label_names)
+    if activation == "identity":  # the vector itself: no label to pick
+        return _loop_nodes(p, body, pairs, output), [helper.make_tensor_value_info(output, TensorProto.FLOAT,
+                                                                                  [None, width])]
+    outer = _outer_nodes(p, body, label_names, pairs, thresholds if activation == "sigmoid" else None)
+    answer = (helper.make_tensor_value_info(SELECTED, TensorProto.BOOL, [None, n]) if activation == "sigmoid"
+              else helper.make_tensor_value_info(LABEL, TensorProto.STRING, [None]))
+    return outer, [helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT, [None, n]), answer]
 
 
 def _width(graph) -> int | None:
