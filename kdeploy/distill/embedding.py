@@ -187,23 +187,22 @@ def scores_of(model, kind, data, split: str, batch_size: int):
     return result
 
 
-class _VectorLoss:
+def vector_loss(model, kind):
     """The task's distillation loss on the student's sentence vectors against the teacher's
-    (the dataset's `label` column): sentence-transformers' loss interface."""
+    (the dataset's `label` column), in sentence-transformers' loss interface (a module holding
+    the model, called with the batch's features and labels)."""
+    from torch import nn
 
-    def __new__(cls, model, kind):
-        from torch import nn
+    class VectorLoss(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
 
-        class Loss(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.model = model
+        def forward(self, sentence_features, labels):
+            student = self.model(list(sentence_features)[0])["sentence_embedding"]
+            return kind.kd_loss(student, labels, None, 1.0, 1.0)
 
-            def forward(self, sentence_features, labels):
-                student = self.model(list(sentence_features)[0])["sentence_embedding"]
-                return kind.kd_loss(student, labels, None, 1.0, 1.0)
-
-        return Loss()
+    return VectorLoss()
 
 
 def distill_embedding(settings: DistillSettings, names: list[str], data: DataConfig, out: Path, unlabeled,
@@ -328,7 +327,7 @@ def _train(student, kind, emb, vectors, settings: DistillSettings, out: Path, co
     args = SentenceTransformerTrainingArguments(**options)
     with kept_until_done(work, True):
         trainer = SentenceTransformerTrainer(model=student, args=args, train_dataset=train,
-                                             loss=_VectorLoss(student, kind), evaluator=evaluator,
+                                             loss=vector_loss(student, kind), evaluator=evaluator,
                                              callbacks=list(callbacks or []))
         _readable_progress(trainer)
         started = time.perf_counter()

@@ -59,12 +59,12 @@ def export_embedding(settings: ExportSettings, model_dir: Path, out: Path, data_
                           label_names=[OUTPUT], exporter="torch.onnx (pooling and normalisation in the graph)")
     started = time.perf_counter()
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        from ..modelio.embedder import EmbeddingGraph
+        from ..modelio.embedder import embedding_graph
         from ..modelio.onnx_export import export_transformer
 
         encoder = encoder_of(model)
         export_transformer(encoder, tmp / FP32.file, settings.opset,
-                           graph=lambda names: EmbeddingGraph(model, names), output=OUTPUT)
+                           graph=lambda names: embedding_graph(model, names), output=OUTPUT)
         result.files[FP32.file] = ExportFile(mib=onnx_mib(tmp / FP32.file), dtype="fp32", opset=settings.opset)
         job = _Runs(model, tmp, max_length)
         result.parity[FP32.file] = job.parity(FP32.file, texts, settings.atol)

@@ -85,20 +85,17 @@ def fingerprint_of(model) -> str:
     return h.hexdigest()[:16]
 
 
-class EmbeddingGraph:
+def embedding_graph(model, names: list[str]):
     """The embedder as named tensors in, `sentence_embedding` out (pooling and normalisation
     inside): what the ONNX export traces."""
+    import torch
 
-    def __new__(cls, model, names: list[str]):
-        import torch
+    class EmbeddingGraph(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model, self.names = model, names
 
-        class _Graph(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.model, self.names = model, names
+        def forward(self, *tensors):
+            return self.model(dict(zip(self.names, tensors)))["sentence_embedding"]
 
-            def forward(self, *tensors):
-                features = dict(zip(self.names, tensors))
-                return self.model(features)["sentence_embedding"]
-
-        return _Graph()
+    return EmbeddingGraph()
