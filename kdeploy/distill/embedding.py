@@ -375,17 +375,13 @@ def _cuda() -> bool:
 def _save(student, out: Path, record: TrainingResult, overwrite: bool) -> None:
     """The student as a sentence-transformers folder (what TEI, Infinity and sentence-transformers
     load), with its record; written to a temp folder and renamed into place."""
-    import torch
 
     from ..environment import library_versions, machine
     from ..fsutil import atomic_dir
     from ..modelio.record import MODEL_RECORD
-    from .trainer import DivergedError
+    from .trainer import refuse_diverged
 
-    bad = [name for name, p in student.named_parameters() if not torch.isfinite(p).all()]
-    if bad:
-        raise DivergedError(f"the trained model has NaN or infinite weights ({bad[0]}, ...); nothing was saved. "
-                            "Lower the learning rate")
+    refuse_diverged(student)
     record.versions, record.machine = library_versions(), machine()
     with atomic_dir(out, overwrite=overwrite) as tmp:
         student.save(str(tmp), safe_serialization=True)

@@ -446,6 +446,14 @@ def _shard_record(trainer) -> dict:
     }
 
 
+def refuse_diverged(model) -> None:
+    """A model with a NaN or infinite weight is never saved."""
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise DivergedError(f"the trained model has NaN or infinite weights ({bad[0]}, ...); nothing was saved. "
+                            "Lower the learning rate")
+
+
 def save_model(trainer, tokenizer, target: Path, record, overwrite: bool = False) -> None:
     """Main process only: save_pretrained into a temp folder, then rename into place.
     A model with a NaN or infinite weight is never saved."""
@@ -455,10 +463,7 @@ def save_model(trainer, tokenizer, target: Path, record, overwrite: bool = False
     if not trainer.is_world_process_zero():
         return
     model = trainer.model
-    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
-    if bad:
-        raise DivergedError(f"the trained model has NaN or infinite weights ({bad[0]}, ...); nothing was saved. "
-                            "Lower the learning rate")
+    refuse_diverged(model)
     record.versions, record.machine = library_versions(), machine()
     with atomic_dir(target, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)

@@ -28,7 +28,7 @@ from ..truncation import refit
 from .config import ExportSettings
 from .errors import AccuracyGateError, InvarianceGateError  # noqa: F401  (re-exported: the stage's refusals)
 from .files import FP16, FP32, INT8, OPENVINO, OPTIMISED, role_of
-from .result import REPORT, ExportAccuracy, ExportFile, ExportResult, GatedScores
+from .result import ExportAccuracy, ExportFile, ExportResult, GatedScores
 
 
 def _suggestion(s: ExportSettings) -> str:
@@ -126,7 +126,6 @@ def export(settings: ExportSettings, model: str | Path, out: str | Path, data: D
 
 def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: DataConfig | None, record: ModelRecord,
             overwrite: bool) -> ExportResult:
-    from ..environment import library_versions, machine
     from ..modelio.loading import label_names_of, load_classifier, load_tokenizer
 
     model = load_classifier(str(model_dir), trust_remote_code=settings.trust_remote_code).eval()
@@ -174,15 +173,9 @@ def _export(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: Data
             truncation=None if pairs else truncation_of_tokenizer(tokenizer),
             session={n: s for n, s in job.session_settings.items() if n in result.files}).to_json())
         model.config.save_pretrained(tmp)
-        result.timings["total_seconds"] = round(time.perf_counter() - started, 2)
-        result.provenance = record.provenance  # its data: for later gates (the e2e bundle's texts)
         if reloaded is not None:
             result.provenance["reload_max_abs_diff"] = reloaded  # the model on disk vs as training left it
-        result.data_fingerprint = data.fingerprint if data is not None else None
-        result.retention = record.retention
-        result.low_retention_allowed = True if record.retention is not None and not record.retention.passed else None
-        result.versions, result.machine = library_versions(), machine()
-        result.save(tmp / REPORT)
+        result.finish(record, data.fingerprint if data is not None else None, started, tmp)
     return result
 
 

@@ -31,7 +31,7 @@ from ..modelio.sizes import onnx_mib
 from ..tasks import task_kind
 from .config import ExportSettings
 from .files import FP32, INT8
-from .result import REPORT, ExportAccuracy, ExportFile, ExportResult, GatedScores, Parity
+from .result import ExportAccuracy, ExportFile, ExportResult, GatedScores, Parity
 
 OUTPUT = "sentence_embedding"
 INVARIANCE_TEXTS = 64
@@ -41,7 +41,6 @@ ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transf
 def export_embedding(settings: ExportSettings, model_dir: Path, out: Path, data_cfg: DataConfig | None,
                      record: ModelRecord, overwrite: bool, task: str) -> ExportResult:
     from ..data.embedding import load_embedding_data
-    from ..environment import library_versions, machine
     from ..modelio.embedder import encoder_of, load_embedder, pooling_of
 
     kind = task_kind(task)
@@ -88,13 +87,7 @@ def export_embedding(settings: ExportSettings, model_dir: Path, out: Path, data_
             inputs=sorted(i.name for i in job.session(FP32.file).get_inputs()), outputs=[OUTPUT],
             pooling=pooling).to_json()})
         encoder.config.save_pretrained(tmp)
-        result.timings["total_seconds"] = round(time.perf_counter() - started, 2)
-        result.provenance = record.provenance
-        result.data_fingerprint = data.fingerprint if data is not None else None
-        result.retention = record.retention
-        result.low_retention_allowed = True if record.retention is not None and not record.retention.passed else None
-        result.versions, result.machine = library_versions(), machine()
-        result.save(tmp / REPORT)
+        result.finish(record, data.fingerprint if data is not None else None, started, tmp)
     return result
 
 

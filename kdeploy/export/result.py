@@ -108,6 +108,21 @@ class ExportResult(Result):
         """The export folder's report, typed."""
         return cls.load(Path(folder) / REPORT)
 
+    def finish(self, record, data_fingerprint: str | None, started: float, folder: Path) -> None:
+        """What every export records last (its time, the model's provenance and retention verdict,
+        versions, machine), then the report saved into the export's folder."""
+        import time
+
+        from ..environment import library_versions, machine
+
+        self.timings["total_seconds"] = round(time.perf_counter() - started, 2)
+        self.provenance = {**record.provenance, **self.provenance}  # its data: for later gates
+        self.data_fingerprint = data_fingerprint
+        self.retention = record.retention
+        self.low_retention_allowed = True if record.retention is not None and not record.retention.passed else None
+        self.versions, self.machine = library_versions(), machine()
+        self.save(folder / REPORT)
+
     def scores(self, name: str) -> GatedScores | None:
         return self.accuracy.files.get(name) if self.accuracy else None
 
