@@ -323,7 +323,13 @@ class Predictor:
         if self.e2e:
             batch = np.array([list(t) for t in examples] if self.manifest.pairs else examples, dtype=object)
             return self.session.run([self.kind.e2e_output], {"text": batch})[0].astype(np.float64)
-        logits = self.session.run(None, self._feeds(self._encode(examples)))[0].astype(np.float64)
+        encs = self._encode(examples)
+        logits = self.session.run(None, self._feeds(encs))[0].astype(np.float64)
+        if self.kind.word_labels:  # per token: [texts, max_length, tags], zero past each text's tokens
+            out = np.zeros((len(encs), self.max_length, logits.shape[-1]))
+            for row, e in enumerate(encs):
+                out[row, :len(e.ids)] = self.kind.outputs(logits[row, :len(e.ids)])
+            return out
         return self.kind.outputs(logits)
 
     def logits(self, texts: list[str]) -> np.ndarray:
@@ -350,6 +356,8 @@ class Predictor:
         texts = self._examples(texts)
         if self.e2e:
             return self._predict_e2e(texts, batch_size or 64)
+        if self.kind.word_labels:
+            return self.entities(texts, batch_size=batch_size, max_tokens=max_tokens)
         encs = self._encode(texts)
         groups = buckets([e.ids for e in encs], batch_size) if batch_size else \
             token_batches([len(e.ids) for e in encs], max_tokens)
@@ -358,6 +366,30 @@ class Predictor:
             logits = self.session.run(None, self._feeds([encs[i] for i in idx]))[0].astype(np.float32)
             for i, p in zip(idx, self.kind.outputs(logits)):
                 results[i] = self._result(p)
+        return results
+
+    def entities(self, texts, batch_size: int | None = None, max_tokens: int = 1024) -> list[Prediction]:
+        """An entity tagger's spans per text, in order: `EntitiesPrediction([EntitySpan(entity,
+        score, start, end, text)])`, with character offsets into each text as given. The text's
+        words are the tokenizer's own (as transformers' pipeline splits them), each tagged by its
+        first sub-token (aggregation "first"); tokens past the window are not read."""
+        from .modelio.batching import buckets, token_batches
+        from .modelio.words import text_spans
+
+        if not self.kind.word_labels:
+            raise KdeployError(f"entities() needs an entity-tagging bundle; this one is a {self.kind.name} model "
+                               "(use predict())")
+        texts = self._examples([texts] if isinstance(texts, str) else texts)
+        encs = self._encode(texts)
+        groups = buckets([e.ids for e in encs], batch_size) if batch_size else \
+            token_batches([len(e.ids) for e in encs], max_tokens)
+        results: list = [None] * len(texts)
+        for idx in groups:
+            logits = self.session.run(None, self._feeds([encs[i] for i in idx]))[0].astype(np.float64)
+            for i, row in zip(idx, logits):
+                e = encs[i]
+                spans = text_spans(texts[i], e.offsets, e.word_ids, self.kind.outputs(row[:len(e.ids)]), self.labels)
+                results[i] = self.kind.prediction(spans, self.labels)
         return results
 
     def embed(self, texts, normalize: bool = True, dimensions: int | None = None, batch_size: int | None = None,

@@ -102,10 +102,12 @@ def paired_bootstrap(metric, reference_pred: np.ndarray, candidate_pred: np.ndar
 
 # How each named metric is titled and shown: a share as a percentage, a correlation or an error as it is.
 TITLES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "micro_f1": "micro-F1", "subset_accuracy": "subset accuracy",
-          "pearson": "Pearson r", "spearman": "Spearman ρ", "mse": "MSE"}
+          "pearson": "Pearson r", "spearman": "Spearman ρ", "mse": "MSE", "entity_f1": "entity F1",
+          "entity_precision": "entity precision", "entity_recall": "entity recall"}
 SHORT = {"accuracy": "acc", "macro_f1": "macro F1", "micro_f1": "micro F1", "subset_accuracy": "subset acc",
-         "pearson": "Pearson r", "spearman": "Spearman ρ", "mse": "MSE"}
-PERCENT = {"accuracy", "macro_f1", "micro_f1", "subset_accuracy"}
+         "pearson": "Pearson r", "spearman": "Spearman ρ", "mse": "MSE", "entity_f1": "entity F1",
+         "entity_precision": "entity P", "entity_recall": "entity R"}
+PERCENT = {"accuracy", "macro_f1", "micro_f1", "subset_accuracy", "entity_f1", "entity_precision", "entity_recall"}
 
 
 def shown(metric: str, value: float | None) -> str:

@@ -172,7 +172,7 @@ def test_the_predictor_imports_only_what_a_device_installs():
                    "kdeploy.modelio.onnx_session", "kdeploy.modelio.inputs", "kdeploy.modelio.batching",
                    "kdeploy.truncation", "kdeploy.names", "kdeploy.tasks", "kdeploy.tasks.base", "kdeploy.tasks.predictions",
                    "kdeploy.tasks.classification", "kdeploy.tasks.regression", "kdeploy.tasks.multi_label",
-                   "kdeploy.tasks.embedding"}, own
+                   "kdeploy.tasks.embedding", "kdeploy.tasks.tokens", "kdeploy.modelio.words"}, own
 
 
 def test_no_function_is_longer_than_60_lines():

@@ -74,7 +74,7 @@ def test_export_and_package_refuse_a_student_that_learned_little_unless_allowed(
     result = export(ExportSettings(**settings, allow_low_retention=True), model=student, out=tmp_path / "onnx",
                     data=data_of(toy_files))
     assert result.retention == LOW and result.low_retention_allowed
-    bundle = package(PackageSettings(archive=None), export_dir=tmp_path / "onnx", out=tmp_path / "bundle")
+    package(PackageSettings(archive=None), export_dir=tmp_path / "onnx", out=tmp_path / "bundle")
     manifest = BundleManifest.parse((tmp_path / "bundle" / "bundle.json").read_bytes(), "bundle")
     assert manifest.retention["passed"] is False and manifest.retention["learned"] == pytest.approx(LOW.learned)
     card = (tmp_path / "bundle" / "README.md").read_text()

@@ -135,9 +135,10 @@ def predict(
     digest: Annotated[Optional[str], typer.Option("--digest", help="Refuse the bundle unless its digest (printed by kdeploy package) is this.")] = None,
     encoding: Annotated[str, typer.Option("--encoding", help="Encoding of the input text (file, stdin, arguments).")] = "utf-8",
     encoding_errors: Annotated[str, typer.Option("--encoding-errors", help="strict or replace.")] = "strict",
+    redact: Annotated[bool, typer.Option("--redact", help="An entity tagger: print each text with its entities replaced by their type ([PER]), one per line.")] = False,
     data_flags: dict | None = None,
 ) -> None:
-    """Classify text with a bundle (onnxruntime + tokenizers only); writes JSON Lines."""
+    """Classify or tag text with a bundle (onnxruntime + tokenizers only); writes JSON Lines."""
     import json
 
     from ..data.files import decode
@@ -156,6 +157,9 @@ def predict(
                           expected_digest=digest)
     if pair and not predictor.manifest.pairs:
         raise KdeployError(f"--pair: {bundle} reads one text per example, not pairs")
+    if redact and not predictor.kind.word_labels:
+        raise KdeployError(f"--redact replaces the entities an entity tagger finds; {bundle} is a "
+                           f"{predictor.kind.name} model")
     items = examples(source, predictor.manifest.pairs, **(data_flags or {}))
     if predictor.batch_invariant is False and len(items) > 1 and batch_size != 1:
         from ..console import note
@@ -166,6 +170,9 @@ def predict(
              "each text its own answer" + ("" if provider == "openvino" else " (or re-export with --quantize int8)"))
     results = predictor.predict(items, **({"batch_size": batch_size} if batch_size else {}))
     for item, result in zip(items, results):
+        if redact:  # the text with its entities replaced: PII out, one line per text
+            sys.stdout.write(result.redact(item).translate(_LINE_BREAKS).replace("\n", " ") + "\n")
+            continue
         fields = {"text": item[0], "text_pair": item[1]} if predictor.manifest.pairs else {"text": item}
         line = json.dumps({**fields, **result.to_dict()}, ensure_ascii=False)
         # one record per line for every reader: escape the characters some split lines on

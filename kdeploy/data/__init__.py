@@ -8,8 +8,8 @@ Importing this package is cheap: pandas and datasets load only when data does.
 from .config import DataConfig
 from .files import read_text_lines
 from .samples import FALLBACK_TEXTS
-from .task import (TaskData, data_still_there, load_task_data, load_unlabeled_texts,
-                   text_fingerprint)
+from .load import load_task_data
+from .task import TaskData, data_still_there, load_unlabeled_texts, text_fingerprint
 
 __all__ = ["DataConfig", "TaskData", "load_task_data", "load_unlabeled_texts", "data_still_there", "text_fingerprint",
            "read_text_lines", "FALLBACK_TEXTS"]

@@ -48,8 +48,9 @@ def load_dataset_source(cfg: DataConfig):
         columns = {c: part[c] for c in part.column_names}
         label_feature = None
         for col, feat in part.features.items():
-            if getattr(feat, "names", None):
-                label_feature = (col, list(feat.names))
+            names = getattr(feat, "names", None) or getattr(getattr(feat, "feature", None), "names", None)
+            if names:  # a class label, or a sequence of them (an entity tagger's tags per word)
+                label_feature = (col, list(names))
         raw[split] = (columns, f"{name}[{found}]", label_feature)
     if "train" not in raw:
         raise KdeployError(f"dataset {name!r} has no train split (splits: {', '.join(ds)})")

@@ -81,6 +81,8 @@ class TaskData:
         case-insensitively; bare integer ids take the model's names)."""
         if model_names is None or not self.kind.named_labels:
             return self
+        if self.kind.word_labels:  # tags per word: renumbered per word
+            return _retagged(self, model_names, what)
         mapping, message = alignment(self.label_names, model_names, self.ids_only, what)
         if message:
             note(message)
@@ -97,6 +99,22 @@ class TaskData:
             **({"pairs": True} if self.pairs else {}), **({"task": self.task} if self.task != "classification" else {}),
             **({"truncation": self.truncation} if self.truncation and not self.pairs else {}),
         }
+
+
+def _retagged(data: TaskData, names: list[str], where: str) -> TaskData:
+    """The data with its tag ids renumbered to a model's tag order (a teacher's)."""
+    if names == data.label_names:
+        return data
+    missing = sorted(set(data.label_names) - set(names))
+    if missing:
+        raise KdeployError(f"{where} has no tag {', '.join(missing[:5])} (its tags: {', '.join(names)}); the data "
+                           "and the model must share one tag set")
+    import datasets
+
+    move = [names.index(n) for n in data.label_names]
+    splits = datasets.DatasetDict({s: ds.map(lambda b: {"label": [[move[i] for i in x] for x in b["label"]]},
+                                              batched=True) for s, ds in data.splits.items()})
+    return replace(data, splits=splits, label_names=list(names))
 
 
 def features_of(names: list[str], pairs: bool, task: str):
@@ -169,7 +187,8 @@ def _fingerprint(splits, label_names: list[str], pairs: bool = False) -> str:
 
 
 def load_task_data(cfg: DataConfig) -> TaskData:
-    """Load, validate and normalise; every problem is one KdeployError naming what and where."""
+    """Load, validate and normalise; every problem is one KdeployError naming what and where.
+    (An entity tagger's words and tags: `kdeploy.data.load`.)"""
     if cfg.dataset:
         from .hub import load_dataset_source
 

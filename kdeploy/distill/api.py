@@ -112,7 +112,8 @@ def _base_model(settings: FinetuneSettings, model: str, tokenizer: str | None, t
         base = _embeddings_source(tokenizer, task.label_names, settings.trust_remote_code)
         arch = StudentConfig(**{**to_dict(settings.architecture), "kind": model})
         return build_student(arch, base, tok, task.label_names)
-    built = load_classifier(model, label_names=task.label_names, trust_remote_code=settings.trust_remote_code)
+    built = load_classifier(model, label_names=task.label_names, trust_remote_code=settings.trust_remote_code,
+                            model_class=task.kind.model_class)
     task.aligned_to(label_names_of(built), "model")
     return built, load_tokenizer(model, settings.trust_remote_code), {"builder": "pretrained", "model": model}
 
@@ -145,11 +146,19 @@ def _window(settings, task: TaskData, tokenizer, model_config: dict | None):
         return settings, task
     texts = task.texts("train")
     sample = texts[::max(1, len(texts) // 2000)]
-    if task.pairs:
+    if task.kind.word_labels:  # every sentence's words as given, each split by the tokenizer (cheap: sentences)
+        enc = tokenizer(list(task.splits["train"]["words"]), is_split_into_words=True, truncation=False, verbose=False)
+    elif task.pairs:
         enc = tokenizer([a for a, _ in sample], [b for _, b in sample], truncation=False, verbose=False)
     else:
         enc = tokenizer(sample, truncation=False, verbose=False)
     limit = position_limit(model_config) if model_config is not None else None
+    if task.kind.word_labels:  # every word is scored: a window that reads the longest sentence whole
+        longest = max((len(ids) for ids in enc["input_ids"]), default=32)
+        window = min(limit or 512, max(32, -(-longest // 32) * 32))
+        say(f"max_length: {window} tokens: the longest of {len(enc['input_ids']):,} training sentences is "
+            f"{longest} tokens{' (the model limit cuts it)' if limit and longest > limit else ''}")
+        return replace(settings, train=replace(settings.train, max_length=window)), task
     window, cut, why = auto_max_length([len(ids) for ids in enc["input_ids"]], limit,
                                        task.truncation is not None or task.pairs)
     if cut:
@@ -166,7 +175,7 @@ def read_as(task: TaskData, tokenizer, source: str, max_length: int) -> TaskData
     from ..modelio.record import truncation_of
     from ..truncation import refit, resolve
 
-    if task.pairs:
+    if task.pairs or task.kind.word_labels:  # a pair, or words: no head/tail choice to make
         return task
     inherited = truncation_of(source) if Path(source).is_dir() else None
     spec = resolve(task.truncation, max_length) if task.truncation else refit(inherited or "head", max_length)
@@ -323,6 +332,9 @@ def _task_and_teachers(settings: DistillSettings, names: list[str], data: DataCo
             task = task.aligned_to(label_names_in(name), f"teacher {name}")
     check_student_reads(settings.student.kind, task)
     task.kind.refuse("student", settings.student.builder, task.kind.students)
+    if task.kind.word_labels and len(names) > 1:
+        raise KdeployError("an entity tagger is distilled from one teacher here (an ensemble of taggers is not "
+                           "supported yet): give one --teacher")
     if settings.teacher_chunks and task.pairs:
         raise KdeployError("--teacher-chunks reads one long text window by window; a sentence pair has no windows "
                            "to average (drop --teacher-chunks)")
@@ -341,6 +353,12 @@ def _transfer_set(settings: DistillSettings, task: TaskData, teachers, unlabeled
     given, and said) and unlabelled text."""
     from .transfer import training_set
 
+    if task.kind.word_labels:  # tags per word: the labelled sentences, the teacher's logits on each token
+        if unlabeled or settings.augment:
+            raise KdeployError("an entity tagger learns from its labelled sentences here: augmented copies and "
+                               "--unlabeled text are not supported for it yet (drop --augment/--unlabeled)")
+        n = len(task.splits["train"])
+        return task.splits["train"], {"labelled": n, "unlabeled": 0, "augmented": 0, "copies": 0}, []
     copies = settings.augment
     if copies is None:
         from ..console import say

@@ -49,8 +49,15 @@ def _batch(tokenizer, task, split, rows, cfg):
 
     from ..modelio.inputs import select_inputs, tokenize
 
-    texts = task.texts(split)
     labels = task.splits[split]["label"]
+    if task.kind.word_labels:  # a tag per word, on its first sub-token
+        from ..modelio.words import encode_words
+
+        words = task.splits[split]["words"]
+        enc, _ = encode_words(tokenizer, [words[i] for i in rows], cfg.max_length, [labels[i] for i in rows],
+                              padding=True, return_tensors="pt")
+        return select_inputs(enc), torch.as_tensor(enc["labels"])
+    texts = task.texts(split)
     enc = tokenize(tokenizer, [texts[i] for i in rows], cfg.max_length, return_tensors="pt")
     return select_inputs(enc), torch.tensor([labels[i] for i in rows])  # the task's loss casts them
 

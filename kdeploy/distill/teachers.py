@@ -27,7 +27,7 @@ def load_teachers(names: list[str], data: TaskData, trust_remote_code: bool) -> 
     """The teachers, and the data with its labels numbered as the first teacher numbers them."""
     models, tokenizers = [], []
     for name in names:
-        teacher = load_classifier(name, trust_remote_code=trust_remote_code)
+        teacher = load_classifier(name, trust_remote_code=trust_remote_code, model_class=data.kind.model_class)
         if teacher.config.num_labels != data.num_labels:
             raise KdeployError(f"the teacher {name} has {teacher.config.num_labels} outputs but the data has "
                                f"{data.num_labels} labels ({', '.join(data.label_names)}); fine-tune a teacher on "
@@ -72,6 +72,13 @@ def teacher_outputs(teachers: Teachers, data: TaskData, transfer_texts: list[str
     teachers.fingerprints = [model_fingerprint(t) for t in teachers.models]
     for model in teachers.models:
         model.to(device)  # on a GPU the teacher pass is seconds, not minutes
+    if data.kind.word_labels:  # per-token logits of each sentence, one teacher
+        from .word_logits import token_teacher_logits
+
+        logits, hits, seconds = token_teacher_logits(teachers.models[0], teachers.tokenizers[0],
+                                                     teachers.fingerprints[0], data, max_length, cache_dir)
+        teachers.per_teacher = [logits]
+        return logits, hits, seconds
     hits: dict[str, bool] = {}
     per_teacher: list[dict[str, np.ndarray]] = [{} for _ in teachers.models]
     started = time.perf_counter()
@@ -99,10 +106,12 @@ def summaries(teachers: Teachers, logits_by_split: dict, data: TaskData, weights
     from ..tasks.base import thresholds_of
 
     def scored(model, fp, logits, weight=None):
-        tuned = data.kind.tune(logits["validation"], np.asarray(data.splits["validation"]["label"]),
+        labels = (lambda s: list(data.splits[s]["label"])) if data.kind.word_labels else \
+            (lambda s: np.asarray(data.splits[s]["label"]))  # tags per word: ragged
+        tuned = data.kind.tune(logits["validation"], labels("validation"),
                                data.label_names) if "validation" in logits else None  # as the student's will be
-        splits = {s: data.kind.score(logits[s], np.asarray(data.splits[s]["label"]),
-                                     thresholds=thresholds_of(tuned, data.label_names))
+        splits = {s: data.kind.score(logits[s], labels(s), thresholds=thresholds_of(tuned, data.label_names),
+                                     label_names=data.label_names)
                   for s in ("validation", "test") if s in logits}
         return TeacherSummary(model=model, fingerprint=fp, weight=weight, **splits)
 

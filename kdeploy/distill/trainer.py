@@ -56,6 +56,29 @@ class _Collator:
         return batch
 
 
+class _WordCollator:
+    """An entity tagger's batches: labels padded with -100 (transformers' token-classification
+    collator), the teacher's per-token logits padded to the batch's length."""
+
+    def __init__(self, tokenizer):
+        from transformers import DataCollatorForTokenClassification
+
+        self.pad = DataCollatorForTokenClassification(tokenizer)
+
+    def __call__(self, features):
+        extra = {k: [f.pop(k) for f in features] for k in ("teacher_logits", "idx") if k in features[0]}
+        batch = self.pad(features)
+        if "teacher_logits" in extra:
+            rows = [np.asarray(t, dtype=np.float32) for t in extra["teacher_logits"]]
+            out = np.zeros((len(rows), batch["input_ids"].shape[1], rows[0].shape[-1]), dtype=np.float32)
+            for i, r in enumerate(rows):
+                out[i, :len(r)] = r
+            batch["teacher_logits"] = torch.from_numpy(out)
+        if "idx" in extra:
+            batch["idx"] = torch.tensor(extra["idx"], dtype=torch.long)
+        return batch
+
+
 class DistillTrainer(Trainer):
     def __init__(self, *args, alpha: float = 0.0, temperature: float = 1.0, loss: str = "kd",
                  layer_objective=None, task: str = "classification", **kwargs):
@@ -168,7 +191,7 @@ class _QuietProgress(ProgressCallback):
         pass
 
 
-def metrics_of(task: str):
+def metrics_of(task: str, label_names: list[str] | None = None):
     """The Trainer's compute_metrics: the task's named metrics, and its main one as "main" (what
     the best epoch is kept by). A task with decision thresholds is judged at thresholds tuned on
     the split itself, as it would ship: at 0.5, a multi-label model early in training answers
@@ -182,7 +205,7 @@ def metrics_of(task: str):
         if kind.thresholds:
             names = [str(i) for i in range(np.asarray(logits).shape[-1])]
             thresholds = thresholds_of(kind.tune(logits, labels, names), names)
-        scores = kind.score(logits, labels, thresholds=thresholds)
+        scores = kind.score(logits, labels, thresholds=thresholds, label_names=label_names)
         return {"main": scores.main, **scores.metrics}
 
     return compute
@@ -215,6 +238,32 @@ def tokenize_splits(splits, tokenizer, max_length: int, teacher_logits: np.ndarr
             lengths = [len(x) for x in enc["input_ids"]]
             enc = enc.select(np.argsort(lengths, kind="stable"))
         out[name] = enc
+    return out
+
+
+def tokenize_word_splits(splits, tokenizer, max_length: int, teacher_logits: list | None = None):
+    """An entity tagger's splits as token ids with each word's tag on its first sub-token
+    (`kdeploy.modelio.words`); words past the window are counted and said."""
+    import datasets
+
+    from ..modelio.words import encode_words
+
+    datasets.disable_progress_bars()
+    out = {}
+    for name, ds in splits.items():
+        enc, cut = encode_words(tokenizer, list(ds["words"]), max_length, list(ds["label"]))
+        columns = {k: list(v) for k, v in enc.items()}
+        if sum(cut):
+            note(f"{name}: {sum(cut):,} words in {sum(1 for c in cut if c):,} sentences are past the {max_length}-token "
+                 "window: trained and scored on none here (export scores them as O; a longer --max-length reads them)")
+        if name == "train":
+            columns["idx"] = list(range(len(ds)))
+            if teacher_logits is not None:
+                columns["teacher_logits"] = [np.asarray(t).tolist() for t in teacher_logits]
+        enc_ds = datasets.Dataset.from_dict(columns)
+        if name != "train":
+            enc_ds = enc_ds.select(np.argsort([len(x) for x in columns["input_ids"]], kind="stable"))
+        out[name] = enc_ds
     return out
 
 
@@ -330,7 +379,9 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
     if model.config.num_labels != data.num_labels:
         raise KdeployError(f"the model has {model.config.num_labels} outputs but the data has "
                            + data.kind.describe_outputs(data.label_names))
-    encoded = tokenize_splits(data.splits, tokenizer, cfg.max_length, teacher_logits, data.pair_truncation)
+    words = data.kind.word_labels  # a tag per word: labels and teacher outputs per token
+    encoded = tokenize_word_splits(data.splits, tokenizer, cfg.max_length, teacher_logits) if words else \
+        tokenize_splits(data.splits, tokenizer, cfg.max_length, teacher_logits, data.pair_truncation)
     args = within_budget(args, len(encoded["train"]))
     timer = _EpochTimer()
     trainer = DistillTrainer(
@@ -339,8 +390,9 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
         train_dataset=encoded["train"],
         eval_dataset=encoded["validation"],
         processing_class=tokenizer,
-        data_collator=_Collator(tokenizer, feature_store if layer_objective is not None else None),
-        compute_metrics=metrics_of(data.task),
+        data_collator=_WordCollator(tokenizer) if words else
+        _Collator(tokenizer, feature_store if layer_objective is not None else None),
+        compute_metrics=metrics_of(data.task, data.label_names),
         callbacks=[timer, *([] if quiet else [_EpochPrinter(data.task)]), *_stopping(cfg), *(callbacks or [])],
         alpha=alpha if teacher_logits is not None else 0.0,
         temperature=temperature,
@@ -366,7 +418,7 @@ def fit(model, tokenizer, data, cfg: TrainConfig, args: TrainingArguments, work_
         data_parallel=_shard_record(trainer),
         precision="fp16" if trainer.args.fp16 else "bf16" if trainer.args.bf16 else "fp32",  # what ran, not what was asked
         still_improving=None if quiet else _still_improving(epochs, cfg, data.kind.metrics[0]),
-        reference=reference_logits(trainer.model, tokenizer, data.texts(split), cfg.max_length),
+        reference=None if words else reference_logits(trainer.model, tokenizer, data.texts(split), cfg.max_length),
         layer_loss_means={k: round(v / trainer.layer_loss_calls, 6) for k, v in trainer.layer_loss_sums.items()}
         if trainer.layer_loss_calls else None)
     _final_scores(trainer, encoded, data, result)
@@ -386,7 +438,8 @@ def _final_scores(trainer, encoded, data, result: Fitted) -> None:
         result.thresholds = data.kind.tune(out.predictions, out.label_ids, data.label_names)
     for split, (out, seconds) in predicted.items():
         scores = data.kind.score(out.predictions, out.label_ids, thresholds=thresholds_of(result.thresholds,
-                                                                                          data.label_names))
+                                                                                          data.label_names),
+                                 label_names=data.label_names)
         scores.loss, scores.seconds = out.metrics[f"{split}_loss"], round(seconds, 2)
         setattr(result, split, scores)
 

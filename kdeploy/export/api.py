@@ -121,6 +121,10 @@ def export(settings: ExportSettings, model: str | Path, out: str | Path, data: D
             from .embedding import export_embedding
 
             return export_embedding(settings, model_dir, Path(out), data, record, overwrite, task)
+        if task is not None and task_kind(task).word_labels:  # a tag per word: per-token graph, word-level gates
+            from .tokens import export_tokens
+
+            return export_tokens(settings, model_dir, Path(out), data, record, overwrite, task)
         return _export(settings, model_dir, Path(out), data, record, overwrite)
 
 

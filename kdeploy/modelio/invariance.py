@@ -62,7 +62,8 @@ def check_invariance(run: Callable[[list], np.ndarray], examples: Sequence, task
     for start in range(0, len(examples), step):
         chunk = examples[start:start + step]
         beside[start:start + len(chunk)] = np.asarray(run(chunk + [longest]), dtype=np.float64)[:len(chunk)]
-    diff = np.maximum(np.abs(batched - alone).max(-1), np.abs(beside - alone).max(-1))
+    n = len(alone)  # a row per example; a tagger's row is [tokens, tags]
+    diff = np.maximum(np.abs(batched - alone).reshape(n, -1).max(-1), np.abs(beside - alone).reshape(n, -1).max(-1))
     flips = _flips(kind, alone, batched, beside, thresholds)
     worst = examples[int(diff.argmax())]
     text = str(worst)

@@ -50,10 +50,14 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
         raise _explain_load_error(name, exc) from None
 
 
-def load_classifier(name: str, label_names: list[str] | None = None, trust_remote_code: bool = False):
-    """Load a sequence classifier. With `label_names`, a base encoder gets a fresh head of that size."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+def load_classifier(name: str, label_names: list[str] | None = None, trust_remote_code: bool = False,
+                    model_class: str = "AutoModelForSequenceClassification"):
+    """Load a sequence classifier (or the task's `model_class`: a token classifier). With
+    `label_names`, a base encoder gets a fresh head of that size."""
+    import transformers
+    from transformers import AutoConfig
 
+    auto = getattr(transformers, model_class)
     path = resolve_model(name)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -78,7 +82,7 @@ def load_classifier(name: str, label_names: list[str] | None = None, trust_remot
             config.id2label, config.label2id = kwargs["id2label"], kwargs["label2id"]
         return _load_head_pruned(name, path, config, trust_remote_code)
     try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(
+        model, info = auto.from_pretrained(
             path, trust_remote_code=trust_remote_code, output_loading_info=True, **kwargs)
     except KdeployError:
         raise

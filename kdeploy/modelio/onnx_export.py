@@ -47,9 +47,11 @@ class _Logits(torch.nn.Module):
         return self.model(**dict(zip(self.names, tensors))).logits
 
 
-def export_transformer(model, path: Path, opset: int, graph=None, output: str = "logits") -> None:
+def export_transformer(model, path: Path, opset: int, graph=None, output: str = "logits",
+                       per_token: bool = False) -> None:
     """A transformers classifier through torch.onnx.export: dynamic batch and sequence axes.
-    `graph`: another wrapper of `model` with the same inputs (an embedder's, `output` its name).
+    `graph`: another wrapper of `model` with the same inputs (an embedder's, `output` its name);
+    `per_token`: the output has a row per token (a token classifier's), its sequence axis dynamic too.
 
     The TorchScript exporter with eager attention is used on purpose: its graph is the one
     onnxruntime's transformer optimizer recognises (Attention and EmbedLayerNormalization fuse;
@@ -70,7 +72,8 @@ def export_transformer(model, path: Path, opset: int, graph=None, output: str = 
             # parity gate checks at every shape): not actionable by the user
             warnings.simplefilter("ignore")
             try:
-                axes = {n: {0: "batch", 1: "sequence"} for n in names} | {output: {0: "batch"}}
+                axes = {n: {0: "batch", 1: "sequence"} for n in names} | \
+                    {output: {0: "batch", 1: "sequence"} if per_token else {0: "batch"}}
                 with torch.no_grad():
                     torch.onnx.export(wrapper, example, str(path), input_names=names, output_names=[output],
                                       dynamic_axes=axes, opset_version=opset, dynamo=False)

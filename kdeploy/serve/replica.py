@@ -46,7 +46,11 @@ _ANSWERS = {"application/json": {"schema": {"type": "array"}, "examples": {
     "multi-label": {"value": [{"label": "gratitude", "score": 0.91, "selected": True},
                               {"label": "joy", "score": 0.34, "selected": True},
                               {"label": "anger", "score": 0.02, "selected": False}]},
-    "score": {"value": [{"score": 4.2}]}}}}
+    "score": {"value": [{"score": 4.2}]},
+    "token-classification": {"value": [{"entity_group": "PER", "score": 0.98, "word": "John Smith", "start": 0,
+                                        "end": 10},
+                                       {"entity_group": "LOC", "score": 0.95, "word": "Berlin", "start": 20,
+                                        "end": 26}]}}}}
 _EMBED = {"application/json": {"schema": {"type": "object"},
                                "example": {"inputs": ["a gripping film"], "normalize": True}}}
 _EMBED_ANSWER = {"application/json": {"schema": {"type": "array"}, "example": [[0.021, -0.044, 0.013]]}}
@@ -234,7 +238,9 @@ class BundleDeployment(BundleServer):
         """Label scores per text (or per pair), best first, in text-embeddings-inference's shape: a
         classifier's softmax probabilities ([{"label", "score"}]); a multi-label tagger's sigmoid
         scores, each marked whether it reaches its threshold ([{"label", "score", "selected"}]); a
-        score model's one score ([{"score"}]). One text gives one list; a list of texts, a list of them."""
+        score model's one score ([{"score"}]); an entity tagger's entities with character offsets
+        ([{"entity_group", "score", "word", "start", "end"}], transformers' pipeline shape, aggregation
+        "first"). One text gives one list; a list of texts, a list of them."""
         async def work():
             self._route("/predict")
             req = predict_request(await self._body(request), self.pairs, self.options["max_texts"])

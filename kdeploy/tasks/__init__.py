@@ -9,14 +9,17 @@ from .base import TaskKind
 from .classification import CLASSIFICATION
 from .embedding import EMBEDDING
 from .multi_label import MULTI_LABEL
-from .predictions import ClassPrediction, EmbeddingPrediction, LabelsPrediction, Prediction, ScorePrediction
+from .predictions import (ClassPrediction, EmbeddingPrediction, EntitiesPrediction, EntitySpan, LabelsPrediction,
+                          Prediction, ScorePrediction)
 from .regression import REGRESSION
+from .tokens import TOKEN_CLASSIFICATION
 
-TASKS: dict[str, TaskKind] = {t.name: t for t in (CLASSIFICATION, REGRESSION, MULTI_LABEL, EMBEDDING)}
+TASKS: dict[str, TaskKind] = {t.name: t for t in (CLASSIFICATION, REGRESSION, MULTI_LABEL, EMBEDDING,
+                                                   TOKEN_CLASSIFICATION)}
 DEFAULT_TASK = CLASSIFICATION.name
 
 __all__ = ["TASKS", "DEFAULT_TASK", "TaskKind", "task_kind", "ClassPrediction", "ScorePrediction", "LabelsPrediction",
-           "EmbeddingPrediction", "Prediction"]
+           "EmbeddingPrediction", "EntitiesPrediction", "EntitySpan", "Prediction"]
 
 
 def task_kind(name: str | None) -> TaskKind:
@@ -43,6 +46,12 @@ def kind_of_config(config) -> TaskKind:
     problem = get("problem_type")
     for kind in TASKS.values():
         if problem and kind.problem_type == problem:
+            return kind
+    heads = [a for a in (get("architectures") or []) if isinstance(a, str)]
+    for kind in TASKS.values():  # a model from elsewhere: its head's class, where only one kind has it
+        suffix = kind.model_class.removeprefix("AutoModel")
+        if sum(t.model_class == kind.model_class for t in TASKS.values()) == 1 and \
+                any(a.endswith(suffix) for a in heads):
             return kind
     labels = get("num_labels") or len(get("id2label") or {}) or 2
     return TASKS["regression"] if labels == 1 else TASKS[DEFAULT_TASK]

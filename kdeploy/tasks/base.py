@@ -45,6 +45,7 @@ class TaskKind:
     empty_labels: bool = False  # a row may have no label (multi-label: none applies)
     sentence_vectors: bool = False  # the model's output is a text's vector (compared by cosine), not scores per label
     e2e_output: str = "probabilities"  # the onnx-e2e graph's (and so the e2e predictor's) output
+    word_labels: bool = False  # one label per word, on its first sub-token (entity tagging), not one per text
 
     # ---- registry bookkeeping -------------------------------------------------------------
     PARTS: ClassVar[tuple[str, ...]] = (
@@ -76,8 +77,9 @@ class TaskKind:
         raise NotImplementedError
 
     def score(self, logits: np.ndarray, labels: Any, reference: np.ndarray | None = None,
-              thresholds: np.ndarray | None = None):
-        """The task's named metrics (`kdeploy.metrics.Scores`) on one labelled split."""
+              thresholds: np.ndarray | None = None, label_names: list[str] | None = None):
+        """The task's named metrics (`kdeploy.metrics.Scores`) on one labelled split (`label_names`:
+        for a task whose metric reads them, entity tagging)."""
         raise NotImplementedError
 
     def trivial_score(self, train_labels: Any, eval_labels: Any, label_names: list[str]) -> tuple[float, str]:
@@ -128,7 +130,8 @@ class TaskKind:
     def describe_outputs(self, label_names: list[str]) -> str:
         return f"{len(label_names)} labels"
 
-    def paired_test(self, reference: np.ndarray, candidate: np.ndarray, labels, thresholds=None) -> dict | None:
+    def paired_test(self, reference: np.ndarray, candidate: np.ndarray, labels, thresholds=None,
+                    label_names: list[str] | None = None) -> dict | None:
         """How sure a drop between two models' logits on the same labelled examples is (None:
         the task has no paired test)."""
         return None

@@ -30,7 +30,7 @@ class Classification(TaskKind):
     def decisions(self, outputs, thresholds=None):
         return np.asarray(outputs).argmax(-1)
 
-    def score(self, logits, labels, reference=None, thresholds=None):
+    def score(self, logits, labels, reference=None, thresholds=None, label_names=None):
         from ..metrics import Scores, accuracy, agreement, macro_f1
 
         pred, labels = np.asarray(logits).argmax(-1), np.asarray(labels)
@@ -135,7 +135,7 @@ class Classification(TaskKind):
     def describe_outputs(self, label_names):
         return f"{len(label_names)} classes"
 
-    def paired_test(self, reference, candidate, labels, thresholds=None):
+    def paired_test(self, reference, candidate, labels, thresholds=None, label_names=None):
         """McNemar on the examples where the two disagree about being right."""
         from ..metrics import mcnemar
 

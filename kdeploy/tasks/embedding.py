@@ -63,7 +63,7 @@ class Embedding(TaskKind):
     def decisions(self, outputs, thresholds=None):
         return None  # a vector has no answer to flip: invariance compares the vectors themselves
 
-    def score(self, logits, labels, reference=None, thresholds=None):
+    def score(self, logits, labels, reference=None, thresholds=None, label_names=None):
         from ..metrics import Scores, pearson, spearman
 
         sims = cosines(logits)
@@ -113,7 +113,7 @@ class Embedding(TaskKind):
     def describe_outputs(self, label_names):
         return "one vector per text"
 
-    def paired_test(self, reference, candidate, labels, thresholds=None):
+    def paired_test(self, reference, candidate, labels, thresholds=None, label_names=None):
         """A paired bootstrap over the pairs: how sure the drop in Spearman ρ is."""
         from ..metrics import spearman
 

@@ -76,7 +76,7 @@ class MultiLabel(TaskKind):
         outputs = np.asarray(outputs)
         return outputs >= _thresholds(thresholds, outputs.shape[-1])
 
-    def score(self, logits, labels, reference=None, thresholds=None):
+    def score(self, logits, labels, reference=None, thresholds=None, label_names=None):
         from ..metrics import Scores
 
         logits, gold = np.asarray(logits), np.asarray(labels, dtype=np.float64)
@@ -205,7 +205,7 @@ class MultiLabel(TaskKind):
     def describe_outputs(self, label_names):
         return f"{len(label_names)} labels (any number per text)"
 
-    def paired_test(self, reference, candidate, labels, thresholds=None):
+    def paired_test(self, reference, candidate, labels, thresholds=None, label_names=None):
         """A paired bootstrap of the macro-F1 drop (macro-F1 is not a mean over examples, so
         McNemar's count of right and wrong does not measure it)."""
         from ..metrics import paired_bootstrap

@@ -136,4 +136,62 @@ class EmbeddingPrediction(_Mapping):
         return f"[{head}, … {len(self.embedding)} dims]"
 
 
-Prediction = ClassPrediction | ScorePrediction | LabelsPrediction | EmbeddingPrediction
+@dataclass(frozen=True)
+class EntitySpan(_Mapping):
+    """One entity in a text: its type, the mean probability of its words' tags, and where it is
+    (character offsets into the text as given, `text[start:end] == text` of the span)."""
+
+    entity: str
+    score: float
+    start: int
+    end: int
+    text: str
+
+    def to_dict(self) -> dict:
+        return {"entity": self.entity, "score": self.score, "start": self.start, "end": self.end, "text": self.text}
+
+
+@dataclass(frozen=True)
+class EntitiesPrediction(_Mapping):
+    """The entities found in one text, in order (transformers' pipeline shape with
+    `aggregation_strategy="first"`: a word's tag is its first sub-token's)."""
+
+    entities: list[EntitySpan]
+
+    @classmethod
+    def of(cls, spans) -> "EntitiesPrediction":
+        return cls([s if isinstance(s, EntitySpan) else EntitySpan(**s) for s in spans])
+
+    def to_dict(self) -> dict:
+        return {"entities": [e.to_dict() for e in self.entities]}
+
+    def label_scores(self) -> list[dict]:
+        """The served shape: one object per entity (`entity_group` as transformers names it)."""
+        return [{"entity_group": e.entity, "score": e.score, "word": e.text, "start": e.start, "end": e.end}
+                for e in self.entities]
+
+    def relevance(self, label: str | None = None) -> float:
+        raise TypeError("an entity tagger gives spans, not a relevance to rank by")
+
+    def by_label(self) -> dict[str, float]:
+        best: dict[str, float] = {}
+        for e in self.entities:
+            best[e.entity] = max(best.get(e.entity, 0.0), e.score)
+        return best
+
+    def redact(self, text: str) -> str:
+        """The text with each entity replaced by its type in brackets (`[PER]`): PII removed."""
+        out, at = [], 0
+        for e in sorted(self.entities, key=lambda e: e.start):
+            if e.start < at:
+                continue
+            out += [text[at:e.start], f"[{e.entity}]"]
+            at = e.end
+        return "".join(out + [text[at:]])
+
+    def line(self) -> str:
+        return "; ".join(f"{e.text} ({e.entity} {e.score:.2f}, {e.start}-{e.end})" for e in self.entities) \
+            or "(no entity)"
+
+
+Prediction = ClassPrediction | ScorePrediction | LabelsPrediction | EmbeddingPrediction | EntitiesPrediction

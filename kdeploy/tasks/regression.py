@@ -26,7 +26,7 @@ class Regression(TaskKind):
     def decisions(self, outputs, thresholds=None):
         return None
 
-    def score(self, logits, labels, reference=None, thresholds=None):
+    def score(self, logits, labels, reference=None, thresholds=None, label_names=None):
         from ..metrics import Scores, pearson, spearman
 
         pred, gold = np.asarray(logits)[:, 0], np.asarray(labels, dtype=np.float64)
