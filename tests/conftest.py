@@ -27,6 +27,50 @@ NEGATIVE = ["bad", "awful", "dull", "boring", "weak", "messy", "tedious", "flat"
 FILLER = ["the", "film", "movie", "plot", "was", "a", "very", "and", "it", "story", "acting", "quite"]
 
 
+PEOPLE = ["alice", "bob", "carol", "dave", "erin"]
+PLACES = ["paris", "rome", "oslo", "lima", "quito"]
+NER_FILLER = ["the", "a", "and", "was", "very", "it", "quite", "story"]
+NER_TAGS = ("O", "B-LOC", "I-LOC", "B-PER", "I-PER")
+
+
+def _sentence(rng: random.Random) -> tuple[list[str], list[str]]:
+    words, tags = [], []
+    for _ in range(rng.randint(1, 3)):
+        words += rng.sample(NER_FILLER, rng.randint(1, 3))
+        tags += ["O"] * (len(words) - len(tags))
+        if rng.random() < 0.5:
+            n = rng.randint(1, 2)
+            words += rng.sample(PEOPLE, n)
+            tags += ["B-PER"] + ["I-PER"] * (n - 1)
+        else:
+            words.append(rng.choice(PLACES))
+            tags.append("B-LOC")
+    if rng.random() < 0.5:
+        words, tags = words + [rng.choice(".,!")], tags + ["O"]
+    return words, tags
+
+
+def write_ner(path: Path, n: int, seed: int) -> Path:
+    rng = random.Random(seed)
+    path.write_text("".join(json.dumps(dict(zip(("tokens", "tags"), _sentence(rng)))) + "\n" for _ in range(n)))
+    return path
+
+
+def build_tiny_tagger(folder: Path) -> Path:
+    """A 2-layer, 32-wide BERT token classifier with CoNLL-style tags, saved as a model folder (random weights)."""
+    import torch
+    from transformers import BertConfig, BertForTokenClassification
+
+    tok = build_tokenizer(folder, continuation=True)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, num_labels=len(NER_TAGS),
+                        id2label=dict(enumerate(NER_TAGS)), label2id={n: i for i, n in enumerate(NER_TAGS)},
+                        problem_type="token_classification")
+    BertForTokenClassification(config).save_pretrained(folder)
+    return folder
+
+
 def make_sentences(n: int, seed: int = 0) -> list[tuple[str, str]]:
     """A learnable toy sentiment task: the label is which word list dominates."""
     rng = random.Random(seed)
@@ -200,8 +244,14 @@ def finetune_settings(**kwargs):
 
 
 def cli(*args, cwd: Path | None = None, stdin: bytes | None = None, capfd=None) -> tuple[int, str, str]:
-    """The real entry point in a subprocess: exit code, stdout, stderr."""
+    """The real entry point in a process of its own: exit code, stdout, stderr (a fork of a
+    preloaded interpreter where it can be: `forkserver.py`)."""
+    from forkserver import SERVER_INSTANCE
+
     env = {**os.environ, "KDEPLOY_CACHE": os.environ.get("KDEPLOY_CACHE", "/tmp/kdeploy-test-cache")}
+    if SERVER_INSTANCE.usable(env):
+        code, out, err = SERVER_INSTANCE.run([os.fsdecode(a) for a in args], cwd, stdin, env, 300)
+        return code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
     result = subprocess.run([sys.executable, "-m", "kdeploy", *map(os.fsdecode, args)], capture_output=True,
                             cwd=cwd, input=stdin, env=env, timeout=300)
     return result.returncode, result.stdout.decode("utf-8", "replace"), result.stderr.decode("utf-8", "replace")

@@ -29,7 +29,7 @@ from kdeploy.serve.api import parse_bundles
 from kdeploy.serve.config import ServeSettings
 from kdeploy.serve.requests import HttpError, label_scores, parse_json, predict_request, rerank_request
 
-from conftest import build_tiny_bert, build_tiny_embedder, make_scored_pairs, write_scored_pairs
+from conftest import build_tiny_bert, build_tiny_embedder, build_tiny_tagger, make_scored_pairs, write_ner, write_scored_pairs
 from test_pairs import write_pairs
 from test_tasks import LABELS, make_tagged, write_tagged
 
@@ -222,9 +222,13 @@ def bundles(tmp_path_factory, exported_tiny) -> dict[str, Path]:
                                                                                                    ("test", 30, 2))}
     export(ExportSettings(quantize="int8", max_accuracy_drop=100), model=embedder, out=root / "emb-onnx",
            data=DataConfig(train=str(scored["train"]), test=str(scored["test"]), task="embedding"))
+    tagger = build_tiny_tagger(root / "ner-model")
+    ner = {k: write_ner(root / f"ner-{k}.jsonl", n, s) for k, n, s in (("train", 60, 1), ("test", 30, 2))}
+    export(ExportSettings(quantize="int8", max_accuracy_drop=100), model=tagger, out=root / "ner-onnx",
+           data=DataConfig(train=str(ner["train"]), test=str(ner["test"]), task="token-classification"))
     out = {}
     for name, folder in (("text", exported_tiny), ("pair", pair_export), ("tags", root / "tags-onnx"),
-                         ("emb", root / "emb-onnx")):
+                         ("emb", root / "emb-onnx"), ("ner", root / "ner-onnx")):
         out[name] = root / f"{name}-bundle"
         package(PackageSettings(archive=None), export_dir=folder, out=out[name])
     return out
@@ -236,7 +240,7 @@ def server(bundles):
     port = _free_port()
     env = {**os.environ, "KDEPLOY_API_KEY": KEY}
     proc = subprocess.Popen([sys.executable, "-m", "kdeploy", "serve", f"text={bundles['text']}",
-                             f"pair={bundles['pair']}", f"tags={bundles['tags']}", f"emb={bundles['emb']}", "--port", str(port), "--batch-wait-ms", "400",
+                             f"pair={bundles['pair']}", f"tags={bundles['tags']}", f"emb={bundles['emb']}", f"ner={bundles['ner']}", "--port", str(port), "--batch-wait-ms", "400",
                              "--max-texts", "50", "--max-request-bytes", "20000", "--threads", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
@@ -247,7 +251,7 @@ def server(bundles):
             if proc.poll() is not None:
                 pytest.fail(f"kdeploy serve exited {proc.returncode}:\n{proc.stdout.read()}")
             try:
-                if all(call(f"{url}/{name}/health")[0] == 200 for name in ("text", "pair", "tags", "emb")):
+                if all(call(f"{url}/{name}/health")[0] == 200 for name in ("text", "pair", "tags", "emb", "ner")):
                     break
             except OSError:
                 pass
@@ -331,6 +335,27 @@ def test_a_multi_label_bundle_is_served_with_its_thresholds(server, bundles):
     assert info["thresholds"] == dict(zip(LABELS, (0.45, 0.5, 0.55))) == p.thresholds
     code, body, _ = call(f"{url}/tags/rerank", {"query": "q", "texts": ["a"]})
     assert code == 422 and b"multi-label bundle answers /predict, not /rerank" in body
+
+
+def test_an_entity_tagger_answers_spans_with_character_offsets(server, bundles):
+    """/predict on a tagger: a list of entities per text in transformers' pipeline shape, exactly
+    the python bundle's; /rerank refused by the task; /info says what it is."""
+    from kdeploy.edge import Predictor
+
+    url = server["url"]
+    texts = ["alice and bob was in rome .", "Überraschend 👍 paris", ""]
+    code, body, _ = call(f"{url}/ner/predict", {"inputs": texts})
+    assert code == 200
+    p = Predictor(bundles["ner"])
+    assert json.loads(body) == [r.label_scores() for r in p.predict(texts)]
+    for text, row in zip(texts, json.loads(body)):
+        for entity in row:
+            assert set(entity) == {"entity_group", "score", "word", "start", "end"}
+            assert text[entity["start"]:entity["end"]] == entity["word"]
+    info = json.loads(call(f"{url}/ner/info")[1])
+    assert info["task"] == "token-classification"
+    code, body, _ = call(f"{url}/ner/rerank", {"query": "q", "texts": ["a"]})
+    assert code == 422 and b"token-classification bundle answers /predict, not /rerank" in body
 
 
 @pytest.mark.slow

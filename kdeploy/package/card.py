@@ -19,6 +19,20 @@ def use_python(m: BundleManifest) -> list[str]:
                 f"{m.max_length}), feed {', '.join(m.inputs or ['input_ids'])} as int64 [batch, length] (right-padded "
                 "with the pad id); the `sentence_embedding` output is the vector, pooled and normalised in the graph.",
                 ""]
+    if task_kind(m.task).word_labels:
+        return ["```bash", "pip install kdeploy   # the slim core: onnxruntime, tokenizers, numpy; no torch",
+                "kdeploy predict path/to/bundle \"John Smith flew to Berlin.\"            # spans, JSON Lines",
+                "kdeploy predict path/to/bundle --redact \"John Smith flew to Berlin.\"   # [PER] flew to [LOC].",
+                "```", "", "```python", "from kdeploy.edge import Predictor",
+                "p = Predictor('path/to/bundle')",
+                "for e in p.predict(['John Smith flew to Berlin.'])[0].entities: print(e.entity, e.start, e.end, e.text)",
+                "```", "",
+                "Without kdeploy: tokenise with `tokenizers` (`Tokenizer.from_file('tokenizer.json')`, truncation to "
+                f"{m.max_length}), feed {', '.join(m.inputs or ['input_ids'])} as int64 [batch, length] (right-padded "
+                "with the pad id); the `logits` output is [batch, length, tags]: softmax each token's row, read each "
+                "word's tag at its first sub-token (the encoding's `word_ids`), group B-/I- tags of one type into "
+                f"entities and take their character offsets from the encoding's `offsets`; tag i is {m.label_names}[i].",
+                ""]
     return ["```bash",
             "pip install kdeploy   # the slim core: onnxruntime, tokenizers, numpy; no torch",
             "kdeploy predict path/to/bundle \"your text here\"",

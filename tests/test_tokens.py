@@ -1,0 +1,219 @@
+"""Entity taggers (the token-classification task kind): data, the labelling rule, the KD loss,
+entity F1, and one tiny tagger through finetune → distill → export → package → predict, its
+spans identical in PyTorch and the bundle."""
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kdeploy.errors import KdeployError
+from kdeploy.tasks import task_kind
+from kdeploy.tasks.tokens import strict_entities, tag_names, to_bio2, word_spans
+
+from conftest import NER_FILLER as FILLER, PEOPLE, PLACES, write_ner
+
+TOKENS = task_kind("token-classification")
+NAMES = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+
+
+def test_bio2_repair_and_spans_golden():
+    assert to_bio2(["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-PER"]) == (
+        ["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "B-PER"], 3)
+    assert to_bio2(["B-PER", "I-PER", "O"]) == (["B-PER", "I-PER", "O"], 0)
+    # the pipeline's grouping: an I-X after O starts an entity; strict BIO2 (the metric) drops it
+    tags = ["B-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-PER"]
+    assert word_spans(tags) == [("PER", 0, 2), ("LOC", 3, 4), ("LOC", 4, 5), ("PER", 5, 6)]
+    assert strict_entities(tags) == {("PER", 0, 2), ("LOC", 4, 5)}
+    assert tag_names({"B-PER", "I-LOC", "O"}) == NAMES
+
+
+def test_entity_f1_golden_values_are_seqeval_strict():
+    gold = [[3, 4, 0, 1], [0, 1, 2]]  # PER(0,2) LOC(3,4) | LOC(1,3)
+    predicted = [[3, 4, 0, 2], [0, 1, 2]]  # PER right, an I-LOC after O (not an entity), LOC right
+    logits = [np.eye(5)[row] * 4 for row in predicted]
+    scores = TOKENS.score(logits, gold, label_names=NAMES)
+    # 2 correct of 2 predicted, of 3 gold: P 1, R 2/3, F1 0.8
+    assert scores.metrics == pytest.approx({"entity_f1": 0.8, "entity_precision": 1.0, "entity_recall": 2 / 3})
+    assert scores.per_label == pytest.approx([2 / 3, 1.0])  # LOC, PER
+    same = TOKENS.paired_test(logits, logits, gold, label_names=NAMES)
+    assert same["drop_ci95_points"] == [0.0, 0.0]
+    assert TOKENS.trivial_score(None, gold, NAMES)[0] == 0.0
+
+
+def test_token_kd_loss_golden_values():
+    """(1-α)·CE at gold first sub-tokens + α·T²·KL(t/T ‖ s/T) at every first sub-token (-100 elsewhere;
+    -1: a word with no gold tag, distilled only)."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    s, t = torch.randn(2, 4, 5), torch.randn(2, 4, 5)
+    labels = torch.tensor([[-100, 3, 4, -100], [-100, -1, 0, -100]])
+    alpha, temp = 0.3, 2.0
+    got = TOKENS.kd_loss(s, t, labels, alpha, temp)
+    at = labels != -100
+    gold = labels >= 0
+    ce = F.cross_entropy(s[gold], labels[gold])
+    p_t = F.softmax(t[at] / temp, -1)
+    kl = (p_t * (p_t.log() - F.log_softmax(s[at] / temp, -1))).sum(-1).mean()
+    assert float(got) == pytest.approx(float((1 - alpha) * ce + alpha * temp ** 2 * kl), rel=1e-6)
+    assert float(TOKENS.kd_loss(t, t, labels, 1.0, temp)) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def ner_files(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("ner")
+    return {"train": write_ner(d / "train.jsonl", 300, 1), "validation": write_ner(d / "dev.jsonl", 60, 2),
+            "test": write_ner(d / "test.jsonl", 60, 3)}
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """A 4-layer, 32-wide BERT base (no head) whose vocabulary spells out unknown words (##a..##z)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from transformers import BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tagger-base")
+    letters = list("abcdefghijklmnopqrstuvwxyz")  # lima and quito are not words here: they spell out (##)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "!", "-"] + sorted(
+        set(PEOPLE + PLACES[:3] + FILLER + letters)) + [f"##{c}" for c in letters]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(folder)
+    return folder
+
+
+def test_conll_columns_iob1_and_id_tags_are_read_and_said(tmp_path, capsys):
+    from kdeploy.data import DataConfig, load_task_data
+
+    conll = tmp_path / "train.conll"
+    conll.write_text("-DOCSTART- -X- O O\n\nAlice NNP I-PER\nSmith NNP I-PER\nin IN O\nRome NNP I-LOC\n\n"
+                     "Bob NNP I-PER\nsmiled VBD O\n")
+    data = load_task_data(DataConfig(train=str(conll), validation=str(conll), task="token-classification"))
+    assert data.label_names == NAMES
+    assert list(data.splits["train"]["words"]) == [["Alice", "Smith", "in", "Rome"], ["Bob", "smiled"]]
+    assert list(data.splits["train"]["label"]) == [[3, 4, 0, 1], [3, 0]]
+    assert "3 tags made BIO2" in capsys.readouterr().err
+    ids = tmp_path / "ids.jsonl"
+    ids.write_text(json.dumps({"tokens": ["Bob", "went"], "ner_tags": [1, 0]}) + "\n")
+    with pytest.raises(KdeployError, match="--label-names"):
+        load_task_data(DataConfig(train=str(ids), task="token-classification"))
+    read = load_task_data(DataConfig(train=str(ids), test=str(ids), task="token-classification",
+                                     label_names=["O", "B-PER", "I-PER"]))
+    assert list(read.splits["test"]["label"]) == [[1, 0]]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"tokens": ["a", "b"], "tags": ["O"]}) + "\n")
+    with pytest.raises(KdeployError, match="sentence 1 has 2 words but 1 tags"):
+        load_task_data(DataConfig(train=str(bad), task="token-classification"))
+
+
+def _kdeploy(*args) -> str:
+    done = subprocess.run([sys.executable, "-m", "kdeploy", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def tagger_bundle(tmp_path_factory, tiny_encoder, ner_files) -> dict[str, Path]:
+    """A tiny teacher fine-tuned, a 2-layer student distilled from it, exported int8 and packaged."""
+    d = tmp_path_factory.mktemp("tagger")
+    data = ["--train", ner_files["train"], "--validation", ner_files["validation"], "--test", ner_files["test"],
+            "--task", "token-classification"]
+    train = ["--epochs", 20, "--early-stopping", 0, "--lr", "5e-3", "--batch-size", 16]
+    log = _kdeploy("finetune", "--model", tiny_encoder, *data, *train, "--out", d / "teacher")
+    log += _kdeploy("distill", "--teacher", d / "teacher", *data, "--student-layers", 2, *train,
+                    "--out", d / "student")
+    log += _kdeploy("export", d / "student", "--test", ner_files["test"], "--out", d / "onnx")
+    log += _kdeploy("package", d / "onnx", "--out", d / "bundle")
+    return {"teacher": d / "teacher", "student": d / "student", "onnx": d / "onnx", "bundle": d / "bundle",
+            "log": log}
+
+
+def test_a_tagger_learns_and_says_its_retention(tagger_bundle):
+    record = json.loads((tagger_bundle["student"] / "kdeploy.json").read_text())
+    assert record["data"]["task"] == "token-classification"
+    assert record["test"]["metrics"]["entity_f1"] > 0.9  # the toy task is lexical: a tagger that learned gets it
+    assert record["retention"]["trivial"] == 0.0 and record["retention"]["student"] > 0.9
+    assert "retention on validation: student entity F1" in tagger_bundle["log"]
+    report = json.loads((tagger_bundle["onnx"] / "export_report.json").read_text())
+    assert report["parity"]["model.onnx"]["passed"] and report["parity"]["model.onnx"]["max_abs_diff"] < 1e-4
+    int8 = report["accuracy"]["files"]["model.int8.onnx"]
+    assert int8["gate_passed"] and int8["paired_test"]["test"] == "paired bootstrap over sentences"
+    for name in ("model.onnx", "model.int8.onnx"):
+        assert report["files"][name]["invariance"]["flips"] == 0
+
+
+def test_bundle_spans_match_pytorch_and_redact(tagger_bundle):
+    """The bundle's spans are PyTorch's, character offsets and all, on texts the tokenizer splits
+    itself (punctuation, spelled-out words, case, emoji)."""
+    import torch
+    from tokenizers import Tokenizer
+
+    from kdeploy.edge import Predictor
+    from kdeploy.modelio.loading import load_classifier
+    from kdeploy.modelio.words import text_spans
+
+    texts = ["Alice and Bob met in Rome.", "the story was quite ALICE-ish , in lima 😀 !", "nothing to see",
+             "erin carol paris quito oslo", ""]
+    predictor = Predictor(tagger_bundle["bundle"])
+    bundled = predictor.predict(texts)
+    model = load_classifier(str(tagger_bundle["student"]), model_class=TOKENS.model_class).eval()
+    tok = Tokenizer.from_file(str(tagger_bundle["student"] / "tokenizer.json"))
+    for text, got in zip(texts, bundled):
+        enc = tok.encode(text)
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([enc.ids]), attention_mask=torch.tensor([enc.attention_mask])).logits[0]
+        want = text_spans(text, enc.offsets, enc.word_ids, TOKENS.outputs(logits.numpy()), predictor.labels)
+        assert [(e.entity, e.start, e.end, e.text) for e in got.entities] == \
+            [(w["entity"], w["start"], w["end"], w["text"]) for w in want]
+        assert [e.score for e in got.entities] == pytest.approx([w["score"] for w in want], abs=2e-2)  # int8
+        for e in got.entities:
+            assert text[e.start:e.end] == e.text
+    first = {(e.entity, e.text) for e in bundled[0].entities}
+    assert {("PER", "Alice"), ("PER", "Bob"), ("LOC", "Rome")} <= first
+    out = subprocess.run([sys.executable, "-m", "kdeploy", "predict", str(tagger_bundle["bundle"]), "--redact",
+                          "the story was Alice and Bob and Rome ."], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "the story was [PER] and [PER] and [LOC] ."
+    assert predictor.manifest.task == "token-classification" and predictor.manifest.batch_invariant
+
+
+def test_a_student_that_learned_nothing_is_refused_by_export(tmp_path, tiny_encoder, ner_files):
+    """Zero epochs' worth of learning: the retention verdict (trivial answer: O everywhere) stops export."""
+    from kdeploy.distill.result import TrainingResult
+
+    folder = tmp_path / "blank"
+    from transformers import AutoModelForTokenClassification
+
+    model = AutoModelForTokenClassification.from_pretrained(
+        tiny_encoder, num_labels=5, id2label=dict(enumerate(NAMES)), label2id={n: i for i, n in enumerate(NAMES)})
+    model.config.problem_type = TOKENS.problem_type
+    model.save_pretrained(folder)
+    (folder / "tokenizer.json").write_bytes((tiny_encoder / "tokenizer.json").read_bytes())
+    for name in ("tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        if (tiny_encoder / name).exists():
+            (folder / name).write_bytes((tiny_encoder / name).read_bytes())
+    from kdeploy.metrics import Scores
+    from kdeploy.retention import verdict
+
+    record = TrainingResult(stage="distill", model={"builder": "layers"}, parameters=0, config={},
+                            data={"task": TOKENS.name})
+    record.retention = verdict(Scores({"entity_f1": 0.01}), Scores({"entity_f1": 0.95}), None, [[0]], NAMES,
+                               "validation", TOKENS.name)
+    record.save(folder / "kdeploy.json")
+    done = subprocess.run([sys.executable, "-m", "kdeploy", "export", str(folder), "--test", str(ner_files["test"]),
+                           "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert done.stderr.count("\n") <= 3 and "--allow-low-retention" in done.stderr
+    assert not (tmp_path / "x").exists()
