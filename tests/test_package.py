@@ -162,8 +162,13 @@ def test_predictor_never_imports_torch(bundle):
 
 
 def test_package_and_predict_cli(export_dir, tmp_path):
-    run = lambda *a, **k: subprocess.run([sys.executable, "-m", "kdeploy", *map(str, a)], capture_output=True,
-                                         text=True, timeout=300, **k)
+    def run(*a, input: str | None = None):
+        from types import SimpleNamespace
+
+        from conftest import cli
+
+        code, out, err = cli(*map(str, a), stdin=input.encode() if input is not None else None)
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
     r = run("package", export_dir, "--out", tmp_path / "b", "--ort-format")
     assert r.returncode == 0, r.stderr
     assert "bundle:" in r.stdout and (tmp_path / "b.tar.gz").exists() and (tmp_path / "b" / "model.ort").exists()

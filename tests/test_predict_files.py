@@ -16,9 +16,9 @@ from kdeploy.edge import Predictor
 
 
 def cli(*args, stdin: bytes | None = None):
-    r = subprocess.run([sys.executable, "-m", "kdeploy", *map(str, args)], input=stdin, capture_output=True,
-                       timeout=300)
-    return r.returncode, r.stdout.decode(), r.stderr.decode()
+    import conftest
+
+    return conftest.cli(*map(str, args), stdin=stdin)
 
 
 def rows_of(out: str) -> list[dict]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from kdeploy.errors import KdeployError
 from kdeploy.tasks import task_kind
 from kdeploy.tasks.tokens import strict_entities, tag_names, to_bio2, word_spans
 
-from conftest import NER_FILLER as FILLER, PEOPLE, PLACES, write_ner
+from conftest import NER_FILLER as FILLER, PEOPLE, PLACES, assert_one_error_line, cli, write_ner
 
 TOKENS = task_kind("token-classification")
 NAMES = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
@@ -119,10 +117,9 @@ def test_conll_columns_iob1_and_id_tags_are_read_and_said(tmp_path, capsys):
 
 
 def _kdeploy(*args) -> str:
-    done = subprocess.run([sys.executable, "-m", "kdeploy", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout + done.stderr
+    code, out, err = cli(*map(str, args))
+    assert code == 0, err[-2000:]
+    return out + err
 
 
 @pytest.fixture(scope="module")
@@ -183,9 +180,8 @@ def test_bundle_spans_match_pytorch_and_redact(tagger_bundle):
             assert text[e.start:e.end] == e.text
     first = {(e.entity, e.text) for e in bundled[0].entities}
     assert {("PER", "Alice"), ("PER", "Bob"), ("LOC", "Rome")} <= first
-    out = subprocess.run([sys.executable, "-m", "kdeploy", "predict", str(tagger_bundle["bundle"]), "--redact",
-                          "the story was Alice and Bob and Rome ."], capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "the story was [PER] and [PER] and [LOC] ."
+    code, out, _ = cli("predict", tagger_bundle["bundle"], "--redact", "the story was Alice and Bob and Rome .")
+    assert code == 0 and out.strip() == "the story was [PER] and [PER] and [LOC] ."
     assert predictor.manifest.task == "token-classification" and predictor.manifest.batch_invariant
 
 
@@ -212,8 +208,25 @@ def test_a_student_that_learned_nothing_is_refused_by_export(tmp_path, tiny_enco
     record.retention = verdict(Scores({"entity_f1": 0.01}), Scores({"entity_f1": 0.95}), None, [[0]], NAMES,
                                "validation", TOKENS.name)
     record.save(folder / "kdeploy.json")
-    done = subprocess.run([sys.executable, "-m", "kdeploy", "export", str(folder), "--test", str(ner_files["test"]),
-                           "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0
-    assert done.stderr.count("\n") <= 3 and "--allow-low-retention" in done.stderr
+    code, _, err = cli("export", folder, "--test", ner_files["test"], "--out", tmp_path / "x")
+    assert_one_error_line(code, err, "--allow-low-retention")
     assert not (tmp_path / "x").exists()
+
+
+def test_what_a_tagger_does_not_have_yet_is_refused_in_one_line(tagger_bundle, ner_files, tiny_bundle, tmp_path):
+    """Each before any work: the stage or variant names what it supports."""
+    code, _, err = cli("prune", tagger_bundle["student"], "--out", tmp_path / "p")
+    assert_one_error_line(code, err, "a token-classification model is not supported yet")
+    code, _, err = cli("bench", tagger_bundle["onnx"] / "model.int8.onnx", "--data", ner_files["test"],
+                       "--out", tmp_path / "b")
+    assert_one_error_line(code, err, "bench/ner_conll.py")
+    code, _, err = cli("package", tagger_bundle["onnx"], "--format", "web", "--out", tmp_path / "w")
+    assert_one_error_line(code, err, "does not support a token-classification task (it supports: python)")
+    code, _, err = cli("distill", "--teacher", tagger_bundle["teacher"], "--task", "token-classification",
+                       "--train", ner_files["train"], "--student", "bilstm", "--out", tmp_path / "s")
+    assert_one_error_line(code, err, "does not support a token-classification task (it supports: layers)")
+    code, _, err = cli("predict", tagger_bundle["bundle"], "--pair", "a", "b")
+    assert_one_error_line(code, err, "reads one text per example")
+    code, _, err = cli("predict", tiny_bundle, "--redact", "a good film")
+    assert_one_error_line(code, err, "--redact replaces the entities an entity tagger finds")
+    assert not any((tmp_path / n).exists() for n in ("p", "b", "w", "s"))

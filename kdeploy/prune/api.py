@@ -29,6 +29,13 @@ def prune(settings: PruneSettings, model: str | Path, out: str | Path, data: Dat
     model_dir, out = Path(model), Path(out)
     if not model_dir.is_dir():
         raise KdeployError(f"{model_dir}: not a model folder")
+    from ..modelio.record import task_of_model
+    from ..tasks import task_kind
+
+    task = task_of_model(model_dir)
+    if task is not None and task_kind(task).word_labels:
+        raise KdeployError(f"{model_dir}: kdeploy prune scores what it removes on a classifier's or scorer's labels; "
+                           f"a {task} model is not supported yet (distil a shallower student instead)")
     record = ModelRecord.of(model_dir)
     data = data or data_still_there(record.data_config)
     if data is None:

@@ -170,13 +170,17 @@ def _latency_inputs(settings: BenchSettings, candidates: list[Candidate]) -> str
 
 
 def _refuse_embedders(entries: list) -> None:
-    """A sentence embedder is not scored on labels: said before any model loads."""
+    """A sentence embedder or an entity tagger is not scored here: said before any model loads."""
     for _, path, _ in entries:
         model_task = task_of_model(path) if Path(path).exists() else None
         if model_task is not None and task_kind(model_task).sentence_vectors:
             raise KdeployError(f"{path}: kdeploy bench times classifiers and scorers; for a sentence embedder, "
                                "bench/embedding_report.py scores (STS-B, SICK, retrieval) and times it beside its "
                                "teacher and a model2vec baseline")
+        if model_task is not None and task_kind(model_task).word_labels:
+            raise KdeployError(f"{path}: kdeploy bench times classifiers and scorers; for an entity tagger, "
+                               "bench/ner_conll.py scores its spans (entity F1) and times it beside its teacher and "
+                               "a CRF baseline")
 
 
 def _entries(settings: BenchSettings, models: list[str], teacher: str | None) -> tuple[list, str]:
