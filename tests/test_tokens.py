@@ -128,9 +128,9 @@ def tagger_bundle(tmp_path_factory, tiny_encoder, ner_files) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("tagger")
     data = ["--train", ner_files["train"], "--validation", ner_files["validation"], "--test", ner_files["test"],
             "--task", "token-classification"]
-    train = ["--epochs", 20, "--early-stopping", 0, "--lr", "5e-3", "--batch-size", 16]
+    train = ["--epochs", 10, "--early-stopping", 0, "--lr", "8e-3", "--batch-size", 16]
     log = _kdeploy("finetune", "--model", tiny_encoder, *data, *train, "--out", d / "teacher")
-    log += _kdeploy("distill", "--teacher", d / "teacher", *data, "--student-layers", 2, *train,
+    log += _kdeploy("distill", "--teacher", d / "teacher", *data, "--student-layers", 2, "--augment", 1, *train,
                     "--out", d / "student")
     log += _kdeploy("export", d / "student", "--test", ner_files["test"], "--out", d / "onnx")
     log += _kdeploy("package", d / "onnx", "--out", d / "bundle")
@@ -141,8 +141,10 @@ def tagger_bundle(tmp_path_factory, tiny_encoder, ner_files) -> dict[str, Path]:
 def test_a_tagger_learns_and_says_its_retention(tagger_bundle):
     record = json.loads((tagger_bundle["student"] / "kdeploy.json").read_text())
     assert record["data"]["task"] == "token-classification"
-    assert record["test"]["metrics"]["entity_f1"] > 0.9  # the toy task is lexical: a tagger that learned gets it
-    assert record["retention"]["trivial"] == 0.0 and record["retention"]["student"] > 0.9
+    assert record["test"]["metrics"]["entity_f1"] > 0.85  # the toy task is lexical: a tagger that learned gets it
+    assert record["retention"]["trivial"] == 0.0 and record["retention"]["student"] > 0.85
+    assert record["training_examples"]["augmented"] == 300 and record["training_examples"]["copies"] == 1
+    assert "augment: 1 entity-aware copies per sentence" in tagger_bundle["log"]
     assert "retention on validation: student entity F1" in tagger_bundle["log"]
     report = json.loads((tagger_bundle["onnx"] / "export_report.json").read_text())
     assert report["parity"]["model.onnx"]["passed"] and report["parity"]["model.onnx"]["max_abs_diff"] < 1e-4
@@ -178,6 +180,10 @@ def test_bundle_spans_match_pytorch_and_redact(tagger_bundle):
         assert [e.score for e in got.entities] == pytest.approx([w["score"] for w in want], abs=2e-2)  # int8
         for e in got.entities:
             assert text[e.start:e.end] == e.text
+    from kdeploy.package.hostile_texts import HOSTILE_TEXTS
+
+    for text, got in zip(HOSTILE_TEXTS, predictor.predict(list(HOSTILE_TEXTS))):  # NUL, CJK, combining marks, …
+        assert all(text[e.start:e.end] == e.text and 0 <= e.start < e.end <= len(text) for e in got.entities)
     first = {(e.entity, e.text) for e in bundled[0].entities}
     assert {("PER", "Alice"), ("PER", "Bob"), ("LOC", "Rome")} <= first
     code, out, _ = cli("predict", tagger_bundle["bundle"], "--redact", "the story was Alice and Bob and Rome .")
@@ -230,3 +236,24 @@ def test_what_a_tagger_does_not_have_yet_is_refused_in_one_line(tagger_bundle, n
     code, _, err = cli("predict", tiny_bundle, "--redact", "a good film")
     assert_one_error_line(code, err, "--redact replaces the entities an entity tagger finds")
     assert not any((tmp_path / n).exists() for n in ("p", "b", "w", "s"))
+
+
+def test_entity_aware_copies_keep_a_gold_tag_per_word():
+    """Mentions swapped for others of their type, words outside entities dropped or masked, the
+    tags still valid BIO2 and still the words' own; the same seed gives the same copies."""
+    from kdeploy.distill.entity_augment import entity_copies, mentions_by_type
+
+    words = [["alice", "met", "bob", "carol", "in", "rome", "."], ["dave", "went", "to", "oslo"]]
+    tags = [["B-PER", "O", "B-PER", "I-PER", "O", "B-LOC", "O"], ["B-PER", "O", "O", "B-LOC"]]
+    mentions = mentions_by_type(words, tags)
+    assert mentions == {"PER": [("alice",), ("bob", "carol"), ("dave",)], "LOC": [("rome",), ("oslo",)]}
+    cw, ct = entity_copies(words, tags, 4, 0, "[MASK]", rate=0.5)
+    assert len(cw) == 8 and all(len(w) == len(t) for w, t in zip(cw, ct))
+    assert (cw, ct) == entity_copies(words, tags, 4, 0, "[MASK]", rate=0.5)
+    assert (cw, ct) != entity_copies(words, tags, 4, 1, "[MASK]", rate=0.5)
+    for w, t in zip(cw, ct):
+        assert to_bio2(t)[1] == 0
+        assert all(tuple(w[a:b]) in mentions[kind] for kind, a, b in strict_entities(t))
+        assert all(tag == "O" for word, tag in zip(w, t) if word == "[MASK]")
+    originals = [w for w in words for _ in range(4)]
+    assert any(c != o for c, o in zip(cw, originals))

@@ -237,7 +237,8 @@ def _distill(settings: DistillSettings, names: list[str], data: DataConfig, out:
     with kept_until_done(work, args.process_index == 0):
         set_seed(settings.train.seed)  # the student is built (and checked against the teacher) before the teacher runs
         student, tokenizer, described, task = _student(_provisional(settings), teachers, task, names[0])
-        logits, hits, seconds = teacher_outputs(teachers, task, transfer, weights, settings.temperature,
+        passed = task.with_train(train_set) if task.kind.word_labels else task  # a tagger's copies carry their tags
+        logits, hits, seconds = teacher_outputs(teachers, passed, transfer, weights, settings.temperature,
                                                 settings.train.max_length, cache_dir, args.device,
                                                 settings.teacher_chunks)  # sharded
         timings = {"teacher_logits_seconds": seconds}
@@ -353,12 +354,11 @@ def _transfer_set(settings: DistillSettings, task: TaskData, teachers, unlabeled
     given, and said) and unlabelled text."""
     from .transfer import training_set
 
-    if task.kind.word_labels:  # tags per word: the labelled sentences, the teacher's logits on each token
-        if unlabeled or settings.augment:
-            raise KdeployError("an entity tagger learns from its labelled sentences here: augmented copies and "
-                               "--unlabeled text are not supported for it yet (drop --augment/--unlabeled)")
-        n = len(task.splits["train"])
-        return task.splits["train"], {"labelled": n, "unlabeled": 0, "augmented": 0, "copies": 0}, []
+    if task.kind.word_labels:  # tags per word: the labelled sentences (and entity-aware copies), no raw text
+        if unlabeled:
+            raise KdeployError("an entity tagger learns from tagged sentences: --unlabeled text is not supported "
+                               "for it yet (drop --unlabeled; --augment N adds entity-aware copies)")
+        return _tagged_copies(settings, task, teachers.tokenizers[0])
     copies = settings.augment
     if copies is None:
         from ..console import say
@@ -368,6 +368,35 @@ def _transfer_set(settings: DistillSettings, task: TaskData, teachers, unlabeled
         say(f"augment: {copies} copies per example ({why})")
     return training_set(task, unlabeled, copies, settings.augment_seed, teachers.tokenizers[0], data.text_column,
                         data.encoding, data.encoding_errors)
+
+
+def _tagged_copies(settings: DistillSettings, task: TaskData, tokenizer):
+    """An entity tagger's training sentences plus `--augment N` entity-aware copies of each (a mention
+    swapped for another of its type, words outside entities dropped or masked; gold tags kept).
+    None by default: not yet measured to pay on a tagging task (said)."""
+    import datasets
+
+    from ..console import say
+    from .entity_augment import entity_copies
+
+    train = task.splits["train"]
+    copies = settings.augment or 0
+    if settings.augment is None:
+        say("augment: none for an entity tagger by default (--augment N adds N entity-aware copies per sentence)")
+    counts = {"labelled": len(train), "unlabeled": 0, "augmented": 0, "copies": int(copies)}
+    if not copies:
+        return train, counts, []
+    names = task.label_names
+    words = [list(w) for w in train["words"]]
+    tags = [[names[i] for i in row] for row in train["label"]]
+    mask = getattr(tokenizer, "mask_token", None) or getattr(tokenizer, "unk_token", None) or "[MASK]"
+    extra_w, extra_t = entity_copies(words, tags, copies, settings.augment_seed, mask)
+    index = {n: i for i, n in enumerate(names)}
+    extra = datasets.Dataset.from_dict({"text": [" ".join(w) for w in extra_w], "words": extra_w,
+                                        "label": [[index[t] for t in row] for row in extra_t]}, features=train.features)
+    counts["augmented"] = len(extra)
+    say(f"augment: {copies} entity-aware copies per sentence ({len(extra):,} more, gold tags kept)")
+    return datasets.concatenate_datasets([train, extra]), counts, []
 
 
 def _student(settings: DistillSettings, teachers, task: TaskData, first_teacher: str):

@@ -56,6 +56,9 @@ def export_embedding(settings: ExportSettings, model_dir: Path, out: Path, data_
     pooling = pooling_of(model)
     result = ExportResult(model=str(model_dir), config={"settings": to_dict(settings)}, max_length=max_length,
                           label_names=[OUTPUT], exporter="torch.onnx (pooling and normalisation in the graph)")
+    if settings.optimize:
+        note(f"--optimize {settings.optimize}: onnxruntime's transformer fusions are not applied to a sentence embedder's graph "
+             "yet; its files are the unfused graph (--optimize none says so quietly)")
     started = time.perf_counter()
     with atomic_dir(out, overwrite=overwrite) as tmp:
         from ..modelio.embedder import embedding_graph

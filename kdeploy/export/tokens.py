@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..configtools import to_dict
-from ..console import say
+from ..console import note, say
 from ..data import DataConfig, load_task_data
 from ..errors import KdeployError
 from ..fsutil import atomic_dir
@@ -56,6 +56,9 @@ def export_tokens(settings: ExportSettings, model_dir: Path, out: Path, data_cfg
     job = _Runs(model, tokenizer, max_length)
     result = ExportResult(model=str(model_dir), config={"settings": to_dict(settings)}, max_length=max_length,
                           label_names=names, exporter="torch.onnx (per-token logits)")
+    if settings.optimize:
+        note(f"--optimize {settings.optimize}: onnxruntime's transformer fusions are not applied to an entity tagger's graph "
+             "yet; its files are the unfused graph (--optimize none says so quietly)")
     started = time.perf_counter()
     with atomic_dir(out, overwrite=overwrite) as tmp:
         job.folder = tmp
