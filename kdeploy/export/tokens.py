@@ -45,10 +45,14 @@ def export_tokens(settings: ExportSettings, model_dir: Path, out: Path, data_cfg
     model = load_classifier(str(model_dir), trust_remote_code=settings.trust_remote_code,
                             model_class=kind.model_class).eval()
     tokenizer = load_tokenizer(str(model_dir), settings.trust_remote_code)
-    names = label_names_of(model) or []
+    names = label_names_of(model)  # None: transformers' placeholders (LABEL_0, …), the data's order is taken
     max_length = resolve_max_length(settings.max_length, model_dir, getattr(model.config, "max_position_embeddings", None),
                                     getattr(tokenizer, "model_max_length", None))
-    data = load_task_data(as_model_task(data_cfg, kind.name)).aligned_to(names, "the model") if data_cfg else None
+    data = load_task_data(as_model_task(data_cfg, kind.name)) if data_cfg else None
+    if data is not None and names:
+        data = data.aligned_to(names, "the model")
+    names = names or (data.label_names if data is not None else [str(model.config.id2label[i])
+                                                                 for i in range(model.config.num_labels)])
     if settings.gated and data is None:
         raise KdeployError("an int8 tagger is accuracy-gated on tagged sentences: give --test/--validation files of "
                            "words and tags, or pass --quantize none")
