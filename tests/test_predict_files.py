@@ -5,8 +5,6 @@ inside each text (on SST-2 test with the demo bundle 56 of 1,821 labels moved, a
 92.0%, silently)."""
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest

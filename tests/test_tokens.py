@@ -4,7 +4,6 @@ spans identical in PyTorch and the bundle."""
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import numpy as np
