@@ -163,6 +163,12 @@ def _check_provider(provider) -> None:
         raise BundleError(f"unknown provider {provider!r}; choose from {', '.join(providers())}")
 
 
+def _check_sizes(batch_size, max_tokens) -> None:
+    for name, value in (("batch size", batch_size), ("max_tokens", max_tokens)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise KdeployError(f"{name} must be a whole number of at least 1, got {value!r}")
+
+
 class Predictor:
     """Loads a verified bundle (folder or .tar.gz/.zip) and classifies text. `spin_wait=False`
     where the process shares its cores with others (a server): onnxruntime's idle threads then
@@ -346,34 +352,37 @@ class Predictor:
         default as many as fit `max_tokens` padded tokens (the predictor picks the batch
         size); with `batch_size`, that many per call.
         """
-        from .modelio.batching import buckets, token_batches
-
         if isinstance(texts, str):
             texts = [texts]
-        for name, value in (("batch size", batch_size), ("max_tokens", max_tokens)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise KdeployError(f"{name} must be a whole number of at least 1, got {value!r}")
+        _check_sizes(batch_size, max_tokens)
         texts = self._examples(texts)
         if self.e2e:
             return self._predict_e2e(texts, batch_size or 64)
         if self.kind.word_labels:
             return self.entities(texts, batch_size=batch_size, max_tokens=max_tokens)
         encs = self._encode(texts)
-        groups = buckets([e.ids for e in encs], batch_size) if batch_size else \
-            token_batches([len(e.ids) for e in encs], max_tokens)
         results: list = [None] * len(texts)
-        for idx in groups:
-            logits = self.session.run(None, self._feeds([encs[i] for i in idx]))[0].astype(np.float32)
-            for i, p in zip(idx, self.kind.outputs(logits)):
+        for idx, logits in self._batches(encs, batch_size, max_tokens):
+            for i, p in zip(idx, self.kind.outputs(logits.astype(np.float32))):
                 results[i] = self._result(p)
         return results
+
+    def _batches(self, encs, batch_size: int | None, max_tokens: int):
+        """(indices, logits) per model call: texts of similar length together, `batch_size` per call
+        or as many as fit `max_tokens` padded tokens."""
+        from .modelio.batching import buckets, token_batches
+
+        _check_sizes(batch_size, max_tokens)
+        groups = buckets([e.ids for e in encs], batch_size) if batch_size else \
+            token_batches([len(e.ids) for e in encs], max_tokens)
+        for idx in groups:
+            yield idx, self.session.run(None, self._feeds([encs[i] for i in idx]))[0].astype(np.float64)
 
     def entities(self, texts, batch_size: int | None = None, max_tokens: int = 1024) -> list[Prediction]:
         """An entity tagger's spans per text, in order: `EntitiesPrediction([EntitySpan(entity,
         score, start, end, text)])`, with character offsets into each text as given. The text's
         words are the tokenizer's own (as transformers' pipeline splits them), each tagged by its
         first sub-token (aggregation "first"); tokens past the window are not read."""
-        from .modelio.batching import buckets, token_batches
         from .modelio.words import text_spans
 
         if not self.kind.word_labels:
@@ -381,11 +390,8 @@ class Predictor:
                                "(use predict())")
         texts = self._examples([texts] if isinstance(texts, str) else texts)
         encs = self._encode(texts)
-        groups = buckets([e.ids for e in encs], batch_size) if batch_size else \
-            token_batches([len(e.ids) for e in encs], max_tokens)
         results: list = [None] * len(texts)
-        for idx in groups:
-            logits = self.session.run(None, self._feeds([encs[i] for i in idx]))[0].astype(np.float64)
+        for idx, logits in self._batches(encs, batch_size, max_tokens):
             for i, row in zip(idx, logits):
                 e = encs[i]
                 spans = text_spans(texts[i], e.offsets, e.word_ids, self.kind.outputs(row[:len(e.ids)]), self.labels)

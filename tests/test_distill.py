@@ -281,7 +281,10 @@ def test_ctrl_c_during_run_says_so(tiny_base_bert, toy_files, tmp_path):
                                       "finetune": {"model": str(tiny_base_bert), "train": fast}}))
     proc = subprocess.Popen([sys.executable, "-m", "kdeploy", "run", str(recipe), "--out", str(tmp_path / "run")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "KDEPLOY_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "KDEPLOY_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"},
+                            # as from a terminal: a suite started in the background (`nohup … &`) ignores
+                            # SIGINT, and a child that inherits that never sees the Ctrl-C
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # wait until the first epoch's checkpoint is saved and the second epoch has run (unbuffered: through a
     # block-buffered pipe the line could arrive only when the run had ended)
     for line in iter(proc.stdout.readline, b""):

@@ -106,13 +106,21 @@ def test_conll_columns_iob1_and_id_tags_are_read_and_said(tmp_path, capsys):
     ids.write_text(json.dumps({"tokens": ["Bob", "went"], "ner_tags": [1, 0]}) + "\n")
     with pytest.raises(KdeployError, match="--label-names"):
         load_task_data(DataConfig(train=str(ids), task="token-classification"))
-    read = load_task_data(DataConfig(train=str(ids), test=str(ids), task="token-classification",
+    read = load_task_data(DataConfig(train=str(ids), validation=str(ids), test=str(ids), task="token-classification",
                                      label_names=["O", "B-PER", "I-PER"]))
     assert list(read.splits["test"]["label"]) == [[1, 0]]
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"tokens": ["a", "b"], "tags": ["O"]}) + "\n")
     with pytest.raises(KdeployError, match="sentence 1 has 2 words but 1 tags"):
         load_task_data(DataConfig(train=str(bad), task="token-classification"))
+    hostile = {"empty": ("", "no sentences"),
+               "null-tag": ('{"tokens": ["a"], "tags": [null]}\n', "sentence 1 has tag None"),
+               "nan-tag": ('{"tokens": ["a"], "tags": [NaN]}\n', "sentence 1 has tag nan"),
+               "one-sentence": ('{"tokens": ["a"], "tags": ["O"]}\n', "too few to set a validation split aside")}
+    for name, (text, says) in hostile.items():
+        (tmp_path / f"{name}.jsonl").write_text(text)
+        with pytest.raises(KdeployError, match=says):
+            load_task_data(DataConfig(train=str(tmp_path / f"{name}.jsonl"), task="token-classification"))
 
 
 def _kdeploy(*args) -> str:

@@ -86,7 +86,13 @@ def _hub(cfg: DataConfig) -> tuple[dict, dict, list[str] | None]:
 
 
 def _named(tags: list[list], names: list[str] | None, where: str) -> list[list[str]]:
-    """Tag ids as names (`--label-names`); names as they are."""
+    """Tag ids as names (`--label-names`); names as they are; anything else (null, NaN, a list) refused."""
+    for n, row in enumerate(tags, 1):
+        bad = [t for t in row if isinstance(t, bool) or not isinstance(t, (str, int)) or (isinstance(t, str)
+                                                                                         and not t.strip())]
+        if bad:
+            bad = bad[0]
+            raise KdeployError(f"{where}: sentence {n} has tag {bad!r}; a tag is a name (B-PER, O) or an id")
     if not any(tags) or not isinstance(next(t for t in tags if t)[0], int):
         return [[str(x) for x in t] for t in tags]
     if not names:
@@ -156,6 +162,9 @@ def _carve(out: dict, cfg: DataConfig) -> None:
     random.Random(cfg.split_seed).shuffle(order)
     cut = max(1, int(len(order) * cfg.validation_fraction))
     words, tags = out["train"]
+    if len(words) < 2:
+        raise KdeployError(f"{len(words)} training sentence: too few to set a validation split aside; give more, or "
+                           "--validation FILE")
     out["validation"] = ([words[i] for i in order[:cut]], [tags[i] for i in order[:cut]])
     out["train"] = ([words[i] for i in order[cut:]], [tags[i] for i in order[cut:]])
     note(f"no validation split: {cut:,} training sentences set aside for it (seed {cfg.split_seed})")
@@ -172,6 +181,9 @@ def load_token_data(cfg: DataConfig, label_names: list[str] | None = None) -> Ta
     if not raw:
         raise KdeployError("no data: give --train FILE (and --validation/--test) or --dataset NAME")
     out = {split: _bio2(words, tags, cfg.label_names or hub_names, where) for split, (words, tags, where) in raw.items()}
+    for split, (words, _) in out.items():
+        if not words:
+            raise KdeployError(f"{raw[split][2]}: no sentences (words with tags); {CONLL_HINT}")
     names = _tag_set(out, label_names or cfg.label_names)
     _carve(out, cfg)
     index = {n: i for i, n in enumerate(names)}
