@@ -25,7 +25,7 @@ demo: venv
 	$(BIN)/kdeploy demo
 
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile  # two workers, a test file each (one thread each: tests/conftest.py)
 
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site

@@ -212,6 +212,11 @@ class Predictor:
         self.reader = Reader(self.tokenizer, self.max_length, m.truncation, m.pair_truncation)
         self.tokenizer.no_padding()  # batches are padded here, after they are grouped by length
         self.tokenizer.encode_special_tokens = True  # "[SEP]" typed by a user is text, as in every bundle format
+        self._whole = None  # an entity tagger reads every token of a long text, in windows (`entities`)
+        if self.kind.word_labels:
+            self._whole = Tokenizer.from_file(str(bundle / m.tokenizer))
+            self._whole.no_truncation(), self._whole.no_padding()
+            self._whole.encode_special_tokens = True
         model = m.ort_model if model_format == "ort" else m.model
         self.e2e = m.kind == "onnx-e2e"
         self.session = FORMATS[m.kind].read()(bundle, m, model, provider, threads, allow_fallback, spin_wait)
@@ -382,21 +387,38 @@ class Predictor:
         """An entity tagger's spans per text, in order: `EntitiesPrediction([EntitySpan(entity,
         score, start, end, text)])`, with character offsets into each text as given. The text's
         words are the tokenizer's own (as transformers' pipeline splits them), each tagged by its
-        first sub-token (aggregation "first"); tokens past the window are not read."""
+        first sub-token (aggregation "first"). A text longer than the window is read whole, in
+        overlapping windows (`kdeploy.truncation.windows`), each token taken from the window
+        that gives it the most context: nothing past the window goes unread (or unredacted)."""
         from .modelio.words import text_spans
+        from .truncation import Window, owners, special_counts, windows
 
         if not self.kind.word_labels:
             raise KdeployError(f"entities() needs an entity-tagging bundle; this one is a {self.kind.name} model "
                                "(use predict())")
         texts = self._examples([texts] if isinstance(texts, str) else texts)
-        encs = self._encode(texts)
-        results: list = [None] * len(texts)
-        for idx, logits in self._batches(encs, batch_size, max_tokens):
-            for i, row in zip(idx, logits):
-                e = encs[i]
-                spans = text_spans(texts[i], e.offsets, e.word_ids, self.kind.outputs(row[:len(e.ids)]), self.labels)
-                results[i] = self.kind.prediction(spans, self.labels)
-        return results
+        encs = self._whole.encode_batch(texts)
+        counts = [special_counts(e.special_tokens_mask) if e.ids else (0, 0) for e in encs]
+        spans = [windows(len(e.ids), self.max_length, *c) for e, c in zip(encs, counts)]
+        pieces, where = [], []  # each window fed to the model, and (its text, which window)
+        for i, (e, ranges, (prefix, suffix)) in enumerate(zip(encs, spans, counts)):
+            for w, (a, b) in enumerate(ranges):
+                pieces.append(e if len(ranges) == 1 else Window(e, a, b, prefix, suffix))
+                where.append((i, w, prefix))
+        taken = [owners(ranges, len(e.ids)) for e, ranges in zip(encs, spans)]
+        rows = [np.zeros((len(e.ids), len(self.labels))) for e in encs]
+        for idx, logits in self._batches(pieces, batch_size, max_tokens):
+            for k, row in zip(idx, logits):
+                i, w, prefix = where[k]
+                a, b = spans[i][w]
+                p = self.kind.outputs(row[:len(pieces[k].ids)])
+                if len(spans[i]) == 1:
+                    rows[i][:len(p)] = p
+                    continue
+                mine = [j for j in range(a, b) if taken[i][j] == w]
+                rows[i][mine] = p[[prefix + j - a for j in mine]]
+        return [self.kind.prediction(text_spans(t, e.offsets, e.word_ids, r, self.labels), self.labels)
+                for t, e, r in zip(texts, encs, rows)]
 
     def embed(self, texts, normalize: bool = True, dimensions: int | None = None, batch_size: int | None = None,
               max_tokens: int = 1024) -> np.ndarray:

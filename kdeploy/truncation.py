@@ -88,6 +88,51 @@ def special_counts(special_mask: list[int]) -> tuple[int, int]:
     return prefix, suffix
 
 
+def windows(length: int, max_length: int, prefix: int = 1, suffix: int = 1,
+            overlap: int | None = None) -> list[tuple[int, int]]:
+    """The text positions [a, b) of each window a per-token model reads a `length`-position text
+    in (an entity tagger: every token must be read, none cut). Each window is the text's
+    specials around up to max_length - prefix - suffix text positions; consecutive windows
+    share `overlap` of them (default a quarter), so a token near a window's edge is read again
+    with context on both sides (`owners` picks that reading)."""
+    body = max_length - prefix - suffix
+    start, end = prefix, length - suffix
+    if length <= max_length or body < 1:
+        return [(start, end)]
+    overlap = body // 4 if overlap is None else min(max(overlap, 0), body - 1)
+    out, a = [], start
+    while True:
+        b = min(a + body, end)
+        out.append((a, b))
+        if b >= end:
+            return out
+        a += body - overlap
+
+
+def owners(ranges: list[tuple[int, int]], length: int) -> list[int]:
+    """For each position, the window (index into `ranges`) that reads it with the most context
+    on its nearer side (the earlier window on a tie); -1 for positions no window reads (specials)."""
+    best, owner = [-1] * length, [-1] * length
+    for w, (a, b) in enumerate(ranges):
+        for j in range(a, b):
+            margin = min(j - a, b - 1 - j)
+            if margin > best[j]:
+                best[j], owner[j] = margin, w
+    return owner
+
+
+class Window:
+    """One window of an encoding (`windows`): its specials around positions [a, b)."""
+
+    __slots__ = ("ids", "attention_mask", "type_ids")
+
+    def __init__(self, enc, a: int, b: int, prefix: int, suffix: int):
+        n = len(enc.ids)
+        for name in self.__slots__:
+            row = getattr(enc, name)
+            setattr(self, name, list(row[:prefix]) + list(row[a:b]) + list(row[n - suffix:]))
+
+
 class _Cut:
     """An encoding's three per-position lists after the cut (what a model is fed)."""
 

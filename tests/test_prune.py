@@ -123,7 +123,8 @@ def test_head_pruning_with_recovery_exports(tiny_bert, toy_files, tmp_path, cach
     assert sum(layer.attention.self.query.out_features for layer in model.bert.encoder.layer) == 4 * 16
     rep = export(ExportSettings(optimize="O2", quantize="int8", max_accuracy_drop=100), model=tmp_path / "p",
                  out=tmp_path / "onnx", data=data)
-    assert rep.parity["model.opt.onnx"].passed and rep.parity["model.onnx"].passed
+    # whether model.opt.onnx is kept is export's timed choice (it depends on the CPU's load): every file kept passes
+    assert rep.parity["model.onnx"].passed and all(p.passed for p in rep.parity.values())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "onnx", "p"]  # no work or temp folders left
 
 

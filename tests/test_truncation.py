@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kdeploy.errors import KdeployError
-from kdeploy.truncation import check, cut, keep_first, kept_positions, refit, resolve
+from kdeploy.truncation import Window, check, cut, keep_first, kept_positions, owners, refit, resolve, windows
 
 from conftest import build_tiny_bert, data_of, distill_settings, finetune_settings
 
@@ -31,6 +31,35 @@ def test_golden_rule():
     assert cut(ids, 8, keep_first("head+tail:3", 8)) == [0, 1, 2, 3, 8, 9, 10, 11]
     assert cut(ids[:8], 8, 1) == ids[:8]  # short texts are left alone
     assert refit("head+tail:128", 64) == "head+tail:16" and refit("head+tail:10", 64) == "head+tail:10"
+
+
+def test_windows_read_every_position_once_with_the_most_context():
+    """An entity tagger's long text: overlapping windows ([CLS] … [SEP] around each), and each
+    position taken from the window where it sits furthest from an edge."""
+    assert windows(8, 8) == [(1, 7)]  # fits: one window, the text as it is
+    assert windows(14, 8, overlap=2) == [(1, 7), (5, 11), (9, 13)]  # 6 text positions each, 2 shared
+    assert windows(14, 8) == [(1, 7), (6, 12), (11, 13)]  # default overlap: a quarter of 6 → 1
+    assert owners([(1, 7), (5, 11), (9, 13)], 14) == [-1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, -1]
+    ids = list(range(14))
+
+    class Enc:
+        pass
+
+    enc = Enc()
+    enc.ids, enc.attention_mask, enc.type_ids = ids, [1] * 14, [0] * 14
+    assert Window(enc, 5, 11, 1, 1).ids == [0, 5, 6, 7, 8, 9, 10, 13]
+
+
+@given(st.integers(3, 400), st.integers(4, 64), st.integers(0, 70))
+@settings(max_examples=200, deadline=None)
+def test_windows_cover_the_text_within_the_window(length, max_length, overlap):
+    ranges = windows(length, max_length, 1, 1, overlap)
+    assert ranges[0][0] == 1 and ranges[-1][1] == length - 1
+    assert all(b - a + 2 <= max(max_length, length if len(ranges) == 1 else 0) for a, b in ranges)
+    assert all(a2 <= b1 for (_, b1), (a2, _) in zip(ranges, ranges[1:]))  # no position skipped
+    assert all(a1 < a2 for (a1, _), (a2, _) in zip(ranges, ranges[1:]))  # always moving on
+    owner = owners(ranges, length)
+    assert all(ranges[owner[j]][0] <= j < ranges[owner[j]][1] for j in range(1, length - 1))
 
 
 @pytest.mark.parametrize("bad", ["middle", "tail:3", "head+tail:x", "", None])
