@@ -123,6 +123,37 @@ def test_conll_columns_iob1_and_id_tags_are_read_and_said(tmp_path, capsys):
             load_task_data(DataConfig(train=str(tmp_path / f"{name}.jsonl"), task="token-classification"))
 
 
+def test_tags_in_other_schemes_blank_words_empty_sentences_and_test_only_tags_are_said(tmp_path, capsys):
+    """BIOES/BILOU and prefix-less IO tags become BIO2; blank words (whitespace, zero-width) and the
+    sentences left empty are dropped; a tag only evaluation has is kept in the tag set — each said."""
+    from kdeploy.data import DataConfig, load_task_data
+
+    def rows(*sentences):
+        return "".join(json.dumps({"tokens": w, "tags": t}) + "\n" for w, t in sentences)
+
+    assert to_bio2(["S-PER", "O", "B-LOC", "E-LOC", "U-ORG", "L-ORG", "b_per"]) == (
+        ["B-PER", "O", "B-LOC", "I-LOC", "B-ORG", "B-ORG", "B-per"], 5)
+    assert to_bio2(["PER", "PER", "O", "LOC"]) == (["B-PER", "I-PER", "O", "B-LOC"], 3)  # IO: runs merge
+    train = tmp_path / "train.jsonl"
+    train.write_text(rows((["Ann", "Lee", "met", "Bo"], ["B-PER", "E-PER", "O", "S-PER"]),
+                          ([], []), (["Ann", " ", "\u200b", "Lee", "\t"], ["B-PER", "I-PER", "I-PER", "I-PER", "O"]),
+                          (["in", "Oslo"], ["O", "S-LOC"])))
+    test = tmp_path / "test.jsonl"
+    test.write_text(rows((["Acme", "hired", "Bo"], ["B-ORG", "O", "B-PER"])))
+    data = load_task_data(DataConfig(train=str(train), validation=str(train), test=str(test),
+                                     task="token-classification"))
+    said = capsys.readouterr().err
+    assert list(data.splits["train"]["words"]) == [["Ann", "Lee", "met", "Bo"], ["Ann", "Lee"], ["in", "Oslo"]]
+    names = data.label_names
+    assert names == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    assert [[names[i] for i in s] for s in data.splits["train"]["label"]] == [
+        ["B-PER", "I-PER", "O", "B-PER"], ["B-PER", "I-PER"], ["O", "B-LOC"]]
+    assert f"{train}: 3 tags made BIO2" in said and "BIOES/BILOU" in said
+    assert f"{train}: 3 blank words dropped" in said and "2 of them were tagged as part of an entity" in said
+    assert f"{train}: 1 empty sentences skipped" in said
+    assert "tags B-ORG occur in evaluation but never in train" in said
+
+
 def _kdeploy(*args) -> str:
     code, out, err = cli(*map(str, args))
     assert code == 0, err[-2000:]
@@ -218,6 +249,41 @@ def test_a_text_longer_than_the_window_is_read_whole(tagger_bundle):
     assert code == 0 and out.strip() == ("the story was [PER] and [PER] and [LOC] . " * 30).strip()
 
 
+def test_a_bilstm_tagger_distils_exports_and_gives_the_same_spans(tagger_bundle, ner_files, tmp_path):
+    """A BiLSTM over the teacher's tokenizer and embeddings, a tag per token: distilled at the
+    words' first sub-tokens, exported with the per-token parity gate, bundled, spans as PyTorch's."""
+    import torch
+    from tokenizers import Tokenizer
+
+    from kdeploy.edge import Predictor
+    from kdeploy.modelio.loading import load_classifier
+    from kdeploy.modelio.words import text_spans
+
+    data = ["--train", ner_files["train"], "--validation", ner_files["validation"], "--test", ner_files["test"],
+            "--task", "token-classification"]
+    _kdeploy("distill", "--teacher", tagger_bundle["teacher"], *data, "--student", "bilstm", "--hidden-size", 32,
+             "--epochs", 8, "--early-stopping", 0, "--lr", "1e-2", "--batch-size", 16, "--out", tmp_path / "s")
+    record = json.loads((tmp_path / "s" / "kdeploy.json").read_text())
+    assert record["model"]["builder"] == "kdeploy-bilstm" and record["test"]["metrics"]["entity_f1"] > 0.8
+    _kdeploy("export", tmp_path / "s", "--test", ner_files["test"], "--out", tmp_path / "onnx")
+    report = json.loads((tmp_path / "onnx" / "export_report.json").read_text())
+    assert report["parity"]["model.onnx"]["passed"]
+    assert all(f["invariance"]["flips"] == 0 for f in report["files"].values())
+    _kdeploy("package", tmp_path / "onnx", "--out", tmp_path / "bundle")
+    predictor = Predictor(tmp_path / "bundle")
+    model = load_classifier(str(tmp_path / "s"), model_class=TOKENS.model_class).eval()
+    tok = Tokenizer.from_file(str(tmp_path / "s" / "tokenizer.json"))
+    texts = ["the story was Alice and Bob and Rome .", "Erin , Carol ; lima 😀 oslo", ""]
+    for text, got in zip(texts, predictor.predict(texts)):
+        enc = tok.encode(text)
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([enc.ids]), attention_mask=torch.tensor([enc.attention_mask])).logits[0]
+        want = text_spans(text, enc.offsets, enc.word_ids, TOKENS.outputs(logits.numpy()), predictor.labels)
+        assert [(e.entity, e.start, e.end) for e in got.entities] == [(w["entity"], w["start"], w["end"]) for w in want]
+    assert [(e.entity, e.text) for e in predictor.predict(texts[0])[0].entities] == [
+        ("PER", "Alice"), ("PER", "Bob"), ("LOC", "Rome")]
+
+
 def test_a_student_that_learned_nothing_is_refused_by_export(tmp_path, tiny_encoder, ner_files):
     """Zero epochs' worth of learning: the retention verdict (trivial answer: O everywhere) stops export."""
     from kdeploy.distill.result import TrainingResult
@@ -256,8 +322,8 @@ def test_what_a_tagger_does_not_have_yet_is_refused_in_one_line(tagger_bundle, n
     code, _, err = cli("package", tagger_bundle["onnx"], "--format", "web", "--out", tmp_path / "w")
     assert_one_error_line(code, err, "does not support a token-classification task (it supports: python)")
     code, _, err = cli("distill", "--teacher", tagger_bundle["teacher"], "--task", "token-classification",
-                       "--train", ner_files["train"], "--student", "bilstm", "--out", tmp_path / "s")
-    assert_one_error_line(code, err, "does not support a token-classification task (it supports: layers)")
+                       "--train", ner_files["train"], "--student", "cnn", "--out", tmp_path / "s")
+    assert_one_error_line(code, err, "does not support a token-classification task (it supports: bilstm, layers)")
     code, _, err = cli("predict", tagger_bundle["bundle"], "--pair", "a", "b")
     assert_one_error_line(code, err, "reads one text per example")
     code, _, err = cli("predict", tiny_bundle, "--redact", "a good film")

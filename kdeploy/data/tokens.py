@@ -120,21 +120,39 @@ def _read(cfg: DataConfig) -> tuple[dict, dict, list[str] | None]:
     return raw, sources, None
 
 
+def _blank(word: str) -> bool:
+    """A word no tokenizer reads: empty, whitespace, or only control/format characters (zero-width
+    spaces, BOMs), which BERT's normaliser deletes. It would have no sub-token to carry its tag."""
+    import unicodedata
+
+    return all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in word)
+
+
 def _bio2(words: list, tags: list, names: list[str] | None, where: str) -> tuple[list, list]:
-    """The split's non-empty sentences with BIO2 tags (how many were changed: said)."""
+    """The split's sentences with BIO2 tags; blank words and then empty sentences dropped. Each
+    change is counted and said, never silent."""
     tags = _named(tags, names, where)
-    fixed, changed = [], 0
+    kept_words, fixed, changed, blank, blank_tagged = [], [], 0, 0, 0
     for n, (w, t) in enumerate(zip(words, tags), 1):
         if len(w) != len(t):
             raise KdeployError(f"{where}: sentence {n} has {len(w)} words but {len(t)} tags")
-        bio, c = to_bio2(t)
-        fixed.append(bio)
+        keep = [i for i, x in enumerate(w) if not _blank(x)]
+        blank += len(w) - len(keep)
+        blank_tagged += sum(t[i] != OUTSIDE for i in set(range(len(w))) - set(keep))
+        bio, c = to_bio2([t[i] for i in keep])  # after the drop: an entity's remaining words stay one entity
+        kept_words.append([w[i] for i in keep]), fixed.append(bio)
         changed += c
     if changed:
         note(f"{where}: {changed:,} tags made BIO2 (an I-X after O or another type became B-X: IOB1's "
-             "convention, or an invalid sequence repaired)")
-    keep = [i for i, w in enumerate(words) if w]
-    return [words[i] for i in keep], [fixed[i] for i in keep]
+             "convention, or an invalid sequence repaired; BIOES/BILOU's S-/U- read as B-, E-/L- as I-)")
+    if blank:
+        note(f"{where}: {blank:,} blank words dropped (empty, whitespace or invisible characters: no tokenizer "
+             f"reads them){f'; {blank_tagged:,} of them were tagged as part of an entity' if blank_tagged else ''}")
+    empty = sum(not w for w in kept_words)
+    if empty:
+        note(f"{where}: {empty:,} empty sentences skipped (no words{' left' if blank else ''})")
+    keep = [i for i, w in enumerate(kept_words) if w]
+    return [kept_words[i] for i in keep], [fixed[i] for i in keep]
 
 
 def _tag_set(out: dict, given: list[str] | None) -> list[str]:

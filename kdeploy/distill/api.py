@@ -404,7 +404,7 @@ def _student(settings: DistillSettings, teachers, task: TaskData, first_teacher:
     from .students import build_student
 
     student, tokenizer, described = build_student(settings.student, teachers.models[0], teachers.tokenizers[0],
-                                                  task.label_names, settings.trust_remote_code)
+                                                  task.label_names, settings.trust_remote_code, task.kind.model_class)
     check_max_length(settings.train.max_length, student.config.to_dict(), "the student")
     task = read_as(task, tokenizer, first_teacher, settings.train.max_length)
     student.config.id2label = dict(enumerate(task.label_names))

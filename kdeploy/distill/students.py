@@ -10,15 +10,21 @@ from ..errors import KdeployError
 from .config import StudentConfig
 from .methods import STUDENTS
 
+SEQUENCE = "AutoModelForSequenceClassification"  # the head every student builder makes by default
+
 register_student = STUDENTS.register
 
 
-def build_student(cfg: StudentConfig, teacher, teacher_tokenizer, label_names: list[str], trust_remote_code=False):
-    """Return (student model, its tokenizer, a JSON-ready description)."""
+def build_student(cfg: StudentConfig, teacher, teacher_tokenizer, label_names: list[str], trust_remote_code=False,
+                  model_class: str | None = None):
+    """Return (student model, its tokenizer, a JSON-ready description). `model_class`: the task
+    kind's head where it is not a sequence classifier's (an entity tagger's); a builder is
+    given it only then, and the task's entry lists the students that take it."""
     fn = STUDENTS.get(cfg.kind)
     if fn is None:
         return _pretrained(cfg, label_names, trust_remote_code)
-    return fn(cfg, teacher, teacher_tokenizer, label_names)
+    head = {"model_class": model_class} if model_class and model_class != SEQUENCE and cfg.kind != "layers" else {}
+    return fn(cfg, teacher, teacher_tokenizer, label_names, **head)
 
 
 def parse_layer_indices(spec: str | int, depth: int) -> list[int]:
@@ -210,11 +216,12 @@ def _small(model_cls, config_cls, cfg, teacher, tokenizer, label_names, default_
     return model, tokenizer, {"builder": config.model_type, "embedding_init": init}
 
 
-def bilstm(cfg, teacher, tokenizer, label_names):
-    """Bidirectional LSTM over the teacher's tokenizer and embeddings (Tang et al., 2019)."""
-    from ..modelio.small_models import BiLSTMConfig, BiLSTMForSequenceClassification
+def bilstm(cfg, teacher, tokenizer, label_names, model_class: str = SEQUENCE):
+    """Bidirectional LSTM over the teacher's tokenizer and embeddings (Tang et al., 2019); with a
+    token classifier's `model_class`, a tag per token (an entity tagger)."""
+    from ..modelio.small_models import HEADS, BiLSTMConfig
 
-    return _small(BiLSTMForSequenceClassification, BiLSTMConfig, cfg, teacher, tokenizer, label_names,
+    return _small(HEADS[BiLSTMConfig.model_type][model_class], BiLSTMConfig, cfg, teacher, tokenizer, label_names,
                   hidden_size=cfg.hidden_size, num_layers=cfg.num_layers)
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification,
+                          PretrainedConfig, PreTrainedModel)
+from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
 
 class BiLSTMConfig(PretrainedConfig):
@@ -90,23 +91,21 @@ class _SmallClassifier(PreTrainedModel):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
-class BiLSTMForSequenceClassification(_SmallClassifier):
+class _BiLSTM(_SmallClassifier):
+    """The BiLSTM encoder both heads share: each token's forward and backward states."""
+
     config_class = BiLSTMConfig
 
-    def __init__(self, config: BiLSTMConfig):
-        super().__init__(config)
+    def _layers(self, config: BiLSTMConfig) -> None:
         self.embed = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_token_id)
         # Two one-way LSTMs rather than bidirectional=True: the backward one runs on each
         # sequence reversed within its length, so padding never leaks into a real step.
         self.forward_lstm = nn.LSTM(config.embedding_dim, config.hidden_size, config.num_layers, batch_first=True)
         self.backward_lstm = nn.LSTM(config.embedding_dim, config.hidden_size, config.num_layers, batch_first=True)
         self.dropout = nn.Dropout(config.dropout)
-        self.pre_classifier = nn.Linear(4 * config.hidden_size, config.hidden_size)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
-                return_dict=None, **kwargs):
+    def _states(self, input_ids, attention_mask):
+        """(states [B, L, 2H], mask [B, L, 1], lengths [B])."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         mask = attention_mask.unsqueeze(-1).to(self.embed.weight.dtype)
@@ -114,12 +113,49 @@ class BiLSTMForSequenceClassification(_SmallClassifier):
         x = self.dropout(self.embed(input_ids)) * mask
         fwd, _ = self.forward_lstm(x)
         bwd, _ = self.backward_lstm(_reverse_valid(x, lengths))
-        h = torch.cat([fwd, _reverse_valid(bwd, lengths)], dim=-1)
+        return torch.cat([fwd, _reverse_valid(bwd, lengths)], dim=-1), mask, lengths
+
+
+class BiLSTMForSequenceClassification(_BiLSTM):
+    def __init__(self, config: BiLSTMConfig):
+        super().__init__(config)
+        self._layers(config)
+        self.pre_classifier = nn.Linear(4 * config.hidden_size, config.hidden_size)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
+                return_dict=None, **kwargs):
+        h, mask, lengths = self._states(input_ids, attention_mask)
         mean = (h * mask).sum(1) / lengths.unsqueeze(-1).to(h.dtype)
         maxed = h.masked_fill(mask == 0, torch.finfo(h.dtype).min).amax(1)
         pooled = torch.cat([mean, maxed], dim=-1)
         logits = self.classifier(self.dropout(torch.relu(self.pre_classifier(pooled))))
         return self._output(logits, labels, return_dict)
+
+
+class BiLSTMForTokenClassification(_BiLSTM):
+    """An entity tagger: each token's two states through a small head (a tag per token; the
+    task reads each word's first sub-token, as for a transformer tagger)."""
+
+    def __init__(self, config: BiLSTMConfig):
+        super().__init__(config)
+        self._layers(config)
+        self.pre_classifier = nn.Linear(2 * config.hidden_size, config.hidden_size)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
+                return_dict=None, **kwargs):
+        h, _, _ = self._states(input_ids, attention_mask)
+        logits = self.classifier(self.dropout(torch.relu(self.pre_classifier(self.dropout(h)))))
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                               ignore_index=-100)
+        if return_dict is False:
+            return (loss, logits) if loss is not None else (logits,)
+        return TokenClassifierOutput(loss=loss, logits=logits)
 
 
 class TextCNNForSequenceClassification(_SmallClassifier):
@@ -198,3 +234,12 @@ AutoConfig.register(BiLSTMConfig.model_type, BiLSTMConfig, exist_ok=True)
 AutoConfig.register(TextCNNConfig.model_type, TextCNNConfig, exist_ok=True)
 AutoModelForSequenceClassification.register(BiLSTMConfig, BiLSTMForSequenceClassification, exist_ok=True)
 AutoModelForSequenceClassification.register(TextCNNConfig, TextCNNForSequenceClassification, exist_ok=True)
+AutoModelForTokenClassification.register(BiLSTMConfig, BiLSTMForTokenClassification, exist_ok=True)
+
+#: each small family's model per task head (a task kind's `model_class`)
+HEADS = {
+    "kdeploy-bilstm": {"AutoModelForSequenceClassification": BiLSTMForSequenceClassification,
+                       "AutoModelForTokenClassification": BiLSTMForTokenClassification},
+    "kdeploy-cnn": {"AutoModelForSequenceClassification": TextCNNForSequenceClassification},
+    "kdeploy-static": {"AutoModelForSequenceClassification": StaticEmbeddingForSequenceClassification},
+}

@@ -35,28 +35,31 @@ BOOTSTRAP_ROUNDS = 1000
 
 
 def tag_type(tag: str) -> tuple[str, str]:
-    """('B'|'I'|'O', entity type) of a tag; a tag with no prefix is its own type's I."""
+    """('B'|'I'|'E'|'S'|'L'|'U'|'O', entity type) of a tag, its prefix upper-cased; a tag with no
+    prefix (the IO scheme: `PER`) is its own type's I."""
     if tag == OUTSIDE:
         return OUTSIDE, ""
-    if len(tag) > 2 and tag[1] in "-_" and tag[0] in "BIE SbiesU":
+    if len(tag) > 2 and tag[1] in "-_" and tag[0].upper() in "BIESLU":
         return tag[0].upper(), tag[2:]
     return "I", tag
 
 
 def to_bio2(tags: list[str]) -> tuple[list[str], int]:
     """(BIO2 tags, how many were changed): an `I-X` that follows `O` or another type becomes
-    `B-X` — IOB1's convention, and the repair of an invalid BIO sequence alike."""
+    `B-X` (IOB1's convention, and the repair of an invalid BIO sequence alike); BIOES/BILOU's
+    single `S-X`/`U-X` becomes `B-X` and its closing `E-X`/`L-X` becomes `I-X`; `B_X` or `b-X`
+    is written `B-X`."""
     out, changed, previous = [], 0, ""
     for tag in tags:
         prefix, kind = tag_type(tag)
-        if prefix == "I" and previous != kind:
-            tag, changed = f"B-{kind}", changed + 1
-        elif prefix == "B":
-            tag = f"B-{kind}"
-        elif prefix == "I":
-            tag = f"I-{kind}"
-        out.append(tag)
-        previous = kind if prefix != OUTSIDE else ""
+        if prefix == OUTSIDE:
+            new = OUTSIDE
+        else:
+            starts = prefix in "BSU" or previous != kind
+            new = f"{'B' if starts else 'I'}-{kind}"
+        changed += new != tag
+        out.append(new)
+        previous = kind if prefix not in (OUTSIDE, "E", "S", "L", "U") else ""
     return out, changed
 
 
@@ -275,7 +278,7 @@ TOKEN_CLASSIFICATION = TokenClassification(
     model_class="AutoModelForTokenClassification",
     export_task="token-classification",
     routes=("/predict",),
-    students=frozenset({"layers"}),
+    students=frozenset({"layers", "bilstm"}),
     formats=frozenset({"python"}),
     baselines=frozenset(),
     word_labels=True,
