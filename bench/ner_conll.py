@@ -1,6 +1,7 @@
 """Entity taggers side by side on CoNLL-2003 (issue 40), in one interleaved run on a quiet machine.
 
     python bench/ner_conll.py crf                      # the CRF baseline (sklearn-crfsuite, hand features)
+    PYTHONPATH=/work/spacylib python bench/ner_conll.py spacy   # spaCy's NER (its CNN), spacy installed there
     python bench/ner_conll.py report --name ner_conll \\
         teacher=torch:runs/conll/teacher-minilm L3-int8=bundle:runs/conll/L3-bundle crf=crf:runs/conll/crf.crfsuite
 
@@ -63,6 +64,34 @@ def train_crf(out: Path) -> dict:
                                model_filename=str(out), keep_tempfiles=False)
     crf.fit([[word_features(w, i) for i in range(len(w))] for w in words], tags)
     return {"train_seconds": round(time.perf_counter() - t0, 1), "sentences": len(words)}
+
+
+def train_spacy(out: Path, epochs: int) -> dict:
+    """spaCy's own NER recipe: `spacy init config --pipeline ner --optimize efficiency` (its CNN
+    tok2vec, no pretrained vectors: what `spacy train` gives a practitioner on a CPU), trained on
+    CoNLL train with dev for its checkpoint choice, `epochs` passes at most. spaCy is not a kdeploy
+    dependency: `pip install --target DIR spacy` and PYTHONPATH=DIR (bench/ner_conll.sh says how)."""
+    import spacy
+    from spacy.cli.init_config import init_config
+    from spacy.cli.train import train
+    from spacy.tokens import Doc, DocBin
+
+    nlp = spacy.blank("en")
+    out.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "dev"):
+        words, tags = read(split)
+        docs = DocBin()
+        for w, t in zip(words, tags):
+            docs.add(Doc(nlp.vocab, words=w, spaces=[True] * (len(w) - 1) + [False], ents=t))
+        docs.to_disk(out / f"{split}.spacy")
+    config = init_config(lang="en", pipeline=["ner"], optimize="efficiency", gpu=False)
+    config["training"]["max_epochs"] = epochs
+    config.to_disk(out / "config.cfg")
+    t0 = time.perf_counter()
+    train(out / "config.cfg", out / "model", overrides={"paths.train": str(out / "train.spacy"),
+                                                        "paths.dev": str(out / "dev.spacy")})
+    return {"train_seconds": round(time.perf_counter() - t0, 1), "model": str(out / "model" / "model-best"),
+            "epochs": epochs, "config": "spacy init config --lang en --pipeline ner --optimize efficiency"}
 
 
 def offsets(words: list[str]) -> list[tuple[int, int]]:
@@ -229,6 +258,9 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("crf")
     c.add_argument("--out", default="runs/conll/crf.crfsuite")
+    sp = sub.add_parser("spacy")
+    sp.add_argument("--out", default="runs/conll/spacy")
+    sp.add_argument("--epochs", type=int, default=10)
     r = sub.add_parser("report")
     r.add_argument("systems", nargs="+", help="name=torch:FOLDER | bundle:FOLDER | crf:FILE | spacy:FOLDER")
     r.add_argument("--name", default="ner_conll")
@@ -240,6 +272,8 @@ def main() -> None:
     if args.cmd == "crf":
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         print(json.dumps(train_crf(Path(args.out))))
+    elif args.cmd == "spacy":
+        print(json.dumps(train_spacy(Path(args.out), args.epochs)))
     else:
         report(args)
 

@@ -331,6 +331,12 @@ class Predictor:
         """Exactly one model call on `texts` as given (no regrouping): probabilities per label,
         or the score. What the batch-invariance gate compares."""
         examples = self._examples(texts)
+        if self.e2e and self.kind.word_labels:  # the graph reads one text a call: a row per word it read
+            rows = [self._e2e_words(t)["probabilities"] for t in examples]
+            out = np.zeros((len(rows), self.max_length, len(self.labels)))
+            for i, r in enumerate(rows):
+                out[i, :len(r)] = r
+            return out
         if self.e2e:
             batch = np.array([list(t) for t in examples] if self.manifest.pairs else examples, dtype=object)
             return self.session.run([self.kind.e2e_output], {"text": batch})[0].astype(np.float64)
@@ -361,10 +367,10 @@ class Predictor:
             texts = [texts]
         _check_sizes(batch_size, max_tokens)
         texts = self._examples(texts)
-        if self.e2e:
-            return self._predict_e2e(texts, batch_size or 64)
         if self.kind.word_labels:
             return self.entities(texts, batch_size=batch_size, max_tokens=max_tokens)
+        if self.e2e:
+            return self._predict_e2e(texts, batch_size or 64)
         encs = self._encode(texts)
         results: list = [None] * len(texts)
         for idx, logits in self._batches(encs, batch_size, max_tokens):
@@ -390,35 +396,33 @@ class Predictor:
         first sub-token (aggregation "first"). A text longer than the window is read whole, in
         overlapping windows (`kdeploy.truncation.windows`), each token taken from the window
         that gives it the most context: nothing past the window goes unread (or unredacted)."""
-        from .modelio.words import text_spans
-        from .truncation import Window, owners, special_counts, windows
+        from .modelio.words import read_in_windows, text_spans
 
         if not self.kind.word_labels:
             raise KdeployError(f"entities() needs an entity-tagging bundle; this one is a {self.kind.name} model "
                                "(use predict())")
         texts = self._examples([texts] if isinstance(texts, str) else texts)
+        if self.e2e:  # the graph groups the entities itself (kdeploy.package.e2e_words), a text a call
+            return [self.kind.prediction(self._e2e_spans(t), self.labels) for t in texts]
         encs = self._whole.encode_batch(texts)
-        counts = [special_counts(e.special_tokens_mask) if e.ids else (0, 0) for e in encs]
-        spans = [windows(len(e.ids), self.max_length, *c) for e, c in zip(encs, counts)]
-        pieces, where = [], []  # each window fed to the model, and (its text, which window)
-        for i, (e, ranges, (prefix, suffix)) in enumerate(zip(encs, spans, counts)):
-            for w, (a, b) in enumerate(ranges):
-                pieces.append(e if len(ranges) == 1 else Window(e, a, b, prefix, suffix))
-                where.append((i, w, prefix))
-        taken = [owners(ranges, len(e.ids)) for e, ranges in zip(encs, spans)]
-        rows = [np.zeros((len(e.ids), len(self.labels))) for e in encs]
-        for idx, logits in self._batches(pieces, batch_size, max_tokens):
-            for k, row in zip(idx, logits):
-                i, w, prefix = where[k]
-                a, b = spans[i][w]
-                p = self.kind.outputs(row[:len(pieces[k].ids)])
-                if len(spans[i]) == 1:
-                    rows[i][:len(p)] = p
-                    continue
-                mine = [j for j in range(a, b) if taken[i][j] == w]
-                rows[i][mine] = p[[prefix + j - a for j in mine]]
+
+        def run(pieces):
+            for idx, logits in self._batches(pieces, batch_size, max_tokens):
+                yield idx, [self.kind.outputs(row) for row in logits]
+        rows = read_in_windows(encs, self.max_length, len(self.labels), run)
         return [self.kind.prediction(text_spans(t, e.offsets, e.word_ids, r, self.labels), self.labels)
                 for t, e, r in zip(texts, encs, rows)]
+
+    def _e2e_words(self, text: str) -> dict:
+        from .tasks.tokens import E2E_OUTPUTS
+
+        return dict(zip(E2E_OUTPUTS, self.session.run(list(E2E_OUTPUTS), {"text": np.array([text], dtype=object)})))
+
+    def _e2e_spans(self, text: str) -> list[dict]:
+        out = self._e2e_words(text)
+        return [{"entity": e.decode() if isinstance(e, bytes) else str(e), "score": round(float(s), 6),
+                 "start": int(a), "end": int(b), "text": text[int(a):int(b)]}
+                for e, a, b, s in zip(out["entity"], out["start"], out["end"], out["score"])]
 
     def embed(self, texts, normalize: bool = True, dimensions: int | None = None, batch_size: int | None = None,
               max_tokens: int = 1024) -> np.ndarray:

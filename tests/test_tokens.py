@@ -249,6 +249,42 @@ def test_a_text_longer_than_the_window_is_read_whole(tagger_bundle):
     assert code == 0 and out.strip() == ("the story was [PER] and [PER] and [LOC] . " * 30).strip()
 
 
+def test_the_e2e_bundle_gives_the_python_bundles_spans_from_text_alone(tagger_bundle, tmp_path):
+    """One ONNX file, text in, entities with code-point offsets out (the tokenizer, the word rule
+    and the grouping in the graph), gated at package time on the python bundle's spans; run here
+    as an app would, with onnxruntime and the extensions library only."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnxruntime_extensions import get_library_path
+
+    from kdeploy.edge import Predictor
+    from kdeploy.package.hostile_texts import HOSTILE_TEXTS
+
+    _kdeploy("package", tagger_bundle["onnx"], "--format", "onnx-e2e", "--out", tmp_path / "e2e")
+    manifest = json.loads((tmp_path / "e2e" / "bundle.json").read_text())
+    gate = manifest["parity"]["e2e"]
+    assert gate["compared"] == "spans" and gate["identical"] == gate["texts"] >= 60 and gate["max_abs_diff"] < 1e-5
+    e2e, python = Predictor(tmp_path / "e2e"), Predictor(tagger_bundle["bundle"])
+    texts = ["the story was Alice and Bob and Rome .", "Ça, ALICE-ish! erin\u0301 carol\u200b oslo 😀 北京 lima",
+             "  quito\tparis\n", ""] + [t for t in HOSTILE_TEXTS if "\x00" not in t and len(t) < 200]
+    for text, a in zip(texts, e2e.predict(texts)):
+        b = python.predict(text)[0]  # alone, as the graph reads every text
+        assert [(e.entity, e.start, e.end, e.text) for e in a.entities] == \
+            [(e.entity, e.start, e.end, e.text) for e in b.entities], text
+        assert [e.score for e in a.entities] == pytest.approx([e.score for e in b.entities], abs=1e-5)
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(get_library_path())
+    session = ort.InferenceSession(str(tmp_path / "e2e" / manifest["model"]), options,
+                                   providers=["CPUExecutionProvider"])
+    entity, start, end, _ = session.run(["entity", "start", "end", "score"],
+                                        {"text": np.array([texts[0]], dtype=object)})
+    assert [(str(k), int(a), int(b)) for k, a, b in zip(entity, start, end)] == [("PER", 14, 19), ("PER", 24, 27),
+                                                                                ("LOC", 32, 36)]
+    code, out, _ = cli("predict", tmp_path / "e2e", "--redact", texts[0])
+    assert code == 0 and out.strip() == "the story was [PER] and [PER] and [LOC] ."
+    assert "code-point" in (tmp_path / "e2e" / "README.md").read_text()
+
+
 def test_a_bilstm_tagger_distils_exports_and_gives_the_same_spans(tagger_bundle, ner_files, tmp_path):
     """A BiLSTM over the teacher's tokenizer and embeddings, a tag per token: distilled at the
     words' first sub-tokens, exported with the per-token parity gate, bundled, spans as PyTorch's."""
@@ -320,7 +356,7 @@ def test_what_a_tagger_does_not_have_yet_is_refused_in_one_line(tagger_bundle, n
                        "--out", tmp_path / "b")
     assert_one_error_line(code, err, "bench/ner_conll.py")
     code, _, err = cli("package", tagger_bundle["onnx"], "--format", "web", "--out", tmp_path / "w")
-    assert_one_error_line(code, err, "does not support a token-classification task (it supports: python)")
+    assert_one_error_line(code, err, "does not support a token-classification task (it supports: onnx-e2e, python)")
     code, _, err = cli("distill", "--teacher", tagger_bundle["teacher"], "--task", "token-classification",
                        "--train", ner_files["train"], "--student", "cnn", "--out", tmp_path / "s")
     assert_one_error_line(code, err, "does not support a token-classification task (it supports: bilstm, layers)")

@@ -30,6 +30,7 @@ class Invariance:
     flips: int  # texts whose answer (class, label set) changes between the arms (always 0 for a score model)
     tolerance: float = TOLERANCE
     worst: str | None = None  # the text that moved most, cut to 80 characters
+    note: str | None = None  # why nothing was compared, where a runner can never batch
 
     @property
     def passed(self) -> bool:

@@ -85,4 +85,33 @@ def text_spans(text: str, offsets: list, word_ids: list, probabilities: np.ndarr
     return out
 
 
-__all__ = ["encode_words", "first_positions", "word_rows", "text_spans", "OUTSIDE", "IGNORE_INDEX"]
+def read_in_windows(encs: list, max_length: int, width: int, run) -> list[np.ndarray]:
+    """Per-token rows [tokens, width] of each whole encoding, a text longer than the window read in
+    overlapping windows (`kdeploy.truncation.windows`) and each token taken from the window that
+    gives it the most context (`owners`). `run(pieces)` yields (indices into pieces, per-token
+    outputs [batch, positions, width]) for the window encodings it is given, in any grouping."""
+    from ..truncation import Window, owners, special_counts, windows
+
+    counts = [special_counts(e.special_tokens_mask) if e.ids else (0, 0) for e in encs]
+    spans = [windows(len(e.ids), max_length, *c) for e, c in zip(encs, counts)]
+    pieces, where = [], []  # each window fed to the model, and (its text, which window)
+    for i, (e, ranges, (prefix, suffix)) in enumerate(zip(encs, spans, counts)):
+        for w, (a, b) in enumerate(ranges):
+            pieces.append(e if len(ranges) == 1 else Window(e, a, b, prefix, suffix))
+            where.append((i, w, prefix))
+    taken = [owners(ranges, len(e.ids)) for e, ranges in zip(encs, spans)]
+    rows = [np.zeros((len(e.ids), width)) for e in encs]
+    for idx, outputs in run(pieces):
+        for k, p in zip(idx, outputs):
+            i, w, prefix = where[k]
+            p = p[:len(pieces[k].ids)]
+            if len(spans[i]) == 1:
+                rows[i][:len(p)] = p
+                continue
+            a, b = spans[i][w]
+            mine = [j for j in range(a, b) if taken[i][j] == w]
+            rows[i][mine] = p[[prefix + j - a for j in mine]]
+    return rows
+
+
+__all__ = ["encode_words", "first_positions", "word_rows", "text_spans", "read_in_windows", "OUTSIDE", "IGNORE_INDEX"]

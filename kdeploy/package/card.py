@@ -52,6 +52,14 @@ def use_e2e(m: BundleManifest) -> list[str]:
     returns = (f"`{kind.e2e_output}`: float [N, {(m.pooling or {}).get('dimension', 'D')}] (the sentence vector)"
                if kind.sentence_vectors else
                f"`probabilities`: float [N, {len(m.label_names)}] and `label`: string [N]")
+    if kind.word_labels:  # kdeploy.package.e2e_words: one text a call, its entities grouped in the graph
+        shape, outputs = "[1] (one text a call)", ["entity", "start", "end", "score"]
+        returns = ("its entities: `entity`: string [E] (the type), `start` and `end`: int64 [E] (Unicode code-point "
+                   "offsets into the text: Python `str` indices; a Java/C# app converts them with "
+                   "`offsetByCodePoints`), `score`: float [E] (the mean of its words' tag probabilities); and per "
+                   f"word read, `word_start`, `word_end` and `probabilities`: float [W, {len(m.label_names)}] in the "
+                   f"order {', '.join(m.label_names)}. A text longer than the model's {m.max_length} tokens is read "
+                   "whole, in overlapping windows, as the python bundle reads it")
     return [f"`{m.model}` takes `text`: string {shape} and returns {returns}. The tokenizer is inside the graph as onnxruntime-extensions custom ops, so "
             "any ONNX Runtime binding runs it once the extensions library is registered. (`model.onnx` and "
             "`tokenizer.json` are the same model without the tokenizer, for the python predictor.)", "",
@@ -110,12 +118,16 @@ def model_card(m: BundleManifest) -> str:
     what = (f"{len(model['teacher_layers'])}-layer student" if model.get("teacher_layers")
             else model.get("builder", "model"))
     lines = [f"# {task_kind(m.task).title}: {what} (kdeploy bundle)", "",
-             f"{_gives(m)} Max length: {m.max_length} tokens (longer text is truncated).",
+             f"{_gives(m)} Max length: {m.max_length} tokens ("
+             + ("a longer text is read whole, in overlapping windows)." if task_kind(m.task).word_labels
+                else "longer text is truncated)."),
              *_thresholds(m),
              f"Model: `{m.model}` ({m.dtype}, from `{m.source_file}`, opset {m.opset}); run it on {m.provider_advice}.",
              ""]
     inv = m.invariance or {}
-    if m.batch_invariant is True:
+    if m.batch_invariant is True and inv.get("note"):
+        lines += [f"Batch-invariant: {inv['note']}.", ""]
+    elif m.batch_invariant is True:
         lines += [f"Batch-invariant: a text gets the same answer alone or in any batch (measured on {inv.get('texts')} "
                   f"texts alone, in batches of 32 and beside the longest: max |Δp| {inv.get('max_abs_diff', 0):.1e}, "
                   "no label changed).", ""]

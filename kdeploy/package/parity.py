@@ -20,13 +20,14 @@ MAX_PROBABILITY_TEXTS = 5000
 
 @dataclass
 class E2EParity:
-    texts: int  # compared token by token
+    texts: int  # compared token by token (an entity tagger's: span by span)
     identical: int
     source: str  # which texts: the validation split (N) + the hostile list (M)
     probability_texts: int
     max_abs_diff: float
     nul_truncated: int = 0
     differences: list[dict] = field(default_factory=list)
+    compared: str = "tokens"  # or "spans": an entity tagger's (entity, start, end) per text
 
     @property
     def passed(self) -> bool:
@@ -127,9 +128,79 @@ def _compare(k: int, text, pairs: bool, reference, tok_session, e2e, plain, feed
     result.probability_texts += 1
 
 
+def check_tagger_e2e(e2e_model: Path, model_file: Path, tokenizer_json: Path, texts: list, source: str,
+                     max_length: int, label_names: list[str], threads: int | None = 2,
+                     disabled_optimizers: list[str] | None = None) -> E2EParity:
+    """An entity tagger's e2e graph against the plain model fed by `tokenizers`, text by text and
+    window by window as the python bundle reads them: the same entities at the same character
+    offsets, and word probabilities within tolerance."""
+    from ..modelio.onnx_session import create_session
+    from ..progress import progress_bar
+    from .e2e import e2e_session
+
+    e2e = e2e_session(e2e_model, threads, disabled_optimizers)
+    plain = create_session(model_file, "cpu", threads, disabled_optimizers=disabled_optimizers)
+    feeds = [i.name for i in plain.get_inputs()]
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    tok.no_truncation(), tok.no_padding()
+    tok.encode_special_tokens = True
+    result = E2EParity(texts=len(texts), identical=0, source=source, probability_texts=0, max_abs_diff=0.0,
+                       compared="spans")
+    with progress_bar("e2e parity", len(texts)) as advance:
+        for text in texts:
+            _compare_spans(text, tok, plain, feeds, e2e, max_length, label_names, result)
+            advance()
+    return result
+
+
+def _compare_spans(text: str, tok, plain, feeds: list[str], e2e, max_length: int, label_names: list[str],
+                   result: E2EParity) -> None:
+    from ..modelio.words import first_positions, read_in_windows, text_spans
+    from ..tasks.tokens import TOKEN_CLASSIFICATION
+    from .e2e_words import INPUT, OUTPUTS
+
+    if "\x00" in text:
+        text = text.split("\x00")[0]
+        result.nul_truncated += 1
+    enc = tok.encode(text)
+
+    def run(pieces):  # a window at a time, as the graph runs them
+        for k, piece in enumerate(pieces):
+            columns = {"input_ids": piece.ids, "attention_mask": piece.attention_mask, "token_type_ids": piece.type_ids}
+            logits = plain.run(None, {n: np.asarray([columns[n]], dtype=np.int64) for n in feeds})[0]
+            yield [k], TOKEN_CLASSIFICATION.outputs(logits.astype(np.float64))
+    probabilities = read_in_windows([enc], max_length, len(label_names), run)[0]
+    want = text_spans(text, enc.offsets, enc.word_ids, probabilities, label_names)
+    out = dict(zip(OUTPUTS, e2e.run(None, {INPUT: np.array([text], dtype=object)})))
+    got = [(e.decode() if isinstance(e, bytes) else str(e), int(a), int(b))
+           for e, a, b in zip(out["entity"], out["start"], out["end"])]
+    if got != [(w["entity"], w["start"], w["end"]) for w in want]:
+        if len(result.differences) < 5:
+            result.differences.append({"text": repr(text)[:120], "graph": got[:6],
+                                       "tokenizers": [(w["entity"], w["start"], w["end"]) for w in want][:6]})
+        return
+    result.identical += 1
+    firsts = [p for _, p in sorted(first_positions(enc.word_ids).items())]
+    if len(firsts) != len(out["probabilities"]):
+        result.max_abs_diff = float("inf")  # the graph read other words than the tokenizer made
+        return
+    diff = np.abs(out["probabilities"] - probabilities[firsts]).max(initial=0.0)
+    diff = max(diff, np.abs(np.asarray(out["score"], dtype=np.float64) - [w["score"] for w in want]).max(initial=0.0))
+    result.max_abs_diff = max(result.max_abs_diff, float(diff))
+    result.probability_texts += 1
+
+
 def gate(parity: E2EParity) -> None:
     if parity.passed:
         return
+    if parity.identical != parity.texts and parity.compared == "spans":
+        first = parity.differences[0]
+        raise KdeployError(f"the e2e model's entities differ from the python bundle's on "
+                           f"{parity.texts - parity.identical} of {parity.texts} texts (first: {first['text']}: graph "
+                           f"{first['graph']} vs {first['tokenizers']}); not writing a bundle that answers differently "
+                           "— package the python format")
     if parity.identical != parity.texts:
         first = parity.differences[0]
         raise KdeployError(f"the e2e model's tokens differ from the tokenizers library's on "

@@ -162,8 +162,7 @@ def normaliser_table(tokenizer_json: Path) -> tuple[str, str, str]:
         out = "".join(spelled(ch) for ch in out) if out else DELETED
         if out != c:
             lines.append(f"{c}\t{out}")
-    cjk = "".join(f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in CJK)
-    word = f"[^ \\p{{P}}{_class(ord(ch) for ch in ASCII_PUNCT)}{cjk}]"
+    word = f"[^ {alone_class()}]"
     marker = f"\\x{{{ord(UNKNOWN):X}}}"
     return "\n".join(lines), f"({word}*?){marker}", UNKNOWN + "\\1"  # a rewrite is literal text
 
@@ -183,7 +182,14 @@ CJK = [(0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F
 ASCII_PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
 
 
-def _class(codepoints) -> str:
+def alone_class() -> str:
+    """The body of a regex class of the characters BERT's pre-tokenizer makes words of their own:
+    punctuation (Unicode's and ASCII's symbols) and CJK ideographs."""
+    cjk = "".join(f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in CJK)
+    return f"\\p{{P}}{char_class(ord(ch) for ch in ASCII_PUNCT)}{cjk}"
+
+
+def char_class(codepoints) -> str:
     points, parts, start = sorted(set(codepoints)), [], None
     for i, cp in enumerate(points):
         start = cp if start is None else start

@@ -73,6 +73,8 @@ def _e2e_model(tmp: Path, source: Path, manifest: BundleManifest, export, data) 
     from .parity import check_e2e, gate
     from .tokenizer_graph import in_graph_tokenizer, tokenizer_model
 
+    if task_kind(manifest.task).word_labels:
+        return _tagger_e2e_model(tmp, source, manifest, export, data)
     named = source.parent / TOKENIZER_FILE  # the export's own copy: errors name the folder the user gave
     attributes, table = in_graph_tokenizer(named if named.is_file() else tmp / TOKENIZER_FILE, manifest.max_length,
                                            manifest.pairs)
@@ -97,6 +99,42 @@ def _e2e_model(tmp: Path, source: Path, manifest: BundleManifest, export, data) 
                            tmp / TOKENIZER_FILE, texts + hostile, f"{where} + {len(hostile)} hostile "
                            + ("pairs" if manifest.pairs else "texts"), manifest.max_length, manifest.pairs,
                            disabled, manifest.pair_truncation, truncation=manifest.truncation, task=manifest.task)
+    gate(parity)
+    manifest.model = E2E_MODEL
+    manifest.parity = {**(manifest.parity or {}), "e2e": to_dict(parity)}
+    return to_dict(parity)
+
+
+def _tagger_e2e_model(tmp: Path, source: Path, manifest: BundleManifest, export, data) -> dict:
+    """An entity tagger's model.e2e.onnx (text in, entities with character offsets out), gated on
+    the same spans as the python bundle (kdeploy.package.e2e_words)."""
+    import onnx
+
+    from .bundle import gate_texts
+    from .e2e import E2E_MODEL, with_load_time_fusions
+    from .e2e_words import build_tagger_e2e, wordpiece_vocab
+    from .hostile_texts import HOSTILE_TEXTS
+    from .parity import check_tagger_e2e, gate
+    from .tokenizer_graph import bert_tokenizer_attributes, normaliser_table
+
+    named = source.parent / TOKENIZER_FILE  # the export's own copy: errors name the folder the user gave
+    tokenizer_json = named if named.is_file() else tmp / TOKENIZER_FILE
+    # one line if BERT's normaliser or template cannot be reproduced; else its [CLS]/[SEP] strings
+    attributes = bert_tokenizer_attributes(tokenizer_json, manifest.max_length)
+    vocab, _ = wordpiece_vocab(tokenizer_json)
+    texts, where = gate_texts(export, data, manifest.task)
+    disabled = (manifest.session or {}).get("disabled_optimizers")
+    with tempfile.TemporaryDirectory(prefix="kdeploy-e2e-") as scratch:
+        plain, fused = Path(scratch) / "model.onnx", Path(scratch) / "fused.onnx"
+        bind_labels(source, plain, manifest.label_names)
+        with_load_time_fusions(plain, fused, disabled)
+        cls_id, sep_id = (vocab[attributes[t]] for t in ("cls_token", "sep_token"))
+        onnx.save(build_tagger_e2e(fused, tokenizer_json, normaliser_table(tokenizer_json), manifest.label_names,
+                                   manifest.max_length, cls_id, sep_id), str(tmp / E2E_MODEL))
+        hostile = list(HOSTILE_TEXTS)
+        parity = check_tagger_e2e(tmp / E2E_MODEL, plain, tmp / TOKENIZER_FILE, texts + hostile,
+                                  f"{where} + {len(hostile)} hostile texts", manifest.max_length,
+                                  manifest.label_names, disabled_optimizers=disabled)
     gate(parity)
     manifest.model = E2E_MODEL
     manifest.parity = {**(manifest.parity or {}), "e2e": to_dict(parity)}

@@ -30,6 +30,8 @@ from .base import IGNORE_INDEX, TaskKind, check_teacher
 from .predictions import EntitiesPrediction
 
 OUTSIDE = "O"
+#: an entity tagger's onnx-e2e graph (kdeploy.package.e2e_words): `text` [1] in; entities, then its words, out
+E2E_OUTPUTS = ("entity", "start", "end", "score", "word_start", "word_end", "probabilities")
 NO_GOLD = -1  # a word of transfer text: distilled from the teacher, no gold tag
 BOOTSTRAP_ROUNDS = 1000
 
@@ -279,7 +281,7 @@ TOKEN_CLASSIFICATION = TokenClassification(
     export_task="token-classification",
     routes=("/predict",),
     students=frozenset({"layers", "bilstm"}),
-    formats=frozenset({"python"}),
+    formats=frozenset({"python", "onnx-e2e"}),
     baselines=frozenset(),
     word_labels=True,
     e2e_output="logits",
