@@ -260,7 +260,8 @@ def test_the_e2e_bundle_gives_the_python_bundles_spans_from_text_alone(tagger_bu
     from kdeploy.edge import Predictor
     from kdeploy.package.hostile_texts import HOSTILE_TEXTS
 
-    _kdeploy("package", tagger_bundle["onnx"], "--format", "onnx-e2e", "--out", tmp_path / "e2e")
+    log = _kdeploy("package", tagger_bundle["onnx"], "--format", "onnx-e2e", "--out", tmp_path / "e2e")
+    assert "e2e gate: entities (type, start, end) identical on" in log
     manifest = json.loads((tmp_path / "e2e" / "bundle.json").read_text())
     gate = manifest["parity"]["e2e"]
     assert gate["compared"] == "spans" and gate["identical"] == gate["texts"] >= 60 and gate["max_abs_diff"] < 1e-5

@@ -34,7 +34,8 @@ class PackageResult(Result):
         for r in [self, *self.others]:
             p = r.e2e_parity
             if p:
-                lines.append(f"e2e gate: tokens identical on {p['identical']}/{p['texts']} texts ({p['source']}); "
+                what = "entities (type, start, end)" if p.get("compared") == "spans" else "tokens"
+                lines.append(f"e2e gate: {what} identical on {p['identical']}/{p['texts']} texts ({p['source']}); "
                              f"max |Δp| {p['max_abs_diff']:.1e} vs the Python predictor on {p['probability_texts']}"
                              + (f"; texts with a NUL, compared up to it: {p['nul_truncated']}" if p["nul_truncated"] else ""))
             after = FORMATS[r.kind].after if r.kind in FORMATS else None
