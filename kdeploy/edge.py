@@ -331,12 +331,9 @@ class Predictor:
         """Exactly one model call on `texts` as given (no regrouping): probabilities per label,
         or the score. What the batch-invariance gate compares."""
         examples = self._examples(texts)
-        if self.e2e and self.kind.word_labels:  # the graph reads one text a call: a row per word it read
-            rows = [self._e2e_words(t)["probabilities"] for t in examples]
-            out = np.zeros((len(rows), self.max_length, len(self.labels)))
-            for i, r in enumerate(rows):
-                out[i, :len(r)] = r
-            return out
+        if self.e2e and self.kind.word_labels:
+            raise BundleError(f"{self.folder}: an e2e tagger's graph reads one text a call and returns its "
+                              "entities, not per-token rows; use predict()")
         if self.e2e:
             batch = np.array([list(t) for t in examples] if self.manifest.pairs else examples, dtype=object)
             return self.session.run([self.kind.e2e_output], {"text": batch})[0].astype(np.float64)

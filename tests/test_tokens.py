@@ -281,6 +281,8 @@ def test_the_e2e_bundle_gives_the_python_bundles_spans_from_text_alone(tagger_bu
                                         {"text": np.array([texts[0]], dtype=object)})
     assert [(str(k), int(a), int(b)) for k, a, b in zip(entity, start, end)] == [("PER", 14, 19), ("PER", 24, 27),
                                                                                 ("LOC", 32, 36)]
+    with pytest.raises(KdeployError, match="reads one text a call"):
+        e2e.outputs(texts[:2])
     code, out, _ = cli("predict", tmp_path / "e2e", "--redact", texts[0])
     assert code == 0 and out.strip() == "the story was [PER] and [PER] and [LOC] ."
     assert "code-point" in (tmp_path / "e2e" / "README.md").read_text()

@@ -112,6 +112,22 @@ def use_web(m: BundleManifest) -> list[str]:
             "Python (the same files): `kdeploy predict path/to/this/bundle \"your text\"`.", ""]
 
 
+def _invariance(m: BundleManifest) -> list[str]:
+    inv = m.invariance or {}
+    if m.batch_invariant is True and inv.get("note"):
+        return [f"Batch-invariant: {inv['note']}.", ""]
+    if m.batch_invariant is True:
+        return [f"Batch-invariant: a text gets the same answer alone or in any batch (measured on {inv.get('texts')} "
+                f"texts alone, in batches of 32 and beside the longest: max |Δp| {inv.get('max_abs_diff', 0):.1e}, "
+                "no label changed).", ""]
+    if m.batch_invariant is False:
+        return [f"Not batch-invariant: this model's int8 activations are scaled per call, so a text's answer "
+                f"depends on which texts share its batch ({inv.get('flips')} of {inv.get('texts')} labels changed, "
+                f"max |Δp| {inv.get('max_abs_diff', 0):.1e}). Predict one text per call for stable answers, or "
+                "re-export with `--quantize int8` (calibrated).", ""]
+    return []
+
+
 def model_card(m: BundleManifest) -> str:
     acc = m.accuracy or {}
     model = m.provenance.get("model") or m.provenance.get("student") or {}
@@ -124,18 +140,7 @@ def model_card(m: BundleManifest) -> str:
              *_thresholds(m),
              f"Model: `{m.model}` ({m.dtype}, from `{m.source_file}`, opset {m.opset}); run it on {m.provider_advice}.",
              ""]
-    inv = m.invariance or {}
-    if m.batch_invariant is True and inv.get("note"):
-        lines += [f"Batch-invariant: {inv['note']}.", ""]
-    elif m.batch_invariant is True:
-        lines += [f"Batch-invariant: a text gets the same answer alone or in any batch (measured on {inv.get('texts')} "
-                  f"texts alone, in batches of 32 and beside the longest: max |Δp| {inv.get('max_abs_diff', 0):.1e}, "
-                  "no label changed).", ""]
-    elif m.batch_invariant is False:
-        lines += [f"Not batch-invariant: this model's int8 activations are scaled per call, so a text's answer "
-                  f"depends on which texts share its batch ({inv.get('flips')} of {inv.get('texts')} labels changed, "
-                  f"max |Δp| {inv.get('max_abs_diff', 0):.1e}). Predict one text per call for stable answers, or "
-                  "re-export with `--quantize int8` (calibrated).", ""]
+    lines += _invariance(m)
     if m.ort_model:
         lines += [f"ORT format: `{m.ort_model}` (same model, for ONNX Runtime Mobile and other minimal builds; "
                   f"`{m.ort_operators}` lists the operators a reduced build must include).", ""]

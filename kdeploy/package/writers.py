@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..configtools import to_dict
@@ -68,24 +69,19 @@ def _e2e_model(tmp: Path, source: Path, manifest: BundleManifest, export, data) 
     plain model and the `tokenizers` library, i.e. with what the python bundle answers."""
     import onnx
 
-    from .e2e import E2E_MODEL, build_e2e, with_load_time_fusions
+    from .e2e import E2E_MODEL, build_e2e
     from .hostile_texts import HOSTILE_TEXTS, hostile_pairs
-    from .parity import check_e2e, gate
+    from .parity import check_e2e
     from .tokenizer_graph import in_graph_tokenizer, tokenizer_model
 
     if task_kind(manifest.task).word_labels:
         return _tagger_e2e_model(tmp, source, manifest, export, data)
-    named = source.parent / TOKENIZER_FILE  # the export's own copy: errors name the folder the user gave
-    attributes, table = in_graph_tokenizer(named if named.is_file() else tmp / TOKENIZER_FILE, manifest.max_length,
-                                           manifest.pairs)
+    attributes, table = in_graph_tokenizer(_tokenizer_json(source, tmp), manifest.max_length, manifest.pairs)
     from .bundle import gate_texts
 
     texts, where = gate_texts(export, data, manifest.task)
     disabled = (manifest.session or {}).get("disabled_optimizers")
-    with tempfile.TemporaryDirectory(prefix="kdeploy-e2e-") as scratch:
-        plain, fused = Path(scratch) / "model.onnx", Path(scratch) / "fused.onnx"
-        bind_labels(source, plain, manifest.label_names)
-        with_load_time_fusions(plain, fused, disabled)
+    with _bound_model(source, manifest) as (plain, fused):
         kind = task_kind(manifest.task)
         thresholds = [manifest.thresholds[n] for n in manifest.label_names] if manifest.thresholds else None
         if kind.thresholds and thresholds is None:
@@ -99,10 +95,7 @@ def _e2e_model(tmp: Path, source: Path, manifest: BundleManifest, export, data) 
                            tmp / TOKENIZER_FILE, texts + hostile, f"{where} + {len(hostile)} hostile "
                            + ("pairs" if manifest.pairs else "texts"), manifest.max_length, manifest.pairs,
                            disabled, manifest.pair_truncation, truncation=manifest.truncation, task=manifest.task)
-    gate(parity)
-    manifest.model = E2E_MODEL
-    manifest.parity = {**(manifest.parity or {}), "e2e": to_dict(parity)}
-    return to_dict(parity)
+    return _gated(parity, manifest)
 
 
 def _tagger_e2e_model(tmp: Path, source: Path, manifest: BundleManifest, export, data) -> dict:
@@ -111,23 +104,19 @@ def _tagger_e2e_model(tmp: Path, source: Path, manifest: BundleManifest, export,
     import onnx
 
     from .bundle import gate_texts
-    from .e2e import E2E_MODEL, with_load_time_fusions
+    from .e2e import E2E_MODEL
     from .e2e_words import build_tagger_e2e, wordpiece_vocab
     from .hostile_texts import HOSTILE_TEXTS
-    from .parity import check_tagger_e2e, gate
+    from .parity import check_tagger_e2e
     from .tokenizer_graph import bert_tokenizer_attributes, normaliser_table
 
-    named = source.parent / TOKENIZER_FILE  # the export's own copy: errors name the folder the user gave
-    tokenizer_json = named if named.is_file() else tmp / TOKENIZER_FILE
+    tokenizer_json = _tokenizer_json(source, tmp)
     # one line if BERT's normaliser or template cannot be reproduced; else its [CLS]/[SEP] strings
     attributes = bert_tokenizer_attributes(tokenizer_json, manifest.max_length)
     vocab, _ = wordpiece_vocab(tokenizer_json)
     texts, where = gate_texts(export, data, manifest.task)
     disabled = (manifest.session or {}).get("disabled_optimizers")
-    with tempfile.TemporaryDirectory(prefix="kdeploy-e2e-") as scratch:
-        plain, fused = Path(scratch) / "model.onnx", Path(scratch) / "fused.onnx"
-        bind_labels(source, plain, manifest.label_names)
-        with_load_time_fusions(plain, fused, disabled)
+    with _bound_model(source, manifest) as (plain, fused):
         cls_id, sep_id = (vocab[attributes[t]] for t in ("cls_token", "sep_token"))
         onnx.save(build_tagger_e2e(fused, tokenizer_json, normaliser_table(tokenizer_json), manifest.label_names,
                                    manifest.max_length, cls_id, sep_id), str(tmp / E2E_MODEL))
@@ -135,7 +124,34 @@ def _tagger_e2e_model(tmp: Path, source: Path, manifest: BundleManifest, export,
         parity = check_tagger_e2e(tmp / E2E_MODEL, plain, tmp / TOKENIZER_FILE, texts + hostile,
                                   f"{where} + {len(hostile)} hostile texts", manifest.max_length,
                                   manifest.label_names, disabled_optimizers=disabled)
+    return _gated(parity, manifest)
+
+
+def _gated(parity, manifest: BundleManifest) -> dict:
+    """The e2e gate's verdict (one line and nothing written when it fails), recorded in the manifest."""
+    from .e2e import E2E_MODEL
+    from .parity import gate
+
     gate(parity)
     manifest.model = E2E_MODEL
     manifest.parity = {**(manifest.parity or {}), "e2e": to_dict(parity)}
     return to_dict(parity)
+
+
+def _tokenizer_json(source: Path, tmp: Path) -> Path:
+    """The export's own tokenizer.json (errors then name the folder the user gave), else the copy."""
+    named = source.parent / TOKENIZER_FILE
+    return named if named.is_file() else tmp / TOKENIZER_FILE
+
+
+@contextmanager
+def _bound_model(source: Path, manifest: BundleManifest):
+    """(plain, fused): the source file with the manifest's label names bound in, and the same with
+    the fusions onnxruntime applies at load written in (what an e2e graph wraps), in a scratch folder."""
+    from .e2e import with_load_time_fusions
+
+    with tempfile.TemporaryDirectory(prefix="kdeploy-e2e-") as scratch:
+        plain, fused = Path(scratch) / "model.onnx", Path(scratch) / "fused.onnx"
+        bind_labels(source, plain, manifest.label_names)
+        with_load_time_fusions(plain, fused, (manifest.session or {}).get("disabled_optimizers"))
+        yield plain, fused
