@@ -57,7 +57,7 @@ def use_e2e(m: BundleManifest) -> list[str]:
         returns = ("its entities: `entity`: string [E] (the type), `start` and `end`: int64 [E] (Unicode code-point "
                    "offsets into the text: Python `str` indices; a Java/C# app converts them with "
                    "`offsetByCodePoints`), `score`: float [E] (the mean of its words' tag probabilities); and per "
-                   f"word read, `word_start`, `word_end` and `probabilities`: float [W, {len(m.label_names)}] in the "
+                   f"word, `word_start`, `word_end` and `probabilities`: float [W, {len(m.label_names)}] in the "
                    f"order {', '.join(m.label_names)}. A text longer than the model's {m.max_length} tokens is read "
                    "whole, in overlapping windows, as the python bundle reads it")
     return [f"`{m.model}` takes `text`: string {shape} and returns {returns}. The tokenizer is inside the graph as onnxruntime-extensions custom ops, so "

@@ -13,7 +13,7 @@ app in C, Java, C# or on a phone gets spans with onnxruntime and its extensions 
       └─ entities grouped as transformers' pipeline groups words (B-X starts one, I-X continues its
          type, I-X after O or another type starts one); a score is the mean of its words'
     entity: string [E], start: int64 [E], end: int64 [E], score: float [E]
-    word_start, word_end: int64 [W], probabilities: float [W, C] (the words read)
+    word_start, word_end: int64 [W], probabilities: float [W, C] (every word of the text)
 
 Offsets count Unicode code points (Python's `str` indices), as the python bundle's do; a text of
 any length is read whole. Built for WordPiece (BERT-normalised) tokenizers; the package gate
