@@ -95,14 +95,19 @@ class _BiLSTM(_SmallClassifier):
     """The BiLSTM encoder both heads share: each token's forward and backward states."""
 
     config_class = BiLSTMConfig
+    head_states = 2  # states per hidden unit the head reads: 2 per token (fwd, bwd); 4 pooled (mean, max)
 
-    def _layers(self, config: BiLSTMConfig) -> None:
+    def __init__(self, config: BiLSTMConfig):
+        super().__init__(config)
         self.embed = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_token_id)
         # Two one-way LSTMs rather than bidirectional=True: the backward one runs on each
         # sequence reversed within its length, so padding never leaks into a real step.
         self.forward_lstm = nn.LSTM(config.embedding_dim, config.hidden_size, config.num_layers, batch_first=True)
         self.backward_lstm = nn.LSTM(config.embedding_dim, config.hidden_size, config.num_layers, batch_first=True)
         self.dropout = nn.Dropout(config.dropout)
+        self.pre_classifier = nn.Linear(self.head_states * config.hidden_size, config.hidden_size)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
 
     def _states(self, input_ids, attention_mask):
         """(states [B, L, 2H], mask [B, L, 1], lengths [B])."""
@@ -117,12 +122,7 @@ class _BiLSTM(_SmallClassifier):
 
 
 class BiLSTMForSequenceClassification(_BiLSTM):
-    def __init__(self, config: BiLSTMConfig):
-        super().__init__(config)
-        self._layers(config)
-        self.pre_classifier = nn.Linear(4 * config.hidden_size, config.hidden_size)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
+    head_states = 4
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
                 return_dict=None, **kwargs):
@@ -137,13 +137,6 @@ class BiLSTMForSequenceClassification(_BiLSTM):
 class BiLSTMForTokenClassification(_BiLSTM):
     """An entity tagger: each token's two states through a small head (a tag per token; the
     task reads each word's first sub-token, as for a transformer tagger)."""
-
-    def __init__(self, config: BiLSTMConfig):
-        super().__init__(config)
-        self._layers(config)
-        self.pre_classifier = nn.Linear(2 * config.hidden_size, config.hidden_size)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
                 return_dict=None, **kwargs):
